@@ -1,0 +1,127 @@
+//! Streaming writer and reader.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+
+use avila_compress::corpus::{Kind, generate};
+use avila_compress::{Codec, Error, FrameReader, FrameWriter, Limits, Options, Profile};
+
+fn write_stream(data: &[u8], options: Options, piece: usize) -> Vec<u8> {
+    let mut writer = FrameWriter::new(Vec::new(), options);
+    for chunk in data.chunks(piece.max(1)) {
+        writer.write_all(chunk).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+fn read_stream(stream: &[u8], limits: Limits) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    FrameReader::new(stream, limits).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn inner_error(e: &std::io::Error) -> &Error {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .unwrap_or_else(|| panic!("not a frame error: {e}"))
+}
+
+#[test]
+fn streams_round_trip_for_any_write_pattern() {
+    let data = [
+        generate(Kind::JsonLogs, 300_000, 1),
+        generate(Kind::Random, 100_000, 2),
+    ]
+    .concat();
+    for codec in [
+        Codec::None,
+        Codec::Lz4,
+        Codec::Zstd,
+        Codec::Auto(Profile::Balanced),
+    ] {
+        for block in [1, 1000, 65_536, 1 << 20] {
+            let options = Options::new(codec).with_block_size(block).unwrap();
+            for piece in [1, 777, 65_536, 400_000] {
+                if block == 1 && piece != 777 {
+                    continue; // one-byte blocks are slow; one pattern is enough
+                }
+                let stream = write_stream(&data, options, piece);
+                let back = read_stream(&stream, Limits::new(data.len() as u64)).unwrap();
+                assert_eq!(
+                    back.len(),
+                    data.len(),
+                    "{codec:?} block {block} piece {piece}"
+                );
+                assert!(back == data, "{codec:?} block {block} piece {piece}");
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_stream_round_trips() {
+    let stream = write_stream(&[], Options::default(), 10);
+    assert!(!stream.is_empty());
+    assert!(read_stream(&stream, Limits::default()).unwrap().is_empty());
+}
+
+#[test]
+fn truncated_streams_are_errors_not_short_reads() {
+    let data = generate(Kind::Text, 50_000, 3);
+    let options = Options::new(Codec::Lz4).with_block_size(10_000).unwrap();
+    let stream = write_stream(&data, options, 4096);
+    for cut in (0..stream.len()).step_by(97) {
+        let err = read_stream(&stream[..cut], Limits::default()).unwrap_err();
+        let inner = inner_error(&err);
+        assert!(
+            matches!(inner, Error::Truncated { .. } | Error::UnterminatedStream),
+            "cut at {cut}: {inner}"
+        );
+    }
+}
+
+#[test]
+fn a_stream_without_its_final_frame_is_unterminated() {
+    let data = generate(Kind::Text, 30_000, 3);
+    let options = Options::new(Codec::Lz4).with_block_size(10_000).unwrap();
+    let mut writer = FrameWriter::new(Vec::new(), options);
+    writer.write_all(&data).unwrap();
+    // Dropped without finish: three full blocks are out, the final frame is not.
+    let partial = writer.get_ref().clone();
+    let err = read_stream(&partial, Limits::default()).unwrap_err();
+    assert!(matches!(inner_error(&err), Error::UnterminatedStream));
+}
+
+#[test]
+fn stream_limits_bound_total_and_per_frame_output() {
+    let data = generate(Kind::Zeros, 4 << 20, 0);
+    let stream = write_stream(&data, Options::new(Codec::Zstd), 1 << 16);
+    let err = read_stream(&stream, Limits::new(3 << 20)).unwrap_err();
+    assert!(matches!(inner_error(&err), Error::TooLarge { limit, .. } if *limit == 3 << 20));
+    let per_frame = Limits {
+        max_output: u64::MAX,
+        max_frame: 1000,
+    };
+    let err = read_stream(&stream, per_frame).unwrap_err();
+    assert!(matches!(
+        inner_error(&err),
+        Error::TooLarge { limit: 1000, .. }
+    ));
+    assert_eq!(read_stream(&stream, Limits::new(4 << 20)).unwrap(), data);
+}
+
+#[test]
+fn corruption_inside_a_stream_is_reported() {
+    let data = generate(Kind::JsonLogs, 100_000, 8);
+    let options = Options::new(Codec::Zstd).with_block_size(20_000).unwrap();
+    let stream = write_stream(&data, options, 5000);
+    for at in (0..stream.len()).step_by(501) {
+        let mut bad = stream.clone();
+        bad[at] ^= 0x10;
+        match read_stream(&bad, Limits::default()) {
+            Err(_) => {}
+            Ok(back) => assert_eq!(back, data, "flip at {at} went unnoticed"),
+        }
+    }
+}
