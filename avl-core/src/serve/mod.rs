@@ -1,0 +1,354 @@
+//! Serve plumbing: mount services behind the authentication and authorization hooks, with
+//! request ids, body limits, health checks, metrics, access logs, optional TLS, and a
+//! graceful shutdown that lets in-flight requests finish.
+//!
+//! ```no_run
+//! # async fn demo<S: avl_core::Service>(engine: std::sync::Arc<S>, keys: avl_core::StaticKeys) -> avl_core::Result<()> {
+//! use std::sync::Arc;
+//! use avl_core::serve::{ServeConfig, Server, SigV4Authenticator, SuperuserOnly, shutdown_signal};
+//!
+//! let server = Server::builder(Arc::new(SigV4Authenticator::new(Arc::new(keys))), Arc::new(SuperuserOnly))
+//!     .mount(engine)
+//!     .bind(ServeConfig::new("127.0.0.1:4510".parse().unwrap()))
+//!     .await?;
+//! println!("listening on {}", server.url());
+//! server.run(async { shutdown_signal().await; }).await
+//! # }
+//! ```
+
+mod auth;
+mod observe;
+mod rpc;
+mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+pub use auth::{
+    Action, AllowAll, AnonymousAccess, Authenticated, Authenticator, Authorizer, Decision,
+    SigV4Authenticator, SuperuserOnly,
+};
+pub use observe::{ACCESS_LOG_TARGET, METRIC_DURATION, METRIC_REQUESTS, PeerAddr, RequestId};
+pub use tls::TlsFiles;
+
+use crate::error::{Error, Result};
+use crate::service::Service;
+use crate::wire;
+use observe::{RequestId as Rid, error_response};
+
+/// The hooks every mounted route goes through.
+pub(crate) struct Gate {
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The address to bind (`127.0.0.1:4510` by default in `avl serve`; port 0 picks one).
+    pub listen: SocketAddr,
+    /// TLS certificate and key; plain HTTP without them.
+    pub tls: Option<TlsFiles>,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send a request head.
+    pub header_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// Plain HTTP on `listen`, 30 s shutdown grace, 30 s header timeout.
+    pub fn new(listen: SocketAddr) -> Self {
+        ServeConfig {
+            listen,
+            tls: None,
+            shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// With TLS from these PEM files.
+    pub fn with_tls(mut self, tls: TlsFiles) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+type ReadyCheck = Box<dyn Fn() -> Result<()> + Send + Sync>;
+
+/// Collects services to serve; [`ServerBuilder::bind`] turns it into a [`Server`].
+pub struct ServerBuilder {
+    gate: Arc<Gate>,
+    router: Router,
+    ready_checks: Vec<(&'static str, ReadyCheck)>,
+}
+
+/// Shared between the routes and the accept loop.
+struct ServerState {
+    shutting_down: AtomicBool,
+    ready_checks: Vec<(&'static str, ReadyCheck)>,
+}
+
+impl ServerBuilder {
+    /// Mounts `service` at `POST /v1/{S::NAME}`, behind authentication and authorization.
+    ///
+    /// # Panics
+    /// If a service of the same name is already mounted: a wiring mistake, not input.
+    pub fn mount<S: Service>(mut self, service: Arc<S>) -> Self {
+        let path = format!("{}{}", wire::SERVICE_PATH_PREFIX, S::NAME);
+        assert!(
+            !self.ready_checks.iter().any(|(name, _)| *name == S::NAME),
+            "service `{}` mounted twice",
+            S::NAME
+        );
+        let check_service = Arc::clone(&service);
+        self.ready_checks
+            .push((S::NAME, Box::new(move || check_service.ready())));
+        let mounted = Arc::new(rpc::Mounted {
+            service,
+            gate: Arc::clone(&self.gate),
+        });
+        self.router = self
+            .router
+            .route(&path, any(rpc::handle::<S>).with_state(mounted));
+        self
+    }
+
+    /// Binds the listener and loads TLS, so a bad address, a port in use or malformed
+    /// TLS files are reported before anything runs.
+    pub async fn bind(self, config: ServeConfig) -> Result<Server> {
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            let reason = match e.kind() {
+                std::io::ErrorKind::AddrInUse => "address already in use".to_string(),
+                std::io::ErrorKind::AddrNotAvailable => "address not available".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            Error::unavailable(format!("cannot listen on {}: {reason}", config.listen))
+        })?;
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(ServerState {
+            shutting_down: AtomicBool::new(false),
+            ready_checks: self.ready_checks,
+        });
+        let router = self
+            .router
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz).with_state(Arc::clone(&state)))
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn(observe::observe));
+        Ok(Server {
+            listener,
+            local_addr,
+            tls: tls.map(tokio_rustls::TlsAcceptor::from),
+            router,
+            state,
+            config,
+        })
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<Rid>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    if state.shutting_down.load(Ordering::Acquire) {
+        return error_response(Error::unavailable("shutting down"), &request_id);
+    }
+    for (name, check) in &state.ready_checks {
+        if let Err(e) = check() {
+            return error_response(e.context(format!("service {name} not ready")), &request_id);
+        }
+    }
+    "ready\n".into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<Rid>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    error_response(
+        Error::not_found(format!("no endpoint at {}", request.uri().path())),
+        &request_id,
+    )
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    state: Arc<ServerState>,
+    config: ServeConfig,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder whose routes all go through `authenticator` and `authorizer`.
+    pub fn builder(
+        authenticator: Arc<dyn Authenticator>,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> ServerBuilder {
+        ServerBuilder {
+            gate: Arc::new(Gate {
+                authenticator,
+                authorizer,
+            }),
+            router: Router::new(),
+            ready_checks: Vec::new(),
+        }
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use: `http://addr` or `https://addr`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, answers `/readyz` with 503,
+    /// lets in-flight requests finish (up to the grace period) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.config.header_timeout);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            // Reap finished connection tasks so the set only holds live ones.
+            while connections.try_join_next().is_some() {}
+            let (tcp, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = self.router.clone();
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(PeerAddr(peer));
+                    router.clone().oneshot(request.map(axum::body::Body::new))
+                });
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            match &self.tls {
+                None => {
+                    connections.spawn(async move {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    connections.spawn(async move {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn.into_owned()).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+            }
+        }
+        self.state.shutting_down.store(true, Ordering::Release);
+        drop(self.listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        match tokio::time::timeout(self.config.shutdown_grace, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = self.config.shutdown_grace.as_secs_f64(),
+                    connections = connections.len(),
+                    "grace period over; closing remaining connections"
+                );
+                connections.abort_all();
+            }
+        }
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, returning which.
+pub async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => "SIGINT",
+        () = terminate => "SIGTERM",
+    }
+}
