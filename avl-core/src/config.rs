@@ -195,10 +195,30 @@ impl ClientConfig {
     }
 
     /// The configuration from the config file (profile `$AVL_PROFILE` or `default`) and
-    /// the `AVL_*` environment variables, which win.
+    /// the `AVL_*` environment variables, which win. Without a user config directory
+    /// (and no `$AVL_CONFIG_FILE`), only the environment counts.
     pub fn load() -> Result<Self> {
-        let path = ConfigFile::default_path()?;
-        Self::resolve(&ConfigFile::load(&path)?, &std_env)
+        Self::resolve(&Self::user_file()?, &std_env)
+    }
+
+    /// Like [`ClientConfig::load`], with the profile named by the caller (a command-line
+    /// flag, say) instead of `$AVL_PROFILE`.
+    pub fn load_profile(profile: &str) -> Result<Self> {
+        let env = |name: &str| {
+            if name == ENV_PROFILE {
+                Some(profile.to_string())
+            } else {
+                std_env(name)
+            }
+        };
+        Self::resolve(&Self::user_file()?, &env)
+    }
+
+    fn user_file() -> Result<ConfigFile> {
+        match ConfigFile::default_path() {
+            Ok(path) => ConfigFile::load(&path),
+            Err(_) => Ok(ConfigFile::default()),
+        }
     }
 
     /// The merge of `file` and `env` (a lookup of environment variables): testable

@@ -59,9 +59,7 @@ pub(crate) fn error_response(error: Error, request_id: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(wire::CONTENT_TYPE_JSON),
     );
-    let mut outcome = Outcome::new("http", "unknown");
-    outcome.code = Some(error.code());
-    response.extensions_mut().insert(outcome);
+    response.extensions_mut().insert(error.code());
     response
 }
 
@@ -79,6 +77,15 @@ fn request_id_of(request: &Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map_or_else(new_request_id, str::to_owned)
+}
+
+/// The metrics label of a request no service handled.
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        _ => "other",
+    }
 }
 
 /// The middleware: id, span, metrics, access log line, `x-request-id` on the response.
@@ -99,8 +106,11 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<Outcome>()
         .cloned()
-        .unwrap_or_else(|| Outcome::new("http", "other"));
-    let code = outcome.code.map_or("ok", ErrorCode::as_str);
+        .unwrap_or_else(|| Outcome::new("http", route_name(&path)));
+    let code = outcome
+        .code
+        .or_else(|| response.extensions().get::<ErrorCode>().copied())
+        .map_or("ok", ErrorCode::as_str);
     let labels = [
         ("service", outcome.service),
         ("op", outcome.operation),
@@ -122,7 +132,7 @@ pub(crate) async fn observe(mut request: Request, next: Next) -> Response {
             outcome = code,
             principal,
             peer,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
         );
     });

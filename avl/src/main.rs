@@ -1,0 +1,191 @@
+//! `avl`: run every AVL service in one process (`avl serve`) and reach them from the
+//! command line, through a server when an endpoint is configured, or in-process on a
+//! data directory otherwise.
+
+// Printing is this binary's job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod configure;
+mod serve;
+mod system;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use avl_core::config::{DEFAULT_DATA_DIR, DEFAULT_PROFILE, ENV_DATA_DIR, ENV_PROFILE};
+use avl_core::serve::TlsFiles;
+use avl_core::{Client, ClientConfig, Error, Result, connect};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "avl",
+    version,
+    about = "AVL: an embeddable cloud platform. Serve every service in one process, or reach them from here.",
+    long_about = None,
+)]
+struct Cli {
+    /// Data directory for `serve` and for in-process commands.
+    #[arg(long, global = true, env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+
+    /// Config file profile to use.
+    #[arg(long, global = true, env = ENV_PROFILE, default_value = DEFAULT_PROFILE)]
+    profile: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in this process, behind one HTTP endpoint.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4510")]
+        listen: SocketAddr,
+        /// TLS certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM); needs --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Turn authentication off: anyone who can connect has every right.
+        #[arg(long)]
+        no_auth: bool,
+        /// Log line format (logs go to stderr; filter with AVL_LOG, e.g. `debug`).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Save an endpoint, key pair and region to the config file (asks when no flag is given).
+    Configure {
+        /// Endpoint URL, e.g. http://127.0.0.1:4510.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Access key id.
+        #[arg(long)]
+        access_key_id: Option<String>,
+        /// Secret access key.
+        #[arg(long)]
+        secret_access_key: Option<String>,
+        /// Region.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Show the status of the deployment (server or in-process data directory).
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where client commands go.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Endpoint of a served deployment (overrides the config file and AVL_ENDPOINT);
+    /// without any, the command runs in-process on --data-dir.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AVL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// The client configuration: config file and environment, then the command line.
+fn client_config(cli: &Cli, target: &Target) -> Result<ClientConfig> {
+    let mut config = ClientConfig::load_profile(&cli.profile)?;
+    config.data_dir = cli.data_dir.clone();
+    if let Some(endpoint) = &target.endpoint {
+        config.endpoint = Some(endpoint.clone());
+    }
+    Ok(config)
+}
+
+fn status(cli: &Cli, target: &Target) -> Result<()> {
+    let config = client_config(cli, target)?;
+    runtime()?.block_on(async {
+        let client = Client::new(connect::<system::System>(&config)?);
+        let status = client.call(system::SystemRequest::Status).await?;
+        let json = serde_json::to_string_pretty(&status)
+            .map_err(|e| Error::internal(format!("cannot print status: {e}")))?;
+        println!("{json}");
+        Ok(())
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            no_auth,
+            log_format,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            };
+            let args = serve::ServeArgs {
+                data_dir: cli.data_dir.clone(),
+                listen: *listen,
+                tls,
+                no_auth: *no_auth,
+            };
+            init_logging(*log_format);
+            runtime()?.block_on(serve::run(args))
+        }
+        Command::Configure {
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            region,
+        } => configure::run(configure::ConfigureArgs {
+            profile: cli.profile.clone(),
+            endpoint: endpoint.clone(),
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.clone(),
+            region: region.clone(),
+        }),
+        Command::Status { target } => status(&cli, target),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `avl serve`: every service in one process.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use avl_core::credentials::{ROOT_CREDENTIALS_FILE, load_or_create_root};
+use avl_core::serve::{
+    AllowAll, AnonymousAccess, Authenticator, Authorizer, ServeConfig, Server, SigV4Authenticator,
+    SuperuserOnly, TlsFiles, shutdown_signal,
+};
+use avl_core::{Credentials, Error, Result, Service, StaticKeys};
+
+use crate::system::System;
+
+/// Root key pair from the environment, when both halves are set.
+const ENV_ROOT_ACCESS_KEY_ID: &str = "AVL_ROOT_ACCESS_KEY_ID";
+const ENV_ROOT_SECRET_ACCESS_KEY: &str = "AVL_ROOT_SECRET_ACCESS_KEY";
+/// The lock file that keeps two servers off one data directory.
+const LOCK_FILE: &str = "avl.lock";
+
+pub(crate) struct ServeArgs {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) no_auth: bool,
+}
+
+/// Creates the data directory, checks it is writable, and locks it for this process.
+fn open_data_dir(dir: &Path) -> Result<(PathBuf, File)> {
+    let fail = |e: std::io::Error| {
+        Error::unavailable(format!("cannot use data directory {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let dir = dir.canonicalize().map_err(fail)?;
+    let probe = dir.join(".write-probe");
+    File::create(&probe).map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)?;
+    let lock = File::create(dir.join(LOCK_FILE)).map_err(fail)?;
+    match lock.try_lock() {
+        Ok(()) => Ok((dir, lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
+            "data directory {} is in use by another avl process",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(e)),
+    }
+}
+
+/// The root key pair: from the environment, else from (or newly written to) the data
+/// directory. The bool says whether it was just created.
+fn root_credentials(data_dir: &Path) -> Result<(Credentials, bool)> {
+    let id = std::env::var(ENV_ROOT_ACCESS_KEY_ID)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var(ENV_ROOT_SECRET_ACCESS_KEY)
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok((
+            Credentials::new(id, secret)
+                .map_err(|e| e.context("root credentials from the environment"))?,
+            false,
+        )),
+        (None, None) => load_or_create_root(data_dir),
+        _ => Err(Error::invalid_input(
+            ENV_ROOT_ACCESS_KEY_ID,
+            format!(
+                "set both {ENV_ROOT_ACCESS_KEY_ID} and {ENV_ROOT_SECRET_ACCESS_KEY}, or neither"
+            ),
+        )),
+    }
+}
+
+/// Everything that can fail at start-up happens here, before anything is printed or
+/// logged, so a failed start is one line.
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let (data_dir, _lock) = open_data_dir(&args.data_dir)?;
+    let (root, created) = root_credentials(&data_dir)?;
+    let (authenticator, authorizer): (Arc<dyn Authenticator>, Arc<dyn Authorizer>) = if args.no_auth
+    {
+        (Arc::new(AnonymousAccess), Arc::new(AllowAll))
+    } else {
+        (
+            Arc::new(SigV4Authenticator::new(Arc::new(StaticKeys::root(
+                root.clone(),
+            )))),
+            Arc::new(SuperuserOnly),
+        )
+    };
+    let services = vec![System::NAME.to_string()];
+    let system = Arc::new(System::new(&data_dir, services));
+    let mut config = ServeConfig::new(args.listen);
+    if let Some(tls) = args.tls {
+        config = config.with_tls(tls);
+    }
+    let server = Server::builder(authenticator, authorizer)
+        .mount(system)
+        .bind(config)
+        .await?;
+
+    println!("AVL {}", env!("CARGO_PKG_VERSION"));
+    println!("data directory: {}", data_dir.display());
+    if created {
+        println!(
+            "root credentials created and saved to {} (mode 0600); shown once:",
+            data_dir.join(ROOT_CREDENTIALS_FILE).display()
+        );
+        println!("  export AVL_ACCESS_KEY_ID={}", root.access_key_id);
+        println!(
+            "  export AVL_SECRET_ACCESS_KEY={}",
+            root.secret_access_key.expose()
+        );
+    }
+    if args.no_auth {
+        println!(
+            "WARNING: authentication is off (--no-auth): anyone who can connect has every right"
+        );
+    }
+    println!("listening on {}", server.url());
+    // Tests and scripts read the lines above as they come.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!(url = %server.url(), data_dir = %data_dir.display(), "serving");
+
+    let signal = async {
+        let which = shutdown_signal().await;
+        tracing::info!(signal = which, "shutting down");
+        println!("received {which}, shutting down");
+        let _ = std::io::stdout().flush();
+    };
+    server.run(signal).await?;
+    println!("stopped");
+    Ok(())
+}

@@ -1,0 +1,490 @@
+//! The `avl` binary, run as a user runs it: `serve` with real sockets and signals,
+//! `configure` writing the config file, `status` in-process and through a server, and
+//! every start-up failure as one clear line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const AVL: &str = env!("CARGO_BIN_EXE_avl");
+
+/// An `avl` command with a clean environment: no AVL_* from the caller, a private config
+/// file path, a home of its own.
+fn avl(home: &Path) -> Command {
+    let mut cmd = Command::new(AVL);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AVL_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("AVL_CONFIG_FILE", home.join("config.toml"))
+        .current_dir(home);
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `avl serve`, its stdout read line by line.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    url: String,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+impl Served {
+    fn start(mut cmd: Command) -> Served {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child,
+            lines,
+            stdout: Vec::new(),
+            url: String::new(),
+            stderr,
+        };
+        let line = served.wait_for("listening on ");
+        served.url = line.trim_start_matches("listening on ").to_string();
+        served
+    }
+
+    /// Waits for a stdout line starting with `prefix` (a generous bound guards a hang).
+    fn wait_for(&mut self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `{prefix}` line; got {:?}", self.stdout));
+            self.stdout.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Sends `signal`, waits for the exit, and returns (exit code, stdout, stderr).
+    fn stop(mut self, signal: &str) -> (i32, Vec<String>, String) {
+        self.signal(signal);
+        let status = self.child.wait().unwrap();
+        self.stdout.extend(self.lines.try_iter());
+        let mut stderr = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            e.read_to_string(&mut stderr).unwrap();
+        }
+        (status.code().unwrap_or(-1), self.stdout, stderr)
+    }
+}
+
+fn serve(home: &Path, data_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = avl(home);
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    cmd.args(extra);
+    cmd
+}
+
+fn exported(lines: &[String], name: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        l.trim()
+            .strip_prefix(&format!("export {name}="))
+            .map(str::to_owned)
+    })
+}
+
+fn status_json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn version_and_help() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(avl(home.path()).arg("--version"));
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("avl {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = run(avl(home.path()).arg("--help"));
+    assert!(out.status.success());
+    for word in ["serve", "configure", "status", "--data-dir"] {
+        assert!(text(&out.stdout).contains(word), "help mentions {word}");
+    }
+    let out = run(avl(home.path()).args(["serve", "--help"]));
+    assert!(text(&out.stdout).contains("127.0.0.1:4510"));
+}
+
+#[test]
+fn serve_creates_root_credentials_once_and_answers_signed_clients() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let served = Served::start(serve(home.path(), &data, &["--log-format", "json"]));
+    let url = served.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"));
+    let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").expect("new key printed");
+    let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").expect("new secret printed");
+    assert!(served.stdout.iter().any(|l| l.contains(&format!(
+        "data directory: {}",
+        data.canonicalize().unwrap().display()
+    ))));
+
+    let creds = std::fs::read_to_string(data.join("credentials")).unwrap();
+    assert!(creds.contains(&key) && creds.contains(&secret));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("credentials"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Through the server, signed with the printed key pair.
+    let remote = |cmd: &mut Command| {
+        cmd.env("AVL_ENDPOINT", &url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .arg("status");
+    };
+    let mut cmd = avl(home.path());
+    remote(&mut cmd);
+    let status = status_json(&run(&mut cmd));
+    assert_eq!(status["principal"], "root");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+
+    // A wrong secret is refused with the code, on one line, non-zero.
+    let mut cmd = avl(home.path());
+    remote(&mut cmd);
+    cmd.env("AVL_SECRET_ACCESS_KEY", "definitely-not-the-secret");
+    let out = run(&mut cmd);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: Unauthenticated: signature does not match"),
+        "{err}"
+    );
+
+    let (code, stdout, stderr) = served.stop("TERM");
+    assert_eq!(code, 0, "clean exit on SIGTERM; stderr: {stderr}");
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l == "received SIGTERM, shutting down")
+    );
+    assert_eq!(stdout.last().map(String::as_str), Some("stopped"));
+
+    // One structured access line per request, carrying its request id, never a secret.
+    assert!(!stderr.contains(&secret), "the secret reached the log");
+    let access: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "avl::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{stderr}");
+    let ok = access.iter().find(|v| v["outcome"] == "ok").unwrap();
+    assert_eq!(ok["op"], "Status");
+    assert_eq!(ok["principal"], "root");
+    assert_eq!(ok["status"], 200);
+    let id = ok["span"]["request_id"].as_str().unwrap();
+    assert_eq!(id.len(), 16);
+    let denied = access
+        .iter()
+        .find(|v| v["outcome"] == "Unauthenticated")
+        .unwrap();
+    assert_eq!(denied["status"], 401);
+
+    // A restart reuses the stored pair and does not print it again.
+    let served = Served::start(serve(home.path(), &data, &[]));
+    assert!(exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").is_none());
+    let mut cmd = avl(home.path());
+    cmd.env("AVL_ENDPOINT", &served.url)
+        .env("AVL_ACCESS_KEY_ID", &key)
+        .env("AVL_SECRET_ACCESS_KEY", &secret)
+        .arg("status");
+    assert_eq!(status_json(&run(&mut cmd))["principal"], "root");
+    let (code, stdout, _) = served.stop("INT");
+    assert_eq!(code, 0);
+    assert!(stdout.iter().any(|l| l == "received SIGINT, shutting down"));
+}
+
+#[test]
+fn root_credentials_can_come_from_the_environment() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let mut cmd = serve(home.path(), &data, &[]);
+    cmd.env("AVL_ROOT_ACCESS_KEY_ID", "AVLFROMENV")
+        .env("AVL_ROOT_SECRET_ACCESS_KEY", "secret-from-the-environment");
+    let served = Served::start(cmd);
+    assert!(exported(&served.stdout, "AVL_ACCESS_KEY_ID").is_none());
+    assert!(!data.join("credentials").exists());
+    let mut client = avl(home.path());
+    client
+        .env("AVL_ACCESS_KEY_ID", "AVLFROMENV")
+        .env("AVL_SECRET_ACCESS_KEY", "secret-from-the-environment")
+        .args(["status", "--endpoint", &served.url]);
+    assert_eq!(status_json(&run(&mut client))["principal"], "root");
+    served.stop("TERM");
+
+    let mut half = serve(home.path(), &data, &[]);
+    half.env("AVL_ROOT_ACCESS_KEY_ID", "AVLFROMENV");
+    let out = run(&mut half);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("AVL_ROOT_SECRET_ACCESS_KEY"));
+}
+
+#[test]
+fn configure_writes_a_private_config_that_clients_use() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let served = Served::start(serve(home.path(), &data, &[]));
+    let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").unwrap();
+    let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").unwrap();
+    let config = home.path().join("config.toml");
+
+    // Flags.
+    let out = run(avl(home.path()).args([
+        "configure",
+        "--endpoint",
+        &served.url,
+        "--access-key-id",
+        &key,
+        "--secret-access-key",
+        &secret,
+        "--region",
+        "sa-east-1",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("[default]") && written.contains("sa-east-1"));
+
+    // A client with nothing but the config file reaches the server.
+    assert_eq!(
+        status_json(&run(avl(home.path()).arg("status")))["principal"],
+        "root"
+    );
+    // The environment wins over the file: a bogus endpoint fails.
+    let out = run(avl(home.path())
+        .env("AVL_ENDPOINT", "http://127.0.0.1:9")
+        .arg("status"));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).starts_with("error: Unavailable:"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Interactive: answers on stdin; an empty answer keeps the current value.
+    let mut child = avl(home.path())
+        .args(["--profile", "staging", "configure"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{}\n{key}\n{secret}\n", served.url).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let prompts = text(&out.stdout);
+    assert!(prompts.contains("AVL endpoint [None]:"), "{prompts}");
+    assert!(!prompts.contains(&secret));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("[staging]"));
+    let status = run(avl(home.path()).args(["--profile", "staging", "status"]));
+    assert_eq!(status_json(&status)["principal"], "root");
+
+    // Bad values are refused and the file is left as it was.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let out = run(avl(home.path()).args(["configure", "--endpoint", "ftp://nope"]));
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("endpoint"));
+    let out = run(avl(home.path()).args(["configure", "--access-key-id", "A-B"]));
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    served.stop("TERM");
+}
+
+#[test]
+fn status_runs_in_process_without_an_endpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("local-data");
+    let out = run(avl(home.path()).arg("--data-dir").arg(&data).arg("status"));
+    let status = status_json(&out);
+    assert_eq!(status["principal"], "in-process");
+    assert_eq!(
+        PathBuf::from(status["data_dir"].as_str().unwrap()),
+        data.canonicalize().unwrap()
+    );
+    // AVL_DATA_DIR works as the flag does.
+    let out = run(avl(home.path()).env("AVL_DATA_DIR", &data).arg("status"));
+    assert_eq!(status_json(&out)["principal"], "in-process");
+}
+
+/// Runs a failing `avl serve` and returns its single stderr line.
+fn failed_start(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(!out.status.success(), "should fail: {}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line, got: {err}");
+    assert!(out.stdout.is_empty(), "nothing printed before the failure");
+    err.trim().to_string()
+}
+
+#[test]
+fn start_up_failures_are_one_clear_line() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = avl(home.path());
+    cmd.arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", &addr]);
+    let err = failed_start(&mut cmd);
+    assert_eq!(
+        err,
+        format!("error: Unavailable: cannot listen on {addr}: address already in use")
+    );
+
+    // A data directory that cannot be written (its parent is a file).
+    let file = home.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = failed_start(&mut serve(home.path(), &file.join("data"), &[]));
+    assert!(err.contains("cannot use data directory"), "{err}");
+
+    // A data directory in use by another server.
+    let served = Served::start(serve(home.path(), &data, &[]));
+    let err = failed_start(&mut serve(home.path(), &data, &[]));
+    assert!(err.contains("in use by another avl process"), "{err}");
+    served.stop("TERM");
+
+    // Malformed TLS files.
+    let garbage = home.path().join("cert.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let key = home.path().join("key.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    let tls = [
+        "--tls-cert",
+        garbage.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let err = failed_start(&mut serve(home.path(), &data, &tls));
+    assert!(
+        err.contains("TLS certificate file") && err.contains("cert.pem"),
+        "{err}"
+    );
+    let missing = [
+        "--tls-cert",
+        "/nonexistent/cert.pem",
+        "--tls-key",
+        "/nonexistent/key.pem",
+    ];
+    let err = failed_start(&mut serve(home.path(), &data, &missing));
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    // A certificate without its key is a usage error from the argument parser.
+    let out = run(&mut serve(home.path(), &data, &["--tls-cert", "x.pem"]));
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serve_over_tls_with_pem_files() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_file = home.path().join("cert.pem");
+    let key_file = home.path().join("key.pem");
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let tls = [
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ];
+    let served = Served::start(serve(home.path(), &data, &tls));
+    assert!(
+        served.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        served.url
+    );
+    let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").unwrap();
+    let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").unwrap();
+    let client = |ca: Option<&Path>| {
+        let mut cmd = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .arg("status");
+        if let Some(ca) = ca {
+            cmd.env("AVL_CA_FILE", ca);
+        }
+        run(&mut cmd)
+    };
+    assert_eq!(status_json(&client(Some(&cert_file)))["principal"], "root");
+    // Without trusting the certificate the client refuses to talk.
+    let out = client(None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (code, _, _) = served.stop("TERM");
+    assert_eq!(code, 0);
+}
