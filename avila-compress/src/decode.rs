@@ -110,23 +110,27 @@ impl Decoder {
         let stored = header
             .checksum
             .then(|| read_checksum(&input[payload_end..payload_end + CHECKSUM_LEN]));
-        self.decode_payload(&header, payload, stored, out)?;
+        self.decode_payload(&header, payload, stored, 0, out)?;
         Ok((header, frame_len as usize))
     }
 
-    /// Decodes a payload whose header was already parsed and checked against limits.
+    /// Decodes a payload whose header was already parsed and checked against limits;
+    /// `seed` is the checksum of the previous frame of the stream (0 for a first frame).
     pub(crate) fn decode_payload(
         &mut self,
         header: &FrameHeader,
         payload: &[u8],
         stored_checksum: Option<u64>,
+        seed: u64,
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let start = out.len();
         let result = self
             .decode_payload_inner(header, payload, out)
             .and_then(|()| match stored_checksum {
-                Some(stored) if stored != checksum(&out[start..]) => Err(Error::ChecksumMismatch),
+                Some(stored) if stored != checksum(&out[start..], seed) => {
+                    Err(Error::ChecksumMismatch)
+                }
                 _ => Ok(()),
             });
         if result.is_err() {
@@ -157,7 +161,13 @@ impl Decoder {
                 decoded_len
             }
             Method::Lz4 => {
-                out.resize(start + decoded_len, 0);
+                if out.capacity() == 0 {
+                    // A fresh zeroed allocation can come from already-zero pages, where a
+                    // resize would write every byte first.
+                    *out = vec![0; decoded_len];
+                } else {
+                    out.resize(start + decoded_len, 0);
+                }
                 lz4_flex::block::decompress_into(payload, &mut out[start..])
                     .map_err(|e| Error::CorruptedPayload(format!("lz4: {e}")))?
             }
@@ -274,7 +284,12 @@ mod tests {
         for (name, frame) in cases {
             assert!(decode(&frame).is_err(), "{name} was accepted");
         }
-        let good = forge(Method::Lz4, 100_000, &lz4_payload, Some(checksum(&zeros)));
+        let good = forge(
+            Method::Lz4,
+            100_000,
+            &lz4_payload,
+            Some(checksum(&zeros, 0)),
+        );
         assert_eq!(decode(&good).unwrap(), zeros);
     }
 

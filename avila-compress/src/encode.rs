@@ -17,6 +17,8 @@ pub struct FrameInfo {
     pub decoded_len: usize,
     /// Length of the whole frame written.
     pub frame_len: usize,
+    /// The content checksum written, if any (the seed of the next frame of a stream).
+    pub checksum: Option<u64>,
 }
 
 /// A reusable encoder: keeps codec state (LZ4 hash table, Zstd context) between calls,
@@ -62,7 +64,7 @@ impl Encoder {
 
     /// Appends `data` as one complete frame to `out`.
     pub fn encode_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> FrameInfo {
-        self.encode_frame(data, true, out)
+        self.encode_frame(data, true, 0, out)
     }
 
     /// Encodes `data` as one complete frame without copying `data` when it is stored raw
@@ -70,15 +72,19 @@ impl Encoder {
     /// bytes and a checksum, to be written out with [`FrameParts::write_to`] or
     /// gathered with [`FrameParts::slices`].
     pub fn encode_parts<'a>(&mut self, data: &'a [u8]) -> FrameParts<'a> {
-        self.frame_parts(data, true)
+        self.frame_parts(data, true, 0)
     }
 
-    pub(crate) fn frame_parts<'a>(&mut self, data: &'a [u8], end: bool) -> FrameParts<'a> {
+    /// One frame of a stream whose previous frame had checksum `seed`.
+    pub(crate) fn frame_parts<'a>(
+        &mut self,
+        data: &'a [u8],
+        end: bool,
+        seed: u64,
+    ) -> FrameParts<'a> {
         let method = self.choose(data);
-        let checksum = self
-            .options
-            .checksum()
-            .then(|| checksum(data).to_le_bytes());
+        let sum = self.options.checksum().then(|| checksum(data, seed));
+        let checksum = sum.map(u64::to_le_bytes);
         if method != Method::None {
             let mut out = Vec::new();
             if self.try_compressed(data, method, end, &mut out) {
@@ -88,6 +94,7 @@ impl Encoder {
                 return FrameParts {
                     inner: Parts::Compressed(out),
                     method,
+                    checksum: sum,
                 };
             }
         }
@@ -100,11 +107,19 @@ impl Encoder {
                 checksum,
             },
             method: Method::None,
+            checksum: sum,
         }
     }
 
-    /// Appends one frame of a stream to `out`; `end` marks the last.
-    pub(crate) fn encode_frame(&mut self, data: &[u8], end: bool, out: &mut Vec<u8>) -> FrameInfo {
+    /// Appends one frame of a stream to `out`; `end` marks the last, `seed` is the
+    /// previous frame's checksum.
+    pub(crate) fn encode_frame(
+        &mut self,
+        data: &[u8],
+        end: bool,
+        seed: u64,
+        out: &mut Vec<u8>,
+    ) -> FrameInfo {
         let start = out.len();
         let mut method = self.choose(data);
         if method != Method::None && !self.try_compressed(data, method, end, out) {
@@ -117,13 +132,15 @@ impl Encoder {
             out.extend_from_slice(&header[..header_len]);
             out.extend_from_slice(data);
         }
-        if self.options.checksum() {
-            out.extend_from_slice(&checksum(data).to_le_bytes());
+        let sum = self.options.checksum().then(|| checksum(data, seed));
+        if let Some(sum) = sum {
+            out.extend_from_slice(&sum.to_le_bytes());
         }
         FrameInfo {
             method,
             decoded_len: data.len(),
             frame_len: out.len() - start,
+            checksum: sum,
         }
     }
 
@@ -233,6 +250,7 @@ impl Encoder {
 pub struct FrameParts<'a> {
     inner: Parts<'a>,
     method: Method,
+    checksum: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,6 +268,11 @@ impl FrameParts<'_> {
     /// The method the frame records.
     pub fn method(&self) -> Method {
         self.method
+    }
+
+    /// The content checksum written, if any.
+    pub fn checksum(&self) -> Option<u64> {
+        self.checksum
     }
 
     /// The frame as up to three slices, in order.

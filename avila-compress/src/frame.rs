@@ -9,12 +9,14 @@
 //! payload_len   LEB128    length of the payload (may be padded with 0x80 bytes)
 //! header_check  1 byte    bits 8..16 of xxh3-64 over the header bytes before it
 //! payload       payload_len bytes
-//! checksum      8 bytes   xxh3-64 of the uncompressed data, little endian (if flagged)
+//! checksum      8 bytes   xxh3-64 of the uncompressed data, little endian (if flagged),
+//!                         seeded with the previous frame's checksum (0 for a first frame)
 //! ```
 //!
 //! A stream is a sequence of frames whose last one carries the end flag; a one-shot
-//! frame is a stream of one frame. Unknown versions, codecs and flags are errors, never
-//! guesses.
+//! frame is a stream of one frame. Chaining the checksum seeds makes a frame that is
+//! missing, repeated or out of place fail the check of the frame after it. Unknown
+//! versions, codecs and flags are errors, never guesses.
 
 use crate::error::{Error, Result};
 use twox_hash::XxHash3_64;
@@ -159,8 +161,10 @@ pub(crate) fn header_check(header: &[u8]) -> u8 {
     (XxHash3_64::oneshot(header) >> 8) as u8
 }
 
-pub(crate) fn checksum(data: &[u8]) -> u64 {
-    XxHash3_64::oneshot(data)
+/// The content checksum of a frame whose predecessor in the stream had checksum `seed`
+/// (0 for the first frame).
+pub(crate) fn checksum(data: &[u8], seed: u64) -> u64 {
+    XxHash3_64::oneshot_with_seed(seed, data)
 }
 
 /// Number of bytes the minimal LEB128 encoding of `v` takes.

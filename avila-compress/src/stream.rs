@@ -33,6 +33,8 @@ pub struct FrameWriter<W: Write> {
     inner: W,
     encoder: Encoder,
     block: Vec<u8>,
+    /// The checksum of the last frame written: the next frame's seed.
+    seed: u64,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -43,6 +45,7 @@ impl<W: Write> FrameWriter<W> {
             inner,
             block: Vec::with_capacity(encoder.options().block_size()),
             encoder,
+            seed: 0,
         }
     }
 
@@ -59,40 +62,50 @@ impl<W: Write> FrameWriter<W> {
         &self.inner
     }
 
+    /// The inner writer, mutably (writing to it directly corrupts the stream).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Writes one frame; the seed moves on only once the frame is out.
     fn emit(&mut self, data: &[u8], end: bool) -> io::Result<()> {
         // Raw (incompressible) blocks go out without being copied into a frame buffer.
-        self.encoder
-            .frame_parts(data, end)
-            .write_to(&mut self.inner)
+        let parts = self.encoder.frame_parts(data, end, self.seed);
+        parts.write_to(&mut self.inner)?;
+        if let Some(sum) = parts.checksum() {
+            self.seed = sum;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered block, keeping it if that fails.
+    fn emit_block(&mut self) -> io::Result<()> {
+        let block = std::mem::take(&mut self.block);
+        let result = self.emit(&block, false);
+        self.block = block;
+        if result.is_ok() {
+            self.block.clear();
+        }
+        result
     }
 }
 
 impl<W: Write> Write for FrameWriter<W> {
-    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+    /// Takes at most one block per call, as `BufWriter` does: an error means none of
+    /// `buf` was taken, and bytes already taken are never dropped.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let block_size = self.encoder.options().block_size();
-        let total = buf.len();
-        if !self.block.is_empty() {
-            let take = (block_size - self.block.len()).min(buf.len());
-            self.block.extend_from_slice(&buf[..take]);
-            buf = &buf[take..];
-            if self.block.len() < block_size {
-                return Ok(total);
-            }
-            let block = std::mem::take(&mut self.block);
-            let result = self.emit(&block, false);
-            self.block = block;
-            self.block.clear();
-            result?;
+        if self.block.len() == block_size {
+            self.emit_block()?;
         }
-        // Whole blocks go straight from the caller's buffer, without a copy; `finish`
-        // then writes the remainder (possibly empty) as the final frame.
-        while buf.len() >= block_size {
-            let (now, rest) = buf.split_at(block_size);
-            self.emit(now, false)?;
-            buf = rest;
+        if self.block.is_empty() && buf.len() >= block_size {
+            // A whole block straight from the caller's buffer, without a copy.
+            self.emit(&buf[..block_size], false)?;
+            return Ok(block_size);
         }
-        self.block.extend_from_slice(buf);
-        Ok(total)
+        let take = (block_size - self.block.len()).min(buf.len());
+        self.block.extend_from_slice(&buf[..take]);
+        Ok(take)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -115,6 +128,8 @@ pub struct FrameReader<R: Read> {
     payload: Vec<u8>,
     total: u64,
     done: bool,
+    /// The checksum of the last frame read: the next frame's seed.
+    seed: u64,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -129,6 +144,7 @@ impl<R: Read> FrameReader<R> {
             payload: Vec::new(),
             total: 0,
             done: false,
+            seed: 0,
         }
     }
 
@@ -191,7 +207,10 @@ impl<R: Read> FrameReader<R> {
         self.block.clear();
         self.pos = 0;
         self.decoder
-            .decode_payload(&header, payload, stored, &mut self.block)?;
+            .decode_payload(&header, payload, stored, self.seed, &mut self.block)?;
+        if let Some(sum) = stored {
+            self.seed = sum;
+        }
         self.total += header.decoded_len;
         self.done = header.end;
         Ok(())

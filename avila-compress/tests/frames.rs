@@ -256,3 +256,21 @@ fn frame_parts_match_the_owned_frame_and_do_not_copy_raw_data() {
         }
     }
 }
+
+#[test]
+fn auto_output_is_what_the_picked_codec_gives() {
+    for kind in [Kind::Text, Kind::JsonLogs, Kind::Binary] {
+        for size in [4096, 300_000] {
+            let data = generate(kind, size, 21);
+            for profile in [Profile::Hot, Profile::Balanced, Profile::Cold] {
+                let auto = compress(&data, Codec::Auto(profile));
+                let picked = match frame_header(&auto).unwrap().method {
+                    Method::Lz4 => Codec::Lz4,
+                    Method::Zstd => Codec::Zstd,
+                    Method::None => Codec::None,
+                };
+                assert_eq!(auto, compress(&data, picked), "{kind:?} {size} {profile:?}");
+            }
+        }
+    }
+}

@@ -125,3 +125,89 @@ fn corruption_inside_a_stream_is_reported() {
         }
     }
 }
+
+/// Splits a stream into its frames.
+fn frames(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < stream.len() {
+        let header = avila_compress::frame_header(&stream[at..]).unwrap();
+        let len = header.frame_len() as usize;
+        out.push(stream[at..at + len].to_vec());
+        at += len;
+    }
+    out
+}
+
+#[test]
+fn missing_repeated_or_reordered_frames_are_detected() {
+    let data = generate(Kind::Text, 50_000, 12);
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        let options = Options::new(codec).with_block_size(10_000).unwrap();
+        let stream = write_stream(&data, options, 10_000);
+        let parts = frames(&stream);
+        assert_eq!(parts.len(), 6, "five full blocks and an empty final frame");
+        let edits: [(&str, Vec<usize>); 4] = [
+            ("missing", vec![0, 2, 3, 4, 5]),
+            ("repeated", vec![0, 1, 1, 2, 3, 4, 5]),
+            ("reordered", vec![0, 2, 1, 3, 4, 5]),
+            ("first dropped", vec![1, 2, 3, 4, 5]),
+        ];
+        for (name, order) in edits {
+            let spliced: Vec<u8> = order.iter().flat_map(|&i| parts[i].clone()).collect();
+            let err = read_stream(&spliced, Limits::default()).unwrap_err();
+            assert!(
+                matches!(inner_error(&err), Error::ChecksumMismatch),
+                "{codec:?} {name}: {err}"
+            );
+        }
+    }
+}
+
+/// A writer that fails on demand.
+struct Flaky {
+    out: Vec<u8>,
+    fail: bool,
+}
+
+impl Write for Flaky {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.fail {
+            return Err(std::io::Error::other("disk hiccup"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_write_loses_nothing_and_can_be_retried() {
+    let data = generate(Kind::JsonLogs, 30_000, 13);
+    let options = Options::new(Codec::Lz4).with_block_size(4096).unwrap();
+    let mut writer = FrameWriter::new(
+        Flaky {
+            out: Vec::new(),
+            fail: false,
+        },
+        options,
+    );
+    let mut rest = &data[..];
+    let mut failures = 0;
+    let mut calls = 0;
+    while !rest.is_empty() {
+        calls += 1;
+        // Every third call hits a failing writer; the caller retries the same bytes.
+        writer.get_mut().fail = calls % 3 == 0;
+        match writer.write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(_) => failures += 1,
+        }
+        writer.get_mut().fail = false;
+    }
+    let stream = writer.finish().unwrap().out;
+    assert!(failures > 0, "the test exercised failures");
+    assert_eq!(read_stream(&stream, Limits::default()).unwrap(), data);
+}
