@@ -36,7 +36,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_PROFILE: &str = "default";
 
 /// One profile of the config file. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// The endpoint URL.
@@ -54,6 +54,38 @@ pub struct Profile {
     /// Extra CA certificates (PEM) to trust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profile")
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("region", &self.region)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// An error for a TOML file that does not parse, naming the line but never quoting it:
+/// the file may hold secrets, and the parser's own message shows the offending line.
+pub(crate) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let at = e
+        .span()
+        .map(|span| {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+            format!(" at line {line}")
+        })
+        .unwrap_or_default();
+    Error::invalid_input(
+        path.display().to_string(),
+        format!("not a valid file{at}: {}", e.message()),
+    )
 }
 
 /// The config file: profiles by name, as TOML tables (`[default]`, `[staging]`, ...).
@@ -86,12 +118,7 @@ impl ConfigFile {
     /// Reads `path`; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| {
-                Error::invalid_input(
-                    path.display().to_string(),
-                    format!("not a valid config: {e}"),
-                )
-            }),
+            Ok(text) => toml::from_str(&text).map_err(|e| toml_error(path, &text, &e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(Error::from(e).context(format!("cannot read {}", path.display()))),
         }
@@ -117,11 +144,14 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
     let context =
         |e: std::io::Error| Error::from(e).context(format!("cannot write {}", path.display()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // create_new: never through a planted symlink, never reusing another file's mode.
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -373,6 +403,13 @@ mod tests {
         }
         std::fs::write(&path, "[default]\nendpont = 'typo'\n").unwrap();
         assert!(ConfigFile::load(&path).is_err());
+        // A secret on a bad line is never quoted back.
+        std::fs::write(&path, "[default]\nsecret_acces_key = 'wJalrXUtnFEMI'\n").unwrap();
+        let e = ConfigFile::load(&path).unwrap_err();
+        assert!(!e.to_string().contains("wJalrXUtnFEMI"), "{e}");
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let profile = file.profiles["default"].clone();
+        assert!(!format!("{profile:?}").contains("file-secret-123"));
         assert_eq!(
             ConfigFile::load(&dir.path().join("none")).unwrap(),
             ConfigFile::default()

@@ -149,9 +149,8 @@ pub fn load_or_create_root(data_dir: &Path) -> Result<(Credentials, bool)> {
     let path = data_dir.join(ROOT_CREDENTIALS_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let creds: Credentials = toml::from_str(&text).map_err(|e| {
-                Error::invalid_input(path.display().to_string(), format!("unreadable: {e}"))
-            })?;
+            let creds: Credentials =
+                toml::from_str(&text).map_err(|e| crate::config::toml_error(&path, &text, &e))?;
             creds.validate().map_err(|e| e.context(path.display()))?;
             Ok((creds, false))
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderValue, Method};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str};
 use sha2::{Digest, Sha256};
 
 use crate::credentials::{Credentials, KeyStore, Secret};
@@ -148,26 +148,20 @@ fn canonical_uri(path: &str) -> String {
         .join("/")
 }
 
-/// The canonical query string: pairs decoded, re-encoded, and sorted.
+/// The canonical query string: pairs decoded to bytes, re-encoded, and sorted (bytes that
+/// are not UTF-8 keep their identity: `%FF` and `%FE` stay different).
 fn canonical_query(query: &str, skip: Option<&str>) -> String {
+    let decode = |s: &str| -> Vec<u8> { percent_decode_str(&s.replace('+', "%20")).collect() };
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let k = percent_decode_str(&k.replace('+', "%20"))
-                .decode_utf8_lossy()
-                .into_owned();
-            let v = percent_decode_str(&v.replace('+', "%20"))
-                .decode_utf8_lossy()
-                .into_owned();
-            (k, v)
-        })
-        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .filter(|(k, _)| skip.is_none_or(|s| k.as_slice() != s.as_bytes()))
         .map(|(k, v)| {
             (
-                utf8_percent_encode(&k, AWS_ENCODE).to_string(),
-                utf8_percent_encode(&v, AWS_ENCODE).to_string(),
+                percent_encoding::percent_encode(&k, AWS_ENCODE).to_string(),
+                percent_encoding::percent_encode(&v, AWS_ENCODE).to_string(),
             )
         })
         .collect();
@@ -356,6 +350,8 @@ pub struct Verified {
     /// The payload hash the signature covers (hex, or [`UNSIGNED_PAYLOAD`]); the body must
     /// still be checked against it as it is read.
     pub payload_hash: String,
+    /// The headers the signature covers, lowercase.
+    pub signed_headers: Vec<String>,
 }
 
 struct Authorization<'a> {
@@ -487,6 +483,7 @@ pub fn verify(
         principal,
         access_key_id: auth.access_key_id.to_string(),
         payload_hash,
+        signed_headers: auth.signed_headers.iter().map(|h| h.to_string()).collect(),
     })
 }
 

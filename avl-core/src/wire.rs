@@ -5,8 +5,9 @@
 //! the message as JSON (`application/json`). With one, the body is framed
 //! (`application/vnd.avl.framed`): a 4-byte big-endian length, the message as JSON, then
 //! the payload; the `avl-body` header says whether the payload was bytes or a stream, so
-//! the receiver hands the service the same kind. Errors are any other status with a JSON
-//! body `{code, message, request_id}`.
+//! the receiver hands the service the same kind. The `avl-message-sha256` header carries
+//! the hash of the message JSON, signed with the rest of the headers. Errors are any
+//! other status with a JSON body `{code, message, request_id}`.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
@@ -21,6 +22,10 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 pub const CONTENT_TYPE_FRAMED: &str = "application/vnd.avl.framed";
 /// Header naming the payload kind of a framed body: `bytes` or `stream`.
 pub const HEADER_BODY_KIND: &str = "avl-body";
+/// Header carrying the hex SHA-256 of the message JSON. The HTTP transport always sends it
+/// and signs it, so the message is covered even when the payload is not (streams and
+/// large bodies travel as `UNSIGNED-PAYLOAD`).
+pub const HEADER_MESSAGE_SHA256: &str = "avl-message-sha256";
 /// Header carrying the request id on every response.
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 /// The path prefix of service endpoints.

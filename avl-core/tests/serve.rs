@@ -25,6 +25,10 @@ struct Raw<'a> {
     at: SystemTime,
     method: Method,
     extra: Vec<(&'static str, &'a str)>,
+    /// Sign `UNSIGNED-PAYLOAD` instead of the body's hash.
+    unsigned: bool,
+    /// Send (and sign) `avl-message-sha256` as the hash of this message.
+    message_hash_of: Option<&'a str>,
 }
 
 impl<'a> Raw<'a> {
@@ -37,6 +41,8 @@ impl<'a> Raw<'a> {
             at: SystemTime::now(),
             method: Method::POST,
             extra: Vec::new(),
+            unsigned: false,
+            message_hash_of: None,
         }
     }
 
@@ -55,14 +61,23 @@ impl<'a> Raw<'a> {
         for (k, v) in &self.extra {
             headers.insert(*k, HeaderValue::from_str(v).unwrap());
         }
+        if let Some(message) = self.message_hash_of {
+            let hash = sigv4::sha256_hex(message.as_bytes());
+            headers.insert("avl-message-sha256", HeaderValue::from_str(&hash).unwrap());
+        }
         if let Some(creds) = self.creds {
             let hashed = self.signed_body.as_ref().unwrap_or(&self.body);
+            let payload_hash = if self.unsigned {
+                sigv4::UNSIGNED_PAYLOAD.to_string()
+            } else {
+                sigv4::sha256_hex(hashed)
+            };
             sigv4::sign(
                 &self.method,
                 "/v1/notes",
                 "",
                 &mut headers,
-                &sigv4::sha256_hex(hashed),
+                &payload_hash,
                 &Signer {
                     credentials: creds,
                     region: "us-east-1",
@@ -173,6 +188,36 @@ async fn requests_without_a_valid_signature_are_unauthenticated() {
     };
     let msg = check_error(&tampered.send(&server).await, 401, "Unauthenticated");
     assert!(msg.contains("x-amz-content-sha256"), "{msg}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unsigned_payload_never_leaves_the_message_unsigned() {
+    let server = start(Options::default()).await;
+    let root = server.root.clone();
+    // No signed message hash: refused, whatever the message.
+    let bare = Raw {
+        unsigned: true,
+        ..Raw::json(&root, ECHO)
+    };
+    let msg = check_error(&bare.send(&server).await, 401, "Unauthenticated");
+    assert!(msg.contains("avl-message-sha256"), "{msg}");
+    // The signed hash of one message, sent with another (a replayed header set).
+    let swapped = Raw {
+        unsigned: true,
+        message_hash_of: Some(ECHO),
+        ..Raw::json(&root, r#"{"op":"Delete","key":"diary"}"#)
+    };
+    let msg = check_error(&swapped.send(&server).await, 401, "Unauthenticated");
+    assert!(msg.contains("message does not match"), "{msg}");
+    // The honest version passes.
+    let honest = Raw {
+        unsigned: true,
+        message_hash_of: Some(ECHO),
+        ..Raw::json(&root, ECHO)
+    };
+    let (status, _, json) = honest.send(&server).await;
+    assert_eq!(status, 200, "{json}");
     server.shutdown().await;
 }
 

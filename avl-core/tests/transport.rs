@@ -279,3 +279,23 @@ async fn an_unreachable_endpoint_is_unavailable() {
     assert_eq!(e.code(), ErrorCode::Unavailable);
     assert!(e.message().contains(&url), "{e}");
 }
+
+#[tokio::test]
+async fn responses_larger_than_the_client_allows_are_refused() {
+    let server = start(Options::default()).await;
+    server
+        .root_client()
+        .call(Req::Put {
+            key: "big".into(),
+            data: Body::Bytes(payload(100_000, 1)),
+        })
+        .await
+        .unwrap();
+    let small = server.transport(&server.root).with_response_limit(10_000);
+    let e = Client::new(Arc::new(small))
+        .call(Req::Get { key: "big".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    server.shutdown().await;
+}

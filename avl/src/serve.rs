@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use avl_core::credentials::{ROOT_CREDENTIALS_FILE, load_or_create_root};
 use avl_core::serve::{
-    AllowAll, AnonymousAccess, Authenticator, Authorizer, ServeConfig, Server, SigV4Authenticator,
-    SuperuserOnly, TlsFiles, shutdown_signal,
+    AllowAll, AnonymousAccess, Authenticator, Authorizer, ServeConfig, Server, ShutdownSignal,
+    SigV4Authenticator, SuperuserOnly, TlsFiles,
 };
 use avl_core::{Credentials, Error, Result, Service, StaticKeys};
 
@@ -76,6 +76,8 @@ fn root_credentials(data_dir: &Path) -> Result<(Credentials, bool)> {
 /// Everything that can fail at start-up happens here, before anything is printed or
 /// logged, so a failed start is one line.
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    // Listening for signals starts now, so one sent as soon as we announce is not lost.
+    let signals = ShutdownSignal::install();
     let (data_dir, _lock) = open_data_dir(&args.data_dir)?;
     let (root, created) = root_credentials(&data_dir)?;
     let (authenticator, authorizer): (Arc<dyn Authenticator>, Arc<dyn Authorizer>) = if args.no_auth
@@ -125,7 +127,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!(url = %server.url(), data_dir = %data_dir.display(), "serving");
 
     let signal = async {
-        let which = shutdown_signal().await;
+        let which = signals.recv().await;
         tracing::info!(signal = which, "shutting down");
         println!("received {which}, shutting down");
         let _ = std::io::stdout().flush();

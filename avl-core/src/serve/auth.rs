@@ -10,6 +10,7 @@ use crate::credentials::KeyStore;
 use crate::error::{Error, Result};
 use crate::service::Principal;
 use crate::sigv4::{self, RequestParts};
+use crate::wire;
 
 /// Who a request comes from, and what its body must hash to.
 #[derive(Debug, Clone)]
@@ -19,6 +20,9 @@ pub struct Authenticated {
     /// The SHA-256 the request body must have, when the credential covers the body; the
     /// serve plumbing checks it as the body is read and fails the request on a mismatch.
     pub payload_sha256: Option<[u8; 32]>,
+    /// The SHA-256 the message JSON must have, when the credential covers it separately
+    /// (the `avl-message-sha256` header); checked before the message is decoded.
+    pub message_sha256: Option<[u8; 32]>,
 }
 
 /// Decides who sent a request, from its head alone (the body is not read yet).
@@ -123,20 +127,41 @@ impl Authenticator for SigV4Authenticator {
             let payload_sha256 = if verified.payload_hash == sigv4::UNSIGNED_PAYLOAD {
                 None
             } else {
-                let mut hash = [0u8; 32];
-                hex::decode_to_slice(&verified.payload_hash, &mut hash).map_err(|_| {
+                Some(parse_sha256(&verified.payload_hash).ok_or_else(|| {
                     Error::unauthenticated(
                         "x-amz-content-sha256 must be a hex SHA-256 or UNSIGNED-PAYLOAD",
                     )
-                })?;
-                Some(hash)
+                })?)
             };
+            let signed_message_hash = verified
+                .signed_headers
+                .iter()
+                .any(|h| h == wire::HEADER_MESSAGE_SHA256)
+                .then(|| request.headers.get(wire::HEADER_MESSAGE_SHA256))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_sha256);
+            if payload_sha256.is_none() && signed_message_hash.is_none() {
+                // Without it, an unsigned body would leave the message itself unsigned:
+                // anyone who saw the headers could replay them with another message.
+                return Err(Error::unauthenticated(format!(
+                    "a request with an unsigned payload must sign the {} header",
+                    wire::HEADER_MESSAGE_SHA256
+                )));
+            }
             Ok(Authenticated {
                 principal: verified.principal,
                 payload_sha256,
+                message_sha256: signed_message_hash,
             })
         })
     }
+}
+
+fn parse_sha256(hex_text: &str) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut hash).ok()?;
+    Some(hash)
 }
 
 /// Lets every request in as [`Principal::anonymous`]: authentication turned off, by
@@ -153,6 +178,7 @@ impl Authenticator for AnonymousAccess {
             Ok(Authenticated {
                 principal: Principal::anonymous(),
                 payload_sha256: None,
+                message_sha256: None,
             })
         })
     }

@@ -64,18 +64,21 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
-    /// How long a client may take to send a request head.
+    /// How long a client may take to send a request head (HTTP/1).
     pub header_timeout: Duration,
+    /// The most connections served at once; further clients wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
-    /// Plain HTTP on `listen`, 30 s shutdown grace, 30 s header timeout.
+    /// Plain HTTP on `listen`, 30 s shutdown grace, 30 s header timeout, 4096 connections.
     pub fn new(listen: SocketAddr) -> Self {
         ServeConfig {
             listen,
             tls: None,
             shutdown_grace: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 
@@ -249,11 +252,28 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.config.header_timeout);
+        // HTTP/2 has no header timeout: pings find dead peers, and the connection cap
+        // below bounds the live ones.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_connections.max(1),
+        ));
         let mut shutdown = std::pin::pin!(shutdown);
         let mut connections = tokio::task::JoinSet::new();
         loop {
             // Reap finished connection tasks so the set only holds live ones.
             while connections.try_join_next().is_some() {}
+            let slot = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(conn) => conn,
@@ -278,6 +298,7 @@ impl Server {
             match &self.tls {
                 None => {
                     connections.spawn(async move {
+                        let _slot = slot;
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                         if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -288,6 +309,7 @@ impl Server {
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
                     connections.spawn(async move {
+                        let _slot = slot;
                         let handshake =
                             tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                         let stream = match handshake.await {
@@ -329,26 +351,69 @@ impl Server {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM, returning which.
-pub async fn shutdown_signal() -> &'static str {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment it is made: make it before
+/// announcing the server, so a signal sent right after start is not lost.
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => "SIGINT",
-        () = terminate => "SIGTERM",
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl std::fmt::Debug for ShutdownSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShutdownSignal")
     }
+}
+
+impl ShutdownSignal {
+    /// Starts listening (needs a Tokio runtime). A signal that cannot be listened for is
+    /// simply never received.
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignal {}
+    }
+
+    /// Completes on the first signal, returning its name.
+    pub async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let interrupt = async {
+                match self.interrupt.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let terminate = async {
+                match self.terminate.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => "SIGINT",
+                _ = terminate => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, returning which; listens from its first poll
+/// (see [`ShutdownSignal`] to listen earlier).
+pub async fn shutdown_signal() -> &'static str {
+    ShutdownSignal::install().recv().await
 }

@@ -83,6 +83,7 @@ async fn serve_one<S: Service>(
     let (mut message, payload): (S::Request, Option<(BodyKind, ByteStream)>) = match content_type {
         Some(wire::CONTENT_TYPE_JSON) => {
             let head = Body::Stream(stream).collect(limit).await?;
+            check_message(&head, authenticated.message_sha256)?;
             (wire::decode_message(&head)?, None)
         }
         Some(wire::CONTENT_TYPE_FRAMED) => {
@@ -95,6 +96,7 @@ async fn serve_one<S: Service>(
                     )
                 })?;
             let (head, rest) = wire::split_framed(stream, limit).await?;
+            check_message(&head, authenticated.message_sha256)?;
             (wire::decode_message(&head)?, Some((kind, rest)))
         }
         other => {
@@ -145,6 +147,20 @@ async fn serve_one<S: Service>(
     };
     let response = mounted.service.call(context, message).await?;
     encode_response(response)
+}
+
+/// Checks the message against the hash its credential vouches for, before it is decoded
+/// or acted on (the payload, if unsigned, is the service's to judge).
+fn check_message(head: &[u8], expected: Option<[u8; 32]>) -> Result<()> {
+    match expected {
+        Some(expected) if <[u8; 32]>::from(Sha256::digest(head)) != expected => {
+            Err(Error::unauthenticated(format!(
+                "message does not match its signed {}",
+                wire::HEADER_MESSAGE_SHA256
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {

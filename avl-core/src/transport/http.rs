@@ -25,8 +25,8 @@ use crate::wire::{self, BodyKind, Encoded};
 /// Bodies up to this size are hashed into the signature; larger and streamed ones are
 /// sent as `UNSIGNED-PAYLOAD` (use TLS for those, as S3 clients do).
 pub(crate) const SIGNED_PAYLOAD_LIMIT: u64 = 8 << 20;
-/// Framed responses whose message is longer than this are refused.
-const RESPONSE_HEAD_LIMIT: u64 = 64 << 20;
+/// The default for [`HttpTransport::with_response_limit`].
+pub(crate) const DEFAULT_RESPONSE_LIMIT: u64 = 256 << 20;
 
 /// Sends requests of service `S` to `{endpoint}/v1/{S::NAME}`.
 pub struct HttpTransport<S> {
@@ -36,6 +36,7 @@ pub struct HttpTransport<S> {
     path: String,
     credentials: Credentials,
     region: String,
+    response_limit: u64,
     _service: PhantomData<fn() -> S>,
 }
 
@@ -82,8 +83,17 @@ impl<S: Service> HttpTransport<S> {
             host,
             credentials,
             region: region.to_string(),
+            response_limit: DEFAULT_RESPONSE_LIMIT,
             _service: PhantomData,
         })
+    }
+
+    /// The most a response may hold in memory: its message, and its payload when that
+    /// arrives as bytes (a streamed payload is the caller's to bound as it reads).
+    /// Larger responses fail with [`crate::ErrorCode::TooLarge`]. Default 256 MiB.
+    pub fn with_response_limit(mut self, bytes: u64) -> Self {
+        self.response_limit = bytes;
+        self
     }
 
     async fn send(&self, request: S::Request) -> Result<S::Response> {
@@ -92,7 +102,13 @@ impl<S: Service> HttpTransport<S> {
         let encoded = Encoded::new(request)?;
         let (content_type, kind) = encoded.content_type();
         let length = encoded.http_len();
+        let message_hash = sigv4::sha256_hex(&encoded.head);
         let mut headers = HeaderMap::new();
+        headers.insert(
+            wire::HEADER_MESSAGE_SHA256,
+            HeaderValue::from_str(&message_hash)
+                .map_err(|_| Error::internal("hex is a valid header value"))?,
+        );
         headers.insert(http::header::HOST, self.host.clone());
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -152,11 +168,19 @@ impl<S: Service> HttpTransport<S> {
             .get(wire::HEADER_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let limit = self.response_limit;
+        let body_stream = |response: reqwest::Response| -> ByteStream {
+            Box::pin(
+                response
+                    .bytes_stream()
+                    .map_err(|e| Error::unavailable(format!("response interrupted: {e}"))),
+            )
+        };
         if !status.is_success() {
-            let body = response
-                .bytes()
+            let body = Body::Stream(body_stream(response))
+                .collect(64 << 10)
                 .await
-                .map_err(|e| self.unreachable(e, operation, &resource))?;
+                .unwrap_or_default();
             return Err(wire::parse_error(
                 status.as_u16(),
                 &body,
@@ -174,26 +198,23 @@ impl<S: Service> HttpTransport<S> {
                 .as_deref()
                 .and_then(BodyKind::parse)
                 .ok_or_else(|| tag(Error::internal("framed response without a body kind")))?;
-            let stream: ByteStream = Box::pin(
-                response
-                    .bytes_stream()
-                    .map_err(|e| Error::unavailable(format!("response interrupted: {e}"))),
-            );
-            let (head, rest) = wire::split_framed(stream, RESPONSE_HEAD_LIMIT)
+            let (head, rest) = wire::split_framed(body_stream(response), limit)
                 .await
                 .map_err(tag)?;
             let mut message: S::Response = wire::decode_message(&head).map_err(tag)?;
             let body = match kind {
-                BodyKind::Bytes => Body::Bytes(Body::Stream(rest).collect(u64::MAX).await?),
+                BodyKind::Bytes => {
+                    Body::Bytes(Body::Stream(rest).collect(limit).await.map_err(tag)?)
+                }
                 BodyKind::Stream => Body::Stream(rest),
             };
             message.set_body(body).map_err(tag)?;
             Ok(message)
         } else {
-            let body = response
-                .bytes()
+            let body = Body::Stream(body_stream(response))
+                .collect(limit)
                 .await
-                .map_err(|e| self.unreachable(e, operation, &resource))?;
+                .map_err(tag)?;
             wire::decode_message(&body).map_err(|e| {
                 tag(Error::internal(format!(
                     "undecodable response: {}",
