@@ -145,6 +145,41 @@ fn auto_compressible(c: &mut Criterion) {
     }
 }
 
+/// A stream of mixed blocks (text, random, JSON logs, binary, already-compressed), as an
+/// object store sees them: `Auto` decides per block.
+fn auto_mixed(c: &mut Criterion) {
+    use std::io::Write;
+    let block = 1 << 20;
+    let mut data = Vec::new();
+    for (i, kind) in [Kind::Text, Kind::Random, Kind::JsonLogs, Kind::Binary]
+        .into_iter()
+        .cycle()
+        .take(16)
+        .enumerate()
+    {
+        data.extend_from_slice(&generate(kind, block, i as u64));
+    }
+    let stream = |codec: Codec| {
+        let options = Options::new(codec)
+            .with_block_size(block)
+            .expect("valid block size");
+        let mut writer = avila_compress::FrameWriter::new(Vec::new(), options);
+        writer.write_all(&data).expect("writes to a Vec");
+        writer.finish().expect("writes to a Vec")
+    };
+    let mut group = c.benchmark_group("auto-mixed-stream/16MiB");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    for (name, codec) in [
+        ("lz4", Codec::Lz4),
+        ("zstd3", Codec::Zstd),
+        ("auto-hot", Codec::Auto(Profile::Hot)),
+        ("auto-cold", Codec::Auto(Profile::Cold)),
+    ] {
+        group.bench_function(name, |b| b.iter(|| stream(codec).len()));
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -155,6 +190,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = framing_overhead, auto_incompressible, auto_compressible
+    targets = framing_overhead, auto_incompressible, auto_compressible, auto_mixed
 }
 criterion_main!(benches);
