@@ -1,7 +1,6 @@
 //! `Quat`: unit quaternions for 3-D rotations, done carefully at the edges (antipodal
 //! inputs, tiny angles, 180° arcs, long multiplication chains).
 
-use std::f32::consts::PI;
 use std::ops::{Add, Mul, MulAssign, Neg, Sub};
 
 use crate::mat::Mat3;
@@ -172,14 +171,16 @@ impl Quat {
     /// `from`.
     pub fn from_rotation_arc(from: Vec3, to: Vec3) -> Self {
         let d = from.dot(to);
-        if d >= 1.0 - 1e-6 {
-            return Quat::IDENTITY;
-        }
-        if d <= -1.0 + 1e-6 {
-            return Quat::from_axis_angle(from.any_orthonormal(), PI);
-        }
         let c = from.cross(to);
-        Quat::from_xyzw(c.x, c.y, c.z, 1.0 + d).normalize()
+        if d > -0.999 {
+            // (from × to, 1 + from·to) is the half-angle quaternion, up to scale: exact,
+            // and well conditioned everywhere but near a half turn.
+            return Quat::from_xyzw(c.x, c.y, c.z, 1.0 + d).normalize();
+        }
+        // Near a half turn 1 + d cancels: take the axis from the cross product while it
+        // still has a direction, and the angle from atan2.
+        let axis = c.try_normalize().unwrap_or_else(|| from.any_orthonormal());
+        Quat::from_axis_angle(axis, c.length().atan2(d))
     }
 
     /// The rotation of a rotation matrix (orthonormal, determinant 1), by Shepperd's

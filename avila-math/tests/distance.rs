@@ -95,6 +95,9 @@ fn known_values() {
         assert_eq!(k.cosine_similarity(&a, &a), 1.0);
         let neg: Vec<f32> = a.iter().map(|x| -x).collect();
         assert_eq!(k.cosine_similarity(&a, &neg), -1.0);
+        // Magnitudes whose product of squares overflows or underflows f32.
+        assert_eq!(k.cosine_similarity(&[1e10], &[1e10]), 1.0);
+        assert_eq!(k.cosine_similarity(&[1e-20], &[1e-20]), 1.0);
         // A zero vector has no direction: similarity 0, not NaN.
         assert_eq!(k.cosine_similarity(&a, &vec![0.0; 100]), 0.0);
         assert_eq!(k.distance(Metric::Cosine, &a, &a), 0.0);

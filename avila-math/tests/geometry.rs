@@ -249,7 +249,20 @@ fn quaternion_edge_cases() {
         assert!((half.angle_between(Quat::IDENTITY) - PI).abs() < 1e-3);
     }
 
+    // Small arcs are not rounded to the identity.
+    let tiny = Vec3::new(1e-3f32.cos(), 1e-3f32.sin(), 0.0);
+    let q = Quat::from_rotation_arc(Vec3::X, tiny);
+    assert!(
+        (q.angle_between(Quat::IDENTITY) - 1e-3).abs() < 1e-5,
+        "{q:?}"
+    );
+    assert!((q * Vec3::X).abs_diff_eq(tiny, 1e-7));
+    // Nearly opposite: the rotation still lands on `to`.
+    let almost = Vec3::new(-(1e-3f32.cos()), 1e-3f32.sin(), 0.0);
+    assert!((Quat::from_rotation_arc(Vec3::X, almost) * Vec3::X).abs_diff_eq(almost, 1e-5));
+
     // Equality up to sign.
+    let q = Quat::from_rotation_z(0.3);
     assert!(q.rotation_eq(-q, 1e-6));
     assert!(!q.rotation_eq(Quat::from_rotation_z(0.4), 1e-3));
 

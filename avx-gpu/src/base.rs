@@ -76,8 +76,7 @@ struct Params {
     k: u32,
     out_offset: u32,
     out_stride: u32,
-    base_start: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 fn metric_id(metric: Metric) -> f64 {
@@ -112,12 +111,15 @@ impl GpuBase {
         if let Some(max) = options.max_chunk_vectors {
             chunk_len = chunk_len.min(max.max(1));
         }
+        // No bigger than the base set: the distance matrix is sized by it.
+        chunk_len = chunk_len.min(base.len().max(1));
         if chunk_len == 0 {
             return Err(GpuError::InvalidInput(format!(
                 "{dim}-d vectors do not fit the device's buffers"
             )));
         }
         let device = &gpu.device;
+        let scope = ErrorScope::push(device);
         let chunks: Vec<Chunk> = (0..base.len())
             .step_by(chunk_len)
             .map(|start| {
@@ -151,9 +153,7 @@ impl GpuBase {
         };
         let distances = pipeline("distances");
         let top_k = pipeline("top_k");
-        if let Some(e) = gpu.take_error() {
-            return Err(GpuError::Backend(e));
-        }
+        scope.pop()?;
         Ok(GpuBase {
             gpu,
             metric,
@@ -257,6 +257,7 @@ impl GpuBase {
         let nq = queries.len();
         let stride = self.chunks.len() * k;
         let out_bytes = (nq * stride * 8) as u64;
+        let scope = ErrorScope::push(device);
         let query_buffer = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("avx-gpu queries"),
             contents: bytemuck::cast_slice(queries.as_flat()),
@@ -294,8 +295,7 @@ impl GpuBase {
                 k: k as u32,
                 out_offset: (c * k) as u32,
                 out_stride: stride as u32,
-                base_start: chunk.start as u32,
-                _pad: 0,
+                _pad: [0; 2],
             };
             queue.write_buffer(&params, 0, bytemuck::bytes_of(&p));
             let entries = [
@@ -347,6 +347,8 @@ impl GpuBase {
             }
             queue.submit([encoder.finish()]);
         }
+        // Errors in encoding or submitting show here, before any result is read.
+        scope.pop()?;
         let (tx, rx) = std::sync::mpsc::channel();
         readback.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -359,9 +361,6 @@ impl GpuBase {
             Ok(Err(e)) => return Err(GpuError::Backend(format!("reading results: {e}"))),
             Err(_) => return Err(GpuError::Backend("results were never mapped".into())),
         }
-        if let Some(e) = self.gpu.take_error() {
-            return Err(GpuError::Backend(e));
-        }
         let words: Vec<u32> = {
             let view = readback
                 .get_mapped_range(..)
@@ -369,30 +368,53 @@ impl GpuBase {
             bytemuck::cast_slice(&view).to_vec()
         };
         readback.unmap();
+        let starts: Vec<usize> = self.chunks.iter().map(|c| c.start).collect();
         Ok(words
             .chunks_exact(stride * 2)
-            .map(|row| merge_candidates(row, k))
+            .map(|row| merge_candidates(row, &starts, k))
             .collect())
     }
 }
 
-/// The `k` best of one query's candidates from every chunk, by distance then index.
-fn merge_candidates(row: &[u32], k: usize) -> Vec<Neighbor> {
+/// The `k` best of one query's candidates from every chunk (`k` slots per chunk, indices
+/// local to the chunk), in the CPU's order.
+fn merge_candidates(row: &[u32], starts: &[usize], k: usize) -> Vec<Neighbor> {
     let mut all: Vec<Neighbor> = row
         .chunks_exact(2)
-        .filter(|pair| pair[1] != u32::MAX)
-        .map(|pair| Neighbor {
-            index: pair[1] as usize,
+        .enumerate()
+        .filter(|(_, pair)| pair[1] != u32::MAX)
+        .map(|(slot, pair)| Neighbor {
+            index: starts[slot / k] + pair[1] as usize,
             distance: f32::from_bits(pair[0]),
         })
         .collect();
-    all.sort_by(|a, b| {
-        a.distance
-            .total_cmp(&b.distance)
-            .then(a.index.cmp(&b.index))
-    });
+    all.sort_by(Neighbor::cmp_nearest);
     all.truncate(k);
     all
+}
+
+/// Validation and out-of-memory errors of the work between `push` and `pop`, on this
+/// thread (wgpu's error scopes are per thread), instead of wgpu's default panic.
+struct ErrorScope {
+    validation: wgpu::ErrorScopeGuard,
+    memory: wgpu::ErrorScopeGuard,
+}
+
+impl ErrorScope {
+    fn push(device: &wgpu::Device) -> Self {
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let memory = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        ErrorScope { validation, memory }
+    }
+
+    fn pop(self) -> Result<(), GpuError> {
+        let memory = pollster::block_on(self.memory.pop());
+        let validation = pollster::block_on(self.validation.pop());
+        match memory.or(validation) {
+            Some(e) => Err(GpuError::Backend(e.to_string())),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The largest buffer the search creates on this device.

@@ -1,6 +1,6 @@
 //! The GPU context: one adapter, device and queue, found once.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use crate::error::GpuError;
 
@@ -10,9 +10,6 @@ pub struct Gpu {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
-    /// The first error the device reported since the last check; wgpu's default would
-    /// panic instead.
-    errors: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -62,20 +59,14 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .map_err(|e| GpuError::Device(format!("{} ({:?}): {e}", info.name, info.backend)))?;
-        let errors = Arc::new(Mutex::new(None::<String>));
-        let sink = Arc::clone(&errors);
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(e.to_string());
-            }
-        }));
+        // Work is wrapped in error scopes (see base.rs); anything outside them must not
+        // take wgpu's default handler, which panics.
+        device.on_uncaptured_error(Arc::new(|_: wgpu::Error| {}));
         Ok(Gpu {
             device,
             queue,
             info,
             limits,
-            errors,
         })
     }
 
@@ -106,11 +97,6 @@ impl Gpu {
     /// Whether this is a software adapter running on the CPU (lavapipe, llvmpipe).
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
-    }
-
-    /// Takes the first device error reported since the last call.
-    pub(crate) fn take_error(&self) -> Option<String> {
-        self.errors.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

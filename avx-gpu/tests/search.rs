@@ -217,3 +217,47 @@ fn edges_of_k_and_the_cpu_fallback_for_large_k() {
     let nearest = search.search(base.slice(7..8), 1).unwrap();
     assert_eq!(nearest[0][0].index, 7);
 }
+
+#[test]
+fn overflowing_and_nan_distances_are_kept_and_ordered_as_on_the_cpu() {
+    let Some(gpu) = gpu_or_skip("overflowing_distances") else {
+        return;
+    };
+    // (3e19)² overflows f32: the CPU ranks it last at +inf, the GPU must too.
+    let base = [3e19f32, 0.0, 1.0];
+    let base = VectorSlice::new(&base, 1).unwrap();
+    let query = VectorSlice::new(&[0.0f32], 1).unwrap();
+    let uploaded = GpuBase::upload(
+        Arc::clone(&gpu),
+        Metric::L2Squared,
+        base,
+        Options::default(),
+    )
+    .unwrap();
+    let on_gpu = uploaded.search(query, 3).unwrap();
+    let on_cpu = VectorSearch::on_cpu(Metric::L2Squared, base)
+        .search(query, 3)
+        .unwrap();
+    assert_eq!(
+        on_gpu[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+        vec![1, 2, 0]
+    );
+    assert_eq!(
+        on_gpu[0].iter().map(|n| n.index).collect::<Vec<_>>(),
+        on_cpu[0].iter().map(|n| n.index).collect::<Vec<_>>()
+    );
+    assert!(on_gpu[0][2].distance.is_infinite());
+    // inf - inf inside a dot product is NaN: kept, after everything else.
+    let base = [1e30f32, -1e30, 0.5, 0.5, 1.0, 0.0];
+    let base = VectorSlice::new(&base, 2).unwrap();
+    let query = VectorSlice::new(&[1e30f32, 1e30], 2).unwrap();
+    let uploaded = GpuBase::upload(gpu, Metric::InnerProduct, base, Options::default()).unwrap();
+    let on_gpu = uploaded.search(query, 3).unwrap();
+    let on_cpu = VectorSearch::on_cpu(Metric::InnerProduct, base)
+        .search(query, 3)
+        .unwrap();
+    let ids = |hits: &[Neighbor]| hits.iter().map(|n| n.index).collect::<Vec<_>>();
+    assert_eq!(ids(&on_gpu[0]), ids(&on_cpu[0]));
+    assert_eq!(on_gpu[0].len(), 3);
+    assert!(on_cpu[0][2].distance.is_nan() && on_gpu[0][2].distance.is_nan());
+}

@@ -174,7 +174,9 @@ impl Kernels {
 
 #[inline]
 fn cosine_from(ab: f32, aa: f32, bb: f32) -> f32 {
-    let denom = (aa * bb).sqrt();
+    // Two square roots, not one of the product: aa·bb overflows (or underflows) for
+    // magnitudes whose own squares are fine.
+    let denom = aa.sqrt() * bb.sqrt();
     if denom > 0.0 {
         (ab / denom).clamp(-1.0, 1.0)
     } else {

@@ -13,9 +13,9 @@ pub struct Neighbor {
 }
 
 impl Neighbor {
-    /// Total order: by distance (NaN after +inf, so it is never chosen over a real
-    /// distance; -0 equals 0), then by index.
-    fn cmp_key(&self, other: &Self) -> Ordering {
+    /// The search order, total: by distance (NaN after +inf, so it is never chosen over
+    /// a real distance; -0 equals 0), then by index. Every search path sorts by it.
+    pub fn cmp_nearest(&self, other: &Self) -> Ordering {
         let (a, b) = (self.distance, other.distance);
         a.is_nan()
             .cmp(&b.is_nan())
@@ -40,7 +40,7 @@ impl PartialOrd for HeapEntry {
 }
 impl Ord for HeapEntry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.cmp_key(&other.0)
+        self.0.cmp_nearest(&other.0)
     }
 }
 
