@@ -1,0 +1,160 @@
+//! The one protocol of the database service: what every transport carries.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::{CollectionInfo, DocKey, WriteOp, WriteResult};
+
+/// A request to the database service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum DbRequest {
+    /// Create a database.
+    CreateDatabase {
+        /// Its name.
+        database: String,
+    },
+    /// List the databases.
+    ListDatabases,
+    /// Drop a database and everything in it.
+    DropDatabase {
+        /// Its name.
+        database: String,
+    },
+    /// Create a collection.
+    CreateCollection {
+        /// The database.
+        database: String,
+        /// The collection's name.
+        collection: String,
+        /// The partition-key path, e.g. `/region`.
+        partition_key: String,
+    },
+    /// List a database's collections.
+    ListCollections {
+        /// The database.
+        database: String,
+    },
+    /// Drop a collection and its documents.
+    DropCollection {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+    },
+    /// Read one document.
+    Get {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Partition-key value.
+        partition_key: Value,
+        /// Document id.
+        id: String,
+    },
+    /// Read up to 100 documents in one snapshot.
+    GetMany {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Their keys.
+        keys: Vec<DocKey>,
+    },
+    /// Apply up to 100 write operations atomically.
+    Write {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The operations, in order.
+        operations: Vec<WriteOp>,
+    },
+}
+
+impl avl_core::Message for DbRequest {}
+
+impl avl_core::Request for DbRequest {
+    fn operation(&self) -> &'static str {
+        match self {
+            DbRequest::CreateDatabase { .. } => "CreateDatabase",
+            DbRequest::ListDatabases => "ListDatabases",
+            DbRequest::DropDatabase { .. } => "DropDatabase",
+            DbRequest::CreateCollection { .. } => "CreateCollection",
+            DbRequest::ListCollections { .. } => "ListCollections",
+            DbRequest::DropCollection { .. } => "DropCollection",
+            DbRequest::Get { .. } => "GetDocument",
+            DbRequest::GetMany { .. } => "GetDocuments",
+            DbRequest::Write { .. } => "WriteDocuments",
+        }
+    }
+
+    fn resource(&self) -> String {
+        match self {
+            DbRequest::ListDatabases => String::new(),
+            DbRequest::CreateDatabase { database }
+            | DbRequest::DropDatabase { database }
+            | DbRequest::ListCollections { database } => database.clone(),
+            DbRequest::CreateCollection {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::DropCollection {
+                database,
+                collection,
+            }
+            | DbRequest::Get {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::GetMany {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::Write {
+                database,
+                collection,
+                ..
+            } => format!("{database}/{collection}"),
+        }
+    }
+}
+
+/// A response of the database service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DbResponse {
+    /// Done.
+    Done,
+    /// Database names.
+    Databases {
+        /// The names.
+        databases: Vec<String>,
+    },
+    /// Collections.
+    Collections {
+        /// The collections.
+        collections: Vec<CollectionInfo>,
+    },
+    /// One document, if it exists.
+    Document {
+        /// The document with its system properties.
+        document: Option<Value>,
+    },
+    /// Documents in the order asked.
+    Documents {
+        /// Each one, if it exists.
+        documents: Vec<Option<Value>>,
+    },
+    /// Results of a write, per operation.
+    Written {
+        /// The results.
+        results: Vec<WriteResult>,
+    },
+}
+
+impl avl_core::Message for DbResponse {}

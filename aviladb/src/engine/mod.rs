@@ -1,0 +1,1006 @@
+//! The in-process engine: synchronous, owns its redb file, no async, no network.
+
+mod commit;
+pub(crate) mod names;
+mod patch;
+pub(crate) mod record;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use patch::{MAX_PATCH_OPS, PatchOp};
+pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
+
+use crate::error::{DbError, Result};
+use commit::{META, Reply, TxnCtx, Writer};
+use names::{check_id, check_name, check_path};
+
+/// The on-disk format this build writes; opening another is an error.
+pub const FORMAT_VERSION: u64 = 1;
+/// The file inside an engine's directory.
+pub const FILE_NAME: &str = "aviladb.redb";
+/// The most keys in one batch get, and operations in one batch write.
+pub const MAX_BATCH: usize = 100;
+/// The most JSON one batch write may carry in all.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
+const FORMAT_KEY: &str = "format_version";
+const NEXT_COLLECTION: &str = "next_collection";
+const DATABASES: TableDefinition<&str, u64> = TableDefinition::new("databases");
+const COLLECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("collections");
+
+fn docs_table(id: u64) -> String {
+    format!("docs.{id}")
+}
+
+fn collection_key(db: &str, coll: &str) -> String {
+    format!("{db}/{coll}")
+}
+
+/// How a write must reach the disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteDurability {
+    /// fsync before the acknowledgement, shared by concurrent writers (group commit).
+    #[default]
+    Always,
+    /// No fsync: a crash may lose recent acknowledged writes (never corrupt the file).
+    Never,
+}
+
+/// Options of [`Engine::open_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// When writes are durable.
+    pub durability: WriteDurability,
+}
+
+/// What is stored about a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// The partition-key path, e.g. `/region`.
+    pub partition_key: String,
+    #[serde(skip)]
+    table: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CollectionRecord {
+    table: u64,
+    partition_key: String,
+}
+
+/// One operation of a write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WriteOp {
+    /// Stores a new document; `AlreadyExists` if one has its key.
+    Insert {
+        /// The document (an object with a string `id` and the partition key).
+        document: Value,
+    },
+    /// Stores the document whether or not one has its key.
+    Upsert {
+        /// The document.
+        document: Value,
+        /// If set, the current document must have this ETag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<String>,
+    },
+    /// Replaces an existing document; `NotFound` if there is none.
+    Replace {
+        /// The document.
+        document: Value,
+        /// If set, the current document must have this ETag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<String>,
+    },
+    /// Changes parts of an existing document.
+    Patch {
+        /// Partition-key value.
+        partition_key: Value,
+        /// Document id.
+        id: String,
+        /// The changes, in order.
+        operations: Vec<PatchOp>,
+        /// If set, the current document must have this ETag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<String>,
+    },
+    /// Deletes an existing document; `NotFound` if there is none.
+    Delete {
+        /// Partition-key value.
+        partition_key: Value,
+        /// Document id.
+        id: String,
+        /// If set, the current document must have this ETag.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_match: Option<String>,
+    },
+}
+
+/// The outcome of one write operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// The document's id.
+    pub id: String,
+    /// Its new ETag (`None` after a delete).
+    pub etag: Option<String>,
+    /// The commit sequence number of the write.
+    pub seq: u64,
+}
+
+/// The key of a document: partition-key value and id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocKey {
+    /// Partition-key value.
+    pub partition_key: Value,
+    /// Document id.
+    pub id: String,
+}
+
+/// An open AvilaDB engine: one redb file, one writer thread, any number of readers.
+/// Cheap to clone and share (`Send + Sync`).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    writer: Writer,
+    path: PathBuf,
+    /// Collection metadata by database and name; cleared whenever the catalog changes.
+    catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine in directory `dir`, with durable writes.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with(dir, EngineOptions::default())
+    }
+
+    /// Opens the engine in `dir` with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: EngineOptions) -> Result<Engine> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => DbError::Unavailable(format!(
+                "{} is already open (by `avl serve`? reach a server with AVL_ENDPOINT)",
+                path.display()
+            )),
+            other => DbError::Storage(format!("{}: {other}", path.display())),
+        })?;
+        let db = Arc::new(db);
+        check_format(&db)?;
+        let durability = match options.durability {
+            WriteDurability::Always => redb::Durability::Immediate,
+            WriteDurability::Never => redb::Durability::None,
+        };
+        let writer = Writer::start(Arc::clone(&db), durability)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                db,
+                writer,
+                path,
+                catalog: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The redb file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    // ---- databases -------------------------------------------------------------------
+
+    /// Creates a database; `AlreadyExists` if it does.
+    pub fn create_database(&self, name: &str) -> Result<()> {
+        check_name("database", name)?;
+        let name = name.to_string();
+        self.catalog_job(move |ctx| {
+            let mut dbs = ctx.txn.open_table(DATABASES)?;
+            if dbs.get(name.as_str())?.is_some() {
+                return Err(DbError::AlreadyExists(format!(
+                    "database `{name}` already exists"
+                )));
+            }
+            dbs.insert(name.as_str(), ctx.ts_micros)?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// The databases, by name.
+    pub fn list_databases(&self) -> Result<Vec<String>> {
+        let txn = self.inner.db.begin_read()?;
+        let dbs = match txn.open_table(DATABASES) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut names = Vec::new();
+        for entry in dbs.iter()? {
+            names.push(entry?.0.value().to_string());
+        }
+        Ok(names)
+    }
+
+    /// Drops a database with all its collections and documents.
+    pub fn drop_database(&self, name: &str) -> Result<()> {
+        check_name("database", name)?;
+        let name = name.to_string();
+        self.catalog_job(move |ctx| {
+            let mut dbs = ctx.txn.open_table(DATABASES)?;
+            if dbs.get(name.as_str())?.is_none() {
+                return Err(DbError::NotFound(format!(
+                    "database `{name}` does not exist"
+                )));
+            }
+            dbs.remove(name.as_str())?;
+            let mut colls = ctx.txn.open_table(COLLECTIONS)?;
+            let prefix = format!("{name}/");
+            let mut doomed = Vec::new();
+            for entry in colls.range(prefix.as_str()..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                doomed.push((
+                    key.value().to_string(),
+                    decode_collection(value.value())?.table,
+                ));
+            }
+            for (key, table) in doomed {
+                colls.remove(key.as_str())?;
+                ctx.txn
+                    .delete_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+            }
+            Ok(Reply::Done)
+        })
+    }
+
+    // ---- collections -----------------------------------------------------------------
+
+    /// Creates a collection partitioned by `partition_key` (a path such as `/region`).
+    pub fn create_collection(&self, db: &str, name: &str, partition_key: &str) -> Result<()> {
+        check_name("database", db)?;
+        check_name("collection", name)?;
+        check_path("partition_key", partition_key)?;
+        let (db, name, pk) = (db.to_string(), name.to_string(), partition_key.to_string());
+        self.catalog_job(move |ctx| {
+            let dbs = ctx.txn.open_table(DATABASES)?;
+            if dbs.get(db.as_str())?.is_none() {
+                return Err(DbError::NotFound(format!("database `{db}` does not exist")));
+            }
+            let mut colls = ctx.txn.open_table(COLLECTIONS)?;
+            let key = collection_key(&db, &name);
+            if colls.get(key.as_str())?.is_some() {
+                return Err(DbError::AlreadyExists(format!(
+                    "collection `{name}` already exists in `{db}`"
+                )));
+            }
+            let mut meta = ctx.txn.open_table(META)?;
+            let table = meta.get(NEXT_COLLECTION)?.map_or(1, |v| v.value());
+            meta.insert(NEXT_COLLECTION, table + 1)?;
+            let record = serde_json::to_vec(&CollectionRecord {
+                table,
+                partition_key: pk,
+            })
+            .map_err(|e| DbError::Storage(e.to_string()))?;
+            colls.insert(key.as_str(), record.as_slice())?;
+            ctx.txn
+                .open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// The collections of a database.
+    pub fn list_collections(&self, db: &str) -> Result<Vec<CollectionInfo>> {
+        check_name("database", db)?;
+        let txn = self.inner.db.begin_read()?;
+        require_database(&txn, db)?;
+        let colls = match txn.open_table(COLLECTIONS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let prefix = format!("{db}/");
+        let mut out = Vec::new();
+        for entry in colls.range(prefix.as_str()..)? {
+            let (key, value) = entry?;
+            let Some(name) = key.value().strip_prefix(&prefix) else {
+                break;
+            };
+            let record = decode_collection(value.value())?;
+            out.push(CollectionInfo {
+                name: name.to_string(),
+                partition_key: record.partition_key,
+                table: record.table,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Drops a collection with all its documents.
+    pub fn drop_collection(&self, db: &str, name: &str) -> Result<()> {
+        check_name("database", db)?;
+        check_name("collection", name)?;
+        let key = collection_key(db, name);
+        let (db, name) = (db.to_string(), name.to_string());
+        self.catalog_job(move |ctx| {
+            let mut colls = ctx.txn.open_table(COLLECTIONS)?;
+            let table = match colls.get(key.as_str())? {
+                Some(v) => decode_collection(v.value())?.table,
+                None => {
+                    return Err(DbError::NotFound(format!(
+                        "collection `{name}` does not exist in `{db}`"
+                    )));
+                }
+            };
+            colls.remove(key.as_str())?;
+            ctx.txn
+                .delete_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// Runs a catalog change and forgets the cached catalog once it is durable.
+    fn catalog_job(
+        &self,
+        job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
+    ) -> Result<()> {
+        let result = self.inner.writer.submit(move |ctx| {
+            ctx.catalog_changed();
+            let reply = job(ctx);
+            ctx.catalog_changed();
+            reply
+        });
+        self.inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        result.map(|_| ())
+    }
+
+    /// A collection's metadata, cached.
+    fn collection(&self, db: &str, name: &str) -> Result<Arc<CollectionInfo>> {
+        if let Some(info) = self
+            .inner
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(db)
+            .and_then(|colls| colls.get(name))
+        {
+            return Ok(Arc::clone(info));
+        }
+        check_name("database", db)?;
+        check_name("collection", name)?;
+        let txn = self.inner.db.begin_read()?;
+        let info = Arc::new(read_collection(&txn, db, name)?);
+        self.inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(db.to_string())
+            .or_default()
+            .insert(name.to_string(), Arc::clone(&info));
+        Ok(info)
+    }
+
+    // ---- documents -------------------------------------------------------------------
+
+    /// The document with this key, with its system properties, or `None`.
+    pub fn get(
+        &self,
+        db: &str,
+        coll: &str,
+        partition_key: &Value,
+        id: &str,
+    ) -> Result<Option<Value>> {
+        self.get_raw(db, coll, partition_key, id)?
+            .map(RawDocument::into_value)
+            .transpose()
+    }
+
+    /// The document with this key as stored: sequence, time and JSON, not yet parsed.
+    pub(crate) fn get_raw(
+        &self,
+        db: &str,
+        coll: &str,
+        partition_key: &Value,
+        id: &str,
+    ) -> Result<Option<RawDocument>> {
+        check_id(id)?;
+        let key = record::doc_key(partition_key, id)?;
+        Ok(self.get_keys(db, coll, &[key])?.pop().flatten())
+    }
+
+    /// Up to [`MAX_BATCH`] documents in one consistent snapshot, in the order asked.
+    pub fn get_many(&self, db: &str, coll: &str, keys: &[DocKey]) -> Result<Vec<Option<Value>>> {
+        self.get_many_raw(db, coll, keys)?
+            .into_iter()
+            .map(|d| d.map(RawDocument::into_value).transpose())
+            .collect()
+    }
+
+    pub(crate) fn get_many_raw(
+        &self,
+        db: &str,
+        coll: &str,
+        keys: &[DocKey],
+    ) -> Result<Vec<Option<RawDocument>>> {
+        if keys.len() > MAX_BATCH {
+            return Err(DbError::invalid(
+                "keys",
+                format!("more than {MAX_BATCH} keys"),
+            ));
+        }
+        let encoded = keys
+            .iter()
+            .map(|k| {
+                check_id(&k.id)?;
+                record::doc_key(&k.partition_key, &k.id)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.get_keys(db, coll, &encoded)
+    }
+
+    fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
+        // A collection dropped (and perhaps re-created) after its metadata was cached
+        // shows as a missing table: look it up again once.
+        for attempt in 0..2 {
+            let info = self.collection(db, coll)?;
+            let txn = self.inner.db.begin_read()?;
+            let name = docs_table(info.table);
+            let table = match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) if attempt == 0 => {
+                    self.forget_catalog();
+                    continue;
+                }
+                Err(TableError::TableDoesNotExist(_)) => {
+                    return Err(DbError::NotFound(format!(
+                        "collection `{coll}` does not exist in `{db}`"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(match table.get(key.as_slice())? {
+                    Some(v) => {
+                        let (seq, ts_micros, json) = record::decode_raw(v.value())?;
+                        Some(RawDocument {
+                            seq,
+                            ts_micros,
+                            json,
+                        })
+                    }
+                    None => None,
+                });
+            }
+            return Ok(out);
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    fn forget_catalog(&self) {
+        self.inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Applies `ops` to one collection atomically (all or none), durably, and returns a
+    /// result per operation. At most [`MAX_BATCH`] operations and [`MAX_BATCH_BYTES`].
+    ///
+    /// Documents are checked, serialized and framed on the calling thread; the writer
+    /// thread only checks keys and ETags against storage and writes, so concurrent
+    /// writers share the work as well as the fsync.
+    pub fn write(&self, db: &str, coll: &str, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
+        if ops.is_empty() {
+            return Err(DbError::invalid("operations", "no operations"));
+        }
+        if ops.len() > MAX_BATCH {
+            return Err(DbError::invalid(
+                "operations",
+                format!("more than {MAX_BATCH} operations"),
+            ));
+        }
+        let info = self.collection(db, coll)?;
+        let many = ops.len() > 1;
+        let mut total = 0usize;
+        let mut staged = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            let step = stage(op, &info.partition_key, many).map_err(|e| in_batch(e, i, many))?;
+            if let Staged::Put { json_len, .. } = &step {
+                total += json_len;
+                if total > MAX_BATCH_BYTES {
+                    return Err(DbError::TooLarge(format!(
+                        "the batch holds more than {MAX_BATCH_BYTES} bytes of JSON"
+                    )));
+                }
+            }
+            staged.push(step);
+        }
+        let (db, coll) = (db.to_string(), coll.to_string());
+        let table = info.table;
+        let pk_path = info.partition_key.clone();
+        match self
+            .inner
+            .writer
+            .submit(move |ctx| write_job(ctx, &db, &coll, table, &pk_path, staged))?
+        {
+            Reply::Writes(results) => Ok(results),
+            Reply::Done => Err(DbError::Storage("a write answered without results".into())),
+        }
+    }
+}
+
+/// A stored document before parsing: for callers that deserialize it to their own type.
+#[derive(Debug, Clone)]
+pub(crate) struct RawDocument {
+    pub(crate) seq: u64,
+    pub(crate) ts_micros: u64,
+    pub(crate) json: Vec<u8>,
+}
+
+impl RawDocument {
+    /// The document with its system properties.
+    pub(crate) fn into_value(self) -> Result<Value> {
+        let body = match serde_json::from_slice(&self.json) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
+            Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
+        };
+        Ok(record::Record {
+            seq: self.seq,
+            ts_micros: self.ts_micros,
+            body,
+        }
+        .into_document())
+    }
+}
+
+/// Names the operation of a batch in its error.
+fn in_batch(e: DbError, i: usize, many: bool) -> DbError {
+    if !many {
+        return e;
+    }
+    match e {
+        DbError::InvalidInput { field, reason } => {
+            DbError::invalid(format!("operations[{i}].{field}"), reason)
+        }
+        DbError::NotFound(m) => DbError::NotFound(format!("operation {i}: {m}")),
+        DbError::AlreadyExists(m) => DbError::AlreadyExists(format!("operation {i}: {m}")),
+        DbError::Conflict(m) => DbError::Conflict(format!("operation {i}: {m}")),
+        DbError::TooLarge(m) => DbError::TooLarge(format!("operation {i}: {m}")),
+        other => other,
+    }
+}
+
+fn decode_collection(bytes: &[u8]) -> Result<CollectionRecord> {
+    serde_json::from_slice(bytes).map_err(|e| DbError::Corrupted(format!("collection record: {e}")))
+}
+
+fn require_database(txn: &redb::ReadTransaction, db: &str) -> Result<()> {
+    let missing = || DbError::NotFound(format!("database `{db}` does not exist"));
+    let dbs = match txn.open_table(DATABASES) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    dbs.get(db)?.map(|_| ()).ok_or_else(missing)
+}
+
+fn read_collection(txn: &redb::ReadTransaction, db: &str, name: &str) -> Result<CollectionInfo> {
+    require_database(txn, db)?;
+    let missing = || DbError::NotFound(format!("collection `{name}` does not exist in `{db}`"));
+    let colls = match txn.open_table(COLLECTIONS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Err(missing()),
+        Err(e) => return Err(e.into()),
+    };
+    let record = match colls.get(collection_key(db, name).as_str())? {
+        Some(v) => decode_collection(v.value())?,
+        None => return Err(missing()),
+    };
+    Ok(CollectionInfo {
+        name: name.to_string(),
+        partition_key: record.partition_key,
+        table: record.table,
+    })
+}
+
+/// Checks (or, on a new file, writes) the format version.
+fn check_format(db: &Database) -> Result<()> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
+            }
+            Some(FORMAT_VERSION) => {}
+            Some(other) => {
+                return Err(DbError::UnsupportedFormat(format!(
+                    "database format version {other}; this build reads {FORMAT_VERSION}"
+                )));
+            }
+        }
+        txn.open_table(DATABASES)?;
+        txn.open_table(COLLECTIONS)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// A document as it will be stored: its key, its id and its compact JSON.
+struct Prepared {
+    key: Vec<u8>,
+    id: String,
+    body: Map<String, Value>,
+    json: Vec<u8>,
+}
+
+/// The value at a JSON-pointer path inside a document.
+fn pointer_in<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut segs = path
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"));
+    let mut current = map.get(&segs.next()?)?;
+    for seg in segs {
+        current = match current {
+            Value::Object(m) => m.get(&seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+fn serialize_checked(id: &str, body: &Map<String, Value>) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(body).map_err(|e| DbError::invalid("document", e.to_string()))?;
+    if json.len() > MAX_DOCUMENT_BYTES {
+        return Err(DbError::TooLarge(format!(
+            "document `{id}` is {} bytes of JSON; the limit is {MAX_DOCUMENT_BYTES}",
+            json.len()
+        )));
+    }
+    Ok(json)
+}
+
+/// Checks a document: an object with a string `id`, the partition key at `pk_path`, at
+/// most [`MAX_DOCUMENT_BYTES`] of compact JSON; system properties are dropped.
+fn prepare(document: Value, pk_path: &str) -> Result<Prepared> {
+    let Value::Object(mut body) = document else {
+        return Err(DbError::invalid("document", "must be a JSON object"));
+    };
+    for p in SYSTEM_PROPERTIES {
+        body.remove(p);
+    }
+    let id = match body.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => return Err(DbError::invalid("id", "must be a string")),
+        None => return Err(DbError::invalid("id", "the document has no `id`")),
+    };
+    check_id(&id)?;
+    let pk = pointer_in(&body, pk_path).ok_or_else(|| {
+        DbError::invalid(
+            "partition_key",
+            format!("document `{id}` has no value at the partition key {pk_path}"),
+        )
+    })?;
+    let key = record::doc_key(pk, &id)?;
+    let json = serialize_checked(&id, &body)?;
+    Ok(Prepared {
+        key,
+        id,
+        body,
+        json,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutKind {
+    Insert,
+    Upsert,
+    Replace,
+}
+
+/// An operation checked and encoded on the caller's thread, ready for the writer.
+enum Staged {
+    Put {
+        kind: PutKind,
+        key: Vec<u8>,
+        id: String,
+        body: Map<String, Value>,
+        frame: Vec<u8>,
+        json_len: usize,
+        if_match: Option<String>,
+    },
+    Patch {
+        key: Vec<u8>,
+        id: String,
+        operations: Vec<PatchOp>,
+        if_match: Option<String>,
+    },
+    Delete {
+        key: Vec<u8>,
+        id: String,
+        if_match: Option<String>,
+    },
+}
+
+/// Stages one operation; `in_batch` keeps the parsed body for later operations of the
+/// batch (a single write frees it here rather than on the busy writer thread).
+fn stage(op: WriteOp, pk_path: &str, in_batch: bool) -> Result<Staged> {
+    let put = |kind, document, if_match| -> Result<Staged> {
+        let p = prepare(document, pk_path)?;
+        Ok(Staged::Put {
+            kind,
+            key: p.key,
+            id: p.id,
+            frame: record::encode_unstamped(&p.json),
+            json_len: p.json.len(),
+            body: if in_batch { p.body } else { Map::new() },
+            if_match,
+        })
+    };
+    match op {
+        WriteOp::Insert { document } => put(PutKind::Insert, document, None),
+        WriteOp::Upsert { document, if_match } => put(PutKind::Upsert, document, if_match),
+        WriteOp::Replace { document, if_match } => put(PutKind::Replace, document, if_match),
+        WriteOp::Patch {
+            partition_key,
+            id,
+            operations,
+            if_match,
+        } => {
+            check_id(&id)?;
+            if operations.is_empty() || operations.len() > MAX_PATCH_OPS {
+                return Err(DbError::invalid(
+                    "operations",
+                    format!("a patch needs 1 to {MAX_PATCH_OPS} operations"),
+                ));
+            }
+            Ok(Staged::Patch {
+                key: record::doc_key(&partition_key, &id)?,
+                id,
+                operations,
+                if_match,
+            })
+        }
+        WriteOp::Delete {
+            partition_key,
+            id,
+            if_match,
+        } => {
+            check_id(&id)?;
+            Ok(Staged::Delete {
+                key: record::doc_key(&partition_key, &id)?,
+                id,
+                if_match,
+            })
+        }
+    }
+}
+
+/// What a key holds at this point of a write: in storage (only its sequence is read), or
+/// as changed earlier in the same batch.
+enum Current {
+    Absent,
+    Stored { seq: u64 },
+    Pending,
+}
+
+type Docs<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+type Overlay = HashMap<Vec<u8>, Option<Map<String, Value>>>;
+
+fn current(table: &Docs<'_>, overlay: &Overlay, key: &[u8]) -> Result<Current> {
+    if let Some(state) = overlay.get(key) {
+        return Ok(match state {
+            None => Current::Absent,
+            Some(_) => Current::Pending,
+        });
+    }
+    match table.get(key)? {
+        Some(v) => Ok(Current::Stored {
+            seq: record::record_seq(v.value())?,
+        }),
+        None => Ok(Current::Absent),
+    }
+}
+
+/// The body a patch starts from.
+fn current_body(table: &Docs<'_>, overlay: &Overlay, key: &[u8]) -> Result<Map<String, Value>> {
+    if let Some(Some(body)) = overlay.get(key) {
+        return Ok(body.clone());
+    }
+    match table.get(key)? {
+        Some(v) => Ok(record::decode(v.value())?.body),
+        None => Ok(Map::new()),
+    }
+}
+
+/// `if_match` against what the key holds; a write earlier in the same batch has no
+/// ETag the caller could know, so it never matches.
+fn check_etag(if_match: Option<&String>, current: &Current, id: &str) -> Result<()> {
+    let Some(tag) = if_match else {
+        return Ok(());
+    };
+    match current {
+        Current::Stored { seq } if etag_of(*seq) == *tag => Ok(()),
+        Current::Absent => Err(DbError::Conflict(format!(
+            "document `{id}` does not exist, so it cannot match ETag {tag}"
+        ))),
+        _ => Err(DbError::Conflict(format!(
+            "ETag {tag} does not match document `{id}`: it changed"
+        ))),
+    }
+}
+
+fn read_collection_for_write(
+    txn: &redb::WriteTransaction,
+    db: &str,
+    name: &str,
+) -> Result<CollectionInfo> {
+    let dbs = txn.open_table(DATABASES)?;
+    if dbs.get(db)?.is_none() {
+        return Err(DbError::NotFound(format!("database `{db}` does not exist")));
+    }
+    let colls = txn.open_table(COLLECTIONS)?;
+    let record = match colls.get(collection_key(db, name).as_str())? {
+        Some(v) => decode_collection(v.value())?,
+        None => {
+            return Err(DbError::NotFound(format!(
+                "collection `{name}` does not exist in `{db}`"
+            )));
+        }
+    };
+    Ok(CollectionInfo {
+        name: name.to_string(),
+        partition_key: record.partition_key,
+        table: record.table,
+    })
+}
+
+/// One batch in the writer: keys and ETags checked against storage and the batch's own
+/// earlier operations, then written; a failing check fails the batch before any write.
+fn write_job(
+    ctx: &mut TxnCtx<'_>,
+    db: &str,
+    coll: &str,
+    table_id: u64,
+    pk_path: &str,
+    staged: Vec<Staged>,
+) -> Result<Reply> {
+    let info = ctx.collection(db, coll, read_collection_for_write)?;
+    if info.table != table_id {
+        return Err(DbError::Conflict(format!(
+            "collection `{coll}` was dropped and created again during the write; retry it"
+        )));
+    }
+    let name = docs_table(info.table);
+    let mut table = ctx
+        .txn
+        .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+    let many = staged.len() > 1;
+    let mut overlay: Overlay = HashMap::new();
+    // (key, id, framed body or None for a delete)
+    let mut planned: Vec<(Vec<u8>, String, Option<Vec<u8>>)> = Vec::with_capacity(staged.len());
+    for (i, op) in staged.into_iter().enumerate() {
+        let step = plan_one(&table, &overlay, pk_path, op).map_err(|e| in_batch(e, i, many))?;
+        let (key, id, new) = step;
+        let (body, frame) = match new {
+            Some((body, frame)) => (Some(body), Some(frame)),
+            None => (None, None),
+        };
+        // Only a batch can touch a key twice.
+        if many {
+            overlay.insert(key.clone(), body);
+        }
+        planned.push((key, id, frame));
+    }
+    let mut results = Vec::with_capacity(planned.len());
+    for (key, id, frame) in planned {
+        let seq = ctx.next_seq();
+        match frame {
+            Some(mut frame) => {
+                record::stamp(&mut frame, seq, ctx.ts_micros);
+                table.insert(key.as_slice(), frame.as_slice())?;
+                results.push(WriteResult {
+                    id,
+                    etag: Some(etag_of(seq)),
+                    seq,
+                });
+            }
+            None => {
+                table.remove(key.as_slice())?;
+                results.push(WriteResult {
+                    id,
+                    etag: None,
+                    seq,
+                });
+            }
+        }
+    }
+    Ok(Reply::Writes(results))
+}
+
+type Planned = (Vec<u8>, String, Option<(Map<String, Value>, Vec<u8>)>);
+
+fn plan_one(table: &Docs<'_>, overlay: &Overlay, pk_path: &str, op: Staged) -> Result<Planned> {
+    match op {
+        Staged::Put {
+            kind,
+            key,
+            id,
+            body,
+            frame,
+            if_match,
+            ..
+        } => {
+            let cur = current(table, overlay, &key)?;
+            match kind {
+                PutKind::Insert if !matches!(cur, Current::Absent) => {
+                    return Err(DbError::AlreadyExists(format!(
+                        "document `{id}` already exists"
+                    )));
+                }
+                PutKind::Replace if matches!(cur, Current::Absent) => {
+                    return Err(DbError::NotFound(format!("document `{id}` does not exist")));
+                }
+                _ => {}
+            }
+            check_etag(if_match.as_ref(), &cur, &id)?;
+            Ok((key, id, Some((body, frame))))
+        }
+        Staged::Patch {
+            key,
+            id,
+            operations,
+            if_match,
+        } => {
+            let cur = current(table, overlay, &key)?;
+            if matches!(cur, Current::Absent) {
+                return Err(DbError::NotFound(format!("document `{id}` does not exist")));
+            }
+            check_etag(if_match.as_ref(), &cur, &id)?;
+            let mut body = current_body(table, overlay, &key)?;
+            patch::apply(&mut body, &operations, &["/id", pk_path])?;
+            let json = serialize_checked(&id, &body)?;
+            let frame = record::encode_unstamped(&json);
+            Ok((key, id, Some((body, frame))))
+        }
+        Staged::Delete { key, id, if_match } => {
+            let cur = current(table, overlay, &key)?;
+            if matches!(cur, Current::Absent) {
+                return Err(DbError::NotFound(format!("document `{id}` does not exist")));
+            }
+            check_etag(if_match.as_ref(), &cur, &id)?;
+            Ok((key, id, None))
+        }
+    }
+}

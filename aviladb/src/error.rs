@@ -1,0 +1,122 @@
+//! AvilaDB's errors, by what the caller can do about them; each maps to a platform code.
+
+use avl_core::{Error, ErrorCode};
+
+/// An AvilaDB error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// A database, collection or document does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A database, collection or document already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// An `if_match` ETag did not match: nothing was changed.
+    #[error("{0}")]
+    Conflict(String),
+    /// The input is malformed; the field says where.
+    #[error("{field}: {reason}")]
+    InvalidInput {
+        /// Which input.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A document or batch is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Stored data failed its checks.
+    #[error("corrupted data: {0}")]
+    Corrupted(String),
+    /// The database file is of a format this build cannot read.
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    /// The storage engine failed (I/O, a full disk).
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The engine is closed or its writer stopped.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl DbError {
+    /// [`DbError::InvalidInput`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        DbError::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The platform code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DbError::NotFound(_) => ErrorCode::NotFound,
+            DbError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            DbError::Conflict(_) => ErrorCode::Conflict,
+            DbError::InvalidInput { .. } => ErrorCode::InvalidInput,
+            DbError::TooLarge(_) => ErrorCode::TooLarge,
+            DbError::Corrupted(_) => ErrorCode::Corrupted,
+            DbError::UnsupportedFormat(_) => ErrorCode::Corrupted,
+            DbError::Storage(_) => ErrorCode::Internal,
+            DbError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Error {
+        match e {
+            DbError::InvalidInput { field, reason } => Error::invalid_input(field, reason),
+            other => Error::new(other.code(), other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for DbError {
+    /// A platform error (from a remote server) back in AvilaDB's terms.
+    fn from(e: Error) -> DbError {
+        let message = e.to_string();
+        match e.code() {
+            ErrorCode::NotFound => DbError::NotFound(message),
+            ErrorCode::AlreadyExists => DbError::AlreadyExists(message),
+            ErrorCode::Conflict => DbError::Conflict(message),
+            ErrorCode::InvalidInput => DbError::InvalidInput {
+                field: e.field().unwrap_or("request").to_string(),
+                reason: e.message().to_string(),
+            },
+            ErrorCode::TooLarge => DbError::TooLarge(message),
+            ErrorCode::Corrupted => DbError::Corrupted(message),
+            ErrorCode::Unavailable
+            | ErrorCode::RateLimited
+            | ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden => DbError::Unavailable(message),
+            _ => DbError::Storage(message),
+        }
+    }
+}
+
+macro_rules! storage_errors {
+    ($($t:ty),+) => {
+        $(impl From<$t> for DbError {
+            fn from(e: $t) -> DbError {
+                DbError::Storage(e.to_string())
+            }
+        })+
+    };
+}
+
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+    std::io::Error
+);
+
+/// Result with [`DbError`].
+pub type Result<T, E = DbError> = std::result::Result<T, E>;

@@ -1,0 +1,405 @@
+//! Handles on databases and collections, in-process (sync) and through a transport
+//! (async), with typed documents.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{DbRequest, DbResponse};
+use crate::document::{Document, to_document};
+use crate::engine::{CollectionInfo, DocKey, Engine, PatchOp, WriteOp, WriteResult};
+use crate::error::{DbError, Result};
+use crate::service::DbService;
+
+fn one(mut results: Vec<WriteResult>) -> Result<WriteResult> {
+    results
+        .pop()
+        .ok_or_else(|| DbError::Storage("a write answered without a result".into()))
+}
+
+fn typed<T: DeserializeOwned>(doc: Option<Value>) -> Result<Option<Document<T>>> {
+    doc.map(Document::from_value).transpose()
+}
+
+fn typed_raw<T: DeserializeOwned>(
+    doc: Option<crate::engine::RawDocument>,
+) -> Result<Option<Document<T>>> {
+    doc.map(Document::from_raw).transpose()
+}
+
+macro_rules! collection_writes {
+    ($($async_:ident $await_:tt)?) => {
+        /// Stores a new document; `AlreadyExists` if its key is taken.
+        pub $($async_)? fn insert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
+            let document = to_document(document)?;
+            one(self.write(vec![WriteOp::Insert { document }])$(.$await_)??)
+        }
+
+        /// Stores a document, replacing any with its key.
+        pub $($async_)? fn upsert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
+            let document = to_document(document)?;
+            one(self.write(vec![WriteOp::Upsert { document, if_match: None }])$(.$await_)??)
+        }
+
+        /// Replaces an existing document; with `if_match`, only if its ETag matches.
+        pub $($async_)? fn replace<T: Serialize + ?Sized>(&self, document: &T, if_match: Option<&str>) -> Result<WriteResult> {
+            let document = to_document(document)?;
+            let if_match = if_match.map(str::to_owned);
+            one(self.write(vec![WriteOp::Replace { document, if_match }])$(.$await_)??)
+        }
+
+        /// Changes parts of a document.
+        pub $($async_)? fn patch(&self, partition_key: impl Into<Value>, id: &str, operations: Vec<PatchOp>, if_match: Option<&str>) -> Result<WriteResult> {
+            let op = WriteOp::Patch {
+                partition_key: partition_key.into(),
+                id: id.to_string(),
+                operations,
+                if_match: if_match.map(str::to_owned),
+            };
+            one(self.write(vec![op])$(.$await_)??)
+        }
+
+        /// Deletes a document.
+        pub $($async_)? fn delete(&self, partition_key: impl Into<Value>, id: &str, if_match: Option<&str>) -> Result<WriteResult> {
+            let op = WriteOp::Delete {
+                partition_key: partition_key.into(),
+                id: id.to_string(),
+                if_match: if_match.map(str::to_owned),
+            };
+            one(self.write(vec![op])$(.$await_)??)
+        }
+    };
+}
+
+/// A database in an in-process [`Engine`].
+#[derive(Debug, Clone)]
+pub struct Database {
+    engine: Engine,
+    name: String,
+}
+
+/// A collection in an in-process [`Engine`]: synchronous, typed.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    engine: Engine,
+    database: String,
+    name: String,
+}
+
+impl Engine {
+    /// A handle on database `name` (which may not exist yet).
+    pub fn database(&self, name: &str) -> Database {
+        Database {
+            engine: self.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Database {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates it.
+    pub fn create(&self) -> Result<()> {
+        self.engine.create_database(&self.name)
+    }
+
+    /// Creates it unless it exists.
+    pub fn create_if_missing(&self) -> Result<()> {
+        match self.create() {
+            Err(DbError::AlreadyExists(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A handle on collection `name`.
+    pub fn collection(&self, name: &str) -> Collection {
+        Collection {
+            engine: self.engine.clone(),
+            database: self.name.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Creates collection `name` partitioned by `partition_key` and returns its handle.
+    pub fn create_collection(&self, name: &str, partition_key: &str) -> Result<Collection> {
+        self.engine
+            .create_collection(&self.name, name, partition_key)?;
+        Ok(self.collection(name))
+    }
+
+    /// Its collections.
+    pub fn collections(&self) -> Result<Vec<CollectionInfo>> {
+        self.engine.list_collections(&self.name)
+    }
+
+    /// Drops it with everything in it.
+    pub fn drop_database(&self) -> Result<()> {
+        self.engine.drop_database(&self.name)
+    }
+}
+
+impl Collection {
+    /// Applies operations atomically.
+    pub fn write(&self, operations: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
+        self.engine.write(&self.database, &self.name, operations)
+    }
+
+    /// Reads a document as `T` (use `serde_json::Value` for raw JSON), straight from its
+    /// stored bytes.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        partition_key: impl Into<Value>,
+        id: &str,
+    ) -> Result<Option<Document<T>>> {
+        typed_raw(
+            self.engine
+                .get_raw(&self.database, &self.name, &partition_key.into(), id)?,
+        )
+    }
+
+    /// Reads up to 100 documents in one snapshot.
+    pub fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[DocKey],
+    ) -> Result<Vec<Option<Document<T>>>> {
+        self.engine
+            .get_many_raw(&self.database, &self.name, keys)?
+            .into_iter()
+            .map(typed_raw)
+            .collect()
+    }
+
+    /// Drops it with its documents.
+    pub fn drop_collection(&self) -> Result<()> {
+        self.engine.drop_collection(&self.database, &self.name)
+    }
+
+    collection_writes!();
+}
+
+/// An async client of the database service, in-process or through `avl serve`.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: avl_core::Client<DbService>,
+}
+
+impl Client {
+    /// A client over any transport.
+    pub fn new(inner: avl_core::Client<DbService>) -> Self {
+        Client { inner }
+    }
+
+    /// A client of an engine in this process.
+    pub fn local(engine: Engine) -> Self {
+        Client::new(avl_core::Client::local(std::sync::Arc::new(
+            DbService::new(engine),
+        )))
+    }
+
+    /// The client `config` names: the server at its endpoint, or the engine in its data
+    /// directory (see `avl_core::connect`).
+    pub fn connect(config: &avl_core::ClientConfig) -> Result<Self> {
+        Ok(Client::new(avl_core::Client::new(avl_core::connect::<
+            DbService,
+        >(config)?)))
+    }
+
+    /// [`Client::connect`] with the configuration of `AVL_*` and the config file.
+    pub fn from_env() -> Result<Self> {
+        Client::connect(&avl_core::ClientConfig::load()?)
+    }
+
+    /// Sends one request.
+    pub async fn call(&self, request: DbRequest) -> Result<DbResponse> {
+        Ok(self.inner.call(request).await?)
+    }
+
+    /// Where requests go.
+    pub fn target(&self) -> String {
+        self.inner.target()
+    }
+
+    /// Creates a database.
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        self.call(DbRequest::CreateDatabase {
+            database: name.into(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The databases.
+    pub async fn list_databases(&self) -> Result<Vec<String>> {
+        match self.call(DbRequest::ListDatabases).await? {
+            DbResponse::Databases { databases } => Ok(databases),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops a database.
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        self.call(DbRequest::DropDatabase {
+            database: name.into(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// A handle on database `name`.
+    pub fn database(&self, name: &str) -> ClientDatabase {
+        ClientDatabase {
+            client: self.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+fn unexpected(response: &DbResponse) -> DbError {
+    DbError::Storage(format!("unexpected response: {response:?}"))
+}
+
+/// A database through a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientDatabase {
+    client: Client,
+    name: String,
+}
+
+impl ClientDatabase {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates it.
+    pub async fn create(&self) -> Result<()> {
+        self.client.create_database(&self.name).await
+    }
+
+    /// A handle on collection `name`.
+    pub fn collection(&self, name: &str) -> ClientCollection {
+        ClientCollection {
+            client: self.client.clone(),
+            database: self.name.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Creates collection `name` partitioned by `partition_key` and returns its handle.
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        partition_key: &str,
+    ) -> Result<ClientCollection> {
+        self.client
+            .call(DbRequest::CreateCollection {
+                database: self.name.clone(),
+                collection: name.into(),
+                partition_key: partition_key.into(),
+            })
+            .await?;
+        Ok(self.collection(name))
+    }
+
+    /// Its collections.
+    pub async fn collections(&self) -> Result<Vec<CollectionInfo>> {
+        match self
+            .client
+            .call(DbRequest::ListCollections {
+                database: self.name.clone(),
+            })
+            .await?
+        {
+            DbResponse::Collections { collections } => Ok(collections),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops it with everything in it.
+    pub async fn drop_database(&self) -> Result<()> {
+        self.client.drop_database(&self.name).await
+    }
+}
+
+/// A collection through a [`Client`]: async, typed.
+#[derive(Debug, Clone)]
+pub struct ClientCollection {
+    client: Client,
+    database: String,
+    name: String,
+}
+
+impl ClientCollection {
+    /// Applies operations atomically.
+    pub async fn write(&self, operations: Vec<WriteOp>) -> Result<Vec<WriteResult>> {
+        match self
+            .client
+            .call(DbRequest::Write {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                operations,
+            })
+            .await?
+        {
+            DbResponse::Written { results } => Ok(results),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads a document as `T`.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        partition_key: impl Into<Value>,
+        id: &str,
+    ) -> Result<Option<Document<T>>> {
+        match self
+            .client
+            .call(DbRequest::Get {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                partition_key: partition_key.into(),
+                id: id.into(),
+            })
+            .await?
+        {
+            DbResponse::Document { document } => typed(document),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads up to 100 documents in one snapshot.
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: Vec<DocKey>,
+    ) -> Result<Vec<Option<Document<T>>>> {
+        match self
+            .client
+            .call(DbRequest::GetMany {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                keys,
+            })
+            .await?
+        {
+            DbResponse::Documents { documents } => documents.into_iter().map(typed).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops it with its documents.
+    pub async fn drop_collection(&self) -> Result<()> {
+        self.client
+            .call(DbRequest::DropCollection {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    collection_writes!(async await);
+}

@@ -1,0 +1,45 @@
+//! AvilaDB: an embedded document database. Databases hold collections of JSON documents,
+//! each addressed by a partition-key value and an id, written with ETag preconditions and
+//! made durable before they are acknowledged (many writers share each fsync).
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Player { id: String, region: String, score: u32 }
+//!
+//! let dir = tempfile::tempdir()?;
+//! let engine = aviladb::Engine::open(dir.path())?;
+//! let db = engine.database("gamedb");
+//! db.create()?;
+//! let players = db.create_collection("players", "/region")?;
+//!
+//! let written = players.insert(&Player { id: "p1".into(), region: "sa-east-1".into(), score: 10 })?;
+//! let mut p1 = players.get::<Player>("sa-east-1", "p1")?.expect("just written");
+//! assert_eq!(p1.etag, written.etag.unwrap());
+//!
+//! p1.score += 5;
+//! players.replace(&p1.body, Some(&p1.etag))?;          // only if nobody changed it
+//! assert!(players.replace(&p1.body, Some(&p1.etag)).is_err()); // the ETag moved on
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The same API runs against a served database: [`Client`] (async) reaches the engine
+//! in-process or through `avl serve` with avl-core's transports.
+
+mod api;
+mod document;
+pub mod engine;
+mod error;
+mod handle;
+mod service;
+
+pub use api::{DbRequest, DbResponse};
+pub use document::Document;
+pub use engine::{
+    CollectionInfo, DocKey, Engine, EngineOptions, MAX_BATCH, MAX_DOCUMENT_BYTES, PatchOp,
+    WriteDurability, WriteOp, WriteResult,
+};
+pub use error::{DbError, Result};
+pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};
+pub use service::{DATA_SUBDIR, DbService};

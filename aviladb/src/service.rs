@@ -1,0 +1,116 @@
+//! The database as an avl-core service: the engine behind every transport.
+
+use std::path::Path;
+
+use avl_core::{Context, OpenLocal, Service};
+
+use crate::api::{DbRequest, DbResponse};
+use crate::engine::{Engine, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES};
+use crate::error::DbError;
+
+/// The engine, answering [`DbRequest`]s. Engine calls block (reads are fast, writes wait
+/// for their group's fsync), so they run on Tokio's blocking threads.
+#[derive(Debug, Clone)]
+pub struct DbService {
+    engine: Engine,
+}
+
+/// Where the service keeps its files inside a data directory.
+pub const DATA_SUBDIR: &str = "db";
+
+impl DbService {
+    /// The service over `engine`.
+    pub fn new(engine: Engine) -> Self {
+        DbService { engine }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Answers one request on the calling thread.
+pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, DbError> {
+    Ok(match request {
+        DbRequest::CreateDatabase { database } => {
+            engine.create_database(&database)?;
+            DbResponse::Done
+        }
+        DbRequest::ListDatabases => DbResponse::Databases {
+            databases: engine.list_databases()?,
+        },
+        DbRequest::DropDatabase { database } => {
+            engine.drop_database(&database)?;
+            DbResponse::Done
+        }
+        DbRequest::CreateCollection {
+            database,
+            collection,
+            partition_key,
+        } => {
+            engine.create_collection(&database, &collection, &partition_key)?;
+            DbResponse::Done
+        }
+        DbRequest::ListCollections { database } => DbResponse::Collections {
+            collections: engine.list_collections(&database)?,
+        },
+        DbRequest::DropCollection {
+            database,
+            collection,
+        } => {
+            engine.drop_collection(&database, &collection)?;
+            DbResponse::Done
+        }
+        DbRequest::Get {
+            database,
+            collection,
+            partition_key,
+            id,
+        } => DbResponse::Document {
+            document: engine.get(&database, &collection, &partition_key, &id)?,
+        },
+        DbRequest::GetMany {
+            database,
+            collection,
+            keys,
+        } => DbResponse::Documents {
+            documents: engine.get_many(&database, &collection, &keys)?,
+        },
+        DbRequest::Write {
+            database,
+            collection,
+            operations,
+        } => DbResponse::Written {
+            results: engine.write(&database, &collection, operations)?,
+        },
+    })
+}
+
+impl Service for DbService {
+    const NAME: &'static str = "db";
+    type Request = DbRequest;
+    type Response = DbResponse;
+
+    async fn call(&self, _context: Context, request: DbRequest) -> avl_core::Result<DbResponse> {
+        let engine = self.engine.clone();
+        // The blocking task runs to the end even if the caller goes away, so a write that
+        // started is never cut off between validation and commit.
+        tokio::task::spawn_blocking(move || handle(&engine, request))
+            .await
+            .map_err(|e| avl_core::Error::internal(format!("database task failed: {e}")))?
+            .map_err(avl_core::Error::from)
+    }
+
+    fn max_request_bytes(&self) -> u64 {
+        (MAX_BATCH_BYTES + MAX_DOCUMENT_BYTES) as u64
+    }
+}
+
+impl OpenLocal for DbService {
+    fn open_local(data_dir: &Path) -> avl_core::Result<Self> {
+        Engine::open(data_dir.join(DATA_SUBDIR))
+            .map(DbService::new)
+            .map_err(avl_core::Error::from)
+    }
+}
