@@ -6,11 +6,12 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod configure;
+mod db;
 mod serve;
 mod system;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use avl_core::config::{DEFAULT_DATA_DIR, DEFAULT_PROFILE, ENV_DATA_DIR, ENV_PROFILE};
@@ -86,6 +87,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The document database: databases, collections, documents.
+    Db {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 /// Where client commands go.
@@ -117,19 +125,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The client configuration: config file and environment, then the command line.
-fn client_config(cli: &Cli, target: &Target) -> Result<ClientConfig> {
-    let mut config = ClientConfig::load_profile(&cli.profile)?;
-    config.data_dir = cli.data_dir.clone();
+fn client_config(data_dir: &Path, profile: &str, target: &Target) -> Result<ClientConfig> {
+    let mut config = ClientConfig::load_profile(profile)?;
+    config.data_dir = data_dir.to_path_buf();
     if let Some(endpoint) = &target.endpoint {
         config.endpoint = Some(endpoint.clone());
     }
     Ok(config)
 }
 
-fn status(cli: &Cli, target: &Target) -> Result<()> {
-    let config = client_config(cli, target)?;
+fn status(config: &ClientConfig) -> Result<()> {
     runtime()?.block_on(async {
-        let client = Client::new(connect::<system::System>(&config)?);
+        let client = Client::new(connect::<system::System>(config)?);
         let status = client.call(system::SystemRequest::Status).await?;
         let json = serde_json::to_string_pretty(&status)
             .map_err(|e| Error::internal(format!("cannot print status: {e}")))?;
@@ -139,7 +146,12 @@ fn status(cli: &Cli, target: &Target) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match &cli.command {
+    let Cli {
+        data_dir,
+        profile,
+        command,
+    } = cli;
+    match command {
         Command::Serve {
             listen,
             tls_cert,
@@ -148,19 +160,16 @@ fn run(cli: Cli) -> Result<()> {
             log_format,
         } => {
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                }),
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
                 _ => None,
             };
             let args = serve::ServeArgs {
-                data_dir: cli.data_dir.clone(),
-                listen: *listen,
+                data_dir,
+                listen,
                 tls,
-                no_auth: *no_auth,
+                no_auth,
             };
-            init_logging(*log_format);
+            init_logging(log_format);
             runtime()?.block_on(serve::run(args))
         }
         Command::Configure {
@@ -169,13 +178,17 @@ fn run(cli: Cli) -> Result<()> {
             secret_access_key,
             region,
         } => configure::run(configure::ConfigureArgs {
-            profile: cli.profile.clone(),
-            endpoint: endpoint.clone(),
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.clone(),
-            region: region.clone(),
+            profile,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            region,
         }),
-        Command::Status { target } => status(&cli, target),
+        Command::Status { target } => status(&client_config(&data_dir, &profile, &target)?),
+        Command::Db { target, command } => {
+            let config = client_config(&data_dir, &profile, &target)?;
+            runtime()?.block_on(db::run(&config, command))
+        }
     }
 }
 

@@ -91,7 +91,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             Arc::new(SuperuserOnly),
         )
     };
-    let services = vec![System::NAME.to_string()];
+    let db = aviladb::Engine::open(data_dir.join(aviladb::DATA_SUBDIR))
+        .map_err(|e| Error::from(e).context("cannot open the document database"))?;
+    let services = vec![
+        System::NAME.to_string(),
+        aviladb::DbService::NAME.to_string(),
+    ];
     let system = Arc::new(System::new(&data_dir, services));
     let mut config = ServeConfig::new(args.listen);
     if let Some(tls) = args.tls {
@@ -99,6 +104,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     let server = Server::builder(authenticator, authorizer)
         .mount(system)
+        .mount(Arc::new(aviladb::DbService::new(db)))
         .bind(config)
         .await?;
 

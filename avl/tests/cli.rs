@@ -488,3 +488,129 @@ fn serve_over_tls_with_pem_files() {
     let (code, _, _) = served.stop("TERM");
     assert_eq!(code, 0);
 }
+
+#[test]
+fn db_commands_work_in_process_and_through_a_server() {
+    let home = tempfile::tempdir().unwrap();
+    // In-process on a data directory.
+    let local = home.path().join("local");
+    let db = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
+        run(&mut cmd)
+    };
+    assert!(db(&["create", "gamedb"]).status.success());
+    assert!(
+        db(&[
+            "collection",
+            "create",
+            "gamedb",
+            "players",
+            "--partition-key",
+            "/region"
+        ])
+        .status
+        .success()
+    );
+    let put = db(&[
+        "put",
+        "gamedb",
+        "players",
+        r#"{"id":"p1","region":"sa-east-1","score":10}"#,
+    ]);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    let etag = written["etag"].as_str().unwrap().to_string();
+    let got = db(&["get", "gamedb", "players", "sa-east-1", "p1"]);
+    let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(
+        (doc["score"].as_i64(), doc["_etag"].as_str()),
+        (Some(10), Some(etag.as_str()))
+    );
+    let stale = db(&[
+        "delete",
+        "gamedb",
+        "players",
+        "sa-east-1",
+        "p1",
+        "--if-match",
+        "0000000000000000",
+    ]);
+    assert!(!stale.status.success());
+    assert!(
+        text(&stale.stderr).starts_with("error: Conflict:"),
+        "{}",
+        text(&stale.stderr)
+    );
+    let missing = db(&["get", "gamedb", "players", "sa-east-1", "nobody"]);
+    assert_eq!(
+        text(&missing.stderr).trim(),
+        "error: NotFound: document `nobody` does not exist"
+    );
+    let bad = db(&["put", "gamedb", "players", "{oops"]);
+    assert!(
+        text(&bad.stderr).starts_with("error: InvalidInput: document: not valid JSON"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    // Through a server: the same commands with an endpoint.
+    let data = home.path().join("served");
+    let served = Served::start(serve(home.path(), &data, &[]));
+    let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").unwrap();
+    let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").unwrap();
+    let remote = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .arg("db")
+            .args(args);
+        run(&mut cmd)
+    };
+    assert!(remote(&["create", "chat"]).status.success());
+    assert!(
+        remote(&[
+            "collection",
+            "create",
+            "chat",
+            "memories",
+            "--partition-key",
+            "/user"
+        ])
+        .status
+        .success()
+    );
+    let doc_file = home.path().join("memory.json");
+    std::fs::write(&doc_file, r#"{"id":"m1","user":"ana","text":"olá"}"#).unwrap();
+    let put = remote(&[
+        "insert",
+        "chat",
+        "memories",
+        &format!("@{}", doc_file.display()),
+    ]);
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let got = remote(&["get", "chat", "memories", "ana", "m1"]);
+    let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(doc["text"], "olá");
+    // In-process on the served directory: refused with a hint, not corrupted.
+    let mut direct = avl(home.path());
+    direct.arg("--data-dir").arg(&data).args(["db", "list"]);
+    let out = run(&mut direct);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("AVL_ENDPOINT"),
+        "{}",
+        text(&out.stderr)
+    );
+    let (code, _, _) = served.stop("TERM");
+    assert_eq!(code, 0);
+    // After the server stops, the data is there in-process.
+    let mut direct = avl(home.path());
+    direct
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["db", "get", "chat", "memories", "ana", "m1"]);
+    let out = run(&mut direct);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

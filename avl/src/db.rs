@@ -1,0 +1,282 @@
+//! `avl db`: the document database from the command line, in-process on `--data-dir` or
+//! through a server.
+
+use std::io::Read;
+
+use aviladb::{Client, DbRequest, DbResponse, PatchOp, WriteOp};
+use avl_core::{ClientConfig, Error, Result};
+use clap::Subcommand;
+use serde_json::Value;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Create a database.
+    Create {
+        /// Database name.
+        database: String,
+    },
+    /// List databases.
+    List,
+    /// Drop a database and everything in it.
+    Drop {
+        /// Database name.
+        database: String,
+    },
+    /// Manage collections.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// Store a document, replacing any with its key (upsert).
+    Put {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The document: JSON, `@FILE`, or `-` for standard input.
+        document: String,
+        /// Write only if the current document has this ETag.
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Store a new document; fails if its key exists.
+    Insert {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The document: JSON, `@FILE`, or `-` for standard input.
+        document: String,
+    },
+    /// Print a document (with `_etag`, `_ts`, `_seq`).
+    Get {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Partition-key value (JSON for numbers and booleans; text otherwise).
+        partition_key: String,
+        /// Document id.
+        id: String,
+    },
+    /// Change parts of a document: OPERATIONS is a JSON array such as
+    /// `[{"op":"increment","path":"/score","value":5}]`.
+    Patch {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Partition-key value.
+        partition_key: String,
+        /// Document id.
+        id: String,
+        /// The operations, as JSON.
+        operations: String,
+        /// Write only if the current document has this ETag.
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+    /// Delete a document.
+    Delete {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Partition-key value.
+        partition_key: String,
+        /// Document id.
+        id: String,
+        /// Delete only if the current document has this ETag.
+        #[arg(long)]
+        if_match: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CollectionCommand {
+    /// Create a collection.
+    Create {
+        /// Database.
+        database: String,
+        /// Collection name.
+        collection: String,
+        /// Partition-key path.
+        #[arg(long, default_value = "/id")]
+        partition_key: String,
+    },
+    /// List a database's collections.
+    List {
+        /// Database.
+        database: String,
+    },
+    /// Drop a collection and its documents.
+    Drop {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+    },
+}
+
+/// A partition-key value from the command line: JSON if it is a number, boolean or
+/// null (or a quoted string), text otherwise.
+fn partition_key(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null | Value::String(_))) => v,
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// A JSON argument: inline, `@FILE`, or `-` for standard input.
+fn json_argument(field: &str, text: &str) -> Result<Value> {
+    let raw = if text == "-" {
+        let mut buf = String::new();
+        std::io::stdin().read_to_string(&mut buf)?;
+        buf
+    } else if let Some(path) = text.strip_prefix('@') {
+        std::fs::read_to_string(path)
+            .map_err(|e| Error::from(e).context(format!("cannot read {path}")))?
+    } else {
+        text.to_string()
+    };
+    serde_json::from_str(&raw).map_err(|e| {
+        Error::invalid_input(
+            field,
+            format!(
+                "not valid JSON (line {} column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn print(value: &impl serde::Serialize) -> Result<()> {
+    let line = serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))?;
+    println!("{line}");
+    Ok(())
+}
+
+fn write(database: String, collection: String, op: WriteOp) -> DbRequest {
+    DbRequest::Write {
+        database,
+        collection,
+        operations: vec![op],
+    }
+}
+
+pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()> {
+    let client = Client::connect(config)?;
+    let request = match command {
+        DbCommand::Create { database } => DbRequest::CreateDatabase { database },
+        DbCommand::List => DbRequest::ListDatabases,
+        DbCommand::Drop { database } => DbRequest::DropDatabase { database },
+        DbCommand::Collection(CollectionCommand::Create {
+            database,
+            collection,
+            partition_key,
+        }) => DbRequest::CreateCollection {
+            database,
+            collection,
+            partition_key,
+        },
+        DbCommand::Collection(CollectionCommand::List { database }) => {
+            DbRequest::ListCollections { database }
+        }
+        DbCommand::Collection(CollectionCommand::Drop {
+            database,
+            collection,
+        }) => DbRequest::DropCollection {
+            database,
+            collection,
+        },
+        DbCommand::Put {
+            database,
+            collection,
+            document,
+            if_match,
+        } => write(
+            database,
+            collection,
+            WriteOp::Upsert {
+                document: json_argument("document", &document)?,
+                if_match,
+            },
+        ),
+        DbCommand::Insert {
+            database,
+            collection,
+            document,
+        } => write(
+            database,
+            collection,
+            WriteOp::Insert {
+                document: json_argument("document", &document)?,
+            },
+        ),
+        DbCommand::Get {
+            database,
+            collection,
+            partition_key: pk,
+            id,
+        } => DbRequest::Get {
+            database,
+            collection,
+            partition_key: partition_key(&pk),
+            id,
+        },
+        DbCommand::Patch {
+            database,
+            collection,
+            partition_key: pk,
+            id,
+            operations,
+            if_match,
+        } => {
+            let operations: Vec<PatchOp> =
+                serde_json::from_value(json_argument("operations", &operations)?)
+                    .map_err(|e| Error::invalid_input("operations", e.to_string()))?;
+            write(
+                database,
+                collection,
+                WriteOp::Patch {
+                    partition_key: partition_key(&pk),
+                    id,
+                    operations,
+                    if_match,
+                },
+            )
+        }
+        DbCommand::Delete {
+            database,
+            collection,
+            partition_key: pk,
+            id,
+            if_match,
+        } => write(
+            database,
+            collection,
+            WriteOp::Delete {
+                partition_key: partition_key(&pk),
+                id,
+                if_match,
+            },
+        ),
+    };
+    let not_found = match &request {
+        DbRequest::Get { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    match client.call(request).await.map_err(Error::from)? {
+        DbResponse::Done => Ok(()),
+        DbResponse::Databases { databases } => databases.iter().try_for_each(print),
+        DbResponse::Collections { collections } => collections.iter().try_for_each(print),
+        DbResponse::Document {
+            document: Some(doc),
+        } => print(&doc),
+        DbResponse::Document { document: None } => Err(Error::not_found(format!(
+            "document `{}` does not exist",
+            not_found.unwrap_or_default()
+        ))),
+        DbResponse::Documents { documents } => documents.iter().try_for_each(print),
+        DbResponse::Written { results } => results.iter().try_for_each(print),
+    }
+}
