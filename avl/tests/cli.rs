@@ -42,6 +42,7 @@ struct Served {
     stdout: Vec<String>,
     url: String,
     stderr: Option<std::process::ChildStderr>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Served {
@@ -55,7 +56,7 @@ impl Served {
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take();
         let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
@@ -69,6 +70,7 @@ impl Served {
             stdout: Vec::new(),
             url: String::new(),
             stderr,
+            reader: Some(reader),
         };
         let line = served.wait_for("listening on ");
         served.url = line.trim_start_matches("listening on ").to_string();
@@ -102,6 +104,10 @@ impl Served {
     fn stop(mut self, signal: &str) -> (i32, Vec<String>, String) {
         self.signal(signal);
         let status = self.child.wait().unwrap();
+        // The reader ends at end of file: after it, every line the child wrote is here.
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
         self.stdout.extend(self.lines.try_iter());
         let mut stderr = String::new();
         if let Some(mut e) = self.stderr.take() {
