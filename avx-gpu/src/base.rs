@@ -87,6 +87,16 @@ fn metric_id(metric: Metric) -> f64 {
     }
 }
 
+/// Queries must have the base's dimension.
+pub(crate) fn check_dims(queries: usize, base: usize) -> Result<(), GpuError> {
+    if queries == base {
+        return Ok(());
+    }
+    Err(GpuError::InvalidInput(format!(
+        "{queries}-d queries against {base}-d base vectors"
+    )))
+}
+
 pub(crate) fn check_finite(what: &str, data: &[f32]) -> Result<(), GpuError> {
     match data.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
@@ -204,13 +214,7 @@ impl GpuBase {
         queries: VectorSlice<'_>,
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>, GpuError> {
-        if queries.dim() != self.dim {
-            return Err(GpuError::InvalidInput(format!(
-                "{}-d queries against {}-d base vectors",
-                queries.dim(),
-                self.dim
-            )));
-        }
+        check_dims(queries.dim(), self.dim)?;
         if k > MAX_K {
             return Err(GpuError::InvalidInput(format!(
                 "k = {k} is above the GPU's limit of {MAX_K}"

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use avila_math::distance::{self, Metric, Neighbor, VectorSlice};
 
-use crate::base::{GpuBase, MAX_K, Options, check_finite};
+use crate::base::{GpuBase, MAX_K, Options, check_dims, check_finite};
 use crate::error::GpuError;
 use crate::gpu::Gpu;
 
@@ -95,13 +95,7 @@ impl VectorSearch {
         queries: VectorSlice<'_>,
         k: usize,
     ) -> Result<Vec<Vec<Neighbor>>, GpuError> {
-        if queries.dim() != self.dim {
-            return Err(GpuError::InvalidInput(format!(
-                "{}-d queries against {}-d base vectors",
-                queries.dim(),
-                self.dim
-            )));
-        }
+        check_dims(queries.dim(), self.dim)?;
         check_finite("the queries", queries.as_flat())?;
         if let Some(gpu) = &self.gpu
             && k <= MAX_K
