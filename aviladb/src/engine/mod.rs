@@ -229,11 +229,7 @@ impl Engine {
     /// The databases, by name.
     pub fn list_databases(&self) -> Result<Vec<String>> {
         let txn = self.inner.db.begin_read()?;
-        let dbs = match txn.open_table(DATABASES) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
+        let dbs = txn.open_table(DATABASES)?;
         let mut names = Vec::new();
         for entry in dbs.iter()? {
             names.push(entry?.0.value().to_string());
@@ -248,9 +244,7 @@ impl Engine {
         self.catalog_job(move |ctx| {
             let mut dbs = ctx.txn.open_table(DATABASES)?;
             if dbs.get(name.as_str())?.is_none() {
-                return Err(DbError::NotFound(format!(
-                    "database `{name}` does not exist"
-                )));
+                return Err(no_database(&name));
             }
             dbs.remove(name.as_str())?;
             let mut colls = ctx.txn.open_table(COLLECTIONS)?;
@@ -286,7 +280,7 @@ impl Engine {
         self.catalog_job(move |ctx| {
             let dbs = ctx.txn.open_table(DATABASES)?;
             if dbs.get(db.as_str())?.is_none() {
-                return Err(DbError::NotFound(format!("database `{db}` does not exist")));
+                return Err(no_database(&db));
             }
             let mut colls = ctx.txn.open_table(COLLECTIONS)?;
             let key = collection_key(&db, &name);
@@ -314,12 +308,10 @@ impl Engine {
     pub fn list_collections(&self, db: &str) -> Result<Vec<CollectionInfo>> {
         check_name("database", db)?;
         let txn = self.inner.db.begin_read()?;
-        require_database(&txn, db)?;
-        let colls = match txn.open_table(COLLECTIONS) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
+        if txn.open_table(DATABASES)?.get(db)?.is_none() {
+            return Err(no_database(db));
+        }
+        let colls = txn.open_table(COLLECTIONS)?;
         let prefix = format!("{db}/");
         let mut out = Vec::new();
         for entry in colls.range(prefix.as_str()..)? {
@@ -347,11 +339,7 @@ impl Engine {
             let mut colls = ctx.txn.open_table(COLLECTIONS)?;
             let table = match colls.get(key.as_str())? {
                 Some(v) => decode_collection(v.value())?.table,
-                None => {
-                    return Err(DbError::NotFound(format!(
-                        "collection `{name}` does not exist in `{db}`"
-                    )));
-                }
+                None => return Err(no_collection(&db, &name)),
             };
             colls.remove(key.as_str())?;
             ctx.txn
@@ -476,11 +464,7 @@ impl Engine {
                     self.forget_catalog();
                     continue;
                 }
-                Err(TableError::TableDoesNotExist(_)) => {
-                    return Err(DbError::NotFound(format!(
-                        "collection `{coll}` does not exist in `{db}`"
-                    )));
-                }
+                Err(TableError::TableDoesNotExist(_)) => return Err(no_collection(db, coll)),
                 Err(e) => return Err(e.into()),
             };
             let mut out = Vec::with_capacity(keys.len());
@@ -602,33 +586,56 @@ fn decode_collection(bytes: &[u8]) -> Result<CollectionRecord> {
     serde_json::from_slice(bytes).map_err(|e| DbError::Corrupted(format!("collection record: {e}")))
 }
 
-fn require_database(txn: &redb::ReadTransaction, db: &str) -> Result<()> {
-    let missing = || DbError::NotFound(format!("database `{db}` does not exist"));
-    let dbs = match txn.open_table(DATABASES) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Err(missing()),
-        Err(e) => return Err(e.into()),
-    };
-    dbs.get(db)?.map(|_| ()).ok_or_else(missing)
+fn no_database(db: &str) -> DbError {
+    DbError::NotFound(format!("database `{db}` does not exist"))
 }
 
-fn read_collection(txn: &redb::ReadTransaction, db: &str, name: &str) -> Result<CollectionInfo> {
-    require_database(txn, db)?;
-    let missing = || DbError::NotFound(format!("collection `{name}` does not exist in `{db}`"));
-    let colls = match txn.open_table(COLLECTIONS) {
-        Ok(t) => t,
-        Err(TableError::TableDoesNotExist(_)) => return Err(missing()),
-        Err(e) => return Err(e.into()),
-    };
+fn no_collection(db: &str, name: &str) -> DbError {
+    DbError::NotFound(format!("collection `{name}` does not exist in `{db}`"))
+}
+
+/// A collection's metadata from the catalog tables of any transaction (both tables exist
+/// from the moment the file is opened: see `check_format`).
+fn find_collection(
+    dbs: &impl ReadableTable<&'static str, u64>,
+    colls: &impl ReadableTable<&'static str, &'static [u8]>,
+    db: &str,
+    name: &str,
+) -> Result<CollectionInfo> {
+    if dbs.get(db)?.is_none() {
+        return Err(no_database(db));
+    }
     let record = match colls.get(collection_key(db, name).as_str())? {
         Some(v) => decode_collection(v.value())?,
-        None => return Err(missing()),
+        None => return Err(no_collection(db, name)),
     };
     Ok(CollectionInfo {
         name: name.to_string(),
         partition_key: record.partition_key,
         table: record.table,
     })
+}
+
+fn read_collection(txn: &redb::ReadTransaction, db: &str, name: &str) -> Result<CollectionInfo> {
+    find_collection(
+        &txn.open_table(DATABASES)?,
+        &txn.open_table(COLLECTIONS)?,
+        db,
+        name,
+    )
+}
+
+fn read_collection_for_write(
+    txn: &redb::WriteTransaction,
+    db: &str,
+    name: &str,
+) -> Result<CollectionInfo> {
+    find_collection(
+        &txn.open_table(DATABASES)?,
+        &txn.open_table(COLLECTIONS)?,
+        db,
+        name,
+    )
 }
 
 /// Checks (or, on a new file, writes) the format version.
@@ -859,31 +866,6 @@ fn check_etag(if_match: Option<&String>, current: &Current, id: &str) -> Result<
             "ETag {tag} does not match document `{id}`: it changed"
         ))),
     }
-}
-
-fn read_collection_for_write(
-    txn: &redb::WriteTransaction,
-    db: &str,
-    name: &str,
-) -> Result<CollectionInfo> {
-    let dbs = txn.open_table(DATABASES)?;
-    if dbs.get(db)?.is_none() {
-        return Err(DbError::NotFound(format!("database `{db}` does not exist")));
-    }
-    let colls = txn.open_table(COLLECTIONS)?;
-    let record = match colls.get(collection_key(db, name).as_str())? {
-        Some(v) => decode_collection(v.value())?,
-        None => {
-            return Err(DbError::NotFound(format!(
-                "collection `{name}` does not exist in `{db}`"
-            )));
-        }
-    };
-    Ok(CollectionInfo {
-        name: name.to_string(),
-        partition_key: record.partition_key,
-        table: record.table,
-    })
 }
 
 /// One batch in the writer: keys and ETags checked against storage and the batch's own
