@@ -221,6 +221,15 @@ impl GpuBase {
             )));
         }
         check_finite("the queries", queries.as_flat())?;
+        self.search_checked(queries, k)
+    }
+
+    /// [`GpuBase::search`] for queries already checked (dimension, finite, `k` ≤ `MAX_K`).
+    pub(crate) fn search_checked(
+        &self,
+        queries: VectorSlice<'_>,
+        k: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, GpuError> {
         let k = k.min(self.len);
         if k == 0 || queries.is_empty() {
             return Ok(vec![Vec::new(); queries.len()]);

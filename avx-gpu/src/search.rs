@@ -100,11 +100,10 @@ impl VectorSearch {
         if let Some(gpu) = &self.gpu
             && k <= MAX_K
         {
-            match gpu.search(queries, k) {
-                Ok(hits) => return Ok(hits),
-                Err(GpuError::InvalidInput(e)) => return Err(GpuError::InvalidInput(e)),
-                // A failing device still leaves the CPU.
-                Err(_) => {}
+            // Checked above, so the queries are not scanned a second time; a failing
+            // device still leaves the CPU.
+            if let Ok(hits) = gpu.search_checked(queries, k) {
+                return Ok(hits);
             }
         }
         self.search_cpu(queries, k)
