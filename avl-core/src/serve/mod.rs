@@ -47,7 +47,7 @@ pub use tls::TlsFiles;
 use crate::error::{Error, Result};
 use crate::service::Service;
 use crate::wire;
-use observe::{RequestId as Rid, error_response};
+use observe::error_response;
 
 /// The hooks every mounted route goes through.
 pub(crate) struct Gate {
@@ -169,11 +169,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<ServerState>>, request: Request) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<Rid>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+    let request_id = RequestId::of(&request);
     if state.shutting_down.load(Ordering::Acquire) {
         return error_response(Error::unavailable("shutting down"), &request_id);
     }
@@ -186,11 +182,7 @@ async fn readyz(State(state): State<Arc<ServerState>>, request: Request) -> Resp
 }
 
 async fn not_found(request: Request) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<Rid>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+    let request_id = RequestId::of(&request);
     error_response(
         Error::not_found(format!("no endpoint at {}", request.uri().path())),
         &request_id,

@@ -24,6 +24,17 @@ pub const ACCESS_LOG_TARGET: &str = "avl::access";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// The id the middleware gave `request` (empty outside it).
+    pub(crate) fn of(request: &Request) -> String {
+        request
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// The peer address of the connection (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);

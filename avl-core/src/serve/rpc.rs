@@ -29,11 +29,7 @@ pub(crate) async fn handle<S: Service>(
     State(mounted): State<Arc<Mounted<S>>>,
     request: HttpRequest,
 ) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
+    let request_id = RequestId::of(&request);
     let mut outcome = Outcome::new(S::NAME, "unknown");
     let result = serve_one(&mounted, request, &request_id, &mut outcome).await;
     let mut response = match result {
