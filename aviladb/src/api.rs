@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::{CollectionInfo, DocKey, WriteOp, WriteResult};
+use crate::query::{Explain, PageOptions, QuerySpec};
 
 /// A request to the database service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +72,29 @@ pub enum DbRequest {
         /// The operations, in order.
         operations: Vec<WriteOp>,
     },
+    /// Run one page of a query.
+    Query {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The query and its parameters.
+        #[serde(flatten)]
+        query: QuerySpec,
+        /// Page size and continuation.
+        #[serde(flatten)]
+        options: PageOptions,
+    },
+    /// Say how a query would run.
+    Explain {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The query and its parameters.
+        #[serde(flatten)]
+        query: QuerySpec,
+    },
 }
 
 impl avl_core::Message for DbRequest {}
@@ -87,6 +111,8 @@ impl avl_core::Request for DbRequest {
             DbRequest::Get { .. } => "GetDocument",
             DbRequest::GetMany { .. } => "GetDocuments",
             DbRequest::Write { .. } => "WriteDocuments",
+            DbRequest::Query { .. } => "Query",
+            DbRequest::Explain { .. } => "Explain",
         }
     }
 
@@ -116,6 +142,16 @@ impl avl_core::Request for DbRequest {
                 ..
             }
             | DbRequest::Write {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::Query {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::Explain {
                 database,
                 collection,
                 ..
@@ -154,6 +190,19 @@ pub enum DbResponse {
     Written {
         /// The results.
         results: Vec<WriteResult>,
+    },
+    /// A page of query results.
+    Page {
+        /// The rows.
+        items: Vec<Value>,
+        /// Where to go on; `None` on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continuation: Option<String>,
+    },
+    /// How a query runs.
+    Plan {
+        /// The plan.
+        plan: Explain,
     },
 }
 

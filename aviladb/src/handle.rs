@@ -9,6 +9,7 @@ use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, to_document};
 use crate::engine::{CollectionInfo, DocKey, Engine, PatchOp, WriteOp, WriteResult};
 use crate::error::{DbError, Result};
+use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
 use crate::service::DbService;
 
 fn one(mut results: Vec<WriteResult>) -> Result<WriteResult> {
@@ -25,6 +26,41 @@ fn typed_raw<T: DeserializeOwned>(
     doc: Option<crate::engine::RawDocument>,
 ) -> Result<Option<Document<T>>> {
     doc.map(Document::from_raw).transpose()
+}
+
+/// The rows of a page as `T`.
+fn rows<T: DeserializeOwned>(items: Vec<Value>) -> Result<Vec<T>> {
+    items
+        .into_iter()
+        .map(|v| {
+            serde_json::from_value(v).map_err(|e| {
+                DbError::invalid(
+                    "query",
+                    format!("a row does not fit the type asked for: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Pages a query to the end, following continuation tokens.
+macro_rules! query_all {
+    ($self:ident, $spec:ident $(, $await_:tt)?) => {{
+        let spec: QuerySpec = $spec.into();
+        let mut options = PageOptions {
+            max_items: Some(crate::query::MAX_PAGE_ITEMS),
+            continuation: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = $self.query(spec.clone(), options.clone())$(.$await_)??;
+            out.extend(rows::<T>(page.items)?);
+            match page.continuation {
+                Some(token) => options.continuation = Some(token),
+                None => return Ok(out),
+            }
+        }
+    }};
 }
 
 macro_rules! collection_writes {
@@ -176,6 +212,23 @@ impl Collection {
     /// Drops it with its documents.
     pub fn drop_collection(&self) -> Result<()> {
         self.engine.drop_collection(&self.database, &self.name)
+    }
+
+    /// Runs one page of a query.
+    pub fn query(&self, spec: impl Into<QuerySpec>, options: PageOptions) -> Result<QueryPage> {
+        self.engine
+            .query(&self.database, &self.name, &spec.into(), &options)
+    }
+
+    /// Runs a query to its last page, each row as `T` (`serde_json::Value` for raw rows).
+    pub fn query_all<T: DeserializeOwned>(&self, spec: impl Into<QuerySpec>) -> Result<Vec<T>> {
+        query_all!(self, spec)
+    }
+
+    /// How a query would run.
+    pub fn explain(&self, spec: impl Into<QuerySpec>) -> Result<Explain> {
+        self.engine
+            .explain(&self.database, &self.name, &spec.into())
     }
 
     collection_writes!();
@@ -386,6 +439,57 @@ impl ClientCollection {
             .await?
         {
             DbResponse::Documents { documents } => documents.into_iter().map(typed).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs one page of a query.
+    pub async fn query(
+        &self,
+        spec: impl Into<QuerySpec>,
+        options: PageOptions,
+    ) -> Result<QueryPage> {
+        match self
+            .client
+            .call(DbRequest::Query {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                query: spec.into(),
+                options,
+            })
+            .await?
+        {
+            DbResponse::Page {
+                items,
+                continuation,
+            } => Ok(QueryPage {
+                items,
+                continuation,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs a query to its last page, each row as `T`.
+    pub async fn query_all<T: DeserializeOwned>(
+        &self,
+        spec: impl Into<QuerySpec>,
+    ) -> Result<Vec<T>> {
+        query_all!(self, spec, await)
+    }
+
+    /// How a query would run.
+    pub async fn explain(&self, spec: impl Into<QuerySpec>) -> Result<Explain> {
+        match self
+            .client
+            .call(DbRequest::Explain {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                query: spec.into(),
+            })
+            .await?
+        {
+            DbResponse::Plan { plan } => Ok(plan),
             other => Err(unexpected(&other)),
         }
     }

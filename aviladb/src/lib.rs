@@ -32,6 +32,7 @@ mod document;
 pub mod engine;
 mod error;
 mod handle;
+pub mod query;
 mod service;
 
 pub use api::{DbRequest, DbResponse};
@@ -42,4 +43,5 @@ pub use engine::{
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};
+pub use query::{Explain, PageOptions, QueryPage, QuerySpec};
 pub use service::{DATA_SUBDIR, DbService};

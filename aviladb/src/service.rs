@@ -84,6 +84,25 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
         } => DbResponse::Written {
             results: engine.write(&database, &collection, operations)?,
         },
+        DbRequest::Query {
+            database,
+            collection,
+            query,
+            options,
+        } => {
+            let page = engine.query(&database, &collection, &query, &options)?;
+            DbResponse::Page {
+                items: page.items,
+                continuation: page.continuation,
+            }
+        }
+        DbRequest::Explain {
+            database,
+            collection,
+            query,
+        } => DbResponse::Plan {
+            plan: engine.explain(&database, &collection, &query)?,
+        },
     })
 }
 

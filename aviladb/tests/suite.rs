@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use aviladb::{Client, DbError, DbService, DocKey, Engine, PatchOp, WriteOp};
+use aviladb::query::builder::{Select, field, param};
+use aviladb::{
+    Client, DbError, DbService, DocKey, Engine, PageOptions, PatchOp, QuerySpec, WriteOp,
+};
 use avl_core::serve::{AllowAll, AnonymousAccess, ServeConfig, Server};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -377,11 +380,281 @@ async fn suite(client: &Client) {
     assert_eq!(code(&db.collections().await.unwrap_err()), C::NotFound);
 }
 
+fn page(max: usize, token: Option<String>) -> PageOptions {
+    PageOptions {
+        max_items: Some(max),
+        continuation: token,
+    }
+}
+
+async fn query_suite(client: &Client) {
+    use avl_core::ErrorCode as C;
+    client.create_database("qdb").await.unwrap();
+    let db = client.database("qdb");
+    let players = db.create_collection("players", "/region").await.unwrap();
+    let regions = ["sa", "us", "eu"];
+    let mut all = Vec::new();
+    for i in 0..30i64 {
+        let mut doc = json!({
+            "id": format!("p{i:02}"),
+            "region": regions[i as usize % 3],
+            "score": (i * 7) % 11,
+            "name": if i % 2 == 0 { format!("Ana {i}") } else { format!("bruno {i}") },
+            "tags": if i % 4 == 0 { json!(["pro", "br"]) } else { json!(["casual"]) },
+            "stats": {"wins": i, "ratio": i as f64 / 4.0},
+        });
+        if i % 5 == 0 {
+            doc["vip"] = json!(true);
+        }
+        all.push(doc.clone());
+        let batch = vec![WriteOp::Insert { document: doc }];
+        players.write(batch).await.unwrap();
+    }
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Filters with parameters; results in key order (partition key, then id).
+    let rows: Vec<Value> = players
+        .query_all(
+            QuerySpec::new("SELECT * FROM c WHERE c.region = @r AND c.score >= @min")
+                .param("r", "sa")
+                .param("@min", 5),
+        )
+        .await
+        .unwrap();
+    let mut want: Vec<&Value> = all
+        .iter()
+        .filter(|d| d["region"] == "sa" && d["score"].as_i64().unwrap() >= 5)
+        .collect();
+    want.sort_by_key(|d| d["id"].as_str().unwrap().to_string());
+    assert_eq!(
+        ids(&rows),
+        want.iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["_etag"].is_string() && r["_seq"].is_u64())
+    );
+
+    // ORDER BY on two paths, paged in small pages: the pages join into the whole answer.
+    let text = "SELECT c.id, c.score FROM c ORDER BY c.score DESC, c.id";
+    let whole: Vec<Value> = players.query_all(text).await.unwrap();
+    let mut expected: Vec<(i64, String)> = all
+        .iter()
+        .map(|d| {
+            (
+                -d["score"].as_i64().unwrap(),
+                d["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        ids(&whole),
+        expected.iter().map(|e| e.1.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        whole[0],
+        json!({"id": expected[0].1, "score": -expected[0].0})
+    );
+    let mut joined = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let p = players.query(text, page(7, token)).await.unwrap();
+        assert!(p.items.len() <= 7);
+        joined.extend(p.items);
+        pages += 1;
+        token = p.continuation;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(joined, whole);
+
+    // OFFSET/LIMIT and TOP, across pages too.
+    let offset: Vec<Value> = players
+        .query_all("SELECT VALUE c.id FROM c ORDER BY c.stats.wins OFFSET 5 LIMIT 10")
+        .await
+        .unwrap();
+    assert_eq!(
+        offset,
+        (5..15)
+            .map(|i| json!(format!("p{i:02}")))
+            .collect::<Vec<_>>()
+    );
+    let first = players
+        .query(
+            "SELECT VALUE c.id FROM c ORDER BY c.stats.wins OFFSET 5 LIMIT 10",
+            page(4, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 4);
+    let second = players
+        .query(
+            "SELECT VALUE c.id FROM c ORDER BY c.stats.wins OFFSET 5 LIMIT 10",
+            page(100, first.continuation),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.items, offset[4..].to_vec());
+    assert!(second.continuation.is_none());
+    let top: Vec<Value> = players
+        .query_all("SELECT TOP 3 VALUE c.stats.wins FROM c ORDER BY c.stats.wins DESC")
+        .await
+        .unwrap();
+    assert_eq!(top, vec![json!(29), json!(28), json!(27)]);
+
+    // Operators and functions.
+    for (filter, count) in [
+        ("c.region IN ('sa', 'eu')", 20),
+        ("c.region NOT IN ('sa', 'eu')", 10),
+        ("c.stats.wins BETWEEN 10 AND 19", 10),
+        ("STARTSWITH(c.name, 'ana', true)", 15),
+        ("STARTSWITH(c.name, 'ana')", 0),
+        ("CONTAINS(c.name, 'runo')", 15),
+        ("ARRAY_CONTAINS(c.tags, 'pro')", 8),
+        ("c.tags[0] = 'casual'", 22),
+        ("IS_DEFINED(c.vip)", 6),
+        ("NOT IS_DEFINED(c.vip)", 24),
+        ("c.vip = true OR c.stats.ratio > 7", 7),
+        ("c.stats.wins % 2 = 0 AND c['region'] != 'us'", 10),
+        ("c.missing = 1", 0),
+    ] {
+        let n: Vec<Value> = players
+            .query_all(format!("SELECT VALUE COUNT(1) FROM c WHERE {filter}"))
+            .await
+            .unwrap();
+        assert_eq!(n, vec![json!(count)], "{filter}");
+    }
+
+    // Aggregates over the whole result.
+    let agg: Vec<Value> = players
+        .query_all("SELECT COUNT(1) AS n, SUM(c.stats.wins) AS total, MIN(c.score) AS low, MAX(c.name) AS last, AVG(c.stats.wins) AS mean FROM c")
+        .await
+        .unwrap();
+    assert_eq!(
+        agg,
+        vec![json!({"n": 30, "total": 435, "low": 0, "last": "bruno 9", "mean": 14.5})]
+    );
+    let empty: Vec<Value> = players
+        .query_all("SELECT VALUE AVG(c.score) FROM c WHERE c.region = 'nowhere'")
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+
+    // Projections: names from paths, aliases, $n for expressions, objects and arrays.
+    let rows: Vec<Value> = players
+        .query_all("SELECT c.id, c.stats.wins AS w, c.score * 2, {'r': c.region, 'x': c.nope} AS o, [c.id, c.tags[0]] AS a FROM c WHERE c.id = 'p04'")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![json!({"id": "p04", "w": 4, "$1": 12, "o": {"r": "us"}, "a": ["p04", "pro"]})]
+    );
+
+    // The typed builder writes the same queries.
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Row {
+        id: String,
+        score: i64,
+    }
+    let built: Vec<Row> = players
+        .query_all(
+            Select::fields([(field("id"), None), (field("score"), None)])
+                .filter(
+                    field("region")
+                        .eq(param("r"))
+                        .and(field("stats.wins").lt(10)),
+                )
+                .order_by_desc("score")
+                .order_by("id")
+                .param("r", "us"),
+        )
+        .await
+        .unwrap();
+    let by_text: Vec<Row> = players
+        .query_all(QuerySpec::new("SELECT c.id, c.score FROM c WHERE c.region = @r AND c.stats.wins < 10 ORDER BY c.score DESC, c.id").param("r", "us"))
+        .await
+        .unwrap();
+    assert!(!built.is_empty());
+    assert_eq!(built, by_text);
+
+    // Plans.
+    let plan = players
+        .explain("SELECT * FROM c WHERE c.score > 3 ORDER BY c.score")
+        .await
+        .unwrap();
+    assert_eq!(
+        (plan.access.as_str(), plan.order.as_str(), plan.filter),
+        ("scan", "sort", true)
+    );
+
+    // Bad input: each a clear InvalidInput.
+    let bad = |e: DbError| -> String {
+        assert_eq!(code(&e), C::InvalidInput, "{e}");
+        e.to_string()
+    };
+    let e = bad(players
+        .query("SELECT * FROM c WHERE c.x = ", page(10, None))
+        .await
+        .unwrap_err());
+    assert!(e.contains("line 1, column 29"), "{e}");
+    let e = bad(players
+        .query("SELECT * FROM c WHERE c.x = @nope", page(10, None))
+        .await
+        .unwrap_err());
+    assert!(e.contains("@nope"), "{e}");
+    let e = bad(players
+        .query("SELECT * FROM c", page(10, Some("not-a-token".into())))
+        .await
+        .unwrap_err());
+    assert!(e.contains("malformed"), "{e}");
+    let foreign = players
+        .query("SELECT * FROM c", page(2, None))
+        .await
+        .unwrap()
+        .continuation;
+    let e = bad(players
+        .query(
+            "SELECT * FROM c WHERE c.score > 1",
+            page(2, foreign.clone()),
+        )
+        .await
+        .unwrap_err());
+    assert!(e.contains("another query"), "{e}");
+    let other = db.create_collection("other", "/id").await.unwrap();
+    other.insert(&json!({"id": "o1"})).await.unwrap();
+    let e = bad(other
+        .query("SELECT * FROM c", page(2, foreign))
+        .await
+        .unwrap_err());
+    assert!(e.contains("another query"), "{e}");
+    assert_eq!(
+        code(
+            &db.collection("nope")
+                .query("SELECT * FROM c", page(1, None))
+                .await
+                .unwrap_err()
+        ),
+        C::NotFound
+    );
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::local(Engine::open(dir.path()).unwrap());
     suite(&client).await;
+    query_suite(&client).await;
 }
 
 #[tokio::test]
@@ -402,6 +675,7 @@ async fn suite_through_a_server() {
     let client = Client::connect(&avl_core::ClientConfig::remote(url, creds)).unwrap();
     assert!(client.target().starts_with("http://"));
     suite(&client).await;
+    query_suite(&client).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
@@ -426,4 +700,38 @@ fn documents_survive_reopening() {
     assert_eq!(doc.body["n"], 1);
     // A second engine on the same files in this process is refused, not corrupted.
     assert!(Engine::open(dir.path()).is_err());
+}
+
+#[test]
+fn continuation_tokens_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "SELECT VALUE c.id FROM c WHERE c.n >= 3 ORDER BY c.n DESC";
+    let (first, token) = {
+        let engine = Engine::open(dir.path()).unwrap();
+        let db = engine.database("d");
+        db.create().unwrap();
+        let c = db.create_collection("c", "/id").unwrap();
+        for n in 0..20 {
+            c.insert(&json!({"id": format!("d{n}"), "n": n})).unwrap();
+        }
+        let p = c.query(text, page(5, None)).unwrap();
+        (p.items, p.continuation.unwrap())
+    };
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.database("d").collection("c");
+    let mut rest = Vec::new();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let p = c.query(text, page(5, Some(t))).unwrap();
+        rest.extend(p.items);
+        token = p.continuation;
+    }
+    let all: Vec<Value> = first.into_iter().chain(rest).collect();
+    assert_eq!(
+        all,
+        (3..20)
+            .rev()
+            .map(|n| json!(format!("d{n}")))
+            .collect::<Vec<_>>()
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use aviladb::{Client, DbRequest, DbResponse, PatchOp, WriteOp};
+use aviladb::{Client, DbRequest, DbResponse, PageOptions, PatchOp, QuerySpec, WriteOp};
 use avl_core::{ClientConfig, Error, Result};
 use clap::Subcommand;
 use serde_json::Value;
@@ -88,6 +88,28 @@ pub(crate) enum DbCommand {
         #[arg(long)]
         if_match: Option<String>,
     },
+    /// Run a query and print its rows, one JSON value per line. The collection is the
+    /// name after FROM (`SELECT * FROM players p WHERE p.score > 10`), unless
+    /// `--collection` names it.
+    Query {
+        /// Database.
+        database: String,
+        /// The query.
+        query: String,
+        /// A parameter: `name=JSON` (`--param min=10 --param region='"sa"'`); a value that
+        /// is not JSON is taken as text.
+        #[arg(long = "param", value_name = "NAME=JSON")]
+        params: Vec<String>,
+        /// The collection, when FROM does not name it.
+        #[arg(long)]
+        collection: Option<String>,
+        /// Rows fetched per request.
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
+        /// Print the plan instead of running the query.
+        #[arg(long)]
+        explain: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,9 +185,66 @@ fn write(database: String, collection: String, op: WriteOp) -> DbRequest {
     }
 }
 
+/// `avl db query`: every page, each row on its own line.
+async fn query(
+    client: &Client,
+    database: String,
+    text: String,
+    params: Vec<String>,
+    collection: Option<String>,
+    page_size: usize,
+    explain: bool,
+) -> Result<()> {
+    let parsed = aviladb::query::parse::parse(&text).map_err(Error::from)?;
+    let collection = collection.unwrap_or(parsed.source);
+    let mut spec = QuerySpec::new(text);
+    for param in params {
+        let Some((name, value)) = param.split_once('=') else {
+            return Err(Error::invalid_input(
+                "param",
+                format!("`{param}` is not NAME=JSON"),
+            ));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        spec = spec.param(name, value);
+    }
+    let coll = client.database(&database).collection(&collection);
+    if explain {
+        return print(&coll.explain(spec).await.map_err(Error::from)?);
+    }
+    let mut options = PageOptions {
+        max_items: Some(page_size),
+        continuation: None,
+    };
+    loop {
+        let page = coll
+            .query(spec.clone(), options.clone())
+            .await
+            .map_err(Error::from)?;
+        page.items.iter().try_for_each(print)?;
+        match page.continuation {
+            Some(token) => options.continuation = Some(token),
+            None => return Ok(()),
+        }
+    }
+}
+
 pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()> {
     let client = Client::connect(config)?;
     let request = match command {
+        DbCommand::Query {
+            database,
+            query: text,
+            params,
+            collection,
+            page_size,
+            explain,
+        } => {
+            return query(
+                &client, database, text, params, collection, page_size, explain,
+            )
+            .await;
+        }
         DbCommand::Create { database } => DbRequest::CreateDatabase { database },
         DbCommand::List => DbRequest::ListDatabases,
         DbCommand::Drop { database } => DbRequest::DropDatabase { database },
@@ -278,5 +357,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
         ))),
         DbResponse::Documents { documents } => documents.iter().try_for_each(print),
         DbResponse::Written { results } => results.iter().try_for_each(print),
+        DbResponse::Page { items, .. } => items.iter().try_for_each(print),
+        DbResponse::Plan { plan } => print(&plan),
     }
 }

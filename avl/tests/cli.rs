@@ -553,6 +553,38 @@ fn db_commands_work_in_process_and_through_a_server() {
         text(&missing.stderr).trim(),
         "error: NotFound: document `nobody` does not exist"
     );
+    for i in 2..6 {
+        let doc = format!(r#"{{"id":"p{i}","region":"eu","score":{}}}"#, i * 10);
+        assert!(db(&["put", "gamedb", "players", &doc]).status.success());
+    }
+    let q = db(&[
+        "query",
+        "gamedb",
+        "SELECT VALUE p.id FROM players p WHERE p.score >= @min ORDER BY p.score DESC",
+        "--param",
+        "min=20",
+        "--page-size",
+        "2",
+    ]);
+    assert!(q.status.success(), "{}", text(&q.stderr));
+    assert_eq!(text(&q.stdout), "\"p5\"\n\"p4\"\n\"p3\"\n\"p2\"\n");
+    let q = db(&[
+        "query",
+        "gamedb",
+        "SELECT VALUE COUNT(1) FROM c WHERE c.region = @r",
+        "--collection",
+        "players",
+        "--param",
+        "r=eu",
+    ]);
+    assert_eq!(text(&q.stdout), "4\n", "{}", text(&q.stderr));
+    let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
+    assert!(!q.status.success());
+    assert!(
+        text(&q.stderr).starts_with("error: InvalidInput: query: line 1, column 28"),
+        "{}",
+        text(&q.stderr)
+    );
     let bad = db(&["put", "gamedb", "players", "{oops"]);
     assert!(
         text(&bad.stderr).starts_with("error: InvalidInput: document: not valid JSON"),
@@ -599,6 +631,13 @@ fn db_commands_work_in_process_and_through_a_server() {
     let got = remote(&["get", "chat", "memories", "ana", "m1"]);
     let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(doc["text"], "olá");
+    let q = remote(&["query", "chat", "SELECT c.text FROM memories c"]);
+    assert_eq!(
+        text(&q.stdout),
+        "{\"text\":\"olá\"}\n",
+        "{}",
+        text(&q.stderr)
+    );
     // In-process on the served directory: refused with a hint, not corrupted.
     let mut direct = avl(home.path());
     direct.arg("--data-dir").arg(&data).args(["db", "list"]);

@@ -3,6 +3,7 @@
 mod commit;
 pub(crate) mod names;
 mod patch;
+mod query;
 pub(crate) mod record;
 
 use std::collections::HashMap;
@@ -451,39 +452,47 @@ impl Engine {
         self.get_keys(db, coll, &encoded)
     }
 
-    fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
-        // A collection dropped (and perhaps re-created) after its metadata was cached
-        // shows as a missing table: look it up again once.
+    /// A read snapshot in which collection `coll` exists, with its metadata. A collection
+    /// dropped (and perhaps re-created) after its metadata was cached shows as a missing
+    /// table: it is looked up again once.
+    pub(crate) fn snapshot(
+        &self,
+        db: &str,
+        coll: &str,
+    ) -> Result<(Arc<CollectionInfo>, redb::ReadTransaction)> {
         for attempt in 0..2 {
             let info = self.collection(db, coll)?;
             let txn = self.inner.db.begin_read()?;
             let name = docs_table(info.table);
-            let table = match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) if attempt == 0 => {
-                    self.forget_catalog();
-                    continue;
-                }
+            match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
+                Ok(_) => return Ok((info, txn)),
+                Err(TableError::TableDoesNotExist(_)) if attempt == 0 => self.forget_catalog(),
                 Err(TableError::TableDoesNotExist(_)) => return Err(no_collection(db, coll)),
                 Err(e) => return Err(e.into()),
-            };
-            let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                out.push(match table.get(key.as_slice())? {
-                    Some(v) => {
-                        let (seq, ts_micros, json) = record::decode_raw(v.value())?;
-                        Some(RawDocument {
-                            seq,
-                            ts_micros,
-                            json,
-                        })
-                    }
-                    None => None,
-                });
             }
-            return Ok(out);
         }
-        unreachable!("the loop returns on its second pass")
+        Err(no_collection(db, coll))
+    }
+
+    fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
+        let (info, txn) = self.snapshot(db, coll)?;
+        let name = docs_table(info.table);
+        let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(match table.get(key.as_slice())? {
+                Some(v) => {
+                    let (seq, ts_micros, json) = record::decode_raw(v.value())?;
+                    Some(RawDocument {
+                        seq,
+                        ts_micros,
+                        json,
+                    })
+                }
+                None => None,
+            });
+        }
+        Ok(out)
     }
 
     fn forget_catalog(&self) {
