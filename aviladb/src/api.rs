@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CollectionInfo, DocKey, WriteOp, WriteResult};
+use crate::engine::{CollectionInfo, DocKey, IndexInfo, WriteOp, WriteResult};
 use crate::query::{Explain, PageOptions, QuerySpec};
 
 /// A request to the database service.
@@ -42,6 +42,24 @@ pub enum DbRequest {
         database: String,
         /// The collection.
         collection: String,
+    },
+    /// Create a secondary index and fill it from the stored documents.
+    CreateIndex {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The index: name, paths, unique.
+        index: IndexInfo,
+    },
+    /// Drop a secondary index.
+    DropIndex {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The index name.
+        name: String,
     },
     /// Read one document.
     Get {
@@ -108,6 +126,8 @@ impl avl_core::Request for DbRequest {
             DbRequest::CreateCollection { .. } => "CreateCollection",
             DbRequest::ListCollections { .. } => "ListCollections",
             DbRequest::DropCollection { .. } => "DropCollection",
+            DbRequest::CreateIndex { .. } => "CreateIndex",
+            DbRequest::DropIndex { .. } => "DropIndex",
             DbRequest::Get { .. } => "GetDocument",
             DbRequest::GetMany { .. } => "GetDocuments",
             DbRequest::Write { .. } => "WriteDocuments",
@@ -151,6 +171,16 @@ impl avl_core::Request for DbRequest {
                 collection,
                 ..
             }
+            | DbRequest::CreateIndex {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::DropIndex {
+                database,
+                collection,
+                ..
+            }
             | DbRequest::Explain {
                 database,
                 collection,
@@ -190,6 +220,11 @@ pub enum DbResponse {
     Written {
         /// The results.
         results: Vec<WriteResult>,
+    },
+    /// An index was created over this many documents.
+    Indexed {
+        /// Documents indexed.
+        documents: u64,
     },
     /// A page of query results.
     Page {

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, to_document};
-use crate::engine::{CollectionInfo, DocKey, Engine, PatchOp, WriteOp, WriteResult};
+use crate::engine::{CollectionInfo, DocKey, Engine, IndexInfo, PatchOp, WriteOp, WriteResult};
 use crate::error::{DbError, Result};
 use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
 use crate::service::DbService;
@@ -212,6 +212,26 @@ impl Collection {
     /// Drops it with its documents.
     pub fn drop_collection(&self) -> Result<()> {
         self.engine.drop_collection(&self.database, &self.name)
+    }
+
+    /// Creates a secondary index on `paths` (JSON pointers such as `/stats/score`) and
+    /// fills it; answers how many documents were indexed.
+    pub fn create_index(&self, name: &str, paths: &[&str], unique: bool) -> Result<u64> {
+        self.engine.create_index(
+            &self.database,
+            &self.name,
+            IndexInfo::new(name, paths, unique)?,
+        )
+    }
+
+    /// Drops a secondary index.
+    pub fn drop_index(&self, name: &str) -> Result<()> {
+        self.engine.drop_index(&self.database, &self.name, name)
+    }
+
+    /// The collection's metadata with its indexes.
+    pub fn describe(&self) -> Result<CollectionInfo> {
+        self.engine.describe_collection(&self.database, &self.name)
     }
 
     /// Runs one page of a query.
@@ -441,6 +461,35 @@ impl ClientCollection {
             DbResponse::Documents { documents } => documents.into_iter().map(typed).collect(),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Creates a secondary index on `paths` and fills it; answers how many documents
+    /// were indexed.
+    pub async fn create_index(&self, name: &str, paths: &[&str], unique: bool) -> Result<u64> {
+        match self
+            .client
+            .call(DbRequest::CreateIndex {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                index: IndexInfo::new(name, paths, unique)?,
+            })
+            .await?
+        {
+            DbResponse::Indexed { documents } => Ok(documents),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops a secondary index.
+    pub async fn drop_index(&self, name: &str) -> Result<()> {
+        self.client
+            .call(DbRequest::DropIndex {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                name: name.into(),
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Runs one page of a query.

@@ -38,8 +38,8 @@ mod service;
 pub use api::{DbRequest, DbResponse};
 pub use document::Document;
 pub use engine::{
-    CollectionInfo, DocKey, Engine, EngineOptions, MAX_BATCH, MAX_DOCUMENT_BYTES, PatchOp,
-    WriteDurability, WriteOp, WriteResult,
+    CollectionInfo, DocKey, Engine, EngineOptions, IndexInfo, MAX_BATCH, MAX_DOCUMENT_BYTES,
+    PatchOp, WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};

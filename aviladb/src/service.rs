@@ -62,6 +62,21 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             engine.drop_collection(&database, &collection)?;
             DbResponse::Done
         }
+        DbRequest::CreateIndex {
+            database,
+            collection,
+            index,
+        } => DbResponse::Indexed {
+            documents: engine.create_index(&database, &collection, index)?,
+        },
+        DbRequest::DropIndex {
+            database,
+            collection,
+            name,
+        } => {
+            engine.drop_index(&database, &collection, &name)?;
+            DbResponse::Done
+        }
         DbRequest::Get {
             database,
             collection,

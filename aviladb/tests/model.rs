@@ -1,13 +1,15 @@
 //! Model-based test: random sequences of writes (single and batched, with and without
-//! ETag conditions) against the engine and against a small in-memory model; every answer
-//! and every document must agree, including after reopening the files.
+//! ETag conditions) and index changes (plain, composite, unique) against the engine and
+//! against a small in-memory model; every answer, every document and the answers of
+//! queries (read through indexes or not, whole or in small pages) must agree, including
+//! after reopening the files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 
 use aviladb::engine::etag_of;
-use aviladb::{DbError, Engine, PatchOp, WriteOp};
+use aviladb::{DbError, Engine, PageOptions, PatchOp, QuerySpec, WriteOp};
 use avl_core::ErrorCode;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -46,11 +48,31 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The model: (pk, id) -> (seq of last write, n).
+/// An index change.
+#[derive(Debug, Clone, Copy)]
+enum IndexOp {
+    /// `by_n` on `/n`.
+    N,
+    /// `by_pk_n` on `/pk`, `/n`.
+    PkN,
+    /// `unique_n`, unique on `/n`.
+    UniqueN,
+    /// Drop every index.
+    DropAll,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Batch(Vec<Op>),
+    Index(IndexOp),
+}
+
+/// The model: (pk, id) -> (seq of last write, n), and the indexes that exist.
 #[derive(Debug, Clone, Default)]
 struct Model {
     docs: BTreeMap<(usize, usize), (u64, i64)>,
     next_seq: u64,
+    indexes: Vec<&'static str>,
 }
 
 fn doc(p: usize, i: usize, n: i64) -> Value {
@@ -143,10 +165,152 @@ impl Model {
                 }
             }
             touched.insert((p, i));
+            if next.indexes.contains(&"unique_n") && next.has_duplicate_n() {
+                return Err(ErrorCode::Conflict);
+            }
         }
         *self = next;
         Ok(())
     }
+
+    fn has_duplicate_n(&self) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        !self.docs.values().all(|(_, n)| seen.insert(*n))
+    }
+
+    /// Applies an index change as the engine must.
+    fn index(&mut self, op: IndexOp) -> Result<(), ErrorCode> {
+        let name = match op {
+            IndexOp::N => "by_n",
+            IndexOp::PkN => "by_pk_n",
+            IndexOp::UniqueN => "unique_n",
+            IndexOp::DropAll => {
+                self.indexes.clear();
+                return Ok(());
+            }
+        };
+        if self.indexes.contains(&name) {
+            return Err(ErrorCode::AlreadyExists);
+        }
+        if name == "unique_n" && self.has_duplicate_n() {
+            return Err(ErrorCode::Conflict);
+        }
+        self.indexes.push(name);
+        Ok(())
+    }
+}
+
+fn apply_index(engine: &Engine, op: IndexOp) -> Result<(), ErrorCode> {
+    let c = engine.database("m").collection("c");
+    let result = match op {
+        IndexOp::N => c.create_index("by_n", &["/n"], false).map(|_| ()),
+        IndexOp::PkN => c.create_index("by_pk_n", &["/pk", "/n"], false).map(|_| ()),
+        IndexOp::UniqueN => c.create_index("unique_n", &["/n"], true).map(|_| ()),
+        IndexOp::DropAll => c
+            .describe()
+            .unwrap()
+            .indexes
+            .iter()
+            .try_for_each(|i| c.drop_index(&i.name)),
+    };
+    result.map_err(|e| e.code())
+}
+
+/// Rows of a query read in pages of `page`.
+fn paged(engine: &Engine, spec: &QuerySpec, page: usize) -> Vec<Value> {
+    let c = engine.database("m").collection("c");
+    let mut out = Vec::new();
+    let mut options = PageOptions {
+        max_items: Some(page),
+        continuation: None,
+    };
+    loop {
+        let p = c.query(spec.clone(), options.clone()).unwrap();
+        out.extend(p.items);
+        match p.continuation {
+            Some(t) => options.continuation = Some(t),
+            None => return out,
+        }
+    }
+}
+
+/// Query answers against the model: a range on `n` (ascending and descending), an
+/// equality on the partition key with a range, and a count.
+fn check_queries(engine: &Engine, model: &Model, lo: i64, hi: i64) {
+    let rows = |m: &Model, pk: Option<usize>| -> Vec<(String, String, i64)> {
+        m.docs
+            .iter()
+            .filter(|((p, _), (_, n))| *n >= lo && *n <= hi && pk.is_none_or(|k| k == *p))
+            .map(|((p, i), (_, n))| (PKS[*p].to_string(), IDS[*i].to_string(), *n))
+            .collect()
+    };
+    let triple = |v: &Value| {
+        (
+            v["pk"].as_str().unwrap().to_string(),
+            v["id"].as_str().unwrap().to_string(),
+            v["n"].as_i64().unwrap(),
+        )
+    };
+    for (text, pk, desc) in [
+        (
+            "SELECT c.pk, c.id, c.n FROM c WHERE c.n >= @lo AND c.n <= @hi ORDER BY c.n",
+            None,
+            false,
+        ),
+        (
+            "SELECT c.pk, c.id, c.n FROM c WHERE c.n BETWEEN @lo AND @hi ORDER BY c.n DESC",
+            None,
+            true,
+        ),
+        (
+            "SELECT c.pk, c.id, c.n FROM c WHERE c.pk = 'a' AND c.n >= @lo AND c.n <= @hi",
+            Some(0),
+            false,
+        ),
+    ] {
+        let spec = QuerySpec::new(text).param("lo", lo).param("hi", hi);
+        let plan = engine
+            .database("m")
+            .collection("c")
+            .explain(spec.clone())
+            .unwrap();
+        let usable = if pk.is_some() {
+            !model.indexes.is_empty()
+        } else {
+            model.indexes.iter().any(|i| *i != "by_pk_n")
+        };
+        assert_eq!(
+            plan.access == "index",
+            usable,
+            "{text}: {plan:?} with {:?}",
+            model.indexes
+        );
+        for page in [1, 2, 100] {
+            let got: Vec<(String, String, i64)> =
+                paged(engine, &spec, page).iter().map(triple).collect();
+            let mut want = rows(model, pk);
+            let mut sorted_got = got.clone();
+            sorted_got.sort();
+            want.sort();
+            assert_eq!(sorted_got, want, "{text} page {page} lo {lo} hi {hi}");
+            if text.contains("ORDER BY") {
+                let ns: Vec<i64> = got.iter().map(|r| r.2).collect();
+                let mut ordered = ns.clone();
+                ordered.sort();
+                if desc {
+                    ordered.reverse();
+                }
+                assert_eq!(ns, ordered, "{text} order");
+            }
+        }
+    }
+    let count = paged(
+        engine,
+        &QuerySpec::new("SELECT VALUE COUNT(1) FROM c WHERE c.n = @lo").param("lo", lo),
+        10,
+    );
+    let want = model.docs.values().filter(|(_, n)| *n == lo).count();
+    assert_eq!(count, vec![json!(want)]);
 }
 
 fn check_state(engine: &Engine, model: &Model) {
@@ -167,15 +331,25 @@ fn check_state(engine: &Engine, model: &Model) {
     }
 }
 
-fn batches() -> impl Strategy<Value = Vec<Vec<Op>>> {
-    prop::collection::vec(prop::collection::vec(op(), 1..4), 1..40)
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let index = prop_oneof![
+        Just(IndexOp::N),
+        Just(IndexOp::PkN),
+        Just(IndexOp::UniqueN),
+        Just(IndexOp::DropAll)
+    ];
+    let step = prop_oneof![
+        6 => prop::collection::vec(op(), 1..4).prop_map(Step::Batch),
+        1 => index.prop_map(Step::Index),
+    ];
+    prop::collection::vec(step, 1..40)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn engine_agrees_with_the_model(batches in batches()) {
+    fn engine_agrees_with_the_model(steps in steps(), lo in -6i64..6, span in 0i64..8) {
         let dir = tempfile::tempdir().unwrap();
         let mut model = Model::default();
         {
@@ -184,16 +358,26 @@ proptest! {
             db.create().unwrap();
             db.create_collection("c", "/pk").unwrap();
             let c = db.collection("c");
-            for ops in &batches {
-                let writes: Vec<WriteOp> = ops.iter().map(|op| model.to_write(op)).collect();
-                let expected = model.apply(ops);
-                let got = c.write(writes).map(|_| ()).map_err(|e: DbError| e.code());
-                prop_assert_eq!(got, expected, "batch {:?}", ops);
+            for step in &steps {
+                match step {
+                    Step::Batch(ops) => {
+                        let writes: Vec<WriteOp> = ops.iter().map(|op| model.to_write(op)).collect();
+                        let expected = model.apply(ops);
+                        let got = c.write(writes).map(|_| ()).map_err(|e: DbError| e.code());
+                        prop_assert_eq!(got, expected, "batch {:?}", ops);
+                    }
+                    Step::Index(op) => {
+                        let expected = model.index(*op);
+                        prop_assert_eq!(apply_index(&engine, *op), expected, "index {:?}", op);
+                    }
+                }
                 check_state(&engine, &model);
+                check_queries(&engine, &model, lo, lo + span);
             }
         }
         // Everything acknowledged is there after reopening.
         let engine = Engine::open(dir.path()).unwrap();
         check_state(&engine, &model);
+        check_queries(&engine, &model, lo, lo + span);
     }
 }

@@ -649,12 +649,263 @@ async fn query_suite(client: &Client) {
     db.drop_database().await.unwrap();
 }
 
+async fn index_suite(client: &Client) {
+    use avl_core::ErrorCode as C;
+    client.create_database("idb").await.unwrap();
+    let db = client.database("idb");
+    let indexed = db.create_collection("players", "/region").await.unwrap();
+    let plain = db.create_collection("twin", "/region").await.unwrap();
+    for i in 0..40i64 {
+        let region = ["sa", "us", "eu", "ap"][i as usize % 4];
+        let doc = json!({
+            "id": format!("p{i:02}"),
+            "region": region,
+            "score": (i * 13) % 17,
+            "email": format!("p{i}@example.com"),
+            "level": if i % 3 == 0 { json!(null) } else { json!(i % 5) },
+        });
+        indexed.insert(&doc).await.unwrap();
+        plain.insert(&doc).await.unwrap();
+    }
+    // Created on a populated collection: backfilled.
+    assert_eq!(
+        indexed
+            .create_index("by_region_score", &["/region", "/score"], false)
+            .await
+            .unwrap(),
+        40
+    );
+    assert_eq!(
+        indexed
+            .create_index("by_email", &["/email"], true)
+            .await
+            .unwrap(),
+        40
+    );
+    assert_eq!(
+        code(
+            &indexed
+                .create_index("by_email", &["/level"], false)
+                .await
+                .unwrap_err()
+        ),
+        C::AlreadyExists
+    );
+    // A unique index over shared values is refused, and nothing changes.
+    assert_eq!(
+        code(
+            &indexed
+                .create_index("level_unique", &["/level"], true)
+                .await
+                .unwrap_err()
+        ),
+        C::Conflict
+    );
+    for bad in [vec![], vec!["nope"], vec!["/_ts"], vec!["/a", "/a"]] {
+        assert_eq!(
+            code(&indexed.create_index("bad", &bad, false).await.unwrap_err()),
+            C::InvalidInput,
+            "{bad:?}"
+        );
+    }
+    let info = db.collections().await.unwrap();
+    let names: Vec<&str> = info
+        .iter()
+        .find(|c| c.name == "players")
+        .unwrap()
+        .indexes
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
+    assert_eq!(names, ["by_region_score", "by_email"]);
+
+    // The planner uses the index for equality, range and ORDER BY; answers equal a scan's.
+    let cases = [
+        (
+            "SELECT c.id, c.score FROM c WHERE c.region = 'sa' ORDER BY c.score DESC",
+            "index",
+            "index",
+        ),
+        (
+            "SELECT c.id, c.score FROM c WHERE c.region = @r AND c.score > 3 AND c.score <= 12 ORDER BY c.score",
+            "index",
+            "index",
+        ),
+        (
+            "SELECT c.id FROM c WHERE c.region = 'eu' AND c.score BETWEEN 2 AND 9",
+            "index",
+            "none",
+        ),
+        (
+            "SELECT c.id FROM c WHERE c.email = 'p7@example.com'",
+            "index",
+            "none",
+        ),
+        (
+            "SELECT c.id, c.region FROM c WHERE c.region > 'eu' ORDER BY c.region",
+            "index",
+            "index",
+        ),
+        (
+            "SELECT c.id, c.score FROM c WHERE c.region IN ('us') ORDER BY c.id",
+            "index",
+            "sort",
+        ),
+        ("SELECT c.id FROM c WHERE c.score = 3", "scan", "none"),
+    ];
+    for (text, access, order) in cases {
+        let spec = QuerySpec::new(text).param("r", "us");
+        let plan = indexed.explain(spec.clone()).await.unwrap();
+        assert_eq!(
+            (plan.access.as_str(), plan.order.as_str()),
+            (access, order),
+            "{text}"
+        );
+        let via_index: Vec<Value> = indexed.query_all(spec.clone()).await.unwrap();
+        let via_scan: Vec<Value> = plain.query_all(spec.clone()).await.unwrap();
+        assert!(!via_index.is_empty(), "{text}");
+        // Ties may come in another order; the sort keys may not, nor the rows.
+        let sort_key = ["score", "region"]
+            .into_iter()
+            .find(|k| text.contains(&format!("ORDER BY c.{k}")));
+        if let Some(k) = sort_key {
+            let keys = |rows: &[Value]| rows.iter().map(|r| r[k].clone()).collect::<Vec<_>>();
+            assert_eq!(keys(&via_index), keys(&via_scan), "{text}");
+        }
+        if text.contains("ORDER BY c.id") {
+            assert_eq!(via_index, via_scan, "{text}");
+        }
+        let mut a = via_index.clone();
+        let mut b = via_scan.clone();
+        a.sort_by_key(|r| r["id"].to_string());
+        b.sort_by_key(|r| r["id"].to_string());
+        assert_eq!(a, b, "{text}");
+        // Small pages through the index join into the whole answer.
+        let mut joined = Vec::new();
+        let mut token = None;
+        loop {
+            let p = indexed.query(spec.clone(), page(3, token)).await.unwrap();
+            joined.extend(p.items);
+            token = p.continuation;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(joined, via_index, "{text}");
+    }
+
+    // Writes keep indexes current: a changed score moves, a deleted document goes.
+    indexed
+        .patch(
+            "sa",
+            "p00",
+            vec![PatchOp::Set {
+                path: "/score".into(),
+                value: json!(100),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    indexed.delete("sa", "p04", None).await.unwrap();
+    let top: Vec<Value> = indexed
+        .query_all("SELECT VALUE c.id FROM c WHERE c.region = 'sa' ORDER BY c.score DESC")
+        .await
+        .unwrap();
+    assert_eq!(top[0], json!("p00"));
+    assert!(!top.contains(&json!("p04")));
+
+    // Unique: a second holder is Conflict; a batch may move a value from one document to
+    // another; a batch that would repeat one changes nothing.
+    let taken = json!({"id": "x1", "region": "sa", "email": "p1@example.com"});
+    assert_eq!(
+        code(&indexed.insert(&taken).await.unwrap_err()),
+        C::Conflict
+    );
+    assert!(indexed.get::<Value>("sa", "x1").await.unwrap().is_none());
+    indexed
+        .write(vec![
+            WriteOp::Patch {
+                partition_key: json!("us"),
+                id: "p01".into(),
+                operations: vec![PatchOp::Set {
+                    path: "/email".into(),
+                    value: json!("moved@example.com"),
+                }],
+                if_match: None,
+            },
+            WriteOp::Insert {
+                document: taken.clone(),
+            },
+        ])
+        .await
+        .unwrap();
+    let e = indexed
+        .write(vec![
+            WriteOp::Insert {
+                document: json!({"id": "y1", "region": "eu", "email": "same@example.com"}),
+            },
+            WriteOp::Insert {
+                document: json!({"id": "y2", "region": "eu", "email": "same@example.com"}),
+            },
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::Conflict);
+    assert!(e.to_string().contains("operation 1"), "{e}");
+    assert!(indexed.get::<Value>("eu", "y1").await.unwrap().is_none());
+    let holder: Vec<Value> = indexed
+        .query_all("SELECT VALUE c.id FROM c WHERE c.email = 'p1@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(holder, vec![json!("x1")]);
+    // Documents without the path are not held to uniqueness.
+    indexed
+        .insert(&json!({"id": "n1", "region": "ap"}))
+        .await
+        .unwrap();
+    indexed
+        .insert(&json!({"id": "n2", "region": "ap"}))
+        .await
+        .unwrap();
+
+    // Dropped: the planner scans again; a token made through the index is refused.
+    let p = indexed
+        .query("SELECT * FROM c WHERE c.region = 'sa'", page(2, None))
+        .await
+        .unwrap();
+    indexed.drop_index("by_region_score").await.unwrap();
+    assert_eq!(
+        code(&indexed.drop_index("by_region_score").await.unwrap_err()),
+        C::NotFound
+    );
+    let plan = indexed
+        .explain("SELECT * FROM c WHERE c.region = 'sa'")
+        .await
+        .unwrap();
+    assert_eq!(plan.access, "scan");
+    assert_eq!(
+        code(
+            &indexed
+                .query(
+                    "SELECT * FROM c WHERE c.region = 'sa'",
+                    page(2, p.continuation)
+                )
+                .await
+                .unwrap_err()
+        ),
+        C::InvalidInput
+    );
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::local(Engine::open(dir.path()).unwrap());
     suite(&client).await;
     query_suite(&client).await;
+    index_suite(&client).await;
 }
 
 #[tokio::test]
@@ -676,6 +927,7 @@ async fn suite_through_a_server() {
     assert!(client.target().starts_with("http://"));
     suite(&client).await;
     query_suite(&client).await;
+    index_suite(&client).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use aviladb::{Client, DbRequest, DbResponse, PageOptions, PatchOp, QuerySpec, WriteOp};
+use aviladb::{Client, DbRequest, DbResponse, IndexInfo, PageOptions, PatchOp, QuerySpec, WriteOp};
 use avl_core::{ClientConfig, Error, Result};
 use clap::Subcommand;
 use serde_json::Value;
@@ -25,6 +25,9 @@ pub(crate) enum DbCommand {
     /// Manage collections.
     #[command(subcommand)]
     Collection(CollectionCommand),
+    /// Manage secondary indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Store a document, replacing any with its key (upsert).
     Put {
         /// Database.
@@ -135,6 +138,41 @@ pub(crate) enum CollectionCommand {
         database: String,
         /// Collection.
         collection: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Create an index (filled from the documents already stored).
+    Create {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Index name.
+        name: String,
+        /// An indexed path such as `/stats/score`; repeat for a composite index.
+        #[arg(long = "path", required = true)]
+        paths: Vec<String>,
+        /// Refuse two documents with the same values.
+        #[arg(long)]
+        unique: bool,
+    },
+    /// List a collection's indexes.
+    List {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+    },
+    /// Drop an index.
+    Drop {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Index name.
+        name: String,
     },
 }
 
@@ -267,6 +305,47 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             database,
             collection,
         },
+        DbCommand::Index(IndexCommand::Create {
+            database,
+            collection,
+            name,
+            paths,
+            unique,
+        }) => {
+            let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+            DbRequest::CreateIndex {
+                database,
+                collection,
+                index: IndexInfo::new(&name, &paths, unique).map_err(Error::from)?,
+            }
+        }
+        DbCommand::Index(IndexCommand::Drop {
+            database,
+            collection,
+            name,
+        }) => DbRequest::DropIndex {
+            database,
+            collection,
+            name,
+        },
+        DbCommand::Index(IndexCommand::List {
+            database,
+            collection,
+        }) => {
+            let info = client
+                .database(&database)
+                .collections()
+                .await
+                .map_err(Error::from)?
+                .into_iter()
+                .find(|c| c.name == collection)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "collection `{collection}` does not exist in `{database}`"
+                    ))
+                })?;
+            return info.indexes.iter().try_for_each(print);
+        }
         DbCommand::Put {
             database,
             collection,
@@ -358,6 +437,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
         DbResponse::Documents { documents } => documents.iter().try_for_each(print),
         DbResponse::Written { results } => results.iter().try_for_each(print),
         DbResponse::Page { items, .. } => items.iter().try_for_each(print),
+        DbResponse::Indexed { documents } => print(&serde_json::json!({ "indexed": documents })),
         DbResponse::Plan { plan } => print(&plan),
     }
 }

@@ -578,6 +578,36 @@ fn db_commands_work_in_process_and_through_a_server() {
         "r=eu",
     ]);
     assert_eq!(text(&q.stdout), "4\n", "{}", text(&q.stderr));
+    let created = db(&[
+        "index", "create", "gamedb", "players", "by_score", "--path", "/score",
+    ]);
+    assert_eq!(
+        text(&created.stdout),
+        "{\"indexed\":5}\n",
+        "{}",
+        text(&created.stderr)
+    );
+    let listed = db(&["index", "list", "gamedb", "players"]);
+    assert_eq!(
+        text(&listed.stdout),
+        "{\"name\":\"by_score\",\"paths\":[\"/score\"],\"unique\":false}\n"
+    );
+    let plan = db(&[
+        "query",
+        "gamedb",
+        "SELECT * FROM players p WHERE p.score > 20",
+        "--explain",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(
+        (plan["access"].as_str(), plan["index"].as_str()),
+        (Some("index"), Some("by_score"))
+    );
+    assert!(
+        db(&["index", "drop", "gamedb", "players", "by_score"])
+            .status
+            .success()
+    );
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(

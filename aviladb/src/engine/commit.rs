@@ -83,6 +83,8 @@ pub(crate) enum Reply {
     Done,
     /// Per-operation results of a document write.
     Writes(Vec<crate::engine::WriteResult>),
+    /// A count (documents indexed).
+    Count(u64),
 }
 
 struct Job {

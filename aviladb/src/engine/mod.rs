@@ -1,6 +1,7 @@
 //! The in-process engine: synchronous, owns its redb file, no async, no network.
 
 mod commit;
+pub(crate) mod index;
 pub(crate) mod names;
 mod patch;
 mod query;
@@ -14,6 +15,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableErro
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
 
@@ -67,6 +69,9 @@ pub struct CollectionInfo {
     pub name: String,
     /// The partition-key path, e.g. `/region`.
     pub partition_key: String,
+    /// Its secondary indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<IndexInfo>,
     #[serde(skip)]
     table: u64,
 }
@@ -75,6 +80,55 @@ pub struct CollectionInfo {
 struct CollectionRecord {
     table: u64,
     partition_key: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    indexes: Vec<IndexRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IndexRecord {
+    #[serde(flatten)]
+    info: IndexInfo,
+    table: u64,
+}
+
+impl CollectionInfo {
+    fn from_record(name: &str, record: CollectionRecord) -> CollectionInfo {
+        CollectionInfo {
+            name: name.to_string(),
+            partition_key: record.partition_key,
+            indexes: record
+                .indexes
+                .into_iter()
+                .map(|r| IndexInfo {
+                    table: r.table,
+                    ..r.info
+                })
+                .collect(),
+            table: record.table,
+        }
+    }
+
+    fn to_record(&self) -> CollectionRecord {
+        CollectionRecord {
+            table: self.table,
+            partition_key: self.partition_key.clone(),
+            indexes: self
+                .indexes
+                .iter()
+                .map(|i| IndexRecord {
+                    info: i.clone(),
+                    table: i.table,
+                })
+                .collect(),
+        }
+    }
+
+    /// Every table the collection owns: its documents and its indexes.
+    fn tables(&self) -> Vec<String> {
+        std::iter::once(docs_table(self.table))
+            .chain(self.indexes.iter().map(|i| index::index_table(i.table)))
+            .collect()
+    }
 }
 
 /// One operation of a write.
@@ -258,13 +312,15 @@ impl Engine {
                 }
                 doomed.push((
                     key.value().to_string(),
-                    decode_collection(value.value())?.table,
+                    CollectionInfo::from_record("", decode_collection(value.value())?),
                 ));
             }
-            for (key, table) in doomed {
+            for (key, info) in doomed {
                 colls.remove(key.as_str())?;
-                ctx.txn
-                    .delete_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+                for table in info.tables() {
+                    ctx.txn
+                        .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
+                }
             }
             Ok(Reply::Done)
         })
@@ -296,6 +352,7 @@ impl Engine {
             let record = serde_json::to_vec(&CollectionRecord {
                 table,
                 partition_key: pk,
+                indexes: Vec::new(),
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -320,12 +377,10 @@ impl Engine {
             let Some(name) = key.value().strip_prefix(&prefix) else {
                 break;
             };
-            let record = decode_collection(value.value())?;
-            out.push(CollectionInfo {
-                name: name.to_string(),
-                partition_key: record.partition_key,
-                table: record.table,
-            });
+            out.push(CollectionInfo::from_record(
+                name,
+                decode_collection(value.value())?,
+            ));
         }
         Ok(out)
     }
@@ -338,13 +393,15 @@ impl Engine {
         let (db, name) = (db.to_string(), name.to_string());
         self.catalog_job(move |ctx| {
             let mut colls = ctx.txn.open_table(COLLECTIONS)?;
-            let table = match colls.get(key.as_str())? {
-                Some(v) => decode_collection(v.value())?.table,
+            let info = match colls.get(key.as_str())? {
+                Some(v) => CollectionInfo::from_record(&name, decode_collection(v.value())?),
                 None => return Err(no_collection(&db, &name)),
             };
             colls.remove(key.as_str())?;
-            ctx.txn
-                .delete_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+            for table in info.tables() {
+                ctx.txn
+                    .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
+            }
             Ok(Reply::Done)
         })
     }
@@ -354,6 +411,14 @@ impl Engine {
         &self,
         job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
     ) -> Result<()> {
+        self.catalog_job_with(job).map(|_| ())
+    }
+
+    /// [`Engine::catalog_job`] that answers the job's reply.
+    fn catalog_job_with(
+        &self,
+        job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
+    ) -> Result<Reply> {
         let result = self.inner.writer.submit(move |ctx| {
             ctx.catalog_changed();
             let reply = job(ctx);
@@ -365,7 +430,83 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        result.map(|_| ())
+        result
+    }
+
+    // ---- indexes ---------------------------------------------------------------------
+
+    /// Creates a secondary index on a collection and fills it from the documents already
+    /// there; answers how many were indexed. A unique index over documents that already
+    /// share values is `Conflict`, and nothing changes.
+    pub fn create_index(&self, db: &str, coll: &str, index: IndexInfo) -> Result<u64> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        index.check()?;
+        let (db, coll) = (db.to_string(), coll.to_string());
+        let reply = self.catalog_job_with(move |ctx| {
+            let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
+            if info.indexes.iter().any(|i| i.name == index.name) {
+                return Err(DbError::AlreadyExists(format!(
+                    "index `{}` already exists on `{coll}`",
+                    index.name
+                )));
+            }
+            if info.indexes.len() >= MAX_INDEXES {
+                return Err(DbError::invalid(
+                    "index",
+                    format!("a collection has at most {MAX_INDEXES} indexes"),
+                ));
+            }
+            let table = {
+                let meta = ctx.txn.open_table(META)?;
+                meta.get(NEXT_COLLECTION)?.map_or(1, |v| v.value())
+            };
+            let index = IndexInfo { table, ..index };
+            let count = index::backfill(ctx.txn, &docs_table(info.table), &index)?;
+            ctx.txn
+                .open_table(META)?
+                .insert(NEXT_COLLECTION, table + 1)?;
+            info.indexes.push(index);
+            save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Count(count))
+        })?;
+        match reply {
+            Reply::Count(n) => Ok(n),
+            _ => Err(DbError::Storage(
+                "index creation answered without a count".into(),
+            )),
+        }
+    }
+
+    /// Drops a secondary index.
+    pub fn drop_index(&self, db: &str, coll: &str, name: &str) -> Result<()> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        check_name("index", name)?;
+        let (db, coll, name) = (db.to_string(), coll.to_string(), name.to_string());
+        self.catalog_job(move |ctx| {
+            let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
+            let Some(at) = info.indexes.iter().position(|i| i.name == name) else {
+                return Err(DbError::NotFound(format!(
+                    "index `{name}` does not exist on `{coll}`"
+                )));
+            };
+            let index = info.indexes.remove(at);
+            ctx.txn
+                .delete_table(TableDefinition::<&[u8], &[u8]>::new(&index::index_table(
+                    index.table,
+                )))?;
+            save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// A collection's metadata, with its indexes.
+    pub fn describe_collection(&self, db: &str, coll: &str) -> Result<CollectionInfo> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        let txn = self.inner.db.begin_read()?;
+        read_collection(&txn, db, coll)
     }
 
     /// A collection's metadata, cached.
@@ -521,10 +662,12 @@ impl Engine {
         }
         let info = self.collection(db, coll)?;
         let many = ops.len() > 1;
+        let keep_body = many || !info.indexes.is_empty();
         let mut total = 0usize;
         let mut staged = Vec::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {
-            let step = stage(op, &info.partition_key, many).map_err(|e| in_batch(e, i, many))?;
+            let step =
+                stage(op, &info.partition_key, keep_body).map_err(|e| in_batch(e, i, many))?;
             if let Staged::Put { json_len, .. } = &step {
                 total += json_len;
                 if total > MAX_BATCH_BYTES {
@@ -544,7 +687,7 @@ impl Engine {
             .submit(move |ctx| write_job(ctx, &db, &coll, table, &pk_path, staged))?
         {
             Reply::Writes(results) => Ok(results),
-            Reply::Done => Err(DbError::Storage("a write answered without results".into())),
+            _ => Err(DbError::Storage("a write answered without results".into())),
         }
     }
 }
@@ -591,6 +734,19 @@ fn in_batch(e: DbError, i: usize, many: bool) -> DbError {
     }
 }
 
+fn save_collection(
+    txn: &redb::WriteTransaction,
+    db: &str,
+    name: &str,
+    info: &CollectionInfo,
+) -> Result<()> {
+    let record =
+        serde_json::to_vec(&info.to_record()).map_err(|e| DbError::Storage(e.to_string()))?;
+    txn.open_table(COLLECTIONS)?
+        .insert(collection_key(db, name).as_str(), record.as_slice())?;
+    Ok(())
+}
+
 fn decode_collection(bytes: &[u8]) -> Result<CollectionRecord> {
     serde_json::from_slice(bytes).map_err(|e| DbError::Corrupted(format!("collection record: {e}")))
 }
@@ -618,11 +774,7 @@ fn find_collection(
         Some(v) => decode_collection(v.value())?,
         None => return Err(no_collection(db, name)),
     };
-    Ok(CollectionInfo {
-        name: name.to_string(),
-        partition_key: record.partition_key,
-        table: record.table,
-    })
+    Ok(CollectionInfo::from_record(name, record))
 }
 
 fn read_collection(txn: &redb::ReadTransaction, db: &str, name: &str) -> Result<CollectionInfo> {
@@ -751,7 +903,7 @@ enum Staged {
         kind: PutKind,
         key: Vec<u8>,
         id: String,
-        body: Map<String, Value>,
+        body: Option<Map<String, Value>>,
         frame: Vec<u8>,
         json_len: usize,
         if_match: Option<String>,
@@ -769,9 +921,10 @@ enum Staged {
     },
 }
 
-/// Stages one operation; `in_batch` keeps the parsed body for later operations of the
-/// batch (a single write frees it here rather than on the busy writer thread).
-fn stage(op: WriteOp, pk_path: &str, in_batch: bool) -> Result<Staged> {
+/// Stages one operation; `keep_body` keeps the parsed body for later operations of the
+/// batch and for indexes (otherwise it is freed here rather than on the busy writer
+/// thread).
+fn stage(op: WriteOp, pk_path: &str, keep_body: bool) -> Result<Staged> {
     let put = |kind, document, if_match| -> Result<Staged> {
         let p = prepare(document, pk_path)?;
         Ok(Staged::Put {
@@ -780,7 +933,7 @@ fn stage(op: WriteOp, pk_path: &str, in_batch: bool) -> Result<Staged> {
             id: p.id,
             frame: record::encode_unstamped(&p.json),
             json_len: p.json.len(),
-            body: if in_batch { p.body } else { Map::new() },
+            body: keep_body.then_some(p.body),
             if_match,
         })
     };
@@ -877,8 +1030,20 @@ fn check_etag(if_match: Option<&String>, current: &Current, id: &str) -> Result<
     }
 }
 
-/// One batch in the writer: keys and ETags checked against storage and the batch's own
-/// earlier operations, then written; a failing check fails the batch before any write.
+/// One operation after its checks: what to write at `key`, and the bodies before and
+/// after (kept only when the collection has indexes).
+struct Planned {
+    key: Vec<u8>,
+    id: String,
+    /// The framed new record; `None` deletes.
+    frame: Option<Vec<u8>>,
+    old: Option<Map<String, Value>>,
+    new: Option<Map<String, Value>>,
+}
+
+/// One batch in the writer: keys, ETags and unique indexes checked against storage and
+/// the batch's own earlier operations, then written with the index entries; a failing
+/// check fails the batch before any write.
 fn write_job(
     ctx: &mut TxnCtx<'_>,
     db: &str,
@@ -893,44 +1058,64 @@ fn write_job(
             "collection `{coll}` was dropped and created again during the write; retry it"
         )));
     }
+    let indexed = !info.indexes.is_empty();
+    let has_unique = info.indexes.iter().any(|i| i.unique);
     let name = docs_table(info.table);
     let mut table = ctx
         .txn
         .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
     let many = staged.len() > 1;
     let mut overlay: Overlay = HashMap::new();
-    // (key, id, framed body or None for a delete)
-    let mut planned: Vec<(Vec<u8>, String, Option<Vec<u8>>)> = Vec::with_capacity(staged.len());
+    let mut unique = index::UniqueOverlay::default();
+    let mut planned: Vec<Planned> = Vec::with_capacity(staged.len());
     for (i, op) in staged.into_iter().enumerate() {
-        let step = plan_one(&table, &overlay, pk_path, op).map_err(|e| in_batch(e, i, many))?;
-        let (key, id, new) = step;
-        let (body, frame) = match new {
-            Some((body, frame)) => (Some(body), Some(frame)),
-            None => (None, None),
-        };
+        let step = plan_one(&table, &overlay, pk_path, op, indexed)
+            .and_then(|step| {
+                if has_unique {
+                    unique.check(
+                        ctx.txn,
+                        &info.indexes,
+                        &step.key,
+                        &step.id,
+                        step.old.as_ref(),
+                        step.new.as_ref(),
+                    )?;
+                }
+                Ok(step)
+            })
+            .map_err(|e| in_batch(e, i, many))?;
         // Only a batch can touch a key twice.
         if many {
-            overlay.insert(key.clone(), body);
+            overlay.insert(step.key.clone(), step.new.clone());
         }
-        planned.push((key, id, frame));
+        planned.push(step);
     }
     let mut results = Vec::with_capacity(planned.len());
-    for (key, id, frame) in planned {
+    for step in planned {
         let seq = ctx.next_seq();
-        match frame {
+        if indexed {
+            index::update(
+                ctx.txn,
+                &info.indexes,
+                &step.key,
+                step.old.as_ref(),
+                step.new.as_ref(),
+            )?;
+        }
+        match step.frame {
             Some(mut frame) => {
                 record::stamp(&mut frame, seq, ctx.ts_micros);
-                table.insert(key.as_slice(), frame.as_slice())?;
+                table.insert(step.key.as_slice(), frame.as_slice())?;
                 results.push(WriteResult {
-                    id,
+                    id: step.id,
                     etag: Some(etag_of(seq)),
                     seq,
                 });
             }
             None => {
-                table.remove(key.as_slice())?;
+                table.remove(step.key.as_slice())?;
                 results.push(WriteResult {
-                    id,
+                    id: step.id,
                     etag: None,
                     seq,
                 });
@@ -940,9 +1125,27 @@ fn write_job(
     Ok(Reply::Writes(results))
 }
 
-type Planned = (Vec<u8>, String, Option<(Map<String, Value>, Vec<u8>)>);
+/// The body at `key` before this operation, when indexes need it.
+fn old_body(
+    table: &Docs<'_>,
+    overlay: &Overlay,
+    key: &[u8],
+    cur: &Current,
+    indexed: bool,
+) -> Result<Option<Map<String, Value>>> {
+    if !indexed || matches!(cur, Current::Absent) {
+        return Ok(None);
+    }
+    current_body(table, overlay, key).map(Some)
+}
 
-fn plan_one(table: &Docs<'_>, overlay: &Overlay, pk_path: &str, op: Staged) -> Result<Planned> {
+fn plan_one(
+    table: &Docs<'_>,
+    overlay: &Overlay,
+    pk_path: &str,
+    op: Staged,
+    indexed: bool,
+) -> Result<Planned> {
     match op {
         Staged::Put {
             kind,
@@ -966,7 +1169,20 @@ fn plan_one(table: &Docs<'_>, overlay: &Overlay, pk_path: &str, op: Staged) -> R
                 _ => {}
             }
             check_etag(if_match.as_ref(), &cur, &id)?;
-            Ok((key, id, Some((body, frame))))
+            let old = old_body(table, overlay, &key, &cur, indexed)?;
+            let new = match body {
+                Some(body) => Some(body),
+                // Staged before the collection had indexes: the frame holds the body.
+                None if indexed => Some(record::decode(&frame)?.body),
+                None => None,
+            };
+            Ok(Planned {
+                key,
+                id,
+                frame: Some(frame),
+                old,
+                new,
+            })
         }
         Staged::Patch {
             key,
@@ -979,11 +1195,18 @@ fn plan_one(table: &Docs<'_>, overlay: &Overlay, pk_path: &str, op: Staged) -> R
                 return Err(DbError::NotFound(format!("document `{id}` does not exist")));
             }
             check_etag(if_match.as_ref(), &cur, &id)?;
-            let mut body = current_body(table, overlay, &key)?;
+            let before = current_body(table, overlay, &key)?;
+            let mut body = before.clone();
             patch::apply(&mut body, &operations, &["/id", pk_path])?;
             let json = serialize_checked(&id, &body)?;
             let frame = record::encode_unstamped(&json);
-            Ok((key, id, Some((body, frame))))
+            Ok(Planned {
+                key,
+                id,
+                frame: Some(frame),
+                old: indexed.then_some(before),
+                new: Some(body),
+            })
         }
         Staged::Delete { key, id, if_match } => {
             let cur = current(table, overlay, &key)?;
@@ -991,7 +1214,14 @@ fn plan_one(table: &Docs<'_>, overlay: &Overlay, pk_path: &str, op: Staged) -> R
                 return Err(DbError::NotFound(format!("document `{id}` does not exist")));
             }
             check_etag(if_match.as_ref(), &cur, &id)?;
-            Ok((key, id, None))
+            let old = old_body(table, overlay, &key, &cur, indexed)?;
+            Ok(Planned {
+                key,
+                id,
+                frame: None,
+                old,
+                new: None,
+            })
         }
     }
 }

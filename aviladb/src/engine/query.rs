@@ -5,11 +5,20 @@ use std::ops::Bound;
 use redb::{ReadTransaction, TableDefinition};
 use serde_json::Value;
 
-use super::{Engine, RawDocument, docs_table, record};
+use super::{Engine, RawDocument, docs_table, index, read_collection, record};
+use crate::error::DbError;
 use crate::error::Result;
 use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
 use crate::query::plan::{self, Access};
 use crate::query::{QuerySpec, parse, token};
+
+type IndexEntry<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
 
 /// The rows of one collection in one snapshot.
 struct Snapshot<'t> {
@@ -24,33 +33,88 @@ impl Source for Snapshot<'_> {
         after: Option<&[u8]>,
         each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
     ) -> Result<()> {
+        let name = docs_table(self.table);
+        let docs = self
+            .txn
+            .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
         match access {
             Access::Scan => {
-                let name = docs_table(self.table);
-                let table = self
-                    .txn
-                    .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
                 let start = match after {
                     Some(a) => Bound::Excluded(a),
                     None => Bound::Unbounded,
                 };
-                for entry in table.range::<&[u8]>((start, Bound::Unbounded))? {
+                for entry in docs.range::<&[u8]>((start, Bound::Unbounded))? {
                     let (key, value) = entry?;
-                    let (seq, ts_micros, json) = record::decode_raw(value.value())?;
-                    let doc = RawDocument {
-                        seq,
-                        ts_micros,
-                        json,
-                    }
-                    .into_value()?;
-                    if !each(key.value(), doc)? {
+                    if !each(key.value(), document(value.value())?)? {
                         break;
+                    }
+                }
+                Ok(())
+            }
+            Access::Index {
+                table,
+                start,
+                end,
+                reverse,
+                ..
+            } => {
+                let entries = self.txn.open_table(TableDefinition::<&[u8], &[u8]>::new(
+                    &index::index_table(*table),
+                ))?;
+                let mut low = Bound::Included(start.as_slice());
+                let mut high = match end {
+                    Some(e) => Bound::Excluded(e.as_slice()),
+                    None => Bound::Unbounded,
+                };
+                match (after, reverse) {
+                    (Some(a), false) if a >= start.as_slice() => low = Bound::Excluded(a),
+                    (Some(a), true) if end.as_deref().is_none_or(|e| a < e) => {
+                        high = Bound::Excluded(a);
+                    }
+                    _ => {}
+                }
+                if let (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) = (low, high)
+                    && l >= h
+                {
+                    return Ok(());
+                }
+                let range = entries.range::<&[u8]>((low, high))?;
+                let mut visit = |entry: IndexEntry<'_>| -> Result<bool> {
+                    let (key, doc_key) = entry?;
+                    let Some(record) = docs.get(doc_key.value())? else {
+                        return Err(DbError::Corrupted(
+                            "an index entry names a document that is not stored".into(),
+                        ));
+                    };
+                    each(key.value(), document(record.value())?)
+                };
+                if *reverse {
+                    for entry in range.rev() {
+                        if !visit(entry)? {
+                            break;
+                        }
+                    }
+                } else {
+                    for entry in range {
+                        if !visit(entry)? {
+                            break;
+                        }
                     }
                 }
                 Ok(())
             }
         }
     }
+}
+
+fn document(record: &[u8]) -> Result<Value> {
+    let (seq, ts_micros, json) = record::decode_raw(record)?;
+    RawDocument {
+        seq,
+        ts_micros,
+        json,
+    }
+    .into_value()
 }
 
 impl Engine {
@@ -65,9 +129,11 @@ impl Engine {
         let query = parse::parse(&spec.text)?;
         let params = spec.params()?;
         exec::check_params(&query, &params)?;
-        let (info, txn) = self.snapshot(db, coll)?;
+        let (_, txn) = self.snapshot(db, coll)?;
+        // The indexes as this snapshot has them (the cached catalog may be older).
+        let info = read_collection(&txn, db, coll)?;
         let fp = token::fingerprint(info.table, &spec.text, &spec.params_fingerprint());
-        let plan = plan::plan(&query);
+        let plan = plan::plan(&query, &params, &info.indexes);
         let source = Snapshot {
             txn: &txn,
             table: info.table,
@@ -78,7 +144,9 @@ impl Engine {
     /// How a query would run, without running it.
     pub fn explain(&self, db: &str, coll: &str, spec: &QuerySpec) -> Result<Explain> {
         let query = parse::parse(&spec.text)?;
-        self.collection(db, coll)?;
-        Ok(plan::plan(&query).explain(&query))
+        let params = spec.params()?;
+        exec::check_params(&query, &params)?;
+        let info = self.describe_collection(db, coll)?;
+        Ok(plan::plan(&query, &params, &info.indexes).explain(&query))
     }
 }

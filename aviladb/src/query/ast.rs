@@ -44,22 +44,35 @@ impl Path {
 
     /// Reads the path in `doc`.
     pub fn read<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
-        let mut current = doc;
-        for step in &self.0 {
-            current = match (step, current) {
-                (Step::Field(f), Value::Object(m)) => m.get(f)?,
-                (Step::Field(f), Value::Array(a)) => a.get(f.parse::<usize>().ok()?)?,
-                (Step::Index(i), Value::Array(a)) => a.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(current)
+        walk(doc, &self.0)
+    }
+
+    /// Reads the path in a document body (the empty path is undefined here).
+    pub fn read_map<'a>(&self, body: &'a serde_json::Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.0.split_first()?;
+        let Step::Field(name) = first else {
+            return None;
+        };
+        walk(body.get(name)?, rest)
     }
 
     /// Whether two paths name the same place (`c.a[0]` and the pointer `/a/0` do).
     pub fn same_as(&self, other: &Path) -> bool {
         self.pointer() == other.pointer()
     }
+}
+
+fn walk<'a>(start: &'a Value, steps: &[Step]) -> Option<&'a Value> {
+    let mut current = start;
+    for step in steps {
+        current = match (step, current) {
+            (Step::Field(f), Value::Object(m)) => m.get(f)?,
+            (Step::Field(f), Value::Array(a)) => a.get(f.parse::<usize>().ok()?)?,
+            (Step::Index(i), Value::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(current)
 }
 
 /// Binary operators.

@@ -97,6 +97,19 @@ fn number_bits(f: f64) -> [u8; 8] {
     ordered.to_be_bytes()
 }
 
+/// The smallest byte string above every string that starts with `prefix`, or `None` when
+/// there is none (all 0xFF).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +208,7 @@ mod tests {
         assert_eq!(encode(Some(&json!(0.0))), encode(Some(&json!(-0.0))));
         assert!(encode(Some(&json!(-1e300))) < encode(Some(&json!(-1))));
         assert!(encode(Some(&json!("a"))) < encode(Some(&json!("a\u{0}"))));
+        assert_eq!(prefix_end(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xFF]), None);
     }
 }

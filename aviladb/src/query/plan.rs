@@ -1,13 +1,36 @@
-//! Choosing how to read a query's rows.
+//! Choosing how to read a query's rows: a scan of the collection, or a range of one
+//! secondary index.
+//!
+//! The planner looks at the `AND`ed conditions of `WHERE` that compare a path with a
+//! constant or parameter (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN` with one value). An
+//! index is usable when its first paths are bound by equality (any number of them,
+//! possibly none), optionally followed by one path bound by a range, or when it gives the
+//! `ORDER BY` order after those equalities. The best index has the most equalities, then a
+//! range, then the order; ties go to the index declared first. The filter still runs on
+//! every document the index yields, so an index only ever narrows the reading, never the
+//! answer.
 
-use super::ast::Query;
+use serde_json::Value;
+
+use super::ast::{BinOp, Expr, Path, Query};
+use super::eval::Params;
 use super::exec::Explain;
+use super::keys;
+use crate::engine::IndexInfo;
 
 /// Where rows come from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Access {
     /// Every document of the collection, in key order (partition key, then id).
     Scan,
+    /// The entries of one index in `[start, end)`, backwards when `reverse`.
+    Index {
+        name: String,
+        table: u64,
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+        reverse: bool,
+    },
 }
 
 impl Access {
@@ -15,6 +38,9 @@ impl Access {
     pub(crate) fn name(&self) -> String {
         match self {
             Access::Scan => "scan".into(),
+            Access::Index { name, reverse, .. } => {
+                format!("index:{name}{}", if *reverse { ":desc" } else { "" })
+            }
         }
     }
 }
@@ -25,24 +51,224 @@ pub(crate) struct Plan {
     pub(crate) access: Access,
     /// `ORDER BY` is not the access path's order: rows are sorted in memory.
     pub(crate) sort_in_memory: bool,
+    equality: Vec<String>,
+    range: Option<String>,
 }
 
-/// The plan for `query`.
-pub(crate) fn plan(query: &Query) -> Plan {
-    Plan {
-        access: Access::Scan,
-        sort_in_memory: !query.order_by.is_empty(),
+/// What the conditions say about one path.
+#[derive(Debug, Default)]
+struct Bounds<'a> {
+    eq: Option<&'a Value>,
+    lower: Option<&'a Value>,
+    upper: Option<&'a Value>,
+}
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary(BinOp::And, a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn constant<'a>(e: &'a Expr, params: &'a Params) -> Option<&'a Value> {
+    match e {
+        Expr::Literal(v) => Some(v),
+        Expr::Param(p) => params.get(p),
+        _ => None,
+    }
+}
+
+fn primitive(v: &Value) -> bool {
+    !matches!(v, Value::Array(_) | Value::Object(_))
+}
+
+/// The bounds the conditions put on paths, by JSON pointer.
+fn bounds<'a>(query: &'a Query, params: &'a Params) -> Vec<(String, Bounds<'a>)> {
+    let mut out: Vec<(String, Bounds<'a>)> = Vec::new();
+    let Some(filter) = &query.filter else {
+        return out;
+    };
+    let mut parts = Vec::new();
+    conjuncts(filter, &mut parts);
+    let slot = |path: &Path, out: &mut Vec<(String, Bounds<'a>)>| -> usize {
+        let key = path.pointer();
+        match out.iter().position(|(p, _)| *p == key) {
+            Some(i) => i,
+            None => {
+                out.push((key, Bounds::default()));
+                out.len() - 1
+            }
+        }
+    };
+    for part in parts {
+        match part {
+            Expr::Binary(op, a, b) => {
+                let (path, value, op) = match (&**a, &**b) {
+                    (Expr::Path(p), other) if !p.0.is_empty() => match constant(other, params) {
+                        Some(v) => (p, v, *op),
+                        None => continue,
+                    },
+                    (other, Expr::Path(p)) if !p.0.is_empty() => match constant(other, params) {
+                        Some(v) => (p, v, op.flipped()),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                let i = slot(path, &mut out);
+                let b = &mut out[i].1;
+                match op {
+                    BinOp::Eq => b.eq = b.eq.or(Some(value)),
+                    BinOp::Gt | BinOp::Ge if primitive(value) => {
+                        b.lower = b.lower.or(Some(value));
+                    }
+                    BinOp::Lt | BinOp::Le if primitive(value) => {
+                        b.upper = b.upper.or(Some(value));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated: false,
+            } => {
+                let Expr::Path(path) = &**expr else { continue };
+                let (Some(lo), Some(hi)) = (constant(low, params), constant(high, params)) else {
+                    continue;
+                };
+                if path.0.is_empty() || !primitive(lo) || !primitive(hi) {
+                    continue;
+                }
+                let i = slot(path, &mut out);
+                let b = &mut out[i].1;
+                b.lower = b.lower.or(Some(lo));
+                b.upper = b.upper.or(Some(hi));
+            }
+            Expr::In {
+                expr,
+                list,
+                negated: false,
+            } if list.len() == 1 => {
+                let Expr::Path(path) = &**expr else { continue };
+                let Some(v) = constant(&list[0], params) else {
+                    continue;
+                };
+                if path.0.is_empty() {
+                    continue;
+                }
+                let i = slot(path, &mut out);
+                out[i].1.eq = out[i].1.eq.or(Some(v));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The first byte of the encodings of values of `v`'s type.
+fn type_start(v: &Value) -> Vec<u8> {
+    let mut e = keys::encode(Some(v));
+    e.truncate(1);
+    e
+}
+
+/// The plan for `query` over a collection with `indexes`.
+pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Plan {
+    let bounds = bounds(query, params);
+    let find = |pointer: &str| bounds.iter().find(|(p, _)| p == pointer).map(|(_, b)| b);
+    let eq_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some());
+    // ORDER BY items on paths fixed by equality order nothing.
+    let order: Vec<_> = query
+        .order_by
+        .iter()
+        .filter(|o| !eq_bound(&o.path.pointer()))
+        .collect();
+    let mut best: Option<(u32, Plan)> = None;
+    for index in indexes {
+        let k = index.paths.iter().take_while(|p| eq_bound(p)).count();
+        let mut prefix = Vec::new();
+        for p in &index.paths[..k] {
+            keys::encode_into(&mut prefix, find(p).and_then(|b| b.eq));
+        }
+        let range = index
+            .paths
+            .get(k)
+            .and_then(|p| find(p).map(|b| (p, b)))
+            .filter(|(_, b)| b.lower.is_some() || b.upper.is_some());
+        let descending = order.first().is_some_and(|o| o.descending);
+        let order_ok = !order.is_empty()
+            && order.len() <= index.paths.len() - k
+            && order
+                .iter()
+                .enumerate()
+                .all(|(i, o)| o.descending == descending && o.path.pointer() == index.paths[k + i]);
+        let score = 4 * k as u32 + 2 * u32::from(range.is_some()) + u32::from(order_ok);
+        if score == 0 {
+            continue;
+        }
+        let (start, end) = match range {
+            None => (prefix.clone(), keys::prefix_end(&prefix)),
+            Some((_, b)) => {
+                let start = match (b.lower, b.upper) {
+                    (Some(lo), _) => [prefix.as_slice(), &keys::encode(Some(lo))].concat(),
+                    (None, Some(hi)) => [prefix.as_slice(), &type_start(hi)].concat(),
+                    (None, None) => prefix.clone(),
+                };
+                let end = match (b.lower, b.upper) {
+                    (_, Some(hi)) => {
+                        keys::prefix_end(&[prefix.as_slice(), &keys::encode(Some(hi))].concat())
+                    }
+                    (Some(lo), None) => {
+                        keys::prefix_end(&[prefix.as_slice(), &type_start(lo)].concat())
+                    }
+                    (None, None) => keys::prefix_end(&prefix),
+                };
+                (start, end)
+            }
+        };
+        let candidate = Plan {
+            access: Access::Index {
+                name: index.name.clone(),
+                table: index.table,
+                start,
+                end,
+                reverse: order_ok && descending,
+            },
+            sort_in_memory: !order.is_empty() && !order_ok,
+            equality: index.paths[..k].to_vec(),
+            range: range.map(|(p, _)| p.clone()),
+        };
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, candidate));
+        }
+    }
+    match best {
+        Some((_, plan)) => plan,
+        None => Plan {
+            access: Access::Scan,
+            sort_in_memory: !order.is_empty(),
+            equality: Vec::new(),
+            range: None,
+        },
     }
 }
 
 impl Plan {
     /// The plan in words.
     pub(crate) fn explain(&self, query: &Query) -> Explain {
+        let (access, index) = match &self.access {
+            Access::Scan => ("scan".to_string(), None),
+            Access::Index { name, .. } => ("index".to_string(), Some(name.clone())),
+        };
         Explain {
-            access: self.access.name(),
-            index: None,
-            equality: Vec::new(),
-            range: None,
+            access,
+            index,
+            equality: self.equality.clone(),
+            range: self.range.clone(),
             order: if query.order_by.is_empty() {
                 "none".into()
             } else if self.sort_in_memory {
