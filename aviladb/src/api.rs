@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CollectionInfo, DocKey, IndexInfo, WriteOp, WriteResult};
+use crate::engine::{CollectionInfo, DocKey, FeedOptions, IndexInfo, WriteOp, WriteResult};
 use crate::query::{Explain, PageOptions, QuerySpec};
 
 /// A request to the database service.
@@ -103,6 +103,20 @@ pub enum DbRequest {
         #[serde(flatten)]
         options: PageOptions,
     },
+    /// Read a page of a collection's change feed, waiting up to `wait_ms` (at most
+    /// 20 s) for a change when there is none yet (long polling).
+    Changes {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Where to start, page size, deletes.
+        #[serde(flatten)]
+        options: FeedOptions,
+        /// How long to wait for a first change, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_ms: Option<u64>,
+    },
     /// Say how a query would run.
     Explain {
         /// The database.
@@ -133,6 +147,7 @@ impl avl_core::Request for DbRequest {
             DbRequest::Write { .. } => "WriteDocuments",
             DbRequest::Query { .. } => "Query",
             DbRequest::Explain { .. } => "Explain",
+            DbRequest::Changes { .. } => "ReadChanges",
         }
     }
 
@@ -172,6 +187,11 @@ impl avl_core::Request for DbRequest {
                 ..
             }
             | DbRequest::CreateIndex {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::Changes {
                 database,
                 collection,
                 ..
@@ -233,6 +253,13 @@ pub enum DbResponse {
         /// Where to go on; `None` on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         continuation: Option<String>,
+    },
+    /// A page of a change feed.
+    Changes {
+        /// The changes in commit order.
+        changes: Vec<Value>,
+        /// Where to continue.
+        continuation: String,
     },
     /// How a query runs.
     Plan {

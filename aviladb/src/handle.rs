@@ -7,7 +7,10 @@ use serde_json::Value;
 
 use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, to_document};
-use crate::engine::{CollectionInfo, DocKey, Engine, IndexInfo, PatchOp, WriteOp, WriteResult};
+use crate::engine::{
+    ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo, PatchOp,
+    WriteOp, WriteResult,
+};
 use crate::error::{DbError, Result};
 use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
 use crate::service::DbService;
@@ -232,6 +235,11 @@ impl Collection {
     /// The collection's metadata with its indexes.
     pub fn describe(&self) -> Result<CollectionInfo> {
         self.engine.describe_collection(&self.database, &self.name)
+    }
+
+    /// Reads a page of the collection's change feed.
+    pub fn changes(&self, options: &FeedOptions) -> Result<ChangePage> {
+        self.engine.changes(&self.database, &self.name, options)
     }
 
     /// Runs one page of a query.
@@ -490,6 +498,72 @@ impl ClientCollection {
             })
             .await
             .map(|_| ())
+    }
+
+    /// Reads a page of the collection's change feed; with `wait`, an empty page is
+    /// only answered after that long without a change (long polling, at most 20 s).
+    pub async fn changes(
+        &self,
+        options: FeedOptions,
+        wait: Option<std::time::Duration>,
+    ) -> Result<ChangePage> {
+        match self
+            .client
+            .call(DbRequest::Changes {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                options,
+                wait_ms: wait.map(|w| w.as_millis().min(u128::from(u64::MAX)) as u64),
+            })
+            .await?
+        {
+            DbResponse::Changes {
+                changes,
+                continuation,
+            } => Ok(ChangePage {
+                changes,
+                continuation,
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The change feed as an endless stream: every change from `options.start` on, in
+    /// commit order, waking as soon as a new commit lands (in-process or through a
+    /// server, by long polling). The stream ends after yielding an error.
+    pub fn change_stream(
+        &self,
+        options: FeedOptions,
+    ) -> impl futures_util::Stream<Item = Result<Value>> + Send + 'static {
+        let state = (
+            self.clone(),
+            options,
+            std::collections::VecDeque::new(),
+            false,
+        );
+        futures_util::stream::unfold(
+            state,
+            |(coll, mut options, mut buffer, failed)| async move {
+                if failed {
+                    return None;
+                }
+                loop {
+                    if let Some(change) = buffer.pop_front() {
+                        return Some((Ok(change), (coll, options, buffer, false)));
+                    }
+                    match coll
+                        .changes(options.clone(), Some(crate::service::MAX_FEED_WAIT))
+                        .await
+                    {
+                        Ok(page) => {
+                            options.start = FeedStart::Continuation(page.continuation);
+                            buffer.extend(page.changes);
+                        }
+                        Err(e) => return Some((Err(e), (coll, options, buffer, true))),
+                    }
+                }
+            },
+        )
     }
 
     /// Runs one page of a query.

@@ -38,10 +38,10 @@ mod service;
 pub use api::{DbRequest, DbResponse};
 pub use document::Document;
 pub use engine::{
-    CollectionInfo, DocKey, Engine, EngineOptions, IndexInfo, MAX_BATCH, MAX_DOCUMENT_BYTES,
-    PatchOp, WriteDurability, WriteOp, WriteResult,
+    ChangePage, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart, IndexInfo,
+    MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, PatchOp, WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};
 pub use query::{Explain, PageOptions, QueryPage, QuerySpec};
-pub use service::{DATA_SUBDIR, DbService};
+pub use service::{DATA_SUBDIR, DbService, MAX_FEED_WAIT};

@@ -5,7 +5,7 @@ use std::path::Path;
 use avl_core::{Context, OpenLocal, Service};
 
 use crate::api::{DbRequest, DbResponse};
-use crate::engine::{Engine, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES};
+use crate::engine::{Engine, FeedStart, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES};
 use crate::error::DbError;
 
 /// The engine, answering [`DbRequest`]s. Engine calls block (reads are fast, writes wait
@@ -14,6 +14,9 @@ use crate::error::DbError;
 pub struct DbService {
     engine: Engine,
 }
+
+/// The longest a change-feed read waits for a change.
+pub const MAX_FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Where the service keeps its files inside a data directory.
 pub const DATA_SUBDIR: &str = "db";
@@ -111,6 +114,18 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
                 continuation: page.continuation,
             }
         }
+        DbRequest::Changes {
+            database,
+            collection,
+            options,
+            ..
+        } => {
+            let page = engine.changes(&database, &collection, &options)?;
+            DbResponse::Changes {
+                changes: page.changes,
+                continuation: page.continuation,
+            }
+        }
         DbRequest::Explain {
             database,
             collection,
@@ -121,19 +136,63 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
     })
 }
 
+impl DbService {
+    /// Answers a request on Tokio's blocking threads. The blocking task runs to the end
+    /// even if the caller goes away, so a write that started is never cut off between
+    /// validation and commit.
+    async fn blocking(&self, request: DbRequest) -> avl_core::Result<DbResponse> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || handle(&engine, request))
+            .await
+            .map_err(|e| avl_core::Error::internal(format!("database task failed: {e}")))?
+            .map_err(avl_core::Error::from)
+    }
+}
+
 impl Service for DbService {
     const NAME: &'static str = "db";
     type Request = DbRequest;
     type Response = DbResponse;
 
     async fn call(&self, _context: Context, request: DbRequest) -> avl_core::Result<DbResponse> {
-        let engine = self.engine.clone();
-        // The blocking task runs to the end even if the caller goes away, so a write that
-        // started is never cut off between validation and commit.
-        tokio::task::spawn_blocking(move || handle(&engine, request))
-            .await
-            .map_err(|e| avl_core::Error::internal(format!("database task failed: {e}")))?
-            .map_err(avl_core::Error::from)
+        if let DbRequest::Changes {
+            database,
+            collection,
+            mut options,
+            wait_ms: Some(wait),
+        } = request
+        {
+            // Long polling: read; while empty, wait for the next commit and read again
+            // from where the empty page stopped.
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(wait).min(MAX_FEED_WAIT);
+            loop {
+                let seen = self.engine.last_commit();
+                let request = DbRequest::Changes {
+                    database: database.clone(),
+                    collection: collection.clone(),
+                    options: options.clone(),
+                    wait_ms: None,
+                };
+                let response = self.blocking(request).await?;
+                let DbResponse::Changes {
+                    changes,
+                    continuation,
+                } = &response
+                else {
+                    return Ok(response);
+                };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if !changes.is_empty()
+                    || left.is_zero()
+                    || !self.engine.wait_for_commit(seen, left).await
+                {
+                    return Ok(response);
+                }
+                options.start = FeedStart::Continuation(continuation.clone());
+            }
+        }
+        self.blocking(request).await
     }
 
     fn max_request_bytes(&self) -> u64 {

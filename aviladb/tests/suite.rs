@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use aviladb::query::builder::{Select, field, param};
 use aviladb::{
-    Client, DbError, DbService, DocKey, Engine, PageOptions, PatchOp, QuerySpec, WriteOp,
+    Client, DbError, DbService, DocKey, Engine, FeedOptions, FeedStart, PageOptions, PatchOp,
+    QuerySpec, WriteOp,
 };
 use avl_core::serve::{AllowAll, AnonymousAccess, ServeConfig, Server};
 use serde::{Deserialize, Serialize};
@@ -899,6 +900,170 @@ async fn index_suite(client: &Client) {
     db.drop_database().await.unwrap();
 }
 
+fn feed(start: FeedStart, max: usize, deletes: bool) -> FeedOptions {
+    FeedOptions {
+        start,
+        max_items: Some(max),
+        include_deletes: deletes,
+    }
+}
+
+async fn feed_suite(client: &Client) {
+    use avl_core::ErrorCode as C;
+    use futures_util::StreamExt;
+    client.create_database("fdb").await.unwrap();
+    let db = client.database("fdb");
+    let events = db.create_collection("events", "/id").await.unwrap();
+    let empty = events
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    assert!(empty.changes.is_empty());
+    for id in ["a", "b", "c"] {
+        events.insert(&json!({"id": id, "v": 1})).await.unwrap();
+    }
+    events
+        .patch(
+            "a",
+            "a",
+            vec![PatchOp::Set {
+                path: "/v".into(),
+                value: json!(2),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    events.delete("b", "b", None).await.unwrap();
+    // Commit order; the latest version of each document; deletes only when asked.
+    let page = events
+        .changes(feed(FeedStart::Beginning, 10, false), None)
+        .await
+        .unwrap();
+    let seen: Vec<(String, i64)> = page
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["v"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![("c".to_string(), 1), ("a".to_string(), 2)]);
+    assert!(page.changes.iter().all(|c| c["_etag"].is_string()));
+    let with_deletes = events
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    assert_eq!(with_deletes.changes.len(), 3);
+    let tombstone = &with_deletes.changes[2];
+    assert_eq!(
+        (
+            tombstone["id"].as_str(),
+            tombstone["_pk"].as_str(),
+            tombstone["_deleted"].as_bool()
+        ),
+        (Some("b"), Some("b"), Some(true))
+    );
+    assert!(
+        tombstone["_seq"].as_u64().unwrap() > with_deletes.changes[1]["_seq"].as_u64().unwrap()
+    );
+    // Pages of one chain through continuation tokens; nothing new reads as empty.
+    let mut token = None;
+    let mut chained = Vec::new();
+    for _ in 0..5 {
+        let start = token
+            .clone()
+            .map_or(FeedStart::Beginning, FeedStart::Continuation);
+        let p = events.changes(feed(start, 1, true), None).await.unwrap();
+        chained.extend(p.changes);
+        token = Some(p.continuation);
+    }
+    assert_eq!(chained, with_deletes.changes);
+    // From now: only later changes.
+    let now = events
+        .changes(feed(FeedStart::Now, 10, true), None)
+        .await
+        .unwrap();
+    assert!(now.changes.is_empty());
+    events.upsert(&json!({"id": "d", "v": 1})).await.unwrap();
+    let later = events
+        .changes(
+            feed(FeedStart::Continuation(now.continuation.clone()), 10, true),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.changes.len(), 1);
+    assert_eq!(later.changes[0]["id"], "d");
+    // Long polling: an empty read waits for the next commit.
+    let writer = events.clone();
+    let write_soon = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        writer.insert(&json!({"id": "e", "v": 1})).await.unwrap();
+    });
+    let waited = events
+        .changes(
+            feed(
+                FeedStart::Continuation(later.continuation.clone()),
+                10,
+                true,
+            ),
+            Some(std::time::Duration::from_secs(15)),
+        )
+        .await
+        .unwrap();
+    write_soon.await.unwrap();
+    assert_eq!(waited.changes.len(), 1);
+    assert_eq!(waited.changes[0]["id"], "e");
+    // The stream wakes on new commits.
+    let mut stream = Box::pin(events.change_stream(feed(
+        FeedStart::Continuation(waited.continuation.clone()),
+        10,
+        true,
+    )));
+    let writer = events.clone();
+    let writes = tokio::spawn(async move {
+        for id in ["f", "g"] {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            writer.insert(&json!({"id": id})).await.unwrap();
+        }
+        writer.delete("f", "f", None).await.unwrap();
+    });
+    let mut streamed = Vec::new();
+    for _ in 0..3 {
+        let change = stream.next().await.unwrap().unwrap();
+        streamed.push((
+            change["id"].as_str().unwrap().to_string(),
+            change["_deleted"].as_bool(),
+        ));
+    }
+    writes.await.unwrap();
+    assert_eq!(
+        streamed,
+        vec![
+            ("f".to_string(), None),
+            ("g".to_string(), None),
+            ("f".to_string(), Some(true))
+        ]
+    );
+    // Tokens of another collection, or damaged ones, are refused.
+    let other = db.create_collection("other", "/id").await.unwrap();
+    for token in [
+        now.continuation.clone(),
+        "f1abc".to_string(),
+        "garbage".to_string(),
+    ] {
+        let e = other
+            .changes(feed(FeedStart::Continuation(token), 10, true), None)
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), C::InvalidInput, "{e}");
+    }
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -906,6 +1071,7 @@ async fn suite_in_process() {
     suite(&client).await;
     query_suite(&client).await;
     index_suite(&client).await;
+    feed_suite(&client).await;
 }
 
 #[tokio::test]
@@ -928,6 +1094,7 @@ async fn suite_through_a_server() {
     suite(&client).await;
     query_suite(&client).await;
     index_suite(&client).await;
+    feed_suite(&client).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
@@ -986,4 +1153,41 @@ fn continuation_tokens_survive_a_restart() {
             .map(|n| json!(format!("d{n}")))
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn files_without_a_change_feed_get_one_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let db = engine.database("d");
+        db.create().unwrap();
+        let c = db.create_collection("c", "/id").unwrap();
+        for id in ["x", "y"] {
+            c.insert(&json!({"id": id})).unwrap();
+        }
+    }
+    // Make the file look as one written before feeds existed.
+    {
+        let file = redb::Database::open(dir.path().join(aviladb::engine::FILE_NAME)).unwrap();
+        let txn = file.begin_write().unwrap();
+        assert!(
+            txn.delete_table(redb::TableDefinition::<u64, &[u8]>::new("feed.1"))
+                .unwrap()
+        );
+        txn.open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+            .unwrap()
+            .remove("feed_version")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.database("d").collection("c");
+    let page = c.changes(&feed(FeedStart::Beginning, 10, false)).unwrap();
+    let ids: Vec<&str> = page
+        .changes
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["x", "y"]);
 }

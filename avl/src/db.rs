@@ -3,7 +3,10 @@
 
 use std::io::Read;
 
-use aviladb::{Client, DbRequest, DbResponse, IndexInfo, PageOptions, PatchOp, QuerySpec, WriteOp};
+use aviladb::{
+    Client, DbRequest, DbResponse, FeedOptions, FeedStart, IndexInfo, PageOptions, PatchOp,
+    QuerySpec, WriteOp,
+};
 use avl_core::{ClientConfig, Error, Result};
 use clap::Subcommand;
 use serde_json::Value;
@@ -90,6 +93,28 @@ pub(crate) enum DbCommand {
         /// Delete only if the current document has this ETag.
         #[arg(long)]
         if_match: Option<String>,
+    },
+    /// Print a collection's change feed, one JSON object per change, in commit order.
+    Changes {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Start after the changes committed so far (default: from the beginning).
+        #[arg(long, conflicts_with = "continuation")]
+        from_now: bool,
+        /// Start after the page that printed this token (printed to stderr at the end).
+        #[arg(long)]
+        continuation: Option<String>,
+        /// Include deletes.
+        #[arg(long)]
+        deletes: bool,
+        /// Keep waiting for new changes until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many changes.
+        #[arg(long)]
+        max: Option<usize>,
     },
     /// Run a query and print its rows, one JSON value per line. The collection is the
     /// name after FROM (`SELECT * FROM players p WHERE p.score > 10`), unless
@@ -267,9 +292,56 @@ async fn query(
     }
 }
 
+/// `avl db changes`.
+async fn changes(client: &Client, command: DbCommand) -> Result<()> {
+    let DbCommand::Changes {
+        database,
+        collection,
+        from_now,
+        continuation,
+        deletes,
+        follow,
+        max,
+    } = command
+    else {
+        return Ok(());
+    };
+    let coll = client.database(&database).collection(&collection);
+    let mut options = FeedOptions {
+        start: match (from_now, continuation) {
+            (_, Some(token)) => FeedStart::Continuation(token),
+            (true, None) => FeedStart::Now,
+            (false, None) => FeedStart::Beginning,
+        },
+        max_items: Some(aviladb::MAX_CHANGES),
+        include_deletes: deletes,
+    };
+    let mut left = max.unwrap_or(usize::MAX);
+    loop {
+        // Never read past what will be printed: the token must resume right after it.
+        options.max_items = Some(left.min(aviladb::MAX_CHANGES));
+        let wait = follow.then_some(aviladb::MAX_FEED_WAIT);
+        let page = coll
+            .changes(options.clone(), wait)
+            .await
+            .map_err(Error::from)?;
+        let empty = page.changes.is_empty();
+        for change in page.changes.iter().take(left) {
+            print(change)?;
+            left -= 1;
+        }
+        options.start = FeedStart::Continuation(page.continuation.clone());
+        if left == 0 || (empty && !follow) {
+            eprintln!("continuation: {}", page.continuation);
+            return Ok(());
+        }
+    }
+}
+
 pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()> {
     let client = Client::connect(config)?;
     let request = match command {
+        command @ DbCommand::Changes { .. } => return changes(&client, command).await,
         DbCommand::Query {
             database,
             query: text,
@@ -437,6 +509,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
         DbResponse::Documents { documents } => documents.iter().try_for_each(print),
         DbResponse::Written { results } => results.iter().try_for_each(print),
         DbResponse::Page { items, .. } => items.iter().try_for_each(print),
+        DbResponse::Changes { changes, .. } => changes.iter().try_for_each(print),
         DbResponse::Indexed { documents } => print(&serde_json::json!({ "indexed": documents })),
         DbResponse::Plan { plan } => print(&plan),
     }

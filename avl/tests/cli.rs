@@ -608,6 +608,25 @@ fn db_commands_work_in_process_and_through_a_server() {
             .status
             .success()
     );
+    let feed = db(&["changes", "gamedb", "players", "--max", "2"]);
+    assert!(feed.status.success(), "{}", text(&feed.stderr));
+    let ids: Vec<String> = text(&feed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+        .collect();
+    assert_eq!(ids, ["\"p1\"", "\"p2\""]);
+    let token = text(&feed.stderr)
+        .trim()
+        .strip_prefix("continuation: ")
+        .unwrap()
+        .to_string();
+    let rest = db(&["changes", "gamedb", "players", "--continuation", &token]);
+    assert_eq!(
+        text(&rest.stdout).lines().count(),
+        3,
+        "{}",
+        text(&rest.stderr)
+    );
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(

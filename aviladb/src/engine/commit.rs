@@ -6,7 +6,7 @@
 //! conflict, invalid input) it has written nothing, and the group goes on without it. A
 //! storage error aborts the whole group and fails every job in it.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -99,11 +99,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(db: std::sync::Arc<Database>, durability: Durability) -> Result<Writer> {
+    /// Starts the writer; after each durable commit it publishes the last sequence
+    /// number on `commits`.
+    pub(crate) fn start(
+        db: Arc<Database>,
+        durability: Durability,
+        commits: Arc<tokio::sync::watch::Sender<u64>>,
+    ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("aviladb-writer".into())
-            .spawn(move || run(&db, durability, &rx))?;
+            .spawn(move || run(&db, durability, &rx, &commits))?;
         Ok(Writer {
             jobs: Some(tx),
             thread: Some(thread),
@@ -141,7 +147,12 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: &Database, durability: Durability, jobs: &mpsc::Receiver<Job>) {
+fn run(
+    db: &Database,
+    durability: Durability,
+    jobs: &mpsc::Receiver<Job>,
+    commits: &tokio::sync::watch::Sender<u64>,
+) {
     let mut seqs: Option<Seqs> = None;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -151,7 +162,13 @@ fn run(db: &Database, durability: Durability, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let before = seqs.map(|s| s.next);
         commit_group(db, durability, group, &mut seqs);
+        if let Some(after) = seqs
+            && Some(after.next) != before
+        {
+            commits.send_replace(after.next - 1);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The in-process engine: synchronous, owns its redb file, no async, no network.
 
 mod commit;
+pub(crate) mod feed;
 pub(crate) mod index;
 pub(crate) mod names;
 mod patch;
@@ -15,6 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableErro
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
@@ -123,9 +125,10 @@ impl CollectionInfo {
         }
     }
 
-    /// Every table the collection owns: its documents and its indexes.
+    /// Every table the collection owns: its documents, its feed and its indexes.
     fn tables(&self) -> Vec<String> {
-        std::iter::once(docs_table(self.table))
+        [docs_table(self.table), feed::feed_table(self.table)]
+            .into_iter()
             .chain(self.indexes.iter().map(|i| index::index_table(i.table)))
             .collect()
     }
@@ -210,6 +213,8 @@ pub struct Engine {
 struct Inner {
     db: Arc<Database>,
     writer: Writer,
+    /// The last committed sequence number, for change-feed waiters.
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
     path: PathBuf,
     /// Collection metadata by database and name; cleared whenever the catalog changes.
     catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
@@ -247,11 +252,13 @@ impl Engine {
             WriteDurability::Always => redb::Durability::Immediate,
             WriteDurability::Never => redb::Durability::None,
         };
-        let writer = Writer::start(Arc::clone(&db), durability)?;
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
+        let writer = Writer::start(Arc::clone(&db), durability, Arc::clone(&commits))?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 db,
                 writer,
+                commits,
                 path,
                 catalog: RwLock::new(HashMap::new()),
             }),
@@ -819,7 +826,32 @@ fn check_format(db: &Database) -> Result<()> {
         txn.open_table(DATABASES)?;
         txn.open_table(COLLECTIONS)?;
     }
+    build_feeds(&txn)?;
     txn.commit()?;
+    Ok(())
+}
+
+const FEED_VERSION_KEY: &str = "feed_version";
+
+/// Files written before collections had change feeds get theirs once: an entry per stored
+/// document at its sequence number.
+fn build_feeds(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    if meta.get(FEED_VERSION_KEY)?.is_some() {
+        return Ok(());
+    }
+    let colls = txn.open_table(COLLECTIONS)?;
+    for entry in colls.iter()? {
+        let (_, value) = entry?;
+        let table = decode_collection(value.value())?.table;
+        let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
+        let mut feed = feed::FeedWriter::open(txn, table)?;
+        for doc in docs.iter()? {
+            let (key, record) = doc?;
+            feed.put(record::record_seq(record.value())?, key.value(), None)?;
+        }
+    }
+    meta.insert(FEED_VERSION_KEY, 1)?;
     Ok(())
 }
 
@@ -1039,6 +1071,15 @@ struct Planned {
     frame: Option<Vec<u8>>,
     old: Option<Map<String, Value>>,
     new: Option<Map<String, Value>>,
+    /// The sequence of the stored version this operation replaces or deletes.
+    old_seq: Option<u64>,
+}
+
+fn stored_seq(cur: &Current) -> Option<u64> {
+    match cur {
+        Current::Stored { seq } => Some(*seq),
+        _ => None,
+    }
 }
 
 /// One batch in the writer: keys, ETags and unique indexes checked against storage and
@@ -1091,8 +1132,15 @@ fn write_job(
         planned.push(step);
     }
     let mut results = Vec::with_capacity(planned.len());
+    let mut feed = feed::FeedWriter::open(ctx.txn, info.table)?;
+    // Feed entries written by this batch, by key: a later write of the key replaces them.
+    let mut in_feed: HashMap<Vec<u8>, u64> = HashMap::new();
     for step in planned {
         let seq = ctx.next_seq();
+        let previous = in_feed.get(&step.key).copied().or(step.old_seq);
+        if many {
+            in_feed.insert(step.key.clone(), seq);
+        }
         if indexed {
             index::update(
                 ctx.txn,
@@ -1106,6 +1154,7 @@ fn write_job(
             Some(mut frame) => {
                 record::stamp(&mut frame, seq, ctx.ts_micros);
                 table.insert(step.key.as_slice(), frame.as_slice())?;
+                feed.put(seq, &step.key, previous)?;
                 results.push(WriteResult {
                     id: step.id,
                     etag: Some(etag_of(seq)),
@@ -1114,6 +1163,7 @@ fn write_job(
             }
             None => {
                 table.remove(step.key.as_slice())?;
+                feed.delete(seq, ctx.ts_micros, &step.key, previous)?;
                 results.push(WriteResult {
                     id: step.id,
                     etag: None,
@@ -1182,6 +1232,7 @@ fn plan_one(
                 frame: Some(frame),
                 old,
                 new,
+                old_seq: stored_seq(&cur),
             })
         }
         Staged::Patch {
@@ -1206,6 +1257,7 @@ fn plan_one(
                 frame: Some(frame),
                 old: indexed.then_some(before),
                 new: Some(body),
+                old_seq: stored_seq(&cur),
             })
         }
         Staged::Delete { key, id, if_match } => {
@@ -1221,6 +1273,7 @@ fn plan_one(
                 frame: None,
                 old,
                 new: None,
+                old_seq: stored_seq(&cur),
             })
         }
     }

@@ -5,6 +5,7 @@ use std::ops::Bound;
 use redb::{ReadTransaction, TableDefinition};
 use serde_json::Value;
 
+use super::feed::{self, ChangePage, FeedOptions, FeedStart};
 use super::{Engine, RawDocument, docs_table, index, read_collection, record};
 use crate::error::DbError;
 use crate::error::Result;
@@ -107,7 +108,8 @@ impl Source for Snapshot<'_> {
     }
 }
 
-fn document(record: &[u8]) -> Result<Value> {
+/// A stored record as the document callers see.
+pub(crate) fn document(record: &[u8]) -> Result<Value> {
     let (seq, ts_micros, json) = record::decode_raw(record)?;
     RawDocument {
         seq,
@@ -139,6 +141,45 @@ impl Engine {
             table: info.table,
         };
         exec::run(&source, &plan, &query, &params, fp, options)
+    }
+
+    /// Reads a page of a collection's change feed.
+    pub fn changes(&self, db: &str, coll: &str, options: &FeedOptions) -> Result<ChangePage> {
+        let max = options
+            .max_items
+            .unwrap_or(crate::query::DEFAULT_PAGE_ITEMS)
+            .clamp(1, feed::MAX_CHANGES);
+        let (info, txn) = self.snapshot(db, coll)?;
+        let after = match &options.start {
+            FeedStart::Beginning => 0,
+            FeedStart::Now => feed::last_seq(&txn, info.table)?,
+            FeedStart::Continuation(token) => feed::decode_token(token, info.table)?,
+        };
+        let (changes, last) = feed::read(
+            &txn,
+            info.table,
+            &docs_table(info.table),
+            after,
+            max,
+            options.include_deletes,
+        )?;
+        Ok(ChangePage {
+            changes,
+            continuation: feed::encode_token(info.table, last),
+        })
+    }
+
+    /// Waits until a commit after sequence `seen` (any collection), or `timeout`.
+    /// Answers whether one came.
+    pub async fn wait_for_commit(&self, seen: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.inner.commits.subscribe();
+        let wait = rx.wait_for(|&last| last > seen);
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
+    }
+
+    /// The last committed sequence number seen by this process.
+    pub fn last_commit(&self) -> u64 {
+        *self.inner.commits.borrow()
     }
 
     /// How a query would run, without running it.

@@ -1,0 +1,256 @@
+//! The change feed of a collection: a table keyed by commit sequence number, written in
+//! the same transaction as the documents.
+//!
+//! ```text
+//! key    the commit sequence number (u64)
+//! value  0x00, document key                    a document written at that sequence
+//!        0x01, commit time µs (u64 LE), key    a document deleted at that sequence
+//! ```
+//! A write removes the entry of the document's previous version, so the feed holds one
+//! entry per live document (at its latest sequence) plus one per delete: reading it in
+//! key order gives every change in commit order, the latest version of each document
+//! (the Cosmos DB "latest version" mode), and deletes when asked.
+
+use std::ops::Bound;
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use twox_hash::XxHash3_64;
+
+use crate::error::{DbError, Result};
+
+const PUT: u8 = 0;
+const DELETE: u8 = 1;
+/// The most changes in one page.
+pub const MAX_CHANGES: usize = 1000;
+
+/// The feed table of the collection with documents table `id`.
+pub(crate) fn feed_table(id: u64) -> String {
+    format!("feed.{id}")
+}
+
+type FeedDef<'a> = TableDefinition<'a, u64, &'static [u8]>;
+
+/// The feed of one collection inside a write transaction.
+pub(crate) struct FeedWriter<'t> {
+    table: redb::Table<'t, u64, &'static [u8]>,
+}
+
+impl<'t> FeedWriter<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction, collection_table: u64) -> Result<Self> {
+        let name = feed_table(collection_table);
+        Ok(FeedWriter {
+            table: txn.open_table(FeedDef::new(&name))?,
+        })
+    }
+
+    /// Records a write of `doc_key` at `seq`, replacing the entry at `previous`.
+    pub(crate) fn put(&mut self, seq: u64, doc_key: &[u8], previous: Option<u64>) -> Result<()> {
+        if let Some(p) = previous {
+            self.table.remove(p)?;
+        }
+        let mut value = Vec::with_capacity(1 + doc_key.len());
+        value.push(PUT);
+        value.extend_from_slice(doc_key);
+        self.table.insert(seq, value.as_slice())?;
+        Ok(())
+    }
+
+    /// Records a delete of `doc_key` at `seq`, replacing the entry at `previous`.
+    pub(crate) fn delete(
+        &mut self,
+        seq: u64,
+        ts_micros: u64,
+        doc_key: &[u8],
+        previous: Option<u64>,
+    ) -> Result<()> {
+        if let Some(p) = previous {
+            self.table.remove(p)?;
+        }
+        let mut value = Vec::with_capacity(9 + doc_key.len());
+        value.push(DELETE);
+        value.extend_from_slice(&ts_micros.to_le_bytes());
+        value.extend_from_slice(doc_key);
+        self.table.insert(seq, value.as_slice())?;
+        Ok(())
+    }
+}
+
+/// Where to start reading a change feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", content = "token", rename_all = "snake_case")]
+pub enum FeedStart {
+    /// Every change still in the feed, from the oldest.
+    #[default]
+    Beginning,
+    /// Only changes committed after this call.
+    Now,
+    /// After the page that gave this continuation token.
+    Continuation(String),
+}
+
+/// How to read a change feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedOptions {
+    /// Where to start.
+    #[serde(default)]
+    pub start: FeedStart,
+    /// Changes per page (default 100, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<usize>,
+    /// Whether deletes are returned (as `{"id", "_pk", "_deleted": true, "_seq", "_ts"}`).
+    #[serde(default)]
+    pub include_deletes: bool,
+}
+
+/// One page of a change feed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangePage {
+    /// The changes, in commit order: documents with their system properties, and
+    /// deletes when asked.
+    pub changes: Vec<Value>,
+    /// Where to continue; always present (a feed has no last page).
+    pub continuation: String,
+}
+
+/// A feed position: the collection it belongs to and the last sequence seen.
+pub(crate) fn encode_token(collection_table: u64, seq: u64) -> String {
+    let mut bytes = Vec::with_capacity(24);
+    bytes.extend_from_slice(&collection_table.to_le_bytes());
+    bytes.extend_from_slice(&seq.to_le_bytes());
+    let check = XxHash3_64::oneshot(&bytes);
+    bytes.extend_from_slice(&check.to_le_bytes());
+    format!("f1{}", hex::encode(bytes))
+}
+
+pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<u64> {
+    let malformed = || DbError::invalid("continuation", "malformed change feed token");
+    let bytes = token
+        .strip_prefix("f1")
+        .and_then(|h| hex::decode(h).ok())
+        .filter(|b| b.len() == 24)
+        .ok_or_else(malformed)?;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if XxHash3_64::oneshot(&bytes[..16]) != word(16) {
+        return Err(malformed());
+    }
+    if word(0) != collection_table {
+        return Err(DbError::invalid(
+            "continuation",
+            "the change feed token belongs to another collection",
+        ));
+    }
+    Ok(word(8))
+}
+
+/// The last sequence number in a collection's feed (0 when empty).
+pub(crate) fn last_seq(txn: &ReadTransaction, collection_table: u64) -> Result<u64> {
+    let name = feed_table(collection_table);
+    let table = match txn.open_table(FeedDef::new(&name)) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.last()?.map_or(0, |(k, _)| k.value()))
+}
+
+/// Reads up to `max` changes after sequence `after`; answers them and the last sequence
+/// looked at.
+pub(crate) fn read(
+    txn: &ReadTransaction,
+    collection_table: u64,
+    docs: &str,
+    after: u64,
+    max: usize,
+    include_deletes: bool,
+) -> Result<(Vec<Value>, u64)> {
+    let name = feed_table(collection_table);
+    let feed = match txn.open_table(FeedDef::new(&name)) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), after)),
+        Err(e) => return Err(e.into()),
+    };
+    let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(docs))?;
+    let mut out = Vec::new();
+    let mut last = after;
+    for entry in feed.range::<u64>((Bound::Excluded(after), Bound::Unbounded))? {
+        if out.len() >= max {
+            break;
+        }
+        let (seq, value) = entry?;
+        let (seq, value) = (seq.value(), value.value());
+        last = seq;
+        match value.first() {
+            Some(&PUT) => {
+                let key = &value[1..];
+                let Some(stored) = docs.get(key)? else {
+                    return Err(DbError::Corrupted(
+                        "a change feed entry names a document that is not stored".into(),
+                    ));
+                };
+                out.push(super::query::document(stored.value())?);
+            }
+            Some(&DELETE) if value.len() >= 9 => {
+                if !include_deletes {
+                    continue;
+                }
+                let mut ts = [0u8; 8];
+                ts.copy_from_slice(&value[1..9]);
+                let (pk, id) = split_key(&value[9..])?;
+                out.push(json!({
+                    "id": id,
+                    "_pk": pk,
+                    "_deleted": true,
+                    "_seq": seq,
+                    "_ts": u64::from_le_bytes(ts) / 1_000_000,
+                }));
+            }
+            _ => return Err(DbError::Corrupted("change feed entry".into())),
+        }
+    }
+    Ok((out, last))
+}
+
+/// The partition-key value and id of a document key.
+fn split_key(key: &[u8]) -> Result<(Value, String)> {
+    let at = key
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| DbError::Corrupted("document key".into()))?;
+    let pk: Value = serde_json::from_slice(&key[..at])
+        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
+    let id = String::from_utf8(key[at + 1..].to_vec())
+        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
+    Ok((pk, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record;
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = encode_token(7, 42);
+        assert_eq!(decode_token(&t, 7).unwrap(), 42);
+        assert!(
+            decode_token(&t, 8)
+                .unwrap_err()
+                .to_string()
+                .contains("another")
+        );
+        assert!(decode_token("f1zz", 7).is_err());
+        let mut bad = t.into_bytes();
+        bad[5] = if bad[5] == b'0' { b'1' } else { b'0' };
+        assert!(decode_token(&String::from_utf8(bad).unwrap(), 7).is_err());
+        assert_eq!(
+            split_key(&record::doc_key(&json!("sa"), "p1").unwrap()).unwrap(),
+            (json!("sa"), "p1".to_string())
+        );
+    }
+}
