@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::{CollectionInfo, DocKey, FeedOptions, IndexInfo, WriteOp, WriteResult};
+use crate::engine::{
+    CollectionInfo, DocKey, FeedOptions, IndexInfo, ReadCheck, TxnWrite, WriteOp, WriteResult,
+};
 use crate::query::{Explain, PageOptions, QuerySpec};
 
 /// A request to the database service.
@@ -80,6 +82,33 @@ pub enum DbRequest {
         collection: String,
         /// Their keys.
         keys: Vec<DocKey>,
+        /// Read from this transaction's snapshot instead of the latest commit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<u64>,
+    },
+    /// Open a read snapshot for a transaction.
+    BeginTransaction {
+        /// The database.
+        database: String,
+    },
+    /// Commit a transaction: check its reads, apply its writes, close its snapshot.
+    Commit {
+        /// The database.
+        database: String,
+        /// The snapshot to close.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<u64>,
+        /// What the transaction read, with the versions it saw.
+        reads: Vec<ReadCheck>,
+        /// What it writes.
+        writes: Vec<TxnWrite>,
+    },
+    /// Abandon a transaction: close its snapshot.
+    Abort {
+        /// The database.
+        database: String,
+        /// The snapshot.
+        snapshot: u64,
     },
     /// Apply up to 100 write operations atomically.
     Write {
@@ -144,6 +173,9 @@ impl avl_core::Request for DbRequest {
             DbRequest::DropIndex { .. } => "DropIndex",
             DbRequest::Get { .. } => "GetDocument",
             DbRequest::GetMany { .. } => "GetDocuments",
+            DbRequest::BeginTransaction { .. } => "BeginTransaction",
+            DbRequest::Commit { .. } => "CommitTransaction",
+            DbRequest::Abort { .. } => "AbortTransaction",
             DbRequest::Write { .. } => "WriteDocuments",
             DbRequest::Query { .. } => "Query",
             DbRequest::Explain { .. } => "Explain",
@@ -156,7 +188,10 @@ impl avl_core::Request for DbRequest {
             DbRequest::ListDatabases => String::new(),
             DbRequest::CreateDatabase { database }
             | DbRequest::DropDatabase { database }
-            | DbRequest::ListCollections { database } => database.clone(),
+            | DbRequest::ListCollections { database }
+            | DbRequest::BeginTransaction { database }
+            | DbRequest::Commit { database, .. }
+            | DbRequest::Abort { database, .. } => database.clone(),
             DbRequest::CreateCollection {
                 database,
                 collection,
@@ -253,6 +288,11 @@ pub enum DbResponse {
         /// Where to go on; `None` on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         continuation: Option<String>,
+    },
+    /// A transaction's snapshot.
+    Transaction {
+        /// The snapshot id.
+        snapshot: u64,
     },
     /// A page of a change feed.
     Changes {

@@ -141,6 +141,10 @@ impl Database {
         &self.name
     }
 
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Creates it.
     pub fn create(&self) -> Result<()> {
         self.engine.create_database(&self.name)
@@ -356,6 +360,10 @@ impl ClientDatabase {
         &self.name
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Creates it.
     pub async fn create(&self) -> Result<()> {
         self.client.create_database(&self.name).await
@@ -463,6 +471,7 @@ impl ClientCollection {
                 database: self.database.clone(),
                 collection: self.name.clone(),
                 keys,
+                snapshot: None,
             })
             .await?
         {

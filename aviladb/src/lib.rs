@@ -34,14 +34,17 @@ mod error;
 mod handle;
 pub mod query;
 mod service;
+mod transaction;
 
 pub use api::{DbRequest, DbResponse};
 pub use document::Document;
 pub use engine::{
     ChangePage, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart, IndexInfo,
-    MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, PatchOp, WriteDurability, WriteOp, WriteResult,
+    MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, PatchOp, ReadCheck, TxnWrite, WriteDurability,
+    WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};
 pub use query::{Explain, PageOptions, QueryPage, QuerySpec};
 pub use service::{DATA_SUBDIR, DbService, MAX_FEED_WAIT};
+pub use transaction::{ClientTransaction, Transaction};

@@ -92,9 +92,44 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             database,
             collection,
             keys,
+            snapshot: None,
         } => DbResponse::Documents {
             documents: engine.get_many(&database, &collection, &keys)?,
         },
+        DbRequest::GetMany {
+            database,
+            collection,
+            keys,
+            snapshot: Some(id),
+        } => DbResponse::Documents {
+            documents: engine
+                .snapshot_get(id, &database, &collection, &keys)?
+                .into_iter()
+                .map(|d| d.map(crate::engine::RawDocument::into_value).transpose())
+                .collect::<Result<_, _>>()?,
+        },
+        DbRequest::BeginTransaction { database } => {
+            engine.list_collections(&database)?;
+            DbResponse::Transaction {
+                snapshot: engine.begin_snapshot()?,
+            }
+        }
+        DbRequest::Commit {
+            database,
+            snapshot,
+            reads,
+            writes,
+        } => {
+            let result = engine.commit_transaction(&database, reads, writes);
+            if let Some(id) = snapshot {
+                engine.release_snapshot(id);
+            }
+            DbResponse::Written { results: result? }
+        }
+        DbRequest::Abort { snapshot, .. } => {
+            engine.release_snapshot(snapshot);
+            DbResponse::Done
+        }
         DbRequest::Write {
             database,
             collection,

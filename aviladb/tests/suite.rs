@@ -1064,6 +1064,128 @@ async fn feed_suite(client: &Client) {
     db.drop_database().await.unwrap();
 }
 
+async fn transaction_suite(client: &Client) {
+    use avl_core::ErrorCode as C;
+    client.create_database("shop").await.unwrap();
+    let db = client.database("shop");
+    let wallets = db.create_collection("wallets", "/id").await.unwrap();
+    let items = db.create_collection("items", "/owner").await.unwrap();
+    wallets
+        .insert(&json!({"id": "ana", "coins": 10}))
+        .await
+        .unwrap();
+    wallets
+        .insert(&json!({"id": "bia", "coins": 10}))
+        .await
+        .unwrap();
+    let coins = |v: &Value| v["coins"].as_i64().unwrap();
+
+    // Across collections and partitions, atomically.
+    let mut tx = db.begin().await.unwrap();
+    let ana = tx
+        .get::<Value>("wallets", "ana", "ana")
+        .await
+        .unwrap()
+        .unwrap();
+    let bia = tx
+        .get::<Value>("wallets", "bia", "bia")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.upsert("wallets", &json!({"id": "ana", "coins": coins(&ana) - 3}))
+        .unwrap();
+    tx.upsert("wallets", &json!({"id": "bia", "coins": coins(&bia) + 3}))
+        .unwrap();
+    tx.insert("items", &json!({"id": "sword", "owner": "bia"}))
+        .unwrap();
+    let results = tx.commit().await.unwrap();
+    assert_eq!(results.len(), 3);
+    let get = |c: &aviladb::ClientCollection, id: &'static str| {
+        let c = c.clone();
+        async move { c.get::<Value>(id, id).await.unwrap().unwrap().body }
+    };
+    assert_eq!(coins(&get(&wallets, "ana").await), 7);
+    assert_eq!(coins(&get(&wallets, "bia").await), 13);
+    assert!(items.get::<Value>("bia", "sword").await.unwrap().is_some());
+
+    // Snapshot reads: a change after begin is not seen, and makes the commit fail.
+    let mut tx = db.begin().await.unwrap();
+    wallets
+        .upsert(&json!({"id": "ana", "coins": 100}))
+        .await
+        .unwrap();
+    let seen = tx
+        .get::<Value>("wallets", "ana", "ana")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(coins(&seen), 7);
+    tx.insert("items", &json!({"id": "shield", "owner": "ana"}))
+        .unwrap();
+    let e = tx.commit().await.unwrap_err();
+    assert_eq!(code(&e), C::Conflict, "{e}");
+    assert!(items.get::<Value>("ana", "shield").await.unwrap().is_none());
+
+    // Write skew is refused: two transactions read both wallets, each writes one.
+    let mut t1 = db.begin().await.unwrap();
+    let mut t2 = db.begin().await.unwrap();
+    for t in [&mut t1, &mut t2] {
+        t.get::<Value>("wallets", "ana", "ana").await.unwrap();
+        t.get::<Value>("wallets", "bia", "bia").await.unwrap();
+    }
+    t1.upsert("wallets", &json!({"id": "ana", "coins": 0}))
+        .unwrap();
+    t2.upsert("wallets", &json!({"id": "bia", "coins": 0}))
+        .unwrap();
+    t1.commit().await.unwrap();
+    assert_eq!(code(&t2.commit().await.unwrap_err()), C::Conflict);
+    assert_eq!(coins(&get(&wallets, "bia").await), 13);
+
+    // A document read as absent must still be absent.
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tx.get::<Value>("wallets", "caio", "caio")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tx.insert("wallets", &json!({"id": "caio", "coins": 1}))
+        .unwrap();
+    wallets
+        .insert(&json!({"id": "caio", "coins": 50}))
+        .await
+        .unwrap();
+    assert_eq!(code(&tx.commit().await.unwrap_err()), C::Conflict);
+    assert_eq!(coins(&get(&wallets, "caio").await), 50);
+
+    // One failing write fails them all.
+    let mut tx = db.begin().await.unwrap();
+    tx.upsert("wallets", &json!({"id": "ana", "coins": 999}))
+        .unwrap();
+    tx.insert("items", &json!({"id": "sword", "owner": "bia"}))
+        .unwrap();
+    let e = tx.commit().await.unwrap_err();
+    assert_eq!(code(&e), C::AlreadyExists, "{e}");
+    assert_eq!(coins(&get(&wallets, "ana").await), 0);
+
+    // Read-only transactions commit when nothing they read changed; an aborted one's
+    // snapshot is gone.
+    let mut tx = db.begin().await.unwrap();
+    tx.get::<Value>("wallets", "ana", "ana").await.unwrap();
+    assert!(tx.commit().await.unwrap().is_empty());
+    let mut tx = db.begin().await.unwrap();
+    tx.get::<Value>("wallets", "ana", "ana").await.unwrap();
+    let aborted = db.begin().await.unwrap();
+    aborted.abort().await.unwrap();
+    assert_eq!(
+        code(&client.database("nodb").begin().await.unwrap_err()),
+        C::NotFound
+    );
+    let e = tx.get::<Value>("nope", "x", "x").await.unwrap_err();
+    assert_eq!(code(&e), C::NotFound, "{e}");
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -1072,6 +1194,7 @@ async fn suite_in_process() {
     query_suite(&client).await;
     index_suite(&client).await;
     feed_suite(&client).await;
+    transaction_suite(&client).await;
 }
 
 #[tokio::test]
@@ -1095,6 +1218,7 @@ async fn suite_through_a_server() {
     query_suite(&client).await;
     index_suite(&client).await;
     feed_suite(&client).await;
+    transaction_suite(&client).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
@@ -1153,6 +1277,37 @@ fn continuation_tokens_survive_a_restart() {
             .map(|n| json!(format!("d{n}")))
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn transactions_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let db = engine.database("d");
+    db.create().unwrap();
+    let c = db.create_collection("c", "/id").unwrap();
+    c.insert(&json!({"id": "a", "n": 1})).unwrap();
+    let mut tx = db.begin().unwrap();
+    let a = tx.get::<Value>("c", "a", "a").unwrap().unwrap();
+    tx.upsert(
+        "c",
+        &json!({"id": "a", "n": a.body["n"].as_i64().unwrap() + 1}),
+    )
+    .unwrap();
+    tx.insert("c", &json!({"id": "b"})).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(c.get::<Value>("a", "a").unwrap().unwrap().body["n"], 2);
+    let mut stale = db.begin().unwrap();
+    stale.get::<Value>("c", "a", "a").unwrap();
+    c.upsert(&json!({"id": "a", "n": 5})).unwrap();
+    stale.delete("c", "b", "b").unwrap();
+    assert_eq!(
+        stale.commit().unwrap_err().code(),
+        avl_core::ErrorCode::Conflict
+    );
+    assert!(c.get::<Value>("b", "b").unwrap().is_some());
+    // Dropped without commit: its snapshot goes with it.
+    drop(db.begin().unwrap());
 }
 
 #[test]

@@ -510,6 +510,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
         DbResponse::Written { results } => results.iter().try_for_each(print),
         DbResponse::Page { items, .. } => items.iter().try_for_each(print),
         DbResponse::Changes { changes, .. } => changes.iter().try_for_each(print),
+        DbResponse::Transaction { snapshot } => print(&serde_json::json!({ "snapshot": snapshot })),
         DbResponse::Indexed { documents } => print(&serde_json::json!({ "indexed": documents })),
         DbResponse::Plan { plan } => print(&plan),
     }

@@ -7,6 +7,7 @@ pub(crate) mod names;
 mod patch;
 mod query;
 pub(crate) mod record;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
+pub use snapshot::{MAX_SNAPSHOTS, SNAPSHOT_IDLE};
 
 use crate::error::{DbError, Result};
 use commit::{META, Reply, TxnCtx, Writer};
@@ -215,6 +217,8 @@ struct Inner {
     writer: Writer,
     /// The last committed sequence number, for change-feed waiters.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Read snapshots of open transactions.
+    snapshots: snapshot::Snapshots,
     path: PathBuf,
     /// Collection metadata by database and name; cleared whenever the catalog changes.
     catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
@@ -259,6 +263,7 @@ impl Engine {
                 db,
                 writer,
                 commits,
+                snapshots: snapshot::Snapshots::default(),
                 path,
                 catalog: RwLock::new(HashMap::new()),
             }),
@@ -661,18 +666,71 @@ impl Engine {
         if ops.is_empty() {
             return Err(DbError::invalid("operations", "no operations"));
         }
+        let ops = ops.into_iter().map(|op| (coll, op)).collect();
+        self.commit_writes(db, Vec::new(), ops)
+    }
+
+    /// Commits a transaction over collections of database `db`: every read in `reads`
+    /// must still hold the version it saw (else `Conflict`, and nothing is written), then
+    /// `writes` apply atomically. At most [`MAX_BATCH`] reads and [`MAX_BATCH`] writes.
+    pub fn commit_transaction(
+        &self,
+        db: &str,
+        reads: Vec<ReadCheck>,
+        writes: Vec<TxnWrite>,
+    ) -> Result<Vec<WriteResult>> {
+        if reads.is_empty() && writes.is_empty() {
+            return Err(DbError::invalid("transaction", "no reads and no writes"));
+        }
+        if reads.len() > MAX_BATCH {
+            return Err(DbError::invalid(
+                "reads",
+                format!("more than {MAX_BATCH} reads"),
+            ));
+        }
+        let mut checks = Vec::with_capacity(reads.len());
+        for (i, r) in reads.into_iter().enumerate() {
+            check_name("collection", &r.collection).map_err(|e| in_batch(e, i, true))?;
+            check_id(&r.id).map_err(|e| in_batch(e, i, true))?;
+            let key = record::doc_key(&r.partition_key, &r.id).map_err(|e| in_batch(e, i, true))?;
+            checks.push((r.collection, key, r.id, r.seq));
+        }
+        let writes = writes
+            .iter()
+            .map(|w| (w.collection.as_str(), w.op.clone()))
+            .collect();
+        self.commit_writes(db, checks, writes)
+    }
+
+    fn commit_writes(
+        &self,
+        db: &str,
+        reads: Vec<(String, Vec<u8>, String, Option<u64>)>,
+        ops: Vec<(&str, WriteOp)>,
+    ) -> Result<Vec<WriteResult>> {
         if ops.len() > MAX_BATCH {
             return Err(DbError::invalid(
                 "operations",
                 format!("more than {MAX_BATCH} operations"),
             ));
         }
-        let info = self.collection(db, coll)?;
         let many = ops.len() > 1;
-        let keep_body = many || !info.indexes.is_empty();
+        let mut targets: Vec<(Arc<CollectionInfo>, String)> = Vec::new();
         let mut total = 0usize;
         let mut staged = Vec::with_capacity(ops.len());
-        for (i, op) in ops.into_iter().enumerate() {
+        for (i, (coll, op)) in ops.into_iter().enumerate() {
+            let at = match targets.iter().position(|(_, name)| name == coll) {
+                Some(at) => at,
+                None => {
+                    let info = self
+                        .collection(db, coll)
+                        .map_err(|e| in_batch(e, i, many))?;
+                    targets.push((info, coll.to_string()));
+                    targets.len() - 1
+                }
+            };
+            let info = &targets[at].0;
+            let keep_body = many || !info.indexes.is_empty();
             let step =
                 stage(op, &info.partition_key, keep_body).map_err(|e| in_batch(e, i, many))?;
             if let Staged::Put { json_len, .. } = &step {
@@ -683,20 +741,56 @@ impl Engine {
                     )));
                 }
             }
-            staged.push(step);
+            staged.push((at, step));
         }
-        let (db, coll) = (db.to_string(), coll.to_string());
-        let table = info.table;
-        let pk_path = info.partition_key.clone();
+        let targets: Vec<Target> = targets
+            .into_iter()
+            .map(|(info, name)| Target {
+                name,
+                table: info.table,
+                pk_path: info.partition_key.clone(),
+            })
+            .collect();
+        let db = db.to_string();
         match self
             .inner
             .writer
-            .submit(move |ctx| write_job(ctx, &db, &coll, table, &pk_path, staged))?
+            .submit(move |ctx| write_job(ctx, &db, &reads, &targets, staged))?
         {
             Reply::Writes(results) => Ok(results),
             _ => Err(DbError::Storage("a write answered without results".into())),
         }
     }
+}
+
+/// A document a transaction read, and the version it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadCheck {
+    /// The collection.
+    pub collection: String,
+    /// Partition-key value.
+    pub partition_key: Value,
+    /// Document id.
+    pub id: String,
+    /// The sequence number of the version read; `None` if the document did not exist.
+    pub seq: Option<u64>,
+}
+
+/// A write of a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TxnWrite {
+    /// The collection.
+    pub collection: String,
+    /// The operation.
+    #[serde(flatten)]
+    pub op: WriteOp,
+}
+
+/// A collection a write job changes, as its operations were staged.
+struct Target {
+    name: String,
+    table: u64,
+    pk_path: String,
 }
 
 /// A stored document before parsing: for callers that deserialize it to their own type.
@@ -733,7 +827,9 @@ fn in_batch(e: DbError, i: usize, many: bool) -> DbError {
         DbError::InvalidInput { field, reason } => {
             DbError::invalid(format!("operations[{i}].{field}"), reason)
         }
-        DbError::NotFound(m) => DbError::NotFound(format!("operation {i}: {m}")),
+        DbError::NotFound(m) if !m.starts_with("operation ") => {
+            DbError::NotFound(format!("operation {i}: {m}"))
+        }
         DbError::AlreadyExists(m) => DbError::AlreadyExists(format!("operation {i}: {m}")),
         DbError::Conflict(m) => DbError::Conflict(format!("operation {i}: {m}")),
         DbError::TooLarge(m) => DbError::TooLarge(format!("operation {i}: {m}")),
@@ -1082,68 +1178,112 @@ fn stored_seq(cur: &Current) -> Option<u64> {
     }
 }
 
-/// One batch in the writer: keys, ETags and unique indexes checked against storage and
-/// the batch's own earlier operations, then written with the index entries; a failing
-/// check fails the batch before any write.
+/// One batch in the writer: a transaction's reads checked, then keys, ETags and unique
+/// indexes checked against storage and the batch's own earlier operations, then written
+/// with index and feed entries; a failing check fails the batch before any write.
 fn write_job(
     ctx: &mut TxnCtx<'_>,
     db: &str,
-    coll: &str,
-    table_id: u64,
-    pk_path: &str,
-    staged: Vec<Staged>,
+    reads: &[(String, Vec<u8>, String, Option<u64>)],
+    targets: &[Target],
+    staged: Vec<(usize, Staged)>,
 ) -> Result<Reply> {
-    let info = ctx.collection(db, coll, read_collection_for_write)?;
-    if info.table != table_id {
-        return Err(DbError::Conflict(format!(
-            "collection `{coll}` was dropped and created again during the write; retry it"
-        )));
+    let mut infos = Vec::with_capacity(targets.len());
+    for t in targets {
+        let info = ctx.collection(db, &t.name, read_collection_for_write)?;
+        if info.table != t.table {
+            return Err(DbError::Conflict(format!(
+                "collection `{}` was dropped and created again during the write; retry it",
+                t.name
+            )));
+        }
+        infos.push(info);
     }
-    let indexed = !info.indexes.is_empty();
-    let has_unique = info.indexes.iter().any(|i| i.unique);
-    let name = docs_table(info.table);
-    let mut table = ctx
-        .txn
-        .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+    for (i, (coll, key, id, seen)) in reads.iter().enumerate() {
+        let info = match ctx.collection(db, coll, read_collection_for_write) {
+            Ok(info) => info,
+            Err(DbError::NotFound(m)) => {
+                return Err(DbError::Conflict(format!("read {i}: {m} any more")));
+            }
+            Err(e) => return Err(e),
+        };
+        let table = ctx
+            .txn
+            .open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
+                info.table,
+            )))?;
+        let now = match table.get(key.as_slice())? {
+            Some(v) => Some(record::record_seq(v.value())?),
+            None => None,
+        };
+        if now != *seen {
+            return Err(DbError::Conflict(format!(
+                "read {i}: document `{id}` in `{coll}` changed after the transaction read it"
+            )));
+        }
+    }
+    let txn = ctx.txn;
+    let mut tables = Vec::with_capacity(infos.len());
+    for info in &infos {
+        tables.push(
+            txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
+                info.table,
+            )))?,
+        );
+    }
     let many = staged.len() > 1;
-    let mut overlay: Overlay = HashMap::new();
+    let mut overlays: Vec<Overlay> = vec![HashMap::new(); infos.len()];
     let mut unique = index::UniqueOverlay::default();
-    let mut planned: Vec<Planned> = Vec::with_capacity(staged.len());
-    for (i, op) in staged.into_iter().enumerate() {
-        let step = plan_one(&table, &overlay, pk_path, op, indexed)
-            .and_then(|step| {
-                if has_unique {
-                    unique.check(
-                        ctx.txn,
-                        &info.indexes,
-                        &step.key,
-                        &step.id,
-                        step.old.as_ref(),
-                        step.new.as_ref(),
-                    )?;
-                }
-                Ok(step)
-            })
-            .map_err(|e| in_batch(e, i, many))?;
+    let mut planned: Vec<(usize, Planned)> = Vec::with_capacity(staged.len());
+    for (i, (at, op)) in staged.into_iter().enumerate() {
+        let info = &infos[at];
+        let indexed = !info.indexes.is_empty();
+        let step = plan_one(
+            &tables[at],
+            &overlays[at],
+            &targets[at].pk_path,
+            op,
+            indexed,
+        )
+        .and_then(|step| {
+            if info.indexes.iter().any(|i| i.unique) {
+                unique.check(
+                    txn,
+                    &info.indexes,
+                    &step.key,
+                    &step.id,
+                    step.old.as_ref(),
+                    step.new.as_ref(),
+                )?;
+            }
+            Ok(step)
+        })
+        .map_err(|e| in_batch(e, i, many))?;
         // Only a batch can touch a key twice.
         if many {
-            overlay.insert(step.key.clone(), step.new.clone());
+            overlays[at].insert(step.key.clone(), step.new.clone());
         }
-        planned.push(step);
+        planned.push((at, step));
     }
     let mut results = Vec::with_capacity(planned.len());
-    let mut feed = feed::FeedWriter::open(ctx.txn, info.table)?;
+    let mut feeds = Vec::with_capacity(infos.len());
+    for info in &infos {
+        feeds.push(feed::FeedWriter::open(txn, info.table)?);
+    }
     // Feed entries written by this batch, by key: a later write of the key replaces them.
-    let mut in_feed: HashMap<Vec<u8>, u64> = HashMap::new();
-    for step in planned {
+    let mut in_feed: HashMap<(usize, Vec<u8>), u64> = HashMap::new();
+    for (at, step) in planned {
         let seq = ctx.next_seq();
-        let previous = in_feed.get(&step.key).copied().or(step.old_seq);
-        if many {
-            in_feed.insert(step.key.clone(), seq);
-        }
-        if indexed {
+        let info = &infos[at];
+        let previous = if many {
+            let slot = (at, step.key.clone());
+            in_feed.insert(slot, seq).or(step.old_seq)
+        } else {
+            step.old_seq
+        };
+        if !info.indexes.is_empty() {
             index::update(
-                ctx.txn,
+                txn,
                 &info.indexes,
                 &step.key,
                 step.old.as_ref(),
@@ -1153,8 +1293,8 @@ fn write_job(
         match step.frame {
             Some(mut frame) => {
                 record::stamp(&mut frame, seq, ctx.ts_micros);
-                table.insert(step.key.as_slice(), frame.as_slice())?;
-                feed.put(seq, &step.key, previous)?;
+                tables[at].insert(step.key.as_slice(), frame.as_slice())?;
+                feeds[at].put(seq, &step.key, previous)?;
                 results.push(WriteResult {
                     id: step.id,
                     etag: Some(etag_of(seq)),
@@ -1162,8 +1302,8 @@ fn write_job(
                 });
             }
             None => {
-                table.remove(step.key.as_slice())?;
-                feed.delete(seq, ctx.ts_micros, &step.key, previous)?;
+                tables[at].remove(step.key.as_slice())?;
+                feeds[at].delete(seq, ctx.ts_micros, &step.key, previous)?;
                 results.push(WriteResult {
                     id: step.id,
                     etag: None,

@@ -1,0 +1,322 @@
+//! Transactions across the collections of one database: reads from one snapshot, writes
+//! buffered, and a commit that fails with `Conflict` (writing nothing) when a document it
+//! read changed since. Optimistic: nothing is locked, so readers and writers never wait
+//! on a transaction; an aborted or abandoned one costs nothing but its snapshot.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let engine = aviladb::Engine::open(dir.path())?;
+//! # let db = engine.database("shop");
+//! # db.create()?;
+//! # let wallets = db.create_collection("wallets", "/id")?;
+//! # let items = db.create_collection("items", "/owner")?;
+//! # wallets.insert(&serde_json::json!({"id": "ana", "coins": 10}))?;
+//! let mut tx = db.begin()?;
+//! let wallet = tx.get::<serde_json::Value>("wallets", "ana", "ana")?.expect("exists");
+//! let coins = wallet.body["coins"].as_i64().unwrap_or(0);
+//! tx.upsert("wallets", &serde_json::json!({"id": "ana", "coins": coins - 3}))?;
+//! tx.insert("items", &serde_json::json!({"id": "sword", "owner": "ana"}))?;
+//! tx.commit()?; // Conflict if the wallet changed after it was read
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::{DbRequest, DbResponse};
+use crate::document::{Document, to_document};
+use crate::engine::{DocKey, Engine, PatchOp, ReadCheck, TxnWrite, WriteOp, WriteResult};
+use crate::error::{DbError, Result};
+use crate::handle::{Client, ClientDatabase, Database};
+
+/// What a transaction has read and what it will write.
+#[derive(Debug, Default)]
+struct Buffer {
+    reads: Vec<ReadCheck>,
+    writes: Vec<TxnWrite>,
+}
+
+impl Buffer {
+    fn read(&mut self, collection: &str, partition_key: &Value, id: &str, seq: Option<u64>) {
+        let seen = self
+            .reads
+            .iter()
+            .any(|r| r.collection == collection && r.id == id && r.partition_key == *partition_key);
+        if !seen {
+            self.reads.push(ReadCheck {
+                collection: collection.to_string(),
+                partition_key: partition_key.clone(),
+                id: id.to_string(),
+                seq,
+            });
+        }
+    }
+
+    fn write(&mut self, collection: &str, op: WriteOp) -> Result<()> {
+        if self.writes.len() >= crate::engine::MAX_BATCH {
+            return Err(DbError::invalid(
+                "writes",
+                format!(
+                    "a transaction writes at most {} documents",
+                    crate::engine::MAX_BATCH
+                ),
+            ));
+        }
+        self.writes.push(TxnWrite {
+            collection: collection.to_string(),
+            op,
+        });
+        Ok(())
+    }
+}
+
+macro_rules! transaction_writes {
+    () => {
+        /// Buffers an insert (fails at commit if the key is taken).
+        pub fn insert<T: Serialize + ?Sized>(
+            &mut self,
+            collection: &str,
+            document: &T,
+        ) -> Result<()> {
+            let document = to_document(document)?;
+            self.buffer.write(collection, WriteOp::Insert { document })
+        }
+
+        /// Buffers an upsert.
+        pub fn upsert<T: Serialize + ?Sized>(
+            &mut self,
+            collection: &str,
+            document: &T,
+        ) -> Result<()> {
+            let document = to_document(document)?;
+            self.buffer.write(
+                collection,
+                WriteOp::Upsert {
+                    document,
+                    if_match: None,
+                },
+            )
+        }
+
+        /// Buffers a replace, with an optional ETag condition.
+        pub fn replace<T: Serialize + ?Sized>(
+            &mut self,
+            collection: &str,
+            document: &T,
+            if_match: Option<&str>,
+        ) -> Result<()> {
+            let document = to_document(document)?;
+            let if_match = if_match.map(str::to_owned);
+            self.buffer
+                .write(collection, WriteOp::Replace { document, if_match })
+        }
+
+        /// Buffers a patch.
+        pub fn patch(
+            &mut self,
+            collection: &str,
+            partition_key: impl Into<Value>,
+            id: &str,
+            operations: Vec<PatchOp>,
+        ) -> Result<()> {
+            let op = WriteOp::Patch {
+                partition_key: partition_key.into(),
+                id: id.to_string(),
+                operations,
+                if_match: None,
+            };
+            self.buffer.write(collection, op)
+        }
+
+        /// Buffers a delete.
+        pub fn delete(
+            &mut self,
+            collection: &str,
+            partition_key: impl Into<Value>,
+            id: &str,
+        ) -> Result<()> {
+            let op = WriteOp::Delete {
+                partition_key: partition_key.into(),
+                id: id.to_string(),
+                if_match: None,
+            };
+            self.buffer.write(collection, op)
+        }
+    };
+}
+
+/// A transaction on an in-process engine. Dropping it without `commit` abandons it.
+#[derive(Debug)]
+pub struct Transaction {
+    engine: Engine,
+    database: String,
+    snapshot: u64,
+    buffer: Buffer,
+    open: bool,
+}
+
+impl Database {
+    /// Starts a transaction: its reads come from this moment's snapshot.
+    pub fn begin(&self) -> Result<Transaction> {
+        self.engine().list_collections(self.name())?;
+        Ok(Transaction {
+            engine: self.engine().clone(),
+            database: self.name().to_string(),
+            snapshot: self.engine().begin_snapshot()?,
+            buffer: Buffer::default(),
+            open: true,
+        })
+    }
+}
+
+impl Transaction {
+    /// Reads a document from the snapshot (not the transaction's own buffered writes);
+    /// the commit checks it did not change since.
+    pub fn get<T: DeserializeOwned>(
+        &mut self,
+        collection: &str,
+        partition_key: impl Into<Value>,
+        id: &str,
+    ) -> Result<Option<Document<T>>> {
+        let partition_key = partition_key.into();
+        let key = DocKey {
+            partition_key: partition_key.clone(),
+            id: id.to_string(),
+        };
+        let doc = self
+            .engine
+            .snapshot_get(self.snapshot, &self.database, collection, &[key])?
+            .pop()
+            .flatten();
+        self.buffer
+            .read(collection, &partition_key, id, doc.as_ref().map(|d| d.seq));
+        doc.map(Document::from_raw).transpose()
+    }
+
+    transaction_writes!();
+
+    /// Commits: `Conflict` (and nothing written) if a document read has changed.
+    pub fn commit(mut self) -> Result<Vec<WriteResult>> {
+        self.open = false;
+        self.engine.release_snapshot(self.snapshot);
+        let buffer = std::mem::take(&mut self.buffer);
+        if buffer.writes.is_empty() && buffer.reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.engine
+            .commit_transaction(&self.database, buffer.reads, buffer.writes)
+    }
+
+    /// Abandons the transaction.
+    pub fn abort(mut self) {
+        self.open = false;
+        self.engine.release_snapshot(self.snapshot);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if self.open {
+            self.engine.release_snapshot(self.snapshot);
+        }
+    }
+}
+
+/// A transaction through a [`Client`], in-process or over the network. One abandoned
+/// without `commit` or `abort` keeps its snapshot until it has been idle for a minute.
+#[derive(Debug)]
+pub struct ClientTransaction {
+    client: Client,
+    database: String,
+    snapshot: u64,
+    buffer: Buffer,
+}
+
+impl ClientDatabase {
+    /// Starts a transaction: its reads come from this moment's snapshot.
+    pub async fn begin(&self) -> Result<ClientTransaction> {
+        match self
+            .client()
+            .call(DbRequest::BeginTransaction {
+                database: self.name().to_string(),
+            })
+            .await?
+        {
+            DbResponse::Transaction { snapshot } => Ok(ClientTransaction {
+                client: self.client().clone(),
+                database: self.name().to_string(),
+                snapshot,
+                buffer: Buffer::default(),
+            }),
+            other => Err(DbError::Storage(format!("unexpected response: {other:?}"))),
+        }
+    }
+}
+
+impl ClientTransaction {
+    /// Reads a document from the snapshot; the commit checks it did not change since.
+    pub async fn get<T: DeserializeOwned>(
+        &mut self,
+        collection: &str,
+        partition_key: impl Into<Value>,
+        id: &str,
+    ) -> Result<Option<Document<T>>> {
+        let partition_key = partition_key.into();
+        let response = self
+            .client
+            .call(DbRequest::GetMany {
+                database: self.database.clone(),
+                collection: collection.to_string(),
+                keys: vec![DocKey {
+                    partition_key: partition_key.clone(),
+                    id: id.to_string(),
+                }],
+                snapshot: Some(self.snapshot),
+            })
+            .await?;
+        let DbResponse::Documents { mut documents } = response else {
+            return Err(DbError::Storage(format!(
+                "unexpected response: {response:?}"
+            )));
+        };
+        let doc = documents.pop().flatten();
+        let seq = doc.as_ref().and_then(|d| d["_seq"].as_u64());
+        self.buffer.read(collection, &partition_key, id, seq);
+        doc.map(Document::from_value).transpose()
+    }
+
+    transaction_writes!();
+
+    /// Commits: `Conflict` (and nothing written) if a document read has changed.
+    pub async fn commit(self) -> Result<Vec<WriteResult>> {
+        if self.buffer.writes.is_empty() && self.buffer.reads.is_empty() {
+            self.abort().await?;
+            return Ok(Vec::new());
+        }
+        match self
+            .client
+            .call(DbRequest::Commit {
+                database: self.database,
+                snapshot: Some(self.snapshot),
+                reads: self.buffer.reads,
+                writes: self.buffer.writes,
+            })
+            .await?
+        {
+            DbResponse::Written { results } => Ok(results),
+            other => Err(DbError::Storage(format!("unexpected response: {other:?}"))),
+        }
+    }
+
+    /// Abandons the transaction.
+    pub async fn abort(self) -> Result<()> {
+        self.client
+            .call(DbRequest::Abort {
+                database: self.database,
+                snapshot: self.snapshot,
+            })
+            .await
+            .map(|_| ())
+    }
+}
