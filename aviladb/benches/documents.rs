@@ -59,6 +59,7 @@ fn point_get(c: &mut Criterion) {
         dir.path().join("avl"),
         EngineOptions {
             durability: WriteDurability::Never,
+            ..EngineOptions::default()
         },
     )
     .unwrap();

@@ -45,6 +45,15 @@ pub enum DbRequest {
         /// The collection.
         collection: String,
     },
+    /// Set a collection's default time to live.
+    SetDefaultTtl {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// `None` off, -1 on without a default, or seconds.
+        default_ttl: Option<i64>,
+    },
     /// Create a secondary index and fill it from the stored documents.
     CreateIndex {
         /// The database.
@@ -170,6 +179,7 @@ impl avl_core::Request for DbRequest {
             DbRequest::ListCollections { .. } => "ListCollections",
             DbRequest::DropCollection { .. } => "DropCollection",
             DbRequest::CreateIndex { .. } => "CreateIndex",
+            DbRequest::SetDefaultTtl { .. } => "SetDefaultTtl",
             DbRequest::DropIndex { .. } => "DropIndex",
             DbRequest::Get { .. } => "GetDocument",
             DbRequest::GetMany { .. } => "GetDocuments",
@@ -227,6 +237,11 @@ impl avl_core::Request for DbRequest {
                 ..
             }
             | DbRequest::Changes {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::SetDefaultTtl {
                 database,
                 collection,
                 ..

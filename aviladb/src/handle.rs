@@ -231,6 +231,12 @@ impl Collection {
         )
     }
 
+    /// Sets the default time to live of its documents (see
+    /// [`Engine::set_default_ttl`]).
+    pub fn set_default_ttl(&self, ttl: Option<i64>) -> Result<()> {
+        self.engine.set_default_ttl(&self.database, &self.name, ttl)
+    }
+
     /// Drops a secondary index.
     pub fn drop_index(&self, name: &str) -> Result<()> {
         self.engine.drop_index(&self.database, &self.name, name)
@@ -495,6 +501,19 @@ impl ClientCollection {
             DbResponse::Indexed { documents } => Ok(documents),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Sets the default time to live of its documents: `None` off, -1 on without a
+    /// default, or seconds.
+    pub async fn set_default_ttl(&self, ttl: Option<i64>) -> Result<()> {
+        self.client
+            .call(DbRequest::SetDefaultTtl {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                default_ttl: ttl,
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Drops a secondary index.

@@ -39,9 +39,9 @@ mod transaction;
 pub use api::{DbRequest, DbResponse};
 pub use document::Document;
 pub use engine::{
-    ChangePage, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart, IndexInfo,
-    MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, PatchOp, ReadCheck, TxnWrite, WriteDurability,
-    WriteOp, WriteResult,
+    ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,
+    IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, ManualClock, PatchOp, ReadCheck,
+    SystemClock, TxnWrite, WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};

@@ -65,6 +65,14 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             engine.drop_collection(&database, &collection)?;
             DbResponse::Done
         }
+        DbRequest::SetDefaultTtl {
+            database,
+            collection,
+            default_ttl,
+        } => {
+            engine.set_default_ttl(&database, &collection, default_ttl)?;
+            DbResponse::Done
+        }
         DbRequest::CreateIndex {
             database,
             collection,

@@ -73,6 +73,11 @@ impl Buffer {
 
 macro_rules! transaction_writes {
     () => {
+        /// Buffers any write operation.
+        pub fn write(&mut self, collection: &str, op: WriteOp) -> Result<()> {
+            self.buffer.write(collection, op)
+        }
+
         /// Buffers an insert (fails at commit if the key is taken).
         pub fn insert<T: Serialize + ?Sized>(
             &mut self,

@@ -1,21 +1,26 @@
 //! Model-based test: random sequences of writes (single and batched, with and without
-//! ETag conditions) and index changes (plain, composite, unique) against the engine and
-//! against a small in-memory model; every answer, every document and the answers of
-//! queries (read through indexes or not, whole or in small pages) must agree, including
-//! after reopening the files.
+//! ETag conditions and `ttl`), transactions (with a competing write between their reads
+//! and their commit), index changes (plain, composite, unique), clock moves and reclaims
+//! against the engine and against a small in-memory model; every answer, every document
+//! and the answers of queries (read through indexes or not, whole or in small pages)
+//! must agree, including after reopening the files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use aviladb::engine::etag_of;
-use aviladb::{DbError, Engine, PageOptions, PatchOp, QuerySpec, WriteOp};
+use aviladb::{
+    DbError, Engine, EngineOptions, ManualClock, PageOptions, PatchOp, QuerySpec, WriteOp,
+};
 use avl_core::ErrorCode;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const PKS: [&str; 2] = ["a", "b"];
 const IDS: [&str; 3] = ["1", "2", "3"];
+const T0: u64 = 1_800_000_000;
 
 #[derive(Debug, Clone)]
 enum Etag {
@@ -28,6 +33,8 @@ enum Etag {
 enum Op {
     Insert(usize, usize, i64),
     Upsert(usize, usize, i64, Etag),
+    /// An upsert of a document with its own `ttl` in seconds.
+    UpsertTtl(usize, usize, i64, i64),
     Replace(usize, usize, i64, Etag),
     Increment(usize, usize, i64, Etag),
     Delete(usize, usize, Etag),
@@ -42,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (k.clone(), -5i64..5).prop_map(|((p, i), n)| Op::Insert(p, i, n)),
         (k.clone(), -5i64..5, etag()).prop_map(|((p, i), n, e)| Op::Upsert(p, i, n, e)),
+        (k.clone(), -5i64..5, 1i64..4).prop_map(|((p, i), n, t)| Op::UpsertTtl(p, i, n, t)),
         (k.clone(), -5i64..5, etag()).prop_map(|((p, i), n, e)| Op::Replace(p, i, n, e)),
         (k.clone(), -5i64..5, etag()).prop_map(|((p, i), n, e)| Op::Increment(p, i, n, e)),
         (k, etag()).prop_map(|((p, i), e)| Op::Delete(p, i, e)),
@@ -65,28 +73,69 @@ enum IndexOp {
 enum Step {
     Batch(Vec<Op>),
     Index(IndexOp),
+    /// Move the clock forward by this many seconds.
+    Advance(u64),
+    /// Reclaim expired documents now.
+    Reclaim,
+    /// A transaction: reads, then perhaps a competing write, then its writes.
+    Txn {
+        reads: Vec<(usize, usize)>,
+        competing: Option<Op>,
+        writes: Vec<Op>,
+    },
 }
 
-/// The model: (pk, id) -> (seq of last write, n), and the indexes that exist.
-#[derive(Debug, Clone, Default)]
+/// A stored document in the model.
+#[derive(Debug, Clone, Copy)]
+struct Doc {
+    seq: u64,
+    n: i64,
+    written: u64,
+    ttl: Option<i64>,
+}
+
+/// The model: (pk, id) -> document, the clock, and the indexes that exist.
+#[derive(Debug, Clone)]
 struct Model {
-    docs: BTreeMap<(usize, usize), (u64, i64)>,
+    docs: BTreeMap<(usize, usize), Doc>,
     next_seq: u64,
+    now: u64,
     indexes: Vec<&'static str>,
 }
 
-fn doc(p: usize, i: usize, n: i64) -> Value {
-    json!({"id": IDS[i], "pk": PKS[p], "n": n})
+fn doc(p: usize, i: usize, n: i64, ttl: Option<i64>) -> Value {
+    let mut d = json!({"id": IDS[i], "pk": PKS[p], "n": n});
+    if let Some(t) = ttl {
+        d["ttl"] = json!(t);
+    }
+    d
 }
 
 impl Model {
+    fn new() -> Self {
+        Model {
+            docs: BTreeMap::new(),
+            next_seq: 0,
+            now: T0,
+            indexes: Vec::new(),
+        }
+    }
+
+    /// The document at a key, if it exists for callers (not expired).
+    fn live(&self, k: (usize, usize)) -> Option<Doc> {
+        self.docs.get(&k).copied().filter(|d| {
+            d.ttl
+                .is_none_or(|t| t < 0 || self.now < d.written + t as u64)
+        })
+    }
+
     fn etag(&self, p: usize, i: usize, e: &Etag) -> Option<String> {
         match e {
             Etag::None => None,
             Etag::Current => Some(
                 self.docs
                     .get(&(p, i))
-                    .map_or("ffffffffffffffff".into(), |d| etag_of(d.0)),
+                    .map_or("ffffffffffffffff".into(), |d| etag_of(d.seq)),
             ),
             Etag::Stale => Some(etag_of(0)),
         }
@@ -95,14 +144,18 @@ impl Model {
     fn to_write(&self, op: &Op) -> WriteOp {
         match op {
             Op::Insert(p, i, n) => WriteOp::Insert {
-                document: doc(*p, *i, *n),
+                document: doc(*p, *i, *n, None),
             },
             Op::Upsert(p, i, n, e) => WriteOp::Upsert {
-                document: doc(*p, *i, *n),
+                document: doc(*p, *i, *n, None),
                 if_match: self.etag(*p, *i, e),
             },
+            Op::UpsertTtl(p, i, n, t) => WriteOp::Upsert {
+                document: doc(*p, *i, *n, Some(*t)),
+                if_match: None,
+            },
             Op::Replace(p, i, n, e) => WriteOp::Replace {
-                document: doc(*p, *i, *n),
+                document: doc(*p, *i, *n, None),
                 if_match: self.etag(*p, *i, e),
             },
             Op::Increment(p, i, n, e) => WriteOp::Patch {
@@ -127,19 +180,19 @@ impl Model {
         let mut next = self.clone();
         // Writes earlier in the batch have ETags the caller cannot know: any if_match on a
         // key written earlier in the batch fails.
-        let mut touched = std::collections::BTreeSet::new();
+        let mut touched = BTreeSet::new();
         for op in ops {
             let (p, i, e) = match op {
-                Op::Insert(p, i, _) => (*p, *i, &Etag::None),
+                Op::Insert(p, i, _) | Op::UpsertTtl(p, i, _, _) => (*p, *i, &Etag::None),
                 Op::Upsert(p, i, _, e)
                 | Op::Replace(p, i, _, e)
                 | Op::Increment(p, i, _, e)
                 | Op::Delete(p, i, e) => (*p, *i, e),
             };
-            let exists = next.docs.contains_key(&(p, i));
+            let exists = next.live((p, i)).is_some();
             let etag_ok = match e {
                 Etag::None => true,
-                Etag::Current => self.docs.contains_key(&(p, i)) && !touched.contains(&(p, i)),
+                Etag::Current => self.live((p, i)).is_some() && !touched.contains(&(p, i)),
                 Etag::Stale => false,
             };
             match op {
@@ -152,13 +205,24 @@ impl Model {
             }
             next.next_seq += 1;
             let seq = next.next_seq;
+            let now = next.now;
+            let written = |n, ttl| Doc {
+                seq,
+                n,
+                written: now,
+                ttl,
+            };
             match op {
                 Op::Insert(_, _, n) | Op::Upsert(_, _, n, _) | Op::Replace(_, _, n, _) => {
-                    next.docs.insert((p, i), (seq, *n));
+                    next.docs.insert((p, i), written(*n, None));
+                }
+                Op::UpsertTtl(_, _, n, t) => {
+                    next.docs.insert((p, i), written(*n, Some(*t)));
                 }
                 Op::Increment(_, _, n, _) => {
-                    let current = next.docs[&(p, i)].1;
-                    next.docs.insert((p, i), (seq, current + n));
+                    let current = next.docs[&(p, i)];
+                    next.docs
+                        .insert((p, i), written(current.n + n, current.ttl));
                 }
                 Op::Delete(..) => {
                     next.docs.remove(&(p, i));
@@ -173,9 +237,16 @@ impl Model {
         Ok(())
     }
 
+    fn live_docs(&self) -> Vec<((usize, usize), Doc)> {
+        self.docs
+            .keys()
+            .filter_map(|k| self.live(*k).map(|d| (*k, d)))
+            .collect()
+    }
+
     fn has_duplicate_n(&self) -> bool {
-        let mut seen = std::collections::BTreeSet::new();
-        !self.docs.values().all(|(_, n)| seen.insert(*n))
+        let mut seen = BTreeSet::new();
+        !self.live_docs().iter().all(|(_, d)| seen.insert(d.n))
     }
 
     /// Applies an index change as the engine must.
@@ -200,8 +271,12 @@ impl Model {
     }
 }
 
+fn collection(engine: &Engine) -> aviladb::Collection {
+    engine.database("m").collection("c")
+}
+
 fn apply_index(engine: &Engine, op: IndexOp) -> Result<(), ErrorCode> {
-    let c = engine.database("m").collection("c");
+    let c = collection(engine);
     let result = match op {
         IndexOp::N => c.create_index("by_n", &["/n"], false).map(|_| ()),
         IndexOp::PkN => c.create_index("by_pk_n", &["/pk", "/n"], false).map(|_| ()),
@@ -216,9 +291,66 @@ fn apply_index(engine: &Engine, op: IndexOp) -> Result<(), ErrorCode> {
     result.map_err(|e| e.code())
 }
 
+/// Runs a transaction on the engine and the model; both answers.
+fn transaction(
+    engine: &Engine,
+    model: &mut Model,
+    reads: &[(usize, usize)],
+    competing: Option<&Op>,
+    writes: &[Op],
+) -> (Result<(), ErrorCode>, Result<(), ErrorCode>) {
+    let mut tx = engine.database("m").begin().unwrap();
+    let mut seen = Vec::new();
+    for &(p, i) in reads {
+        let got = tx.get::<Value>("c", PKS[p], IDS[i]).unwrap().map(|d| d.seq);
+        assert_eq!(got, model.live((p, i)).map(|d| d.seq), "read {p}/{i}");
+        seen.push(((p, i), got));
+    }
+    if let Some(op) = competing {
+        let write = model.to_write(op);
+        let expected = model.apply(std::slice::from_ref(op));
+        let got = collection(engine)
+            .write(vec![write])
+            .map(|_| ())
+            .map_err(|e| e.code());
+        assert_eq!(got, expected, "competing {op:?}");
+    }
+    for op in writes {
+        tx.write("c", model.to_write(op)).unwrap();
+    }
+    let got = tx.commit().map(|_| ()).map_err(|e: DbError| e.code());
+    let changed = seen
+        .iter()
+        .any(|(k, seq)| model.live(*k).map(|d| d.seq) != *seq);
+    let expected = if changed {
+        Err(ErrorCode::Conflict)
+    } else {
+        model.apply(writes)
+    };
+    (got, expected)
+}
+
+fn check_state(engine: &Engine, model: &Model) {
+    let c = collection(engine);
+    for (p, pk) in PKS.iter().enumerate() {
+        for (i, id) in IDS.iter().enumerate() {
+            let got = c.get::<Value>(*pk, id).unwrap();
+            match (got, model.live((p, i))) {
+                (None, None) => {}
+                (Some(d), Some(want)) => {
+                    assert_eq!(d.body["n"], json!(want.n), "doc {p}/{i}");
+                    assert_eq!(d.etag, etag_of(want.seq), "etag of {p}/{i}");
+                    assert_eq!(d.seq, want.seq);
+                }
+                (got, want) => panic!("doc {p}/{i}: engine {got:?}, model {want:?}"),
+            }
+        }
+    }
+}
+
 /// Rows of a query read in pages of `page`.
 fn paged(engine: &Engine, spec: &QuerySpec, page: usize) -> Vec<Value> {
-    let c = engine.database("m").collection("c");
+    let c = collection(engine);
     let mut out = Vec::new();
     let mut options = PageOptions {
         max_items: Some(page),
@@ -237,11 +369,12 @@ fn paged(engine: &Engine, spec: &QuerySpec, page: usize) -> Vec<Value> {
 /// Query answers against the model: a range on `n` (ascending and descending), an
 /// equality on the partition key with a range, and a count.
 fn check_queries(engine: &Engine, model: &Model, lo: i64, hi: i64) {
-    let rows = |m: &Model, pk: Option<usize>| -> Vec<(String, String, i64)> {
-        m.docs
-            .iter()
-            .filter(|((p, _), (_, n))| *n >= lo && *n <= hi && pk.is_none_or(|k| k == *p))
-            .map(|((p, i), (_, n))| (PKS[*p].to_string(), IDS[*i].to_string(), *n))
+    let rows = |pk: Option<usize>| -> Vec<(String, String, i64)> {
+        model
+            .live_docs()
+            .into_iter()
+            .filter(|((p, _), d)| d.n >= lo && d.n <= hi && pk.is_none_or(|k| k == *p))
+            .map(|((p, i), d)| (PKS[p].to_string(), IDS[i].to_string(), d.n))
             .collect()
     };
     let triple = |v: &Value| {
@@ -269,11 +402,7 @@ fn check_queries(engine: &Engine, model: &Model, lo: i64, hi: i64) {
         ),
     ] {
         let spec = QuerySpec::new(text).param("lo", lo).param("hi", hi);
-        let plan = engine
-            .database("m")
-            .collection("c")
-            .explain(spec.clone())
-            .unwrap();
+        let plan = collection(engine).explain(spec.clone()).unwrap();
         let usable = if pk.is_some() {
             !model.indexes.is_empty()
         } else {
@@ -288,7 +417,7 @@ fn check_queries(engine: &Engine, model: &Model, lo: i64, hi: i64) {
         for page in [1, 2, 100] {
             let got: Vec<(String, String, i64)> =
                 paged(engine, &spec, page).iter().map(triple).collect();
-            let mut want = rows(model, pk);
+            let mut want = rows(pk);
             let mut sorted_got = got.clone();
             sorted_got.sort();
             want.sort();
@@ -309,26 +438,8 @@ fn check_queries(engine: &Engine, model: &Model, lo: i64, hi: i64) {
         &QuerySpec::new("SELECT VALUE COUNT(1) FROM c WHERE c.n = @lo").param("lo", lo),
         10,
     );
-    let want = model.docs.values().filter(|(_, n)| *n == lo).count();
+    let want = model.live_docs().iter().filter(|(_, d)| d.n == lo).count();
     assert_eq!(count, vec![json!(want)]);
-}
-
-fn check_state(engine: &Engine, model: &Model) {
-    let c = engine.database("m").collection("c");
-    for (p, pk) in PKS.iter().enumerate() {
-        for (i, id) in IDS.iter().enumerate() {
-            let got = c.get::<Value>(*pk, id).unwrap();
-            match (got, model.docs.get(&(p, i))) {
-                (None, None) => {}
-                (Some(d), Some((seq, n))) => {
-                    assert_eq!(d.body["n"], json!(n), "doc {p}/{i}");
-                    assert_eq!(d.etag, etag_of(*seq), "etag of {p}/{i}");
-                    assert_eq!(d.seq, *seq);
-                }
-                (got, want) => panic!("doc {p}/{i}: engine {got:?}, model {want:?}"),
-            }
-        }
-    }
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -338,11 +449,38 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
         Just(IndexOp::UniqueN),
         Just(IndexOp::DropAll)
     ];
+    let key = (0..PKS.len(), 0..IDS.len());
+    let txn = (
+        prop::collection::vec(key, 0..3),
+        prop::option::of(op()),
+        prop::collection::vec(op(), 0..3),
+    )
+        .prop_map(|(reads, competing, writes)| Step::Txn {
+            reads,
+            competing,
+            writes,
+        });
     let step = prop_oneof![
-        6 => prop::collection::vec(op(), 1..4).prop_map(Step::Batch),
+        8 => prop::collection::vec(op(), 1..4).prop_map(Step::Batch),
         1 => index.prop_map(Step::Index),
+        2 => (0u64..3).prop_map(Step::Advance),
+        1 => Just(Step::Reclaim),
+        2 => txn,
     ];
     prop::collection::vec(step, 1..40)
+}
+
+fn open(dir: &std::path::Path, clock: &ManualClock) -> Engine {
+    Engine::open_with(
+        dir,
+        EngineOptions {
+            clock: Arc::new(clock.clone()),
+            // Reclaims happen when a step asks, so the model knows when.
+            ttl_sweep: std::time::Duration::from_secs(3600),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 proptest! {
@@ -351,9 +489,10 @@ proptest! {
     #[test]
     fn engine_agrees_with_the_model(steps in steps(), lo in -6i64..6, span in 0i64..8) {
         let dir = tempfile::tempdir().unwrap();
-        let mut model = Model::default();
+        let clock = ManualClock::new(T0 * 1_000_000);
+        let mut model = Model::new();
         {
-            let engine = Engine::open(dir.path()).unwrap();
+            let engine = open(dir.path(), &clock);
             let db = engine.database("m");
             db.create().unwrap();
             db.create_collection("c", "/pk").unwrap();
@@ -370,13 +509,30 @@ proptest! {
                         let expected = model.index(*op);
                         prop_assert_eq!(apply_index(&engine, *op), expected, "index {:?}", op);
                     }
+                    Step::Advance(secs) => {
+                        clock.advance_secs(*secs);
+                        model.now += secs;
+                    }
+                    Step::Reclaim => {
+                        let expired = model.docs.len() - model.live_docs().len();
+                        prop_assert_eq!(engine.reclaim_expired().unwrap(), expired as u64);
+                        let live: BTreeSet<_> = model.live_docs().iter().map(|(k, _)| *k).collect();
+                        model.docs.retain(|k, _| live.contains(k));
+                        // Each reclaimed document's delete takes a sequence number.
+                        model.next_seq += expired as u64;
+                    }
+                    Step::Txn { reads, competing, writes } => {
+                        let (got, expected) =
+                            transaction(&engine, &mut model, reads, competing.as_ref(), writes);
+                        prop_assert_eq!(got, expected, "transaction {:?}", step);
+                    }
                 }
                 check_state(&engine, &model);
                 check_queries(&engine, &model, lo, lo + span);
             }
         }
         // Everything acknowledged is there after reopening.
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = open(dir.path(), &clock);
         check_state(&engine, &model);
         check_queries(&engine, &model, lo, lo + span);
     }

@@ -1186,10 +1186,172 @@ async fn transaction_suite(client: &Client) {
     db.drop_database().await.unwrap();
 }
 
+/// An engine on a clock the test moves (starting at the real time).
+fn clocked(dir: &std::path::Path) -> (Engine, aviladb::ManualClock) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let clock = aviladb::ManualClock::new(now);
+    let engine = Engine::open_with(
+        dir,
+        aviladb::EngineOptions {
+            clock: Arc::new(clock.clone()),
+            ..aviladb::EngineOptions::default()
+        },
+    )
+    .unwrap();
+    (engine, clock)
+}
+
+async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualClock) {
+    use avl_core::ErrorCode as C;
+    client.create_database("tdb").await.unwrap();
+    let db = client.database("tdb");
+    let sessions = db.create_collection("sessions", "/id").await.unwrap();
+    sessions
+        .create_index("by_user", &["/user"], false)
+        .await
+        .unwrap();
+    let count = |c: &aviladb::ClientCollection| {
+        let c = c.clone();
+        async move {
+            c.query_all::<Value>("SELECT VALUE COUNT(1) FROM c WHERE c.user = 'ana'")
+                .await
+                .unwrap()[0]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    // A document's own ttl, without a collection default.
+    sessions
+        .insert(&json!({"id": "s1", "user": "ana", "ttl": 10}))
+        .await
+        .unwrap();
+    sessions
+        .insert(&json!({"id": "s2", "user": "ana", "ttl": -1}))
+        .await
+        .unwrap();
+    sessions
+        .insert(&json!({"id": "s3", "user": "ana"}))
+        .await
+        .unwrap();
+    let feed_now = sessions
+        .changes(feed(FeedStart::Beginning, 10, false), None)
+        .await
+        .unwrap();
+    assert_eq!(feed_now.changes.len(), 3);
+    clock.advance_secs(9);
+    assert!(sessions.get::<Value>("s1", "s1").await.unwrap().is_some());
+    clock.advance_secs(1);
+    // Expired: invisible to every read at once.
+    assert!(sessions.get::<Value>("s1", "s1").await.unwrap().is_none());
+    let many = sessions
+        .get_many::<Value>(vec![DocKey {
+            partition_key: json!("s1"),
+            id: "s1".into(),
+        }])
+        .await
+        .unwrap();
+    assert!(many[0].is_none());
+    assert_eq!(count(&sessions).await, 2);
+    let all: Vec<Value> = sessions
+        .query_all("SELECT VALUE c.id FROM c")
+        .await
+        .unwrap();
+    assert_eq!(all, vec![json!("s2"), json!("s3")]);
+    let changes = sessions
+        .changes(feed(FeedStart::Beginning, 10, false), None)
+        .await
+        .unwrap();
+    assert_eq!(changes.changes.len(), 2);
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tx.get::<Value>("sessions", "s1", "s1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tx.abort().await.unwrap();
+    // For writes it is gone too: replace is NotFound, insert takes its place.
+    assert_eq!(
+        code(
+            &sessions
+                .replace(&json!({"id": "s1", "user": "bia"}), None)
+                .await
+                .unwrap_err()
+        ),
+        C::NotFound
+    );
+    sessions
+        .insert(&json!({"id": "s1", "user": "bia", "ttl": 5}))
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions
+            .get::<Value>("s1", "s1")
+            .await
+            .unwrap()
+            .unwrap()
+            .body["user"],
+        "bia"
+    );
+    // A collection default applies to documents without their own ttl, at once.
+    sessions.set_default_ttl(Some(60)).await.unwrap();
+    assert_eq!(
+        code(&sessions.set_default_ttl(Some(0)).await.unwrap_err()),
+        C::InvalidInput
+    );
+    // s3 was written 10 s ago: it has 50 s left.
+    clock.advance_secs(49);
+    assert!(sessions.get::<Value>("s3", "s3").await.unwrap().is_some());
+    clock.advance_secs(1);
+    assert!(sessions.get::<Value>("s3", "s3").await.unwrap().is_none());
+    assert!(
+        sessions.get::<Value>("s2", "s2").await.unwrap().is_some(),
+        "ttl -1 never expires"
+    );
+    assert_eq!(count(&sessions).await, 1);
+    // Bad ttl values are refused.
+    for bad in [json!(0), json!(-2), json!("10"), json!(1.5)] {
+        let e = sessions
+            .insert(&json!({"id": "bad", "ttl": bad}))
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), C::InvalidInput, "{bad}");
+    }
+    // Space is reclaimed: expired documents leave storage, indexes and the feed (as
+    // deletes).
+    assert_eq!(engine.reclaim_expired().unwrap(), 2);
+    assert_eq!(engine.reclaim_expired().unwrap(), 0);
+    let changes = sessions
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    let deleted: Vec<&str> = changes
+        .changes
+        .iter()
+        .filter(|c| c["_deleted"] == json!(true))
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted.len(), 2, "{changes:?}");
+    // Turning TTL off: nothing left expires by default.
+    sessions.set_default_ttl(None).await.unwrap();
+    sessions
+        .insert(&json!({"id": "s4", "user": "ana"}))
+        .await
+        .unwrap();
+    clock.advance_secs(1_000_000);
+    assert!(sessions.get::<Value>("s4", "s4").await.unwrap().is_some());
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::local(Engine::open(dir.path()).unwrap());
+    let (engine, clock) = clocked(dir.path());
+    let client = Client::local(engine.clone());
+    ttl_suite(&client, &engine, &clock).await;
     suite(&client).await;
     query_suite(&client).await;
     index_suite(&client).await;
@@ -1200,7 +1362,8 @@ async fn suite_in_process() {
 #[tokio::test]
 async fn suite_through_a_server() {
     let dir = tempfile::tempdir().unwrap();
-    let service = Arc::new(DbService::new(Engine::open(dir.path()).unwrap()));
+    let (engine, clock) = clocked(dir.path());
+    let service = Arc::new(DbService::new(engine.clone()));
     let server = Server::builder(Arc::new(AnonymousAccess), Arc::new(AllowAll))
         .mount(service)
         .bind(ServeConfig::new("127.0.0.1:0".parse().unwrap()))
@@ -1214,6 +1377,7 @@ async fn suite_through_a_server() {
     let creds = avl_core::Credentials::new("AVLTEST", "not-checked-by-anonymous").unwrap();
     let client = Client::connect(&avl_core::ClientConfig::remote(url, creds)).unwrap();
     assert!(client.target().starts_with("http://"));
+    ttl_suite(&client, &engine, &clock).await;
     suite(&client).await;
     query_suite(&client).await;
     index_suite(&client).await;
@@ -1345,4 +1509,43 @@ fn files_without_a_change_feed_get_one_on_open() {
         .map(|d| d["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["x", "y"]);
+}
+
+#[test]
+fn the_writer_reclaims_expired_documents_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = aviladb::ManualClock::new(1_800_000_000_000_000);
+    let engine = Engine::open_with(
+        dir.path(),
+        aviladb::EngineOptions {
+            clock: Arc::new(clock.clone()),
+            ttl_sweep: std::time::Duration::from_millis(10),
+            ..aviladb::EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let db = engine.database("d");
+    db.create().unwrap();
+    let c = db.create_collection("c", "/id").unwrap();
+    c.set_default_ttl(Some(30)).unwrap();
+    c.insert(&json!({"id": "short", "ttl": 1})).unwrap();
+    c.insert(&json!({"id": "default"})).unwrap();
+    c.insert(&json!({"id": "forever", "ttl": -1})).unwrap();
+    clock.advance_secs(31);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deleted = loop {
+        let page = c.changes(&feed(FeedStart::Beginning, 10, true)).unwrap();
+        let deleted: Vec<String> = page
+            .changes
+            .iter()
+            .filter(|d| d["_deleted"] == json!(true))
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect();
+        if deleted.len() == 2 || std::time::Instant::now() > deadline {
+            break deleted;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(deleted, ["short", "default"]);
+    assert!(c.get::<Value>("forever", "forever").unwrap().is_some());
 }

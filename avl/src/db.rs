@@ -151,6 +151,19 @@ pub(crate) enum CollectionCommand {
         /// Partition-key path.
         #[arg(long, default_value = "/id")]
         partition_key: String,
+        /// Default time to live of its documents, in seconds (-1: on, no default).
+        #[arg(long, allow_hyphen_values = true)]
+        default_ttl: Option<i64>,
+    },
+    /// Set a collection's default time to live: seconds, -1 (on, no default) or `off`.
+    Ttl {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// Seconds, -1, or `off`.
+        #[arg(allow_hyphen_values = true)]
+        ttl: String,
     },
     /// List a database's collections.
     List {
@@ -362,11 +375,41 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             database,
             collection,
             partition_key,
-        }) => DbRequest::CreateCollection {
+            default_ttl,
+        }) => {
+            let coll = client.database(&database).collection(&collection);
+            client
+                .call(DbRequest::CreateCollection {
+                    database,
+                    collection,
+                    partition_key,
+                })
+                .await
+                .map_err(Error::from)?;
+            if default_ttl.is_some() {
+                coll.set_default_ttl(default_ttl)
+                    .await
+                    .map_err(Error::from)?;
+            }
+            return Ok(());
+        }
+        DbCommand::Collection(CollectionCommand::Ttl {
             database,
             collection,
-            partition_key,
-        },
+            ttl,
+        }) => {
+            let default_ttl = match ttl.as_str() {
+                "off" => None,
+                n => Some(n.parse::<i64>().map_err(|_| {
+                    Error::invalid_input("ttl", format!("`{n}` is not seconds, -1 or `off`"))
+                })?),
+            };
+            DbRequest::SetDefaultTtl {
+                database,
+                collection,
+                default_ttl,
+            }
+        }
         DbCommand::Collection(CollectionCommand::List { database }) => {
             DbRequest::ListCollections { database }
         }

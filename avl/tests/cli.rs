@@ -627,6 +627,38 @@ fn db_commands_work_in_process_and_through_a_server() {
         "{}",
         text(&rest.stderr)
     );
+    let ttl = db(&[
+        "collection",
+        "create",
+        "gamedb",
+        "sessions",
+        "--default-ttl",
+        "3600",
+    ]);
+    assert!(ttl.status.success(), "{}", text(&ttl.stderr));
+    let listed = db(&["collection", "list", "gamedb"]);
+    assert!(
+        text(&listed.stdout)
+            .contains(r#""name":"sessions","partition_key":"/id","default_ttl":3600"#),
+        "{}",
+        text(&listed.stdout)
+    );
+    assert!(
+        db(&["collection", "ttl", "gamedb", "sessions", "-1"])
+            .status
+            .success()
+    );
+    assert!(
+        db(&["collection", "ttl", "gamedb", "sessions", "off"])
+            .status
+            .success()
+    );
+    let bad = db(&["collection", "ttl", "gamedb", "sessions", "soon"]);
+    assert!(
+        text(&bad.stderr).starts_with("error: InvalidInput: ttl"),
+        "{}",
+        text(&bad.stderr)
+    );
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(

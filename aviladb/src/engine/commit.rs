@@ -8,10 +8,11 @@
 
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
+use super::clock::Clock;
 use crate::error::{DbError, Result};
 
 /// Engine counters.
@@ -105,11 +106,22 @@ impl Writer {
         db: Arc<Database>,
         durability: Durability,
         commits: Arc<tokio::sync::watch::Sender<u64>>,
+        clock: Arc<dyn Clock>,
+        chores: Option<Chores>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("aviladb-writer".into())
-            .spawn(move || run(&db, durability, &rx, &commits))?;
+            .spawn(move || {
+                let writer = WriterThread {
+                    db: &db,
+                    durability,
+                    commits: &commits,
+                    clock: &*clock,
+                    seqs: None,
+                };
+                writer.run(&rx, chores.as_ref());
+            })?;
         Ok(Writer {
             jobs: Some(tx),
             thread: Some(thread),
@@ -147,38 +159,84 @@ impl Drop for Writer {
     }
 }
 
-fn run(
-    db: &Database,
+/// Work the writer does on its own between callers' jobs: `due` looks cheaply (in a read
+/// transaction) whether there is any; `job` does it in a write transaction.
+pub(crate) struct Chores {
+    pub(crate) every: Duration,
+    pub(crate) due: DueFn,
+    pub(crate) job: ChoreFn,
+}
+
+/// Whether a chore has work at a time (µs).
+pub(crate) type DueFn = Box<dyn Fn(&Database, u64) -> bool + Send>;
+/// A chore's job, run as often as it is due.
+pub(crate) type ChoreFn = Arc<dyn Fn(&mut TxnCtx<'_>) -> Result<Reply> + Send + Sync>;
+
+struct WriterThread<'a> {
+    db: &'a Database,
     durability: Durability,
-    jobs: &mpsc::Receiver<Job>,
-    commits: &tokio::sync::watch::Sender<u64>,
-) {
-    let mut seqs: Option<Seqs> = None;
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+    commits: &'a tokio::sync::watch::Sender<u64>,
+    clock: &'a dyn Clock,
+    seqs: Option<Seqs>,
+}
+
+impl WriterThread<'_> {
+    fn run(mut self, jobs: &mpsc::Receiver<Job>, chores: Option<&Chores>) {
+        loop {
+            let first = match chores {
+                Some(c) => match jobs.recv_timeout(c.every) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if (c.due)(self.db, self.clock.now_micros()) {
+                            let (reply, _answer) = mpsc::sync_channel(1);
+                            let chore = Arc::clone(&c.job);
+                            let run: JobFn = Box::new(move |ctx| chore(ctx));
+                            self.commit(vec![Job { run, reply }]);
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
             }
+            self.commit(group);
         }
-        let before = seqs.map(|s| s.next);
-        commit_group(db, durability, group, &mut seqs);
-        if let Some(after) = seqs
+    }
+
+    fn commit(&mut self, group: Vec<Job>) {
+        let before = self.seqs.map(|s| s.next);
+        commit_group(
+            self.db,
+            self.durability,
+            self.clock.now_micros(),
+            group,
+            &mut self.seqs,
+        );
+        if let Some(after) = self.seqs
             && Some(after.next) != before
         {
-            commits.send_replace(after.next - 1);
+            self.commits.send_replace(after.next - 1);
         }
     }
 }
 
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-fn commit_group(db: &Database, durability: Durability, group: Vec<Job>, seqs: &mut Option<Seqs>) {
+fn commit_group(
+    db: &Database,
+    durability: Durability,
+    now_micros: u64,
+    group: Vec<Job>,
+    seqs: &mut Option<Seqs>,
+) {
     let fail_all = |group: Vec<Job>, e: &DbError| {
         for job in group {
             let _ = job.reply.send(Err(DbError::Storage(e.to_string())));
@@ -205,7 +263,7 @@ fn commit_group(db: &Database, durability: Durability, group: Vec<Job>, seqs: &m
     };
     let mut ctx = TxnCtx {
         txn: &txn,
-        ts_micros: now_micros(),
+        ts_micros: now_micros,
         seqs: start,
         raised: false,
         collections: std::collections::HashMap::new(),

@@ -77,6 +77,14 @@ impl<'t> FeedWriter<'t> {
     }
 }
 
+/// The document key of a feed entry that records a write (not a delete).
+pub(crate) fn put_key(value: &[u8]) -> Option<&[u8]> {
+    match value.split_first() {
+        Some((&PUT, key)) => Some(key),
+        _ => None,
+    }
+}
+
 /// Where to start reading a change feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "from", content = "token", rename_all = "snake_case")]
@@ -168,6 +176,7 @@ pub(crate) fn read(
     after: u64,
     max: usize,
     include_deletes: bool,
+    expiry: &super::record::Expiry,
 ) -> Result<(Vec<Value>, u64)> {
     let name = feed_table(collection_table);
     let feed = match txn.open_table(FeedDef::new(&name)) {
@@ -193,7 +202,10 @@ pub(crate) fn read(
                         "a change feed entry names a document that is not stored".into(),
                     ));
                 };
-                out.push(super::query::document(stored.value())?);
+                // An expired document has left the collection already.
+                if let Some(doc) = super::query::document(stored.value(), expiry)? {
+                    out.push(doc);
+                }
             }
             Some(&DELETE) if value.len() >= 9 => {
                 if !include_deletes {

@@ -120,7 +120,9 @@ pub(crate) struct UniqueOverlay {
 
 impl UniqueOverlay {
     /// Checks that writing `new` over `old` at `doc_key` keeps every unique index unique,
-    /// and records the change for later operations of the batch. Writes nothing.
+    /// and records the change for later operations of the batch. Writes nothing. `live`
+    /// says whether a stored document still exists (an expired one holds no values).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         &mut self,
         txn: &WriteTransaction,
@@ -129,6 +131,7 @@ impl UniqueOverlay {
         id: &str,
         old: Option<&Map<String, Value>>,
         new: Option<&Map<String, Value>>,
+        live: &dyn Fn(&[u8]) -> Result<bool>,
     ) -> Result<()> {
         for index in indexes.iter().filter(|i| i.unique) {
             let old_values = old.map(|b| values_of(index, b));
@@ -139,7 +142,7 @@ impl UniqueOverlay {
             if let Some((values, true)) = &new_values {
                 let holder = match self.holders.get(&(index.table, values.clone())) {
                     Some(h) => h.clone(),
-                    None => stored_holder(txn, index, values)?,
+                    None => stored_holder(txn, index, values, live)?,
                 };
                 if let Some(other) = holder
                     && other != doc_key
@@ -163,24 +166,24 @@ impl UniqueOverlay {
     }
 }
 
-/// The document that holds `values` in a unique index, in storage.
+/// The live document that holds `values` in a unique index, in storage.
 fn stored_holder(
     txn: &WriteTransaction,
     index: &IndexInfo,
     values: &[u8],
+    live: &dyn Fn(&[u8]) -> Result<bool>,
 ) -> Result<Option<Vec<u8>>> {
     let table = open(txn, index)?;
-    let mut range = table.range::<&[u8]>(values..)?;
-    match range.next() {
-        Some(entry) => {
-            let (key, doc) = entry?;
-            Ok(key
-                .value()
-                .starts_with(values)
-                .then(|| doc.value().to_vec()))
+    for entry in table.range::<&[u8]>(values..)? {
+        let (key, doc) = entry?;
+        if !key.value().starts_with(values) {
+            break;
         }
-        None => Ok(None),
+        if live(doc.value())? {
+            return Ok(Some(doc.value().to_vec()));
+        }
     }
+    Ok(None)
 }
 
 /// Replaces the entries of the document at `doc_key` (`old` body) with those of `new`.
@@ -208,17 +211,24 @@ pub(crate) fn update(
     Ok(())
 }
 
-/// Fills a new index from the documents of table `docs`: checks everything first (a
-/// unique violation is `Conflict` and writes nothing), then writes the entries.
-pub(crate) fn backfill(txn: &WriteTransaction, docs: &str, index: &IndexInfo) -> Result<u64> {
+/// Fills a new index from the documents of table `docs` (expired ones too, until they
+/// are reclaimed; they hold no unique values): checks everything first (a unique
+/// violation is `Conflict` and writes nothing), then writes the entries.
+pub(crate) fn backfill(
+    txn: &WriteTransaction,
+    docs: &str,
+    index: &IndexInfo,
+    expiry: &record::Expiry,
+) -> Result<u64> {
     let mut entries: Vec<(Vec<u8>, Vec<u8>, bool)> = Vec::new();
     {
         let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(docs))?;
         for row in table.iter()? {
             let (key, value) = row?;
+            let live = !expiry.expired(&record::header(value.value())?);
             let body = record::decode(value.value())?.body;
             let (values, defined) = values_of(index, &body);
-            entries.push((values, key.value().to_vec(), defined));
+            entries.push((values, key.value().to_vec(), defined && live));
         }
     }
     if index.unique {

@@ -1,5 +1,6 @@
 //! The in-process engine: synchronous, owns its redb file, no async, no network.
 
+mod clock;
 mod commit;
 pub(crate) mod feed;
 pub(crate) mod index;
@@ -8,6 +9,7 @@ mod patch;
 mod query;
 pub(crate) mod record;
 mod snapshot;
+mod ttl;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableErro
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
@@ -60,10 +63,25 @@ pub enum WriteDurability {
 }
 
 /// Options of [`Engine::open_with`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// When writes are durable.
     pub durability: WriteDurability,
+    /// The clock of commit times and TTL expiry (the system clock by default).
+    pub clock: Arc<dyn Clock>,
+    /// How often the writer looks for expired documents to reclaim (default 5 s). An
+    /// expired document is invisible at once; this only frees its space.
+    pub ttl_sweep: std::time::Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            durability: WriteDurability::Always,
+            clock: Arc::new(SystemClock),
+            ttl_sweep: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// What is stored about a collection.
@@ -76,6 +94,10 @@ pub struct CollectionInfo {
     /// Its secondary indexes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<IndexInfo>,
+    /// The time to live of its documents in seconds: `None` off, -1 on without a default
+    /// (documents with their own `ttl` expire), or a default for documents without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_ttl: Option<i64>,
     #[serde(skip)]
     table: u64,
 }
@@ -86,6 +108,8 @@ struct CollectionRecord {
     partition_key: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     indexes: Vec<IndexRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_ttl: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,6 +132,7 @@ impl CollectionInfo {
                     ..r.info
                 })
                 .collect(),
+            default_ttl: record.default_ttl,
             table: record.table,
         }
     }
@@ -124,15 +149,20 @@ impl CollectionInfo {
                     table: i.table,
                 })
                 .collect(),
+            default_ttl: self.default_ttl,
         }
     }
 
     /// Every table the collection owns: its documents, its feed and its indexes.
     fn tables(&self) -> Vec<String> {
-        [docs_table(self.table), feed::feed_table(self.table)]
-            .into_iter()
-            .chain(self.indexes.iter().map(|i| index::index_table(i.table)))
-            .collect()
+        [
+            docs_table(self.table),
+            feed::feed_table(self.table),
+            ttl::exp_table(self.table),
+        ]
+        .into_iter()
+        .chain(self.indexes.iter().map(|i| index::index_table(i.table)))
+        .collect()
     }
 }
 
@@ -219,6 +249,8 @@ struct Inner {
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// Read snapshots of open transactions.
     snapshots: snapshot::Snapshots,
+    /// Commit times and expiry.
+    clock: Arc<dyn Clock>,
     path: PathBuf,
     /// Collection metadata by database and name; cleared whenever the catalog changes.
     catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
@@ -257,13 +289,27 @@ impl Engine {
             WriteDurability::Never => redb::Durability::None,
         };
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
-        let writer = Writer::start(Arc::clone(&db), durability, Arc::clone(&commits))?;
+        let chores = commit::Chores {
+            every: options.ttl_sweep,
+            due: Box::new(ttl::due),
+            job: Arc::new(|ctx: &mut TxnCtx<'_>| {
+                ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count)
+            }),
+        };
+        let writer = Writer::start(
+            Arc::clone(&db),
+            durability,
+            Arc::clone(&commits),
+            Arc::clone(&options.clock),
+            Some(chores),
+        )?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 db,
                 writer,
                 commits,
                 snapshots: snapshot::Snapshots::default(),
+                clock: options.clock,
                 path,
                 catalog: RwLock::new(HashMap::new()),
             }),
@@ -365,6 +411,7 @@ impl Engine {
                 table,
                 partition_key: pk,
                 indexes: Vec::new(),
+                default_ttl: None,
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -474,7 +521,11 @@ impl Engine {
                 meta.get(NEXT_COLLECTION)?.map_or(1, |v| v.value())
             };
             let index = IndexInfo { table, ..index };
-            let count = index::backfill(ctx.txn, &docs_table(info.table), &index)?;
+            let expiry = record::Expiry {
+                default_ttl: info.default_ttl,
+                now_micros: ctx.ts_micros,
+            };
+            let count = index::backfill(ctx.txn, &docs_table(info.table), &index, &expiry)?;
             ctx.txn
                 .open_table(META)?
                 .insert(NEXT_COLLECTION, table + 1)?;
@@ -511,6 +562,52 @@ impl Engine {
             save_collection(ctx.txn, &db, &coll, &info)?;
             Ok(Reply::Done)
         })
+    }
+
+    /// Sets a collection's default time to live: `None` turns TTL off (documents with
+    /// their own `ttl` still expire), -1 turns it on without a default, a positive number
+    /// of seconds expires documents without their own `ttl` that long after their last
+    /// write. Applies at once to documents already stored.
+    pub fn set_default_ttl(&self, db: &str, coll: &str, ttl: Option<i64>) -> Result<()> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        if let Some(t) = ttl
+            && t != -1
+            && t <= 0
+        {
+            return Err(DbError::invalid(
+                "default_ttl",
+                "must be -1 or a positive whole number of seconds",
+            ));
+        }
+        let (db, coll) = (db.to_string(), coll.to_string());
+        self.catalog_job(move |ctx| {
+            let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
+            info.default_ttl = ttl;
+            save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// Deletes expired documents now (the writer also does it every `ttl_sweep`);
+    /// answers how many went. Each call reclaims at most a few thousand.
+    pub fn reclaim_expired(&self) -> Result<u64> {
+        match self
+            .inner
+            .writer
+            .submit(|ctx| ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count))?
+        {
+            Reply::Count(n) => Ok(n),
+            _ => Err(DbError::Storage("reclaim answered without a count".into())),
+        }
+    }
+
+    /// The expiry rule of a collection, now.
+    pub(crate) fn expiry(&self, info: &CollectionInfo) -> record::Expiry {
+        record::Expiry {
+            default_ttl: info.default_ttl,
+            now_micros: self.inner.clock.now_micros(),
+        }
     }
 
     /// A collection's metadata, with its indexes.
@@ -631,17 +728,11 @@ impl Engine {
         let (info, txn) = self.snapshot(db, coll)?;
         let name = docs_table(info.table);
         let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+        let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             out.push(match table.get(key.as_slice())? {
-                Some(v) => {
-                    let (seq, ts_micros, json) = record::decode_raw(v.value())?;
-                    Some(RawDocument {
-                        seq,
-                        ts_micros,
-                        json,
-                    })
-                }
+                Some(v) => RawDocument::live(v.value(), &expiry)?,
                 None => None,
             });
         }
@@ -802,6 +893,19 @@ pub(crate) struct RawDocument {
 }
 
 impl RawDocument {
+    /// The document a record holds, unless it has expired.
+    pub(crate) fn live(bytes: &[u8], expiry: &record::Expiry) -> Result<Option<RawDocument>> {
+        if expiry.expired(&record::header(bytes)?) {
+            return Ok(None);
+        }
+        let (h, json) = record::decode_raw(bytes)?;
+        Ok(Some(RawDocument {
+            seq: h.seq,
+            ts_micros: h.ts_micros,
+            json,
+        }))
+    }
+
     /// The document with its system properties.
     pub(crate) fn into_value(self) -> Result<Value> {
         let body = match serde_json::from_slice(&self.json) {
@@ -944,19 +1048,20 @@ fn build_feeds(txn: &redb::WriteTransaction) -> Result<()> {
         let mut feed = feed::FeedWriter::open(txn, table)?;
         for doc in docs.iter()? {
             let (key, record) = doc?;
-            feed.put(record::record_seq(record.value())?, key.value(), None)?;
+            feed.put(record::header(record.value())?.seq, key.value(), None)?;
         }
     }
     meta.insert(FEED_VERSION_KEY, 1)?;
     Ok(())
 }
 
-/// A document as it will be stored: its key, its id and its compact JSON.
+/// A document as it will be stored: its key, its id, its compact JSON and its `ttl`.
 struct Prepared {
     key: Vec<u8>,
     id: String,
     body: Map<String, Value>,
     json: Vec<u8>,
+    ttl: Option<i64>,
 }
 
 /// The value at a JSON-pointer path inside a document.
@@ -1009,12 +1114,14 @@ fn prepare(document: Value, pk_path: &str) -> Result<Prepared> {
         )
     })?;
     let key = record::doc_key(pk, &id)?;
+    let ttl = record::ttl_of(&body)?;
     let json = serialize_checked(&id, &body)?;
     Ok(Prepared {
         key,
         id,
         body,
         json,
+        ttl,
     })
 }
 
@@ -1034,6 +1141,7 @@ enum Staged {
         body: Option<Map<String, Value>>,
         frame: Vec<u8>,
         json_len: usize,
+        ttl: Option<i64>,
         if_match: Option<String>,
     },
     Patch {
@@ -1059,8 +1167,9 @@ fn stage(op: WriteOp, pk_path: &str, keep_body: bool) -> Result<Staged> {
             kind,
             key: p.key,
             id: p.id,
-            frame: record::encode_unstamped(&p.json),
+            frame: record::encode_unstamped(&p.json, p.ttl),
             json_len: p.json.len(),
+            ttl: p.ttl,
             body: keep_body.then_some(p.body),
             if_match,
         })
@@ -1104,18 +1213,32 @@ fn stage(op: WriteOp, pk_path: &str, keep_body: bool) -> Result<Staged> {
     }
 }
 
-/// What a key holds at this point of a write: in storage (only its sequence is read), or
-/// as changed earlier in the same batch.
+/// What a key holds at this point of a write: in storage (only the record's header is
+/// read; an expired record is stored but does not exist for callers), or as changed
+/// earlier in the same batch.
 enum Current {
     Absent,
-    Stored { seq: u64 },
+    Stored(record::Header),
+    Expired(record::Header),
     Pending,
+}
+
+impl Current {
+    /// Whether the document exists for callers.
+    fn exists(&self) -> bool {
+        matches!(self, Current::Stored(_) | Current::Pending)
+    }
 }
 
 type Docs<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 type Overlay = HashMap<Vec<u8>, Option<Map<String, Value>>>;
 
-fn current(table: &Docs<'_>, overlay: &Overlay, key: &[u8]) -> Result<Current> {
+fn current(
+    table: &Docs<'_>,
+    overlay: &Overlay,
+    key: &[u8],
+    expiry: &record::Expiry,
+) -> Result<Current> {
     if let Some(state) = overlay.get(key) {
         return Ok(match state {
             None => Current::Absent,
@@ -1123,9 +1246,14 @@ fn current(table: &Docs<'_>, overlay: &Overlay, key: &[u8]) -> Result<Current> {
         });
     }
     match table.get(key)? {
-        Some(v) => Ok(Current::Stored {
-            seq: record::record_seq(v.value())?,
-        }),
+        Some(v) => {
+            let h = record::header(v.value())?;
+            Ok(if expiry.expired(&h) {
+                Current::Expired(h)
+            } else {
+                Current::Stored(h)
+            })
+        }
         None => Ok(Current::Absent),
     }
 }
@@ -1148,8 +1276,8 @@ fn check_etag(if_match: Option<&String>, current: &Current, id: &str) -> Result<
         return Ok(());
     };
     match current {
-        Current::Stored { seq } if etag_of(*seq) == *tag => Ok(()),
-        Current::Absent => Err(DbError::Conflict(format!(
+        Current::Stored(h) if etag_of(h.seq) == *tag => Ok(()),
+        Current::Absent | Current::Expired(_) => Err(DbError::Conflict(format!(
             "document `{id}` does not exist, so it cannot match ETag {tag}"
         ))),
         _ => Err(DbError::Conflict(format!(
@@ -1169,11 +1297,16 @@ struct Planned {
     new: Option<Map<String, Value>>,
     /// The sequence of the stored version this operation replaces or deletes.
     old_seq: Option<u64>,
+    /// The new document's own `ttl`.
+    ttl: Option<i64>,
+    /// Whether the document existed for callers (an expired one is stored but not live).
+    was_live: bool,
 }
 
+/// The sequence of the record stored at a key (expired or not).
 fn stored_seq(cur: &Current) -> Option<u64> {
     match cur {
-        Current::Stored { seq } => Some(*seq),
+        Current::Stored(h) | Current::Expired(h) => Some(h.seq),
         _ => None,
     }
 }
@@ -1212,8 +1345,15 @@ fn write_job(
             .open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
                 info.table,
             )))?;
+        let expiry = record::Expiry {
+            default_ttl: info.default_ttl,
+            now_micros: ctx.ts_micros,
+        };
         let now = match table.get(key.as_slice())? {
-            Some(v) => Some(record::record_seq(v.value())?),
+            Some(v) => {
+                let h = record::header(v.value())?;
+                (!expiry.expired(&h)).then_some(h.seq)
+            }
             None => None,
         };
         if now != *seen {
@@ -1238,22 +1378,35 @@ fn write_job(
     for (i, (at, op)) in staged.into_iter().enumerate() {
         let info = &infos[at];
         let indexed = !info.indexes.is_empty();
+        let expiry = record::Expiry {
+            default_ttl: info.default_ttl,
+            now_micros: ctx.ts_micros,
+        };
         let step = plan_one(
             &tables[at],
             &overlays[at],
             &targets[at].pk_path,
             op,
             indexed,
+            &expiry,
         )
         .and_then(|step| {
             if info.indexes.iter().any(|i| i.unique) {
+                let docs = &tables[at];
+                let live = |key: &[u8]| -> Result<bool> {
+                    Ok(match docs.get(key)? {
+                        Some(v) => !expiry.expired(&record::header(v.value())?),
+                        None => false,
+                    })
+                };
                 unique.check(
                     txn,
                     &info.indexes,
                     &step.key,
                     &step.id,
-                    step.old.as_ref(),
+                    step.old.as_ref().filter(|_| step.was_live),
                     step.new.as_ref(),
+                    &live,
                 )?;
             }
             Ok(step)
@@ -1295,6 +1448,9 @@ fn write_job(
                 record::stamp(&mut frame, seq, ctx.ts_micros);
                 tables[at].insert(step.key.as_slice(), frame.as_slice())?;
                 feeds[at].put(seq, &step.key, previous)?;
+                if let Some(at_micros) = record::Expiry::expires_at(None, ctx.ts_micros, step.ttl) {
+                    ttl::schedule(txn, info.table, at_micros, &step.key)?;
+                }
                 results.push(WriteResult {
                     id: step.id,
                     etag: Some(etag_of(seq)),
@@ -1326,6 +1482,7 @@ fn old_body(
     if !indexed || matches!(cur, Current::Absent) {
         return Ok(None);
     }
+    // An expired document is still stored, with its index entries.
     current_body(table, overlay, key).map(Some)
 }
 
@@ -1335,6 +1492,7 @@ fn plan_one(
     pk_path: &str,
     op: Staged,
     indexed: bool,
+    expiry: &record::Expiry,
 ) -> Result<Planned> {
     match op {
         Staged::Put {
@@ -1343,17 +1501,18 @@ fn plan_one(
             id,
             body,
             frame,
+            ttl,
             if_match,
             ..
         } => {
-            let cur = current(table, overlay, &key)?;
+            let cur = current(table, overlay, &key, expiry)?;
             match kind {
-                PutKind::Insert if !matches!(cur, Current::Absent) => {
+                PutKind::Insert if cur.exists() => {
                     return Err(DbError::AlreadyExists(format!(
                         "document `{id}` already exists"
                     )));
                 }
-                PutKind::Replace if matches!(cur, Current::Absent) => {
+                PutKind::Replace if !cur.exists() => {
                     return Err(DbError::NotFound(format!("document `{id}` does not exist")));
                 }
                 _ => {}
@@ -1373,6 +1532,8 @@ fn plan_one(
                 old,
                 new,
                 old_seq: stored_seq(&cur),
+                ttl,
+                was_live: cur.exists(),
             })
         }
         Staged::Patch {
@@ -1381,16 +1542,17 @@ fn plan_one(
             operations,
             if_match,
         } => {
-            let cur = current(table, overlay, &key)?;
-            if matches!(cur, Current::Absent) {
+            let cur = current(table, overlay, &key, expiry)?;
+            if !cur.exists() {
                 return Err(DbError::NotFound(format!("document `{id}` does not exist")));
             }
             check_etag(if_match.as_ref(), &cur, &id)?;
             let before = current_body(table, overlay, &key)?;
             let mut body = before.clone();
             patch::apply(&mut body, &operations, &["/id", pk_path])?;
+            let ttl = record::ttl_of(&body)?;
             let json = serialize_checked(&id, &body)?;
-            let frame = record::encode_unstamped(&json);
+            let frame = record::encode_unstamped(&json, ttl);
             Ok(Planned {
                 key,
                 id,
@@ -1398,11 +1560,13 @@ fn plan_one(
                 old: indexed.then_some(before),
                 new: Some(body),
                 old_seq: stored_seq(&cur),
+                ttl,
+                was_live: cur.exists(),
             })
         }
         Staged::Delete { key, id, if_match } => {
-            let cur = current(table, overlay, &key)?;
-            if matches!(cur, Current::Absent) {
+            let cur = current(table, overlay, &key, expiry)?;
+            if !cur.exists() {
                 return Err(DbError::NotFound(format!("document `{id}` does not exist")));
             }
             check_etag(if_match.as_ref(), &cur, &id)?;
@@ -1414,6 +1578,8 @@ fn plan_one(
                 old,
                 new: None,
                 old_seq: stored_seq(&cur),
+                ttl: None,
+                was_live: cur.exists(),
             })
         }
     }

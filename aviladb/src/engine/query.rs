@@ -6,7 +6,8 @@ use redb::{ReadTransaction, TableDefinition};
 use serde_json::Value;
 
 use super::feed::{self, ChangePage, FeedOptions, FeedStart};
-use super::{Engine, RawDocument, docs_table, index, read_collection, record};
+use super::record::Expiry;
+use super::{Engine, RawDocument, docs_table, index, read_collection};
 use crate::error::DbError;
 use crate::error::Result;
 use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
@@ -25,6 +26,7 @@ type IndexEntry<'a> = std::result::Result<
 struct Snapshot<'t> {
     txn: &'t ReadTransaction,
     table: u64,
+    expiry: Expiry,
 }
 
 impl Source for Snapshot<'_> {
@@ -46,7 +48,10 @@ impl Source for Snapshot<'_> {
                 };
                 for entry in docs.range::<&[u8]>((start, Bound::Unbounded))? {
                     let (key, value) = entry?;
-                    if !each(key.value(), document(value.value())?)? {
+                    let Some(doc) = document(value.value(), &self.expiry)? else {
+                        continue;
+                    };
+                    if !each(key.value(), doc)? {
                         break;
                     }
                 }
@@ -87,7 +92,10 @@ impl Source for Snapshot<'_> {
                             "an index entry names a document that is not stored".into(),
                         ));
                     };
-                    each(key.value(), document(record.value())?)
+                    match document(record.value(), &self.expiry)? {
+                        Some(doc) => each(key.value(), doc),
+                        None => Ok(true),
+                    }
                 };
                 if *reverse {
                     for entry in range.rev() {
@@ -108,15 +116,11 @@ impl Source for Snapshot<'_> {
     }
 }
 
-/// A stored record as the document callers see.
-pub(crate) fn document(record: &[u8]) -> Result<Value> {
-    let (seq, ts_micros, json) = record::decode_raw(record)?;
-    RawDocument {
-        seq,
-        ts_micros,
-        json,
-    }
-    .into_value()
+/// A stored record as the document callers see, unless it has expired.
+pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> {
+    RawDocument::live(record, expiry)?
+        .map(RawDocument::into_value)
+        .transpose()
 }
 
 impl Engine {
@@ -139,6 +143,7 @@ impl Engine {
         let source = Snapshot {
             txn: &txn,
             table: info.table,
+            expiry: self.expiry(&info),
         };
         exec::run(&source, &plan, &query, &params, fp, options)
     }
@@ -162,6 +167,7 @@ impl Engine {
             after,
             max,
             options.include_deletes,
+            &self.expiry(&info),
         )?;
         Ok(ChangePage {
             changes,

@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! key     canonical JSON of the partition-key value, 0x00, the id (UTF-8)
-//! record  version (1 byte = 1), commit sequence (u64 LE), commit time in µs (u64 LE),
+//! record  version (1 byte: 1, or 2 with a ttl), commit sequence (u64 LE), commit time in
+//!         µs (u64 LE), [version 2: the document's `ttl` in seconds (i64 LE)],
 //!         the document's JSON as an avila-compress frame (Auto/Hot, xxh3-checked)
 //! ```
+//! Documents without a `ttl` property are written as version 1, so TTL costs nothing to
+//! those that do not use it.
 //! Canonical JSON never holds a raw 0x00 (JSON escapes control characters), so the first
 //! 0x00 of a key ends the partition key, and keys of one partition sort together.
 
@@ -13,9 +16,99 @@ use serde_json::{Map, Value};
 
 use crate::error::{DbError, Result};
 
-/// The record format this build writes and reads.
+/// A record without a ttl.
 pub(crate) const RECORD_VERSION: u8 = 1;
+/// A record with the document's ttl in its header.
+pub(crate) const RECORD_VERSION_TTL: u8 = 2;
 const HEADER: usize = 1 + 8 + 8;
+const HEADER_TTL: usize = HEADER + 8;
+
+/// What a record's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) seq: u64,
+    pub(crate) ts_micros: u64,
+    /// The document's own `ttl` (seconds; -1 never expires), if it has one.
+    pub(crate) ttl: Option<i64>,
+    len: usize,
+}
+
+/// Reads a record's header without touching its body.
+pub(crate) fn header(bytes: &[u8]) -> Result<Header> {
+    let word = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (len, ttl) = match bytes.first() {
+        Some(&RECORD_VERSION) if bytes.len() >= HEADER => (HEADER, None),
+        Some(&RECORD_VERSION_TTL) if bytes.len() >= HEADER_TTL => {
+            (HEADER_TTL, Some(word(HEADER) as i64))
+        }
+        Some(&(RECORD_VERSION | RECORD_VERSION_TTL)) | None => {
+            return Err(DbError::Corrupted("document record is truncated".into()));
+        }
+        Some(other) => {
+            return Err(DbError::UnsupportedFormat(format!(
+                "document record version {other} (this build reads {RECORD_VERSION} and {RECORD_VERSION_TTL})"
+            )));
+        }
+    };
+    Ok(Header {
+        seq: word(1),
+        ts_micros: word(9),
+        ttl,
+        len,
+    })
+}
+
+/// The `ttl` property of a document: absent, -1 (never expires) or a positive number of
+/// seconds.
+pub(crate) fn ttl_of(body: &Map<String, Value>) -> Result<Option<i64>> {
+    match body.get("ttl") {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(t) if t == -1 || t > 0 => Ok(Some(t)),
+            _ => Err(DbError::invalid(
+                "ttl",
+                "must be -1 (never expires) or a positive whole number of seconds",
+            )),
+        },
+        Some(_) => Err(DbError::invalid(
+            "ttl",
+            "must be -1 (never expires) or a positive whole number of seconds",
+        )),
+    }
+}
+
+/// When documents expire: the collection's default ttl and the time now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expiry {
+    pub(crate) default_ttl: Option<i64>,
+    pub(crate) now_micros: u64,
+}
+
+impl Expiry {
+    /// The time a document written at `ts_micros` with its own `ttl` expires, if ever.
+    pub(crate) fn expires_at(
+        default_ttl: Option<i64>,
+        ts_micros: u64,
+        ttl: Option<i64>,
+    ) -> Option<u64> {
+        match ttl.or(default_ttl) {
+            Some(t) if t > 0 => {
+                Some(ts_micros.saturating_add((t as u64).saturating_mul(1_000_000)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the record with header `h` has expired.
+    pub(crate) fn expired(&self, h: &Header) -> bool {
+        Expiry::expires_at(self.default_ttl, h.ts_micros, h.ttl)
+            .is_some_and(|at| self.now_micros >= at)
+    }
+}
 /// The largest document, as compact JSON: 4 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 /// The system properties added on read and stripped on write.
@@ -83,15 +176,24 @@ pub(crate) const COMPRESS_FROM: usize = 4096;
 /// A record whose commit sequence and time are not known yet: everything else (the
 /// framed, checksummed, perhaps compressed body) is made on the writer's own thread, and
 /// the group-commit thread only fills in the header with [`stamp`].
-pub(crate) fn encode_unstamped(json: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_unstamped(json: &[u8], ttl: Option<i64>) -> Vec<u8> {
     let codec = if json.len() >= COMPRESS_FROM {
         Codec::Auto(Profile::Hot)
     } else {
         Codec::None
     };
-    let mut out = Vec::with_capacity(HEADER + json.len() + avila_compress::MAX_OVERHEAD);
-    out.push(RECORD_VERSION);
-    out.resize(HEADER, 0);
+    let mut out = Vec::with_capacity(HEADER_TTL + json.len() + avila_compress::MAX_OVERHEAD);
+    match ttl {
+        None => {
+            out.push(RECORD_VERSION);
+            out.resize(HEADER, 0);
+        }
+        Some(t) => {
+            out.push(RECORD_VERSION_TTL);
+            out.resize(HEADER, 0);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+    }
     Encoder::new(codec).encode_into(json, &mut out);
     out
 }
@@ -105,57 +207,34 @@ pub(crate) fn stamp(record: &mut [u8], seq: u64, ts_micros: u64) {
 /// Encodes a record; `json` is the document's compact JSON.
 #[cfg(test)]
 pub(crate) fn encode(seq: u64, ts_micros: u64, json: &[u8]) -> Vec<u8> {
-    let mut record = encode_unstamped(json);
+    let mut record = encode_unstamped(json, None);
     stamp(&mut record, seq, ts_micros);
     record
 }
 
-/// A record's sequence number, commit time and JSON, checked but not parsed.
-pub(crate) fn decode_raw(bytes: &[u8]) -> Result<(u64, u64, Vec<u8>)> {
-    if bytes.len() < HEADER {
-        return Err(DbError::Corrupted("document record is truncated".into()));
-    }
-    if bytes[0] != RECORD_VERSION {
-        return Err(DbError::UnsupportedFormat(format!(
-            "document record version {} (this build reads {RECORD_VERSION})",
-            bytes[0]
-        )));
-    }
-    let word = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
+/// A record's header and JSON, checked but not parsed.
+pub(crate) fn decode_raw(bytes: &[u8]) -> Result<(Header, Vec<u8>)> {
+    let h = header(bytes)?;
     let limits = Limits::new(MAX_DOCUMENT_BYTES as u64);
     let json = Decoder::new()
-        .decode(&bytes[HEADER..], &limits)
+        .decode(&bytes[h.len..], &limits)
         .map_err(|e| DbError::Corrupted(format!("document body: {e}")))?;
-    Ok((word(1), word(9), json))
+    Ok((h, json))
 }
 
 /// Decodes a record, checking its version and checksum.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
-    let (seq, ts_micros, json) = decode_raw(bytes)?;
+    let (h, json) = decode_raw(bytes)?;
     let body = match serde_json::from_slice(&json) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
         Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
     };
     Ok(Record {
-        seq,
-        ts_micros,
+        seq: h.seq,
+        ts_micros: h.ts_micros,
         body,
     })
-}
-
-/// The sequence number of a record without decoding its body (for ETag checks).
-pub(crate) fn record_seq(bytes: &[u8]) -> Result<u64> {
-    if bytes.len() < HEADER || bytes[0] != RECORD_VERSION {
-        return Err(DbError::Corrupted("document record header".into()));
-    }
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[1..9]);
-    Ok(u64::from_le_bytes(b))
 }
 
 #[cfg(test)]
@@ -181,12 +260,47 @@ mod tests {
         assert_eq!(out["_etag"], "0000000000000007");
         assert_eq!(out["_ts"], 1_790_000_000);
         assert_eq!(out["_seq"], 7);
-        assert_eq!(record_seq(&bytes).unwrap(), 7);
+        assert_eq!(header(&bytes).unwrap().seq, 7);
+        let with_ttl = {
+            let mut r = encode_unstamped(&json, Some(30));
+            stamp(&mut r, 9, 5_000_000);
+            r
+        };
+        let h = header(&with_ttl).unwrap();
+        assert_eq!((h.seq, h.ts_micros, h.ttl), (9, 5_000_000, Some(30)));
+        assert_eq!(Value::Object(decode(&with_ttl).unwrap().body), doc);
+        let expiry = Expiry {
+            default_ttl: Some(100),
+            now_micros: 35_000_000,
+        };
+        assert!(expiry.expired(&h));
+        assert!(
+            !Expiry {
+                now_micros: 34_999_999,
+                ..expiry
+            }
+            .expired(&h)
+        );
+        assert!(
+            !expiry.expired(&header(&bytes).unwrap()),
+            "default 100 s from a 1.79e9 s write"
+        );
+        assert!(
+            !Expiry {
+                default_ttl: None,
+                now_micros: u64::MAX
+            }
+            .expired(&header(&bytes).unwrap())
+        );
 
         let mut damaged = bytes.clone();
         let n = damaged.len();
         damaged[n - 12] ^= 1;
         assert!(matches!(decode(&damaged), Err(DbError::Corrupted(_))));
+        assert!(matches!(
+            decode(&with_ttl[..20]),
+            Err(DbError::Corrupted(_))
+        ));
         let mut future = bytes.clone();
         future[0] = 9;
         assert!(matches!(

@@ -97,19 +97,13 @@ impl Engine {
         let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
             info.table,
         )))?;
+        let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             check_id(&k.id)?;
             let key = record::doc_key(&k.partition_key, &k.id)?;
             out.push(match table.get(key.as_slice())? {
-                Some(v) => {
-                    let (seq, ts_micros, json) = record::decode_raw(v.value())?;
-                    Some(RawDocument {
-                        seq,
-                        ts_micros,
-                        json,
-                    })
-                }
+                Some(v) => RawDocument::live(v.value(), &expiry)?,
                 None => None,
             });
         }
