@@ -94,6 +94,22 @@ pub(crate) enum DbCommand {
         #[arg(long)]
         if_match: Option<String>,
     },
+    /// Load documents from a JSON-lines file (one object per line), in atomic batches,
+    /// with a progress bar; prints the count and the rate.
+    Import {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The file.
+        file: std::path::PathBuf,
+        /// Documents per batch (at most 100).
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// Fail on documents that exist instead of replacing them.
+        #[arg(long)]
+        insert_only: bool,
+    },
     /// Print a collection's change feed, one JSON object per change, in commit order.
     Changes {
         /// Database.
@@ -355,6 +371,29 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
     let client = Client::connect(config)?;
     let request = match command {
         command @ DbCommand::Changes { .. } => return changes(&client, command).await,
+        DbCommand::Import {
+            database,
+            collection,
+            file,
+            batch_size,
+            insert_only,
+        } => {
+            let done = crate::import::import(
+                &client,
+                &database,
+                &collection,
+                &file,
+                batch_size,
+                !insert_only,
+            )
+            .await?;
+            let rate = done.documents as f64 / done.seconds.max(1e-9);
+            return print(&serde_json::json!({
+                "imported": done.documents,
+                "seconds": (done.seconds * 1000.0).round() / 1000.0,
+                "documents_per_second": rate.round(),
+            }));
+        }
         DbCommand::Query {
             database,
             query: text,

@@ -7,6 +7,7 @@
 
 mod configure;
 mod db;
+mod import;
 mod serve;
 mod system;
 

@@ -659,6 +659,39 @@ fn db_commands_work_in_process_and_through_a_server() {
         "{}",
         text(&bad.stderr)
     );
+    // Bulk import: batches, a count, a rate; a bad line names itself.
+    let lines: String = (0..250)
+        .map(|i| format!("{{\"id\":\"i{i}\",\"region\":\"imp\",\"n\":{i}}}\n\n"))
+        .collect();
+    let file = home.path().join("players.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let imported = db(&["import", "gamedb", "players", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(summary["imported"], 250);
+    assert!(summary["documents_per_second"].as_f64().unwrap() > 0.0);
+    let q = db(&[
+        "query",
+        "gamedb",
+        "SELECT VALUE SUM(c.n) FROM players c WHERE c.region = 'imp'",
+    ]);
+    assert_eq!(text(&q.stdout), format!("{}\n", (0..250).sum::<i32>()));
+    std::fs::write(&file, "{\"id\":\"ok1\",\"region\":\"imp\"}\n{oops\n").unwrap();
+    let bad = db(&["import", "gamedb", "players", file.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).starts_with("error: InvalidInput: document: line 2, column 2"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let again = db(&[
+        "import",
+        "gamedb",
+        "players",
+        "--insert-only",
+        home.path().join("players.jsonl").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(
