@@ -83,6 +83,50 @@ impl Decoder {
         self.decode_frame(frame, limits.max_output, out).map(|_| ())
     }
 
+    /// Decodes one whole frame like [`Decoder::decode`], but a stored (uncompressed)
+    /// payload is checked and lent out of `frame` instead of copied.
+    pub fn decode_borrowed<'a>(
+        &mut self,
+        frame: &'a [u8],
+        limits: &Limits,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        let header = FrameHeader::parse(frame)?;
+        if header.method != Method::None || !header.end {
+            return self.decode(frame, limits).map(std::borrow::Cow::Owned);
+        }
+        if header.decoded_len > limits.max_output {
+            return Err(Error::TooLarge {
+                declared: header.decoded_len,
+                limit: limits.max_output,
+            });
+        }
+        let frame_len = header.frame_len();
+        if (frame.len() as u64) < frame_len {
+            return Err(Error::Truncated {
+                needed: frame_len - frame.len() as u64,
+            });
+        }
+        if (frame.len() as u64) > frame_len {
+            return Err(Error::TrailingBytes(
+                (frame.len() as u64 - frame_len) as usize,
+            ));
+        }
+        if header.payload_len != header.decoded_len {
+            return Err(Error::CorruptedPayload(
+                "raw payload length differs from the decoded length".into(),
+            ));
+        }
+        let payload_end = header.header_len + header.payload_len as usize;
+        let payload = &frame[header.header_len..payload_end];
+        if header.checksum
+            && read_checksum(&frame[payload_end..payload_end + CHECKSUM_LEN])
+                != checksum(payload, 0)
+        {
+            return Err(Error::ChecksumMismatch);
+        }
+        Ok(std::borrow::Cow::Borrowed(payload))
+    }
+
     /// Decodes the frame at the start of `input`, appending its data to `out` (left as it
     /// was on error); returns the header and the number of bytes consumed.
     pub fn decode_frame(

@@ -274,3 +274,48 @@ fn auto_output_is_what_the_picked_codec_gives() {
         }
     }
 }
+
+#[test]
+fn borrowed_decoding_lends_stored_payloads_and_checks_them() {
+    use std::borrow::Cow;
+    let limits = Limits::new(1 << 20);
+    for codec in CODECS {
+        for kind in [Kind::Random, Kind::Text] {
+            let data = generate(kind, 5000, 3);
+            let frame = compress(&data, Options::new(codec));
+            let got = Decoder::new().decode_borrowed(&frame, &limits).unwrap();
+            assert_eq!(&*got, data.as_slice(), "{codec:?} {kind:?}");
+            let stored = frame_header(&frame).unwrap().method == Method::None;
+            assert_eq!(
+                matches!(got, Cow::Borrowed(_)),
+                stored,
+                "{codec:?} {kind:?}"
+            );
+        }
+    }
+    let frame = compress(
+        b"stored as it is, checked all the same",
+        Options::new(Codec::None),
+    );
+    let mut damaged = frame.clone();
+    damaged[frame.len() - 12] ^= 1;
+    assert!(matches!(
+        Decoder::new().decode_borrowed(&damaged, &limits),
+        Err(Error::ChecksumMismatch)
+    ));
+    let mut long = frame.clone();
+    long.push(0);
+    assert!(matches!(
+        Decoder::new().decode_borrowed(&long, &limits),
+        Err(Error::TrailingBytes(1))
+    ));
+    assert!(
+        Decoder::new()
+            .decode_borrowed(&frame[..frame.len() - 1], &limits)
+            .is_err()
+    );
+    assert!(matches!(
+        Decoder::new().decode_borrowed(&frame, &Limits::new(3)),
+        Err(Error::TooLarge { .. })
+    ));
+}

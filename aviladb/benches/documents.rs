@@ -13,37 +13,12 @@ use std::time::{Duration, Instant};
 use aviladb::{Engine, EngineOptions, WriteDurability, WriteOp};
 use criterion::{Criterion, criterion_group, criterion_main};
 use redb::{ReadableDatabase, TableDefinition};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+mod common;
+use common::{doc_count, document, key_of};
 
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");
-
-fn doc_count() -> usize {
-    std::env::var("AVILADB_BENCH_DOCS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000)
-}
-
-/// A document of about 1 KiB: a player profile.
-fn document(i: usize) -> Value {
-    let region = ["sa-east-1", "us-east-1", "eu-west-1", "ap-south-1"][i % 4];
-    json!({
-        "id": format!("player-{i:08}"),
-        "region": region,
-        "name": format!("Player Number {i}"),
-        "level": i % 100,
-        "score": (i * 7919) % 1_000_000,
-        "guild": format!("guild-{}", i % 500),
-        "inventory": (0..12).map(|k| json!({"item": format!("item-{}", (i + k) % 997), "qty": k + 1})).collect::<Vec<_>>(),
-        "bio": "Plays every evening after work; prefers support roles and long quests in the northern map.",
-        "settings": {"sound": true, "music": 0.7, "language": "pt-BR", "hints": false},
-    })
-}
-
-fn key_of(i: usize) -> (Value, String) {
-    let d = document(i);
-    (d["region"].clone(), d["id"].as_str().unwrap().to_string())
-}
 
 fn raw_key(pk: &Value, id: &str) -> Vec<u8> {
     let mut k = serde_json::to_vec(pk).unwrap();

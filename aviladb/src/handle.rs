@@ -32,7 +32,15 @@ fn typed_raw<T: DeserializeOwned>(
 }
 
 /// The rows of a page as `T`.
-fn rows<T: DeserializeOwned>(items: Vec<Value>) -> Result<Vec<T>> {
+fn rows<T: DeserializeOwned + 'static>(items: Vec<Value>) -> Result<Vec<T>> {
+    // Rows asked for as JSON values are handed over as they are, not converted again.
+    let items: Box<dyn std::any::Any> = Box::new(items);
+    let items = match items.downcast::<Vec<T>>() {
+        Ok(same) => return Ok(*same),
+        Err(other) => *other
+            .downcast::<Vec<Value>>()
+            .map_err(|_| DbError::Storage("query rows changed type".into()))?,
+    };
     items
         .into_iter()
         .map(|v| {
@@ -259,7 +267,10 @@ impl Collection {
     }
 
     /// Runs a query to its last page, each row as `T` (`serde_json::Value` for raw rows).
-    pub fn query_all<T: DeserializeOwned>(&self, spec: impl Into<QuerySpec>) -> Result<Vec<T>> {
+    pub fn query_all<T: DeserializeOwned + 'static>(
+        &self,
+        spec: impl Into<QuerySpec>,
+    ) -> Result<Vec<T>> {
         query_all!(self, spec)
     }
 
@@ -622,7 +633,7 @@ impl ClientCollection {
     }
 
     /// Runs a query to its last page, each row as `T`.
-    pub async fn query_all<T: DeserializeOwned>(
+    pub async fn query_all<T: DeserializeOwned + 'static>(
         &self,
         spec: impl Into<QuerySpec>,
     ) -> Result<Vec<T>> {

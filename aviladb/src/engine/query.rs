@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::feed::{self, ChangePage, FeedOptions, FeedStart};
 use super::record::Expiry;
-use super::{Engine, RawDocument, docs_table, index, read_collection};
+use super::{Engine, docs_table, index, read_collection};
 use crate::error::DbError;
 use crate::error::Result;
 use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
@@ -118,9 +118,11 @@ impl Source for Snapshot<'_> {
 
 /// A stored record as the document callers see, unless it has expired.
 pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> {
-    RawDocument::live(record, expiry)?
-        .map(RawDocument::into_value)
-        .transpose()
+    if expiry.expired(&super::record::header(record)?) {
+        return Ok(None);
+    }
+    let (h, json) = super::record::decode_borrowed(record)?;
+    super::record::document_from(&h, &json).map(Some)
 }
 
 impl Engine {

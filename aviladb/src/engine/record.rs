@@ -222,6 +222,33 @@ pub(crate) fn decode_raw(bytes: &[u8]) -> Result<(Header, Vec<u8>)> {
     Ok((h, json))
 }
 
+/// A record's header and JSON, checked; the JSON is lent out of `bytes` when the record
+/// is stored uncompressed.
+pub(crate) fn decode_borrowed(bytes: &[u8]) -> Result<(Header, std::borrow::Cow<'_, [u8]>)> {
+    let h = header(bytes)?;
+    let limits = Limits::new(MAX_DOCUMENT_BYTES as u64);
+    let json = Decoder::new()
+        .decode_borrowed(&bytes[h.len..], &limits)
+        .map_err(|e| DbError::Corrupted(format!("document body: {e}")))?;
+    Ok((h, json))
+}
+
+/// The document callers see, from its header and JSON: its fields plus `_etag`, `_ts`
+/// and `_seq`.
+pub(crate) fn document_from(h: &Header, json: &[u8]) -> Result<Value> {
+    let body = match serde_json::from_slice(json) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
+        Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
+    };
+    Ok(Record {
+        seq: h.seq,
+        ts_micros: h.ts_micros,
+        body,
+    }
+    .into_document())
+}
+
 /// Decodes a record, checking its version and checksum.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
     let (h, json) = decode_raw(bytes)?;

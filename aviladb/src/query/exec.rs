@@ -257,12 +257,11 @@ impl Pager<'_> {
             self.more = true;
             return Ok(false);
         }
+        self.remember(pos);
         if self.skip > 0 {
             self.skip -= 1;
-            self.last = Some(pos.to_vec());
             return Ok(true);
         }
-        self.last = Some(pos.to_vec());
         let Some(item) = project(self.query, doc, self.params) else {
             return Ok(true);
         };
@@ -275,6 +274,13 @@ impl Pager<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// Keeps `pos` as the last position, reusing the buffer.
+    fn remember(&mut self, pos: &[u8]) {
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(pos);
     }
 
     fn finish(self) -> QueryPage {

@@ -1,0 +1,177 @@
+//! AvilaDB against SQLite (rusqlite, bundled) on the same documents, in the same groups:
+//! single durable insert, point get, and an indexed equality query returning 100
+//! documents. SQLite runs as its users run it for this job: WAL, `synchronous=FULL`, the
+//! JSON as a text column, a primary key on (partition key, id) and an expression index
+//! on the queried path; every row is parsed back into a `serde_json::Value`, as AvilaDB
+//! answers.
+//!
+//! `AVILADB_BENCH_DOCS=100000 cargo bench -p aviladb --bench sqlite`, then
+//! `python3 benches/criterion_ratios.py aviladb-vs-sqlite/ --baseline sqlite`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use aviladb::{Engine, QuerySpec, WriteOp};
+use criterion::{Criterion, criterion_group, criterion_main};
+use rusqlite::{Connection, params};
+use serde_json::Value;
+
+mod common;
+use common::{doc_count, document, key_of};
+
+fn sqlite(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS docs (pk TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id));
+         CREATE INDEX IF NOT EXISTS docs_team ON docs (json_extract(body, '$.team'));",
+    )
+    .unwrap();
+    conn
+}
+
+fn pk_text(pk: &Value) -> String {
+    pk.as_str().unwrap().to_string()
+}
+
+fn compare(c: &mut Criterion) {
+    let n = doc_count().max(200);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("avl")).unwrap();
+    let db = engine.database("bench");
+    db.create().unwrap();
+    let players = db.create_collection("players", "/region").unwrap();
+    players.create_index("by_team", &["/team"], false).unwrap();
+    let conn = sqlite(&dir.path().join("sqlite.db"));
+    // The same documents in both, loaded in batches.
+    let all: Vec<usize> = (0..n).collect();
+    for chunk in all.chunks(100) {
+        players
+            .write(
+                chunk
+                    .iter()
+                    .map(|&i| WriteOp::Upsert {
+                        document: document(i),
+                        if_match: None,
+                    })
+                    .collect(),
+            )
+            .unwrap();
+    }
+    for chunk in all.chunks(10_000) {
+        let txn = conn.unchecked_transaction().unwrap();
+        {
+            let mut insert = txn
+                .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
+                .unwrap();
+            for &i in chunk {
+                let (pk, id) = key_of(i);
+                let body = serde_json::to_string(&document(i)).unwrap();
+                insert.execute(params![pk_text(&pk), id, body]).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    let mut group = c.benchmark_group("aviladb-vs-sqlite/durable-insert");
+    group.sample_size(20);
+    let mut next = n;
+    group.bench_function("sqlite", |b| {
+        let mut insert = conn
+            .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        b.iter(|| {
+            next += 1;
+            let doc = document(next);
+            let body = serde_json::to_string(&doc).unwrap();
+            insert
+                .execute(params![
+                    doc["region"].as_str().unwrap(),
+                    doc["id"].as_str().unwrap(),
+                    body
+                ])
+                .unwrap();
+        })
+    });
+    group.bench_function("aviladb", |b| {
+        b.iter(|| {
+            next += 1;
+            players.insert(&document(next)).unwrap();
+        })
+    });
+    group.finish();
+
+    let keys: Vec<(Value, String)> = (0..4096).map(|k| key_of((k * 2_654_435_761) % n)).collect();
+    let mut group = c.benchmark_group(format!("aviladb-vs-sqlite/point-get-{n}-docs"));
+    let mut at = 0usize;
+    group.bench_function("sqlite", |b| {
+        let mut get = conn
+            .prepare_cached("SELECT body FROM docs WHERE pk = ?1 AND id = ?2")
+            .unwrap();
+        b.iter(|| {
+            let (pk, id) = &keys[at % keys.len()];
+            at += 1;
+            let body: String = get
+                .query_row(params![pk_text(pk), id], |row| row.get(0))
+                .unwrap();
+            black_box(serde_json::from_str::<Value>(&body).unwrap())
+        })
+    });
+    group.bench_function("aviladb", |b| {
+        b.iter(|| {
+            let (pk, id) = &keys[at % keys.len()];
+            at += 1;
+            black_box(players.get::<Value>(pk.clone(), id).unwrap().unwrap())
+        })
+    });
+    group.finish();
+
+    let teams = (n / 100).max(1);
+    let mut group = c.benchmark_group("aviladb-vs-sqlite/indexed-query-100-docs");
+    let mut team = 0usize;
+    group.bench_function("sqlite", |b| {
+        let mut query = conn
+            .prepare_cached("SELECT body FROM docs WHERE json_extract(body, '$.team') = ?1")
+            .unwrap();
+        b.iter(|| {
+            team = (team + 7) % teams;
+            let rows: Vec<Value> = query
+                .query_map(params![team as i64], |row| row.get::<_, String>(0))
+                .unwrap()
+                .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
+                .collect();
+            assert_eq!(rows.len(), 100);
+            black_box(rows)
+        })
+    });
+    group.bench_function("aviladb", |b| {
+        b.iter(|| {
+            team = (team + 7) % teams;
+            let rows: Vec<Value> = players
+                .query_all(
+                    QuerySpec::new("SELECT * FROM c WHERE c.team = @team").param("team", team),
+                )
+                .unwrap();
+            assert_eq!(rows.len(), 100);
+            black_box(rows)
+        })
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = compare
+}
+criterion_main!(benches);
