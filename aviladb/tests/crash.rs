@@ -1,8 +1,10 @@
-//! Crash test: a child process writes (single inserts and 3-document batches, from
-//! several threads so commits are grouped) and reports each acknowledgement; the parent
-//! kills it with SIGKILL at a random point, reopens the files, and checks that every
-//! acknowledged write is there, that no batch is half there, and that the file opens
-//! cleanly. Many rounds on the same files.
+//! Crash test: a child process writes (single inserts, 3-document batches and
+//! transactions across two collections, from several threads so commits are grouped, into
+//! a collection with a secondary index) and reports each acknowledgement; the parent kills
+//! it with SIGKILL at a random point, reopens the files (replaying the commit log), and
+//! checks that every acknowledged write is there, that no batch or transaction is half
+//! there, that the index and the change feed agree with the documents, and that the file
+//! opens cleanly. Many rounds on the same files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -30,7 +32,16 @@ fn crash_child_writer() {
     let engine = Engine::open(&dir).unwrap();
     let db = engine.database("crash");
     db.create_if_missing().unwrap();
-    match db.create_collection("docs", "/id") {
+    for name in ["docs", "audit"] {
+        match db.create_collection(name, "/id") {
+            Ok(_) | Err(DbError::AlreadyExists(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    match db
+        .collection("docs")
+        .create_index("by_kind", &["/kind"], false)
+    {
         Ok(_) | Err(DbError::AlreadyExists(_)) => {}
         Err(e) => panic!("{e}"),
     }
@@ -38,18 +49,25 @@ fn crash_child_writer() {
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let c = db.collection("docs");
+            let db = db.clone();
             let out = Arc::clone(&out);
             std::thread::spawn(move || {
                 for n in 0.. {
                     let name = format!("r{round}-t{t}-{n}");
-                    let line = if n % 3 == 2 {
+                    let line = if n % 5 == 4 {
+                        let mut tx = db.begin().unwrap();
+                        tx.insert("docs", &json!({"id": name, "kind": "txn", "n": n})).unwrap();
+                        tx.insert("audit", &json!({"id": name, "of": name})).unwrap();
+                        tx.commit().unwrap();
+                        format!("txn {name}")
+                    } else if n % 3 == 2 {
                         let ops = (0..3)
-                            .map(|k| WriteOp::Insert { document: json!({"id": format!("{name}-{k}"), "n": n, "pad": "x".repeat(200)}) })
+                            .map(|k| WriteOp::Insert { document: json!({"id": format!("{name}-{k}"), "kind": "batch", "n": n, "pad": "x".repeat(200)}) })
                             .collect();
                         c.write(ops).unwrap();
                         format!("batch {name}")
                     } else {
-                        c.insert(&json!({"id": name, "n": n, "pad": "y".repeat(100)})).unwrap();
+                        c.insert(&json!({"id": name, "kind": "single", "n": n, "pad": "y".repeat(100)})).unwrap();
                         format!("ack {name}")
                     };
                     let mut out = out.lock().unwrap();
@@ -85,7 +103,11 @@ fn acknowledged_writes_survive_sigkill() {
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let mut acked: Vec<String> = Vec::new();
     let mut batches: Vec<String> = Vec::new();
-    let rounds = 12;
+    let mut txns: Vec<String> = Vec::new();
+    let rounds: u64 = std::env::var("AVILADB_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12);
     for round in 0..rounds {
         let mut child = Command::new(&exe)
             .args([
@@ -111,6 +133,9 @@ fn acknowledged_writes_survive_sigkill() {
             } else if let Some(name) = line.strip_prefix("batch ") {
                 batches.push(name.to_string());
                 seen += 1;
+            } else if let Some(name) = line.strip_prefix("txn ") {
+                txns.push(name.to_string());
+                seen += 1;
             }
             if seen >= kill_after {
                 // SIGKILL in the middle of whatever the writers are doing.
@@ -135,6 +160,56 @@ fn acknowledged_writes_survive_sigkill() {
                 );
             }
         }
+        let audit = engine.database("crash").collection("audit");
+        for name in &txns {
+            assert!(
+                c.get::<Value>(name.as_str(), name).unwrap().is_some()
+                    && audit.get::<Value>(name.as_str(), name).unwrap().is_some(),
+                "round {round}: transaction {name} is lost"
+            );
+        }
+        // Every transaction is whole: its two documents, or neither.
+        let audited: HashSet<String> = audit
+            .query_all::<String>("SELECT VALUE c.id FROM c")
+            .unwrap()
+            .into_iter()
+            .collect();
+        let in_docs: HashSet<String> = c
+            .query_all::<String>("SELECT VALUE c.id FROM c WHERE c.kind = 'txn'")
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(audited, in_docs, "round {round}: a transaction is partial");
+        // The index and the change feed agree with the documents.
+        for kind in ["single", "batch", "txn"] {
+            let text = format!("SELECT VALUE c.id FROM c WHERE c.kind = '{kind}'");
+            assert_eq!(c.explain(text.as_str()).unwrap().access, "index");
+            let mut by_index: Vec<String> = c.query_all(text.as_str()).unwrap();
+            let mut by_scan: Vec<String> = c
+                .query_all(format!("SELECT VALUE c.id FROM c WHERE STARTSWITH(c.kind, '{kind}') AND LENGTH(c.kind) = {}", kind.len()))
+                .unwrap();
+            by_index.sort();
+            by_scan.sort();
+            assert_eq!(by_index, by_scan, "round {round}: index of {kind}");
+        }
+        let count = c.query_all::<u64>("SELECT VALUE COUNT(1) FROM c").unwrap()[0];
+        let mut feed_count = 0u64;
+        let mut options = aviladb::FeedOptions {
+            max_items: Some(1000),
+            ..aviladb::FeedOptions::default()
+        };
+        loop {
+            let page = c.changes(&options).unwrap();
+            if page.changes.is_empty() {
+                break;
+            }
+            feed_count += page.changes.len() as u64;
+            options.start = aviladb::FeedStart::Continuation(page.continuation);
+        }
+        assert_eq!(
+            feed_count, count,
+            "round {round}: feed and documents differ"
+        );
         // Unacknowledged batches are all there or not at all.
         let acked_batches: HashSet<&String> = batches.iter().collect();
         for t in 0..THREADS {
@@ -160,8 +235,9 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
     println!(
-        "{} single writes and {} batches acknowledged over {rounds} kills, none lost",
+        "{} single writes, {} batches and {} transactions acknowledged over {rounds} kills, none lost",
         acked.len(),
-        batches.len()
+        batches.len(),
+        txns.len()
     );
 }

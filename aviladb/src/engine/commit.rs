@@ -1,11 +1,16 @@
 //! Group commit: one writer thread takes every write that is waiting, applies them in one
-//! redb transaction, makes it durable with one fsync, and only then answers each caller.
-//! Durable throughput therefore grows with the number of concurrent writers.
+//! redb transaction, makes them durable with one sync of the commit log (see `wal`), and
+//! only then commits the transaction (readers see it) and answers each caller. Durable
+//! throughput therefore grows with the number of concurrent writers.
 //!
 //! A job must validate before it writes: when it returns a caller error (not found,
 //! conflict, invalid input) it has written nothing, and the group goes on without it. A
 //! storage error aborts the whole group and fails every job in it.
+//!
+//! Catalog changes (databases, collections, indexes) are barriers: each runs alone in a
+//! durable redb commit that is also a checkpoint of the log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +18,7 @@ use std::time::Duration;
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::clock::Clock;
+use super::wal::{self, Kind, Log, Wal};
 use crate::error::{DbError, Result};
 
 /// Engine counters.
@@ -29,6 +35,8 @@ const MAX_GROUP: usize = 1024;
 pub(crate) struct TxnCtx<'t> {
     pub(crate) txn: &'t WriteTransaction,
     pub(crate) ts_micros: u64,
+    /// The group's effects, for the commit log.
+    pub(crate) log: Log,
     seqs: Seqs,
     raised: bool,
     /// Collections looked up by earlier jobs of this group (a catalog job clears it).
@@ -91,40 +99,52 @@ pub(crate) enum Reply {
 struct Job {
     run: JobFn,
     reply: mpsc::SyncSender<Result<Reply>>,
+    /// Runs alone, in a durable commit that checkpoints the log (catalog changes).
+    barrier: bool,
 }
 
 /// The handle on the writer thread.
 pub(crate) struct Writer {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    failed: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer; after each durable commit it publishes the last sequence
     /// number on `commits`.
+    /// Starts the writer. With a commit log, groups are made durable by it; without
+    /// one, by redb with `durability`. After each commit it publishes the last sequence
+    /// number on `commits`.
     pub(crate) fn start(
         db: Arc<Database>,
         durability: Durability,
+        wal: Option<Wal>,
         commits: Arc<tokio::sync::watch::Sender<u64>>,
         clock: Arc<dyn Clock>,
         chores: Option<Chores>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("aviladb-writer".into())
             .spawn(move || {
                 let writer = WriterThread {
                     db: &db,
                     durability,
+                    wal,
                     commits: &commits,
                     clock: &*clock,
                     seqs: None,
+                    failed: &flag,
                 };
                 writer.run(&rx, chores.as_ref());
             })?;
         Ok(Writer {
             jobs: Some(tx),
             thread: Some(thread),
+            failed,
         })
     }
 
@@ -133,11 +153,27 @@ impl Writer {
         &self,
         job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
     ) -> Result<Reply> {
+        self.send(Box::new(job), false)
+    }
+
+    /// Runs `job` alone in a durable commit that checkpoints the commit log.
+    pub(crate) fn submit_barrier(
+        &self,
+        job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
+    ) -> Result<Reply> {
+        self.send(Box::new(job), true)
+    }
+
+    fn send(&self, run: JobFn, barrier: bool) -> Result<Reply> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(failed_error());
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let sent = self.jobs.as_ref().map(|jobs| {
             jobs.send(Job {
-                run: Box::new(job),
+                run,
                 reply,
+                barrier,
             })
         });
         if !matches!(sent, Some(Ok(()))) {
@@ -172,85 +208,168 @@ pub(crate) type DueFn = Box<dyn Fn(&Database, u64) -> bool + Send>;
 /// A chore's job, run as often as it is due.
 pub(crate) type ChoreFn = Arc<dyn Fn(&mut TxnCtx<'_>) -> Result<Reply> + Send + Sync>;
 
+fn failed_error() -> DbError {
+    DbError::Unavailable(
+        "a write reached the commit log but not the database file; reopen the database to recover it"
+            .into(),
+    )
+}
+
 struct WriterThread<'a> {
     db: &'a Database,
     durability: Durability,
+    wal: Option<Wal>,
     commits: &'a tokio::sync::watch::Sender<u64>,
     clock: &'a dyn Clock,
     seqs: Option<Seqs>,
+    failed: &'a AtomicBool,
 }
 
 impl WriterThread<'_> {
     fn run(mut self, jobs: &mpsc::Receiver<Job>, chores: Option<&Chores>) {
+        let mut held: Option<Job> = None;
         loop {
-            let first = match chores {
-                Some(c) => match jobs.recv_timeout(c.every) {
-                    Ok(job) => job,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if (c.due)(self.db, self.clock.now_micros()) {
-                            let (reply, _answer) = mpsc::sync_channel(1);
-                            let chore = Arc::clone(&c.job);
-                            let run: JobFn = Box::new(move |ctx| chore(ctx));
-                            self.commit(vec![Job { run, reply }]);
-                        }
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                },
-                None => match jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
+            let first = match held.take() {
+                Some(job) => job,
+                None => match self.next(jobs, chores) {
+                    Some(job) => job,
+                    None => break,
                 },
             };
+            if first.barrier {
+                self.barrier(first);
+                continue;
+            }
             let mut group = vec![first];
             while group.len() < MAX_GROUP {
                 match jobs.try_recv() {
+                    Ok(job) if job.barrier => {
+                        held = Some(job);
+                        break;
+                    }
                     Ok(job) => group.push(job),
                     Err(_) => break,
                 }
             }
             self.commit(group);
+            if self
+                .wal
+                .as_ref()
+                .is_some_and(|w| w.written() >= wal::CHECKPOINT_BYTES)
+            {
+                self.checkpoint();
+            }
+        }
+        // Closing: leave nothing to replay.
+        self.checkpoint();
+    }
+
+    /// The next job; between jobs, chores and idle checkpoints. `None` once closed.
+    fn next(&mut self, jobs: &mpsc::Receiver<Job>, chores: Option<&Chores>) -> Option<Job> {
+        let Some(c) = chores else {
+            return jobs.recv().ok();
+        };
+        loop {
+            match jobs.recv_timeout(c.every) {
+                Ok(job) => return Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if (c.due)(self.db, self.clock.now_micros()) {
+                        let (reply, _answer) = mpsc::sync_channel(1);
+                        let chore = Arc::clone(&c.job);
+                        let run: JobFn = Box::new(move |ctx| chore(ctx));
+                        self.commit(vec![Job {
+                            run,
+                            reply,
+                            barrier: false,
+                        }]);
+                    }
+                    if self.wal.as_ref().is_some_and(|w| w.written() > 0) {
+                        self.checkpoint();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
         }
     }
 
     fn commit(&mut self, group: Vec<Job>) {
+        if self.failed.load(Ordering::SeqCst) {
+            for job in group {
+                let _ = job.reply.send(Err(failed_error()));
+            }
+            return;
+        }
         let before = self.seqs.map(|s| s.next);
-        commit_group(
-            self.db,
-            self.durability,
-            self.clock.now_micros(),
-            group,
-            &mut self.seqs,
-        );
+        let now = self.clock.now_micros();
+        commit_group(self, now, group, false);
         if let Some(after) = self.seqs
             && Some(after.next) != before
         {
             self.commits.send_replace(after.next - 1);
         }
     }
+
+    /// A catalog change: alone, durable in redb, checkpointing the log.
+    fn barrier(&mut self, job: Job) {
+        if self.failed.load(Ordering::SeqCst) {
+            let _ = job.reply.send(Err(failed_error()));
+            return;
+        }
+        let now = self.clock.now_micros();
+        commit_group(self, now, vec![job], true);
+    }
+
+    /// Makes every group durable in redb and starts the log again.
+    fn checkpoint(&mut self) {
+        if self.failed.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(last) = self
+            .wal
+            .as_ref()
+            .filter(|w| w.written() > 0)
+            .map(Wal::last_lsn)
+        else {
+            return;
+        };
+        let done = (|| -> Result<()> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, last)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        // On failure the log still holds everything: the next checkpoint tries again.
+        if done.is_ok()
+            && let Some(w) = self.wal.as_mut()
+        {
+            w.restart();
+        }
+    }
 }
 
-fn commit_group(
-    db: &Database,
-    durability: Durability,
-    now_micros: u64,
-    group: Vec<Job>,
-    seqs: &mut Option<Seqs>,
-) {
+/// Runs a group in one transaction and answers its callers once it is durable: through
+/// the commit log, or (for a barrier, or without a log) through redb.
+fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barrier: bool) {
     let fail_all = |group: Vec<Job>, e: &DbError| {
         for job in group {
             let _ = job.reply.send(Err(DbError::Storage(e.to_string())));
         }
     };
-    let txn = match db.begin_write() {
+    let logged = w.wal.is_some() && !barrier;
+    let txn = match w.db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return fail_all(group, &e.into()),
     };
     let mut txn = txn;
+    let durability = if logged {
+        Durability::None
+    } else {
+        w.durability
+    };
     if let Err(e) = txn.set_durability(durability) {
         return fail_all(group, &e.into());
     }
-    let start = match *seqs {
+    let start = match w.seqs {
         Some(s) => s,
         None => match read_next_seq(&txn) {
             // Numbering resumes at the ceiling: what was handed out below it is unknown.
@@ -264,6 +383,7 @@ fn commit_group(
     let mut ctx = TxnCtx {
         txn: &txn,
         ts_micros: now_micros,
+        log: Log::new(logged),
         seqs: start,
         raised: false,
         collections: std::collections::HashMap::new(),
@@ -271,34 +391,74 @@ fn commit_group(
     let mut answers = Vec::with_capacity(group.len());
     let mut replies: Vec<mpsc::SyncSender<Result<Reply>>> = Vec::with_capacity(group.len());
     for job in group {
+        let mark = ctx.log.len();
         let result = (job.run)(&mut ctx);
-        if let Err(e @ (DbError::Storage(_) | DbError::Corrupted(_))) = &result {
-            // The transaction may be half-written: nothing in it may commit.
-            let message = e.to_string();
-            let _ = job.reply.send(Err(DbError::Storage(message.clone())));
-            for reply in replies {
-                let _ = reply.send(Err(DbError::Storage(message.clone())));
+        match &result {
+            Err(e @ (DbError::Storage(_) | DbError::Corrupted(_))) => {
+                // The transaction may be half-written: nothing in it may commit.
+                let message = e.to_string();
+                let _ = job.reply.send(Err(DbError::Storage(message.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(DbError::Storage(message.clone())));
+                }
+                return;
             }
-            return;
+            // A caller error wrote nothing; whatever it logged is not part of the group.
+            Err(_) => ctx.log.truncate(mark),
+            Ok(_) => {}
         }
         answers.push(result);
         replies.push(job.reply);
     }
     let (after, raised) = (ctx.seqs, ctx.raised);
+    let mut log = std::mem::take(&mut ctx.log);
     let saved = if raised {
-        save_next_seq(&txn, after.ceiling)
+        save_next_seq(&txn, &mut log, after.ceiling)
     } else {
         Ok(())
     };
-    let outcome = saved.and_then(|()| txn.commit().map_err(DbError::from));
-    match outcome {
+    // A barrier commits durably in redb: it covers every record of the log so far.
+    let checkpointed = if barrier {
+        w.wal.as_ref().map(Wal::last_lsn)
+    } else {
+        None
+    };
+    let saved = saved.and_then(|()| match checkpointed {
+        Some(lsn) => {
+            txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, lsn)?;
+            Ok(())
+        }
+        None => Ok(()),
+    });
+    // Durable first (in the log), visible second (the redb commit).
+    let logged_ok = saved.and_then(|()| match w.wal.as_mut() {
+        Some(wal) if logged && !log.is_empty() => wal.append(log.bytes()).map(|_| ()),
+        _ => Ok(()),
+    });
+    if let Err(e) = logged_ok {
+        for reply in replies {
+            let _ = reply.send(Err(DbError::Storage(e.to_string())));
+        }
+        return;
+    }
+    match txn.commit().map_err(DbError::from) {
         Ok(()) => {
-            *seqs = Some(after);
+            w.seqs = Some(after);
+            if checkpointed.is_some()
+                && let Some(wal) = w.wal.as_mut()
+            {
+                wal.restart();
+            }
             for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }
         }
         Err(e) => {
+            if logged && !log.is_empty() {
+                // The log has the group but the file does not: only a reopen (which
+                // replays the log) brings them back together.
+                w.failed.store(true, Ordering::SeqCst);
+            }
             for reply in replies {
                 let _ = reply.send(Err(DbError::Storage(e.to_string())));
             }
@@ -311,8 +471,14 @@ fn read_next_seq(txn: &WriteTransaction) -> Result<u64> {
     Ok(meta.get(NEXT_SEQ)?.map_or(1, |v| v.value()))
 }
 
-fn save_next_seq(txn: &WriteTransaction, next: u64) -> Result<()> {
+fn save_next_seq(txn: &WriteTransaction, log: &mut Log, next: u64) -> Result<()> {
     let mut meta = txn.open_table(META)?;
     meta.insert(NEXT_SEQ, next)?;
+    log.record(
+        Kind::Meta,
+        0,
+        NEXT_SEQ.as_bytes(),
+        Some(&next.to_le_bytes()),
+    );
     Ok(())
 }

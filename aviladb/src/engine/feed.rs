@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use twox_hash::XxHash3_64;
 
+use super::wal::{Kind, Log};
 use crate::error::{DbError, Result};
 
 const PUT: u8 = 0;
@@ -32,9 +33,11 @@ pub(crate) fn feed_table(id: u64) -> String {
 
 type FeedDef<'a> = TableDefinition<'a, u64, &'static [u8]>;
 
-/// The feed of one collection inside a write transaction.
+/// The feed of one collection inside a write transaction; every change goes to the
+/// commit log too.
 pub(crate) struct FeedWriter<'t> {
     table: redb::Table<'t, u64, &'static [u8]>,
+    id: u64,
 }
 
 impl<'t> FeedWriter<'t> {
@@ -42,38 +45,48 @@ impl<'t> FeedWriter<'t> {
         let name = feed_table(collection_table);
         Ok(FeedWriter {
             table: txn.open_table(FeedDef::new(&name))?,
+            id: collection_table,
         })
     }
 
-    /// Records a write of `doc_key` at `seq`, replacing the entry at `previous`.
-    pub(crate) fn put(&mut self, seq: u64, doc_key: &[u8], previous: Option<u64>) -> Result<()> {
+    fn set(&mut self, log: &mut Log, seq: u64, value: &[u8], previous: Option<u64>) -> Result<()> {
         if let Some(p) = previous {
             self.table.remove(p)?;
+            log.record(Kind::Feed, self.id, &p.to_le_bytes(), None);
         }
+        self.table.insert(seq, value)?;
+        log.record(Kind::Feed, self.id, &seq.to_le_bytes(), Some(value));
+        Ok(())
+    }
+
+    /// Records a write of `doc_key` at `seq`, replacing the entry at `previous`.
+    pub(crate) fn put(
+        &mut self,
+        log: &mut Log,
+        seq: u64,
+        doc_key: &[u8],
+        previous: Option<u64>,
+    ) -> Result<()> {
         let mut value = Vec::with_capacity(1 + doc_key.len());
         value.push(PUT);
         value.extend_from_slice(doc_key);
-        self.table.insert(seq, value.as_slice())?;
-        Ok(())
+        self.set(log, seq, &value, previous)
     }
 
     /// Records a delete of `doc_key` at `seq`, replacing the entry at `previous`.
     pub(crate) fn delete(
         &mut self,
+        log: &mut Log,
         seq: u64,
         ts_micros: u64,
         doc_key: &[u8],
         previous: Option<u64>,
     ) -> Result<()> {
-        if let Some(p) = previous {
-            self.table.remove(p)?;
-        }
         let mut value = Vec::with_capacity(9 + doc_key.len());
         value.push(DELETE);
         value.extend_from_slice(&ts_micros.to_le_bytes());
         value.extend_from_slice(doc_key);
-        self.table.insert(seq, value.as_slice())?;
-        Ok(())
+        self.set(log, seq, &value, previous)
     }
 }
 

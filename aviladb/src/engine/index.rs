@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::names::{check_name, check_path};
 use super::record;
+use super::wal::{Kind, Log};
 use crate::error::{DbError, Result};
 use crate::query::ast::Path;
 use crate::query::keys;
@@ -189,6 +190,7 @@ fn stored_holder(
 /// Replaces the entries of the document at `doc_key` (`old` body) with those of `new`.
 pub(crate) fn update(
     txn: &WriteTransaction,
+    log: &mut Log,
     indexes: &[IndexInfo],
     doc_key: &[u8],
     old: Option<&Map<String, Value>>,
@@ -202,10 +204,14 @@ pub(crate) fn update(
         }
         let mut table = open(txn, index)?;
         if let Some(values) = old_values {
-            table.remove(entry(&values, doc_key).as_slice())?;
+            let key = entry(&values, doc_key);
+            table.remove(key.as_slice())?;
+            log.record(Kind::Index, index.table, &key, None);
         }
         if let Some(values) = new_values {
-            table.insert(entry(&values, doc_key).as_slice(), doc_key)?;
+            let key = entry(&values, doc_key);
+            table.insert(key.as_slice(), doc_key)?;
+            log.record(Kind::Index, index.table, &key, Some(doc_key));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ mod query;
 pub(crate) mod record;
 mod snapshot;
 mod ttl;
+pub(crate) mod wal;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -284,9 +285,10 @@ impl Engine {
         })?;
         let db = Arc::new(db);
         check_format(&db)?;
-        let durability = match options.durability {
-            WriteDurability::Always => redb::Durability::Immediate,
-            WriteDurability::Never => redb::Durability::None,
+        let wal = recover(&db, dir)?;
+        let (durability, wal) = match options.durability {
+            WriteDurability::Always => (redb::Durability::Immediate, Some(wal)),
+            WriteDurability::Never => (redb::Durability::None, None),
         };
         let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         let chores = commit::Chores {
@@ -299,6 +301,7 @@ impl Engine {
         let writer = Writer::start(
             Arc::clone(&db),
             durability,
+            wal,
             Arc::clone(&commits),
             Arc::clone(&options.clock),
             Some(chores),
@@ -478,7 +481,7 @@ impl Engine {
         &self,
         job: impl FnOnce(&mut TxnCtx<'_>) -> Result<Reply> + Send + 'static,
     ) -> Result<Reply> {
-        let result = self.inner.writer.submit(move |ctx| {
+        let result = self.inner.writer.submit_barrier(move |ctx| {
             ctx.catalog_changed();
             let reply = job(ctx);
             ctx.catalog_changed();
@@ -1006,6 +1009,28 @@ fn read_collection_for_write(
     )
 }
 
+/// Applies the commit log's records after the last checkpoint (groups acknowledged
+/// before a crash that the database file had not made durable), checkpoints them, and
+/// answers the log ready for new records.
+fn recover(db: &Database, dir: &Path) -> Result<wal::Wal> {
+    let checkpoint = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta.get(wal::CHECKPOINT_KEY)?.map_or(0, |v| v.value())
+    };
+    let (mut log, records) = wal::Wal::open(dir, checkpoint)?;
+    if let Some((last, _)) = records.last() {
+        let txn = db.begin_write()?;
+        for (_, payload) in &records {
+            wal::apply(&txn, payload)?;
+        }
+        txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, *last)?;
+        txn.commit()?;
+    }
+    log.restart();
+    Ok(log)
+}
+
 /// Checks (or, on a new file, writes) the format version.
 fn check_format(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
@@ -1046,9 +1071,16 @@ fn build_feeds(txn: &redb::WriteTransaction) -> Result<()> {
         let table = decode_collection(value.value())?.table;
         let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
         let mut feed = feed::FeedWriter::open(txn, table)?;
+        // A durable commit at open: nothing to log.
+        let mut log = wal::Log::new(false);
         for doc in docs.iter()? {
             let (key, record) = doc?;
-            feed.put(record::header(record.value())?.seq, key.value(), None)?;
+            feed.put(
+                &mut log,
+                record::header(record.value())?.seq,
+                key.value(),
+                None,
+            )?;
         }
     }
     meta.insert(FEED_VERSION_KEY, 1)?;
@@ -1437,6 +1469,7 @@ fn write_job(
         if !info.indexes.is_empty() {
             index::update(
                 txn,
+                &mut ctx.log,
                 &info.indexes,
                 &step.key,
                 step.old.as_ref(),
@@ -1447,9 +1480,11 @@ fn write_job(
             Some(mut frame) => {
                 record::stamp(&mut frame, seq, ctx.ts_micros);
                 tables[at].insert(step.key.as_slice(), frame.as_slice())?;
-                feeds[at].put(seq, &step.key, previous)?;
+                ctx.log
+                    .record(wal::Kind::Docs, info.table, &step.key, Some(&frame));
+                feeds[at].put(&mut ctx.log, seq, &step.key, previous)?;
                 if let Some(at_micros) = record::Expiry::expires_at(None, ctx.ts_micros, step.ttl) {
-                    ttl::schedule(txn, info.table, at_micros, &step.key)?;
+                    ttl::schedule(txn, &mut ctx.log, info.table, at_micros, &step.key)?;
                 }
                 results.push(WriteResult {
                     id: step.id,
@@ -1459,7 +1494,8 @@ fn write_job(
             }
             None => {
                 tables[at].remove(step.key.as_slice())?;
-                feeds[at].delete(seq, ctx.ts_micros, &step.key, previous)?;
+                ctx.log.record(wal::Kind::Docs, info.table, &step.key, None);
+                feeds[at].delete(&mut ctx.log, seq, ctx.ts_micros, &step.key, previous)?;
                 results.push(WriteResult {
                     id: step.id,
                     etag: None,

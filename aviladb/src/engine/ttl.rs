@@ -21,6 +21,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 
 use super::commit::TxnCtx;
 use super::record::{self, Expiry, Header};
+use super::wal::{Kind, Log};
 use super::{COLLECTIONS, CollectionInfo, decode_collection, docs_table, feed, index};
 use crate::error::Result;
 
@@ -46,13 +47,16 @@ fn exp_key(at_micros: u64, doc_key: &[u8]) -> Vec<u8> {
 /// Schedules a look at `doc_key` at `at_micros`.
 pub(crate) fn schedule(
     txn: &WriteTransaction,
+    log: &mut Log,
     collection_table: u64,
     at_micros: u64,
     doc_key: &[u8],
 ) -> Result<()> {
     let name = exp_table(collection_table);
+    let key = exp_key(at_micros, doc_key);
     txn.open_table(ExpDef::new(&name))?
-        .insert(exp_key(at_micros, doc_key).as_slice(), ())?;
+        .insert(key.as_slice(), ())?;
+    log.record(Kind::Expiry, collection_table, &key, Some(&[]));
     Ok(())
 }
 
@@ -135,7 +139,7 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
             default_ttl: info.default_ttl,
             now_micros: ctx.ts_micros,
         };
-        let doomed = candidates(txn, &info, &expiry, left)?;
+        let doomed = candidates(txn, &mut ctx.log, &info, &expiry, left)?;
         for (key, h) in doomed {
             let seq = ctx.next_seq();
             let mut docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
@@ -146,11 +150,13 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
                     Some(v) => Some(record::decode(v.value())?.body),
                     None => None,
                 };
-                index::update(txn, &info.indexes, &key, old.as_ref(), None)?;
+                index::update(txn, &mut ctx.log, &info.indexes, &key, old.as_ref(), None)?;
             }
             docs.remove(key.as_slice())?;
+            ctx.log.record(Kind::Docs, info.table, &key, None);
             drop(docs);
             feed::FeedWriter::open(txn, info.table)?.delete(
+                &mut ctx.log,
                 seq,
                 ctx.ts_micros,
                 &key,
@@ -165,6 +171,7 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
 /// Expired documents of one collection, with their headers; takes their schedule entries.
 fn candidates(
     txn: &WriteTransaction,
+    log: &mut Log,
     info: &CollectionInfo,
     expiry: &Expiry,
     limit: usize,
@@ -203,6 +210,7 @@ fn candidates(
     }
     for key in taken {
         exp.remove(key.as_slice())?;
+        log.record(Kind::Expiry, info.table, &key, None);
     }
     // Documents under the collection's default ttl, oldest write first.
     if matches!(info.default_ttl, Some(t) if t > 0) && out.len() < limit {
