@@ -24,6 +24,29 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Queries, indexes and transactions (the README's example):
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! let engine = aviladb::Engine::open(dir.path())?;
+//! let db = engine.database("gamedb");
+//! db.create_if_missing()?;
+//! let players = db.create_collection("players", "/region")?;
+//! players.create_index("by_score", &["/region", "/score"], false)?;
+//! players.insert(&serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 10}))?;
+//! let top: Vec<serde_json::Value> = players.query_all(
+//!     aviladb::QuerySpec::new("SELECT * FROM c WHERE c.region = @r ORDER BY c.score DESC")
+//!         .param("r", "sa-east-1"),
+//! )?;
+//! assert_eq!(top.len(), 1);
+//! let mut tx = db.begin()?; // snapshot reads, optimistic commit, any collections
+//! let p1 = tx.get::<serde_json::Value>("players", "sa-east-1", "p1")?;
+//! assert!(p1.is_some());
+//! tx.upsert("players", &serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 11}))?;
+//! tx.commit()?; // Conflict if p1 changed since it was read
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The same API runs against a served database: [`Client`] (async) reaches the engine
 //! in-process or through `avl serve` with avl-core's transports.
 

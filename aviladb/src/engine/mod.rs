@@ -705,20 +705,30 @@ impl Engine {
         self.get_keys(db, coll, &encoded)
     }
 
-    /// A read snapshot in which collection `coll` exists, with its metadata. A collection
-    /// dropped (and perhaps re-created) after its metadata was cached shows as a missing
-    /// table: it is looked up again once.
+    /// A read snapshot in which collection `coll` exists, with its metadata.
     pub(crate) fn snapshot(
         &self,
         db: &str,
         coll: &str,
     ) -> Result<(Arc<CollectionInfo>, redb::ReadTransaction)> {
+        self.snapshot_docs(db, coll)
+            .map(|(info, txn, _)| (info, txn))
+    }
+
+    /// [`Engine::snapshot`] with the collection's documents table open. A collection
+    /// dropped (and perhaps re-created) after its metadata was cached shows as a missing
+    /// table: it is looked up again once.
+    fn snapshot_docs(
+        &self,
+        db: &str,
+        coll: &str,
+    ) -> Result<(Arc<CollectionInfo>, redb::ReadTransaction, DocsReader)> {
         for attempt in 0..2 {
             let info = self.collection(db, coll)?;
             let txn = self.inner.db.begin_read()?;
             let name = docs_table(info.table);
             match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
-                Ok(_) => return Ok((info, txn)),
+                Ok(table) => return Ok((info, txn, table)),
                 Err(TableError::TableDoesNotExist(_)) if attempt == 0 => self.forget_catalog(),
                 Err(TableError::TableDoesNotExist(_)) => return Err(no_collection(db, coll)),
                 Err(e) => return Err(e.into()),
@@ -728,9 +738,7 @@ impl Engine {
     }
 
     fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
-        let (info, txn) = self.snapshot(db, coll)?;
-        let name = docs_table(info.table);
-        let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
+        let (info, _txn, table) = self.snapshot_docs(db, coll)?;
         let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -1263,6 +1271,7 @@ impl Current {
 }
 
 type Docs<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+type DocsReader = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 type Overlay = HashMap<Vec<u8>, Option<Map<String, Value>>>;
 
 fn current(
