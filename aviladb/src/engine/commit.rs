@@ -39,9 +39,12 @@ pub(crate) struct TxnCtx<'t> {
     pub(crate) log: Log,
     seqs: Seqs,
     raised: bool,
-    /// Collections looked up by earlier jobs of this group (a catalog job clears it).
-    collections: std::collections::HashMap<(String, String), crate::engine::CollectionInfo>,
+    /// Collections looked up by earlier jobs (kept by the writer between groups, since
+    /// only its own barrier jobs change the catalog; a barrier clears it).
+    collections: Catalog,
 }
+
+type Catalog = std::collections::HashMap<(String, String), crate::engine::CollectionInfo>;
 
 /// The writer's numbering: the next sequence number and the durable ceiling.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +141,7 @@ impl Writer {
                     clock: &*clock,
                     seqs: None,
                     failed: &flag,
+                    catalog: Catalog::new(),
                 };
                 writer.run(&rx, chores.as_ref());
             })?;
@@ -223,6 +227,8 @@ struct WriterThread<'a> {
     clock: &'a dyn Clock,
     seqs: Option<Seqs>,
     failed: &'a AtomicBool,
+    /// Collection metadata as of the last commit.
+    catalog: Catalog,
 }
 
 impl WriterThread<'_> {
@@ -386,7 +392,13 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
         log: Log::new(logged),
         seqs: start,
         raised: false,
-        collections: std::collections::HashMap::new(),
+        // A barrier may change the catalog: it starts (and leaves) without the cache.
+        collections: if barrier {
+            w.catalog.clear();
+            Catalog::new()
+        } else {
+            std::mem::take(&mut w.catalog)
+        },
     };
     let mut answers = Vec::with_capacity(group.len());
     let mut replies: Vec<mpsc::SyncSender<Result<Reply>>> = Vec::with_capacity(group.len());
@@ -412,6 +424,7 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     }
     let (after, raised) = (ctx.seqs, ctx.raised);
     let mut log = std::mem::take(&mut ctx.log);
+    let looked_up = std::mem::take(&mut ctx.collections);
     let saved = if raised {
         save_next_seq(&txn, &mut log, after.ceiling)
     } else {
@@ -444,6 +457,9 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     match txn.commit().map_err(DbError::from) {
         Ok(()) => {
             w.seqs = Some(after);
+            if !barrier {
+                w.catalog = looked_up;
+            }
             if checkpointed.is_some()
                 && let Some(wal) = w.wal.as_mut()
             {
