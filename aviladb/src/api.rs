@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::{
-    CollectionInfo, DocKey, FeedOptions, IndexInfo, ReadCheck, TxnWrite, WriteOp, WriteResult,
+    CollectionInfo, DocKey, FeedOptions, IndexInfo, ReadCheck, TxnWrite, VectorHit,
+    VectorIndexInfo, VectorQuery, WriteOp, WriteResult,
 };
 use crate::query::{Explain, PageOptions, QuerySpec};
 
@@ -44,6 +45,34 @@ pub enum DbRequest {
         database: String,
         /// The collection.
         collection: String,
+    },
+    /// Create a vector index and fill it from the stored documents.
+    CreateVectorIndex {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Path, dimensions, metric, kind.
+        index: VectorIndexInfo,
+    },
+    /// Drop the vector index on a path.
+    DropVectorIndex {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// The indexed path.
+        path: String,
+    },
+    /// Find the documents nearest to a vector.
+    VectorSearch {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Path, vector, k, filter.
+        #[serde(flatten)]
+        query: VectorQuery,
     },
     /// Set a collection's default time to live.
     SetDefaultTtl {
@@ -180,6 +209,9 @@ impl avl_core::Request for DbRequest {
             DbRequest::DropCollection { .. } => "DropCollection",
             DbRequest::CreateIndex { .. } => "CreateIndex",
             DbRequest::SetDefaultTtl { .. } => "SetDefaultTtl",
+            DbRequest::CreateVectorIndex { .. } => "CreateVectorIndex",
+            DbRequest::DropVectorIndex { .. } => "DropVectorIndex",
+            DbRequest::VectorSearch { .. } => "VectorSearch",
             DbRequest::DropIndex { .. } => "DropIndex",
             DbRequest::Get { .. } => "GetDocument",
             DbRequest::GetMany { .. } => "GetDocuments",
@@ -246,6 +278,21 @@ impl avl_core::Request for DbRequest {
                 collection,
                 ..
             }
+            | DbRequest::CreateVectorIndex {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::DropVectorIndex {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::VectorSearch {
+                database,
+                collection,
+                ..
+            }
             | DbRequest::DropIndex {
                 database,
                 collection,
@@ -303,6 +350,11 @@ pub enum DbResponse {
         /// Where to go on; `None` on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         continuation: Option<String>,
+    },
+    /// The results of a vector search, nearest first.
+    Hits {
+        /// Documents with their distances.
+        hits: Vec<VectorHit>,
     },
     /// A transaction's snapshot.
     Transaction {

@@ -9,7 +9,7 @@ use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, to_document};
 use crate::engine::{
     ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo, PatchOp,
-    WriteOp, WriteResult,
+    VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
 };
 use crate::error::{DbError, Result};
 use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
@@ -237,6 +237,45 @@ impl Collection {
             &self.name,
             IndexInfo::new(name, paths, unique)?,
         )
+    }
+
+    /// Creates a cosine vector index on `path` (`"embedding"` or `"/embedding"`) for
+    /// vectors of `dimensions` numbers, and fills it; answers how many documents were
+    /// indexed.
+    pub fn create_vector_index(&self, path: &str, dimensions: usize) -> Result<u64> {
+        self.create_vector_index_with(VectorIndexInfo::new(
+            path,
+            dimensions,
+            VectorMetric::Cosine,
+        )?)
+    }
+
+    /// Creates a vector index from a full definition (metric, kind).
+    pub fn create_vector_index_with(&self, index: VectorIndexInfo) -> Result<u64> {
+        self.engine
+            .create_vector_index(&self.database, &self.name, index)
+    }
+
+    /// Drops the vector index on `path`.
+    pub fn drop_vector_index(&self, path: &str) -> Result<()> {
+        self.engine
+            .drop_vector_index(&self.database, &self.name, path)
+    }
+
+    /// The `k` documents nearest to `vector` on the indexed `path`, nearest first.
+    pub fn vector_search(&self, path: &str, vector: &[f32], k: usize) -> Result<Vec<VectorHit>> {
+        self.vector_query(&VectorQuery {
+            path: path.to_string(),
+            vector: vector.to_vec(),
+            k,
+            filter: None,
+            parameters: serde_json::Map::new(),
+        })
+    }
+
+    /// A vector search with every option (a filter such as `c.lang = @lang`).
+    pub fn vector_query(&self, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+        self.engine.vector_search(&self.database, &self.name, query)
     }
 
     /// Sets the default time to live of its documents (see
@@ -510,6 +549,51 @@ impl ClientCollection {
             .await?
         {
             DbResponse::Indexed { documents } => Ok(documents),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates a vector index (see [`Collection::create_vector_index`]); answers how many
+    /// documents were indexed.
+    pub async fn create_vector_index(&self, index: VectorIndexInfo) -> Result<u64> {
+        match self
+            .client
+            .call(DbRequest::CreateVectorIndex {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                index,
+            })
+            .await?
+        {
+            DbResponse::Indexed { documents } => Ok(documents),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Drops the vector index on `path`.
+    pub async fn drop_vector_index(&self, path: &str) -> Result<()> {
+        self.client
+            .call(DbRequest::DropVectorIndex {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                path: path.into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The documents nearest to the query's vector, nearest first.
+    pub async fn vector_search(&self, query: VectorQuery) -> Result<Vec<VectorHit>> {
+        match self
+            .client
+            .call(DbRequest::VectorSearch {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                query,
+            })
+            .await?
+        {
+            DbResponse::Hits { hits } => Ok(hits),
             other => Err(unexpected(&other)),
         }
     }

@@ -64,7 +64,8 @@ pub use document::Document;
 pub use engine::{
     ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,
     IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, ManualClock, PatchOp, ReadCheck,
-    SystemClock, TxnWrite, WriteDurability, WriteOp, WriteResult,
+    SystemClock, TxnWrite, VectorHit, VectorIndexInfo, VectorIndexKind, VectorMetric, VectorQuery,
+    WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};

@@ -65,6 +65,28 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             engine.drop_collection(&database, &collection)?;
             DbResponse::Done
         }
+        DbRequest::CreateVectorIndex {
+            database,
+            collection,
+            index,
+        } => DbResponse::Indexed {
+            documents: engine.create_vector_index(&database, &collection, index)?,
+        },
+        DbRequest::DropVectorIndex {
+            database,
+            collection,
+            path,
+        } => {
+            engine.drop_vector_index(&database, &collection, &path)?;
+            DbResponse::Done
+        }
+        DbRequest::VectorSearch {
+            database,
+            collection,
+            query,
+        } => DbResponse::Hits {
+            hits: engine.vector_search(&database, &collection, &query)?,
+        },
         DbRequest::SetDefaultTtl {
             database,
             collection,

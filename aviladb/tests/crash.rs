@@ -45,6 +45,12 @@ fn crash_child_writer() {
         Ok(_) | Err(DbError::AlreadyExists(_)) => {}
         Err(e) => panic!("{e}"),
     }
+    let vectors =
+        aviladb::VectorIndexInfo::new("/at", 3, aviladb::VectorMetric::Euclidean).unwrap();
+    match db.collection("docs").create_vector_index_with(vectors) {
+        Ok(_) | Err(DbError::AlreadyExists(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -67,7 +73,7 @@ fn crash_child_writer() {
                         c.write(ops).unwrap();
                         format!("batch {name}")
                     } else {
-                        c.insert(&json!({"id": name, "kind": "single", "n": n, "pad": "y".repeat(100)})).unwrap();
+                        c.insert(&json!({"id": name, "kind": "single", "n": n, "at": [round, t, n], "pad": "y".repeat(100)})).unwrap();
                         format!("ack {name}")
                     };
                     let mut out = out.lock().unwrap();
@@ -159,6 +165,25 @@ fn acknowledged_writes_survive_sigkill() {
                     "round {round}: batch {name} part {k} is lost"
                 );
             }
+        }
+        // The vector index holds exactly the stored documents: each acknowledged single
+        // write is its own nearest neighbour.
+        for name in acked.iter().rev().take(20) {
+            let parts: Vec<f32> = name
+                .trim_start_matches('r')
+                .split(['-', 't'])
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().unwrap())
+                .collect();
+            let hits = c
+                .vector_search("/at", &parts, 1)
+                .unwrap_or_else(|e| panic!("round {round}: {e}: {:?}", c.describe()));
+            assert_eq!(
+                hits[0].document["id"],
+                json!(name),
+                "round {round}: vector of {name}"
+            );
+            assert!(hits[0].distance < 1e-6);
         }
         let audit = engine.database("crash").collection("audit");
         for name in &txns {

@@ -1346,6 +1346,175 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
     db.drop_database().await.unwrap();
 }
 
+/// Clustered vectors from a fixed seed: `n` of `dim` numbers around 4 centres.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 10_000) as f32 / 10_000.0 - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..dim).map(|_| next() * 4.0).collect())
+        .collect();
+    (0..n)
+        .map(|i| centres[i % 4].iter().map(|c| c + next() * 0.5).collect())
+        .collect()
+}
+
+fn brute_force(
+    metric: aviladb::VectorMetric,
+    docs: &[(String, Vec<f32>, bool)],
+    query: &[f32],
+    k: usize,
+    only_pt: bool,
+) -> Vec<String> {
+    let mut scored: Vec<(f32, &String)> = docs
+        .iter()
+        .filter(|(_, _, pt)| !only_pt || *pt)
+        .map(|(id, v, _)| (metric.distance(v, query), id))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+async fn vector_suite(client: &Client) {
+    use aviladb::{VectorIndexInfo, VectorMetric, VectorQuery};
+    use avl_core::ErrorCode as C;
+    client.create_database("vdb").await.unwrap();
+    let db = client.database("vdb");
+    let vectors = clustered(240, 8, 7);
+    let mut docs = Vec::new();
+    for metric in [
+        VectorMetric::Cosine,
+        VectorMetric::Euclidean,
+        VectorMetric::DotProduct,
+    ] {
+        let name = format!("memories-{metric:?}").to_lowercase();
+        let memories = db.create_collection(&name, "/id").await.unwrap();
+        docs.clear();
+        for (i, v) in vectors.iter().enumerate() {
+            let id = format!("m{i:03}");
+            let pt = i % 3 == 0;
+            memories
+                .insert(&json!({"id": id, "lang": if pt { "pt" } else { "en" }, "embedding": v}))
+                .await
+                .unwrap();
+            docs.push((id, v.clone(), pt));
+        }
+        memories
+            .insert(&json!({"id": "no-vector", "lang": "pt"}))
+            .await
+            .unwrap();
+        // Created on a populated collection: filled from the documents.
+        let indexed = memories
+            .create_vector_index(VectorIndexInfo::new("embedding", 8, metric).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(indexed, 240);
+        let search = |vector: Vec<f32>, k: usize, filter: Option<&str>| {
+            let memories = memories.clone();
+            let query = VectorQuery {
+                path: "/embedding".into(),
+                vector,
+                k,
+                filter: filter.map(str::to_string),
+                parameters: serde_json::Map::from_iter([("lang".to_string(), json!("pt"))]),
+            };
+            async move { memories.vector_search(query).await }
+        };
+        let ids = |hits: &[aviladb::VectorHit]| -> Vec<String> {
+            hits.iter()
+                .map(|h| h.document["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // Exact: the same answers as brute force, with and without a filter.
+        for q in clustered(6, 8, 99) {
+            let hits = search(q.clone(), 10, None).await.unwrap();
+            assert_eq!(
+                ids(&hits),
+                brute_force(metric, &docs, &q, 10, false),
+                "{metric:?}"
+            );
+            assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+            let hits = search(q.clone(), 10, Some("c.lang = @lang")).await.unwrap();
+            assert_eq!(
+                ids(&hits),
+                brute_force(metric, &docs, &q, 10, true),
+                "{metric:?} filtered"
+            );
+        }
+        // A replaced vector is found at its new place only; a deleted document never.
+        let moved = vec![9.0, -9.0, 9.0, -9.0, 9.0, -9.0, 9.0, -9.0];
+        memories
+            .upsert(&json!({"id": "m005", "lang": "en", "embedding": moved}))
+            .await
+            .unwrap();
+        let hits = search(moved.clone(), 1, None).await.unwrap();
+        assert_eq!(ids(&hits), ["m005"]);
+        memories.delete("m005", "m005", None).await.unwrap();
+        let hits = search(moved.clone(), 240, None).await.unwrap();
+        assert!(!ids(&hits).contains(&"m005".to_string()));
+        assert_eq!(hits.len(), 239);
+        // Bad vectors fail the write and change nothing.
+        for bad in [
+            json!([1, 2, 3]),
+            json!([]),
+            json!("text"),
+            json!([1e300, 0, 0, 0, 0, 0, 0, 0]),
+        ] {
+            let e = memories
+                .insert(&json!({"id": "bad", "embedding": bad}))
+                .await
+                .unwrap_err();
+            assert_eq!(code(&e), C::InvalidInput, "{bad}");
+            assert!(memories.get::<Value>("bad", "bad").await.unwrap().is_none());
+        }
+        // Bad searches.
+        for (vector, k) in [
+            (vec![1.0; 3], 5),
+            (vec![1.0; 8], 0),
+            (vec![1.0; 8], 1_000_000),
+        ] {
+            let e = search(vector, k, None).await.unwrap_err();
+            assert_eq!(code(&e), C::InvalidInput, "{e}");
+        }
+        let e = search(vec![f32::NAN; 8], 5, None).await.unwrap_err();
+        assert_eq!(code(&e), C::InvalidInput);
+        let e = memories
+            .vector_search(VectorQuery {
+                path: "/nope".into(),
+                vector: vec![1.0; 8],
+                k: 1,
+                filter: None,
+                parameters: serde_json::Map::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), C::NotFound);
+        assert_eq!(
+            code(
+                &memories
+                    .create_vector_index(VectorIndexInfo::new("embedding", 8, metric).unwrap())
+                    .await
+                    .unwrap_err()
+            ),
+            C::AlreadyExists
+        );
+        memories.drop_vector_index("embedding").await.unwrap();
+        assert_eq!(
+            code(&search(vec![1.0; 8], 1, None).await.unwrap_err()),
+            C::NotFound
+        );
+    }
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -1357,6 +1526,7 @@ async fn suite_in_process() {
     index_suite(&client).await;
     feed_suite(&client).await;
     transaction_suite(&client).await;
+    vector_suite(&client).await;
 }
 
 #[tokio::test]
@@ -1383,6 +1553,7 @@ async fn suite_through_a_server() {
     index_suite(&client).await;
     feed_suite(&client).await;
     transaction_suite(&client).await;
+    vector_suite(&client).await;
     let _ = stop.send(());
     running.await.unwrap().unwrap();
 }
@@ -1472,6 +1643,32 @@ fn transactions_in_process() {
     assert!(c.get::<Value>("b", "b").unwrap().is_some());
     // Dropped without commit: its snapshot goes with it.
     drop(db.begin().unwrap());
+}
+
+#[test]
+fn the_seed_example_creates_a_vector_index_and_it_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let query: Vec<f32> = (0..1536).map(|i| (i % 7) as f32).collect();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let db = engine.database("chat");
+        db.create().unwrap();
+        let memories = db.create_collection("memories", "/user").unwrap();
+        assert_eq!(memories.create_vector_index("embedding", 1536).unwrap(), 0);
+        memories
+            .insert(&json!({"id": "m1", "user": "ana", "text": "olá", "embedding": query}))
+            .unwrap();
+        let other: Vec<f32> = (0..1536).map(|i| -((i % 5) as f32)).collect();
+        memories
+            .insert(&json!({"id": "m2", "user": "ana", "embedding": other}))
+            .unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let memories = engine.database("chat").collection("memories");
+    let hits = memories.vector_search("embedding", &query, 2).unwrap();
+    assert_eq!(hits[0].document["id"], "m1");
+    assert!(hits[0].distance.abs() < 1e-5);
+    assert_eq!(hits.len(), 2);
 }
 
 #[test]

@@ -31,6 +31,32 @@ pub(crate) enum DbCommand {
     /// Manage secondary indexes.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Manage vector indexes.
+    #[command(subcommand, name = "vector-index")]
+    VectorIndex(VectorIndexCommand),
+    /// Find the documents nearest to a vector, one JSON object per line:
+    /// `{"distance": D, "document": {...}}`, nearest first.
+    VectorSearch {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The indexed path.
+        #[arg(long)]
+        path: String,
+        /// The query vector, as JSON (`[0.1, 0.2, ...]`), `@FILE` or `-`.
+        #[arg(long)]
+        vector: String,
+        /// How many results.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// A condition on the documents, as in WHERE (`c.lang = 'pt'`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// A parameter of the filter: `name=JSON`.
+        #[arg(long = "param", value_name = "NAME=JSON")]
+        params: Vec<String>,
+    },
     /// Store a document, replacing any with its key (upsert).
     Put {
         /// Database.
@@ -230,6 +256,52 @@ pub(crate) enum IndexCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum VectorIndexCommand {
+    /// Create a vector index (filled from the documents already stored).
+    Create {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The path of the vectors, e.g. /embedding.
+        #[arg(long)]
+        path: String,
+        /// Their dimension.
+        #[arg(long)]
+        dimensions: usize,
+        /// cosine, euclidean or dot_product.
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+    },
+    /// Drop the vector index on a path.
+    Drop {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// The indexed path.
+        #[arg(long)]
+        path: String,
+    },
+}
+
+/// Parameters from `--param name=JSON` (a value that is not JSON is text).
+fn parameters(params: Vec<String>) -> Result<serde_json::Map<String, Value>> {
+    let mut out = serde_json::Map::new();
+    for param in params {
+        let Some((name, value)) = param.split_once('=') else {
+            return Err(Error::invalid_input(
+                "param",
+                format!("`{param}` is not NAME=JSON"),
+            ));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        out.insert(name.trim_start_matches('@').to_string(), value);
+    }
+    Ok(out)
+}
+
 /// A partition-key value from the command line: JSON if it is a number, boolean or
 /// null (or a quoted string), text otherwise.
 fn partition_key(text: &str) -> Value {
@@ -289,17 +361,10 @@ async fn query(
 ) -> Result<()> {
     let parsed = aviladb::query::parse::parse(&text).map_err(Error::from)?;
     let collection = collection.unwrap_or(parsed.source);
-    let mut spec = QuerySpec::new(text);
-    for param in params {
-        let Some((name, value)) = param.split_once('=') else {
-            return Err(Error::invalid_input(
-                "param",
-                format!("`{param}` is not NAME=JSON"),
-            ));
-        };
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
-        spec = spec.param(name, value);
-    }
+    let spec = QuerySpec {
+        text,
+        parameters: parameters(params)?,
+    };
     let coll = client.database(&database).collection(&collection);
     if explain {
         return print(&coll.explain(spec).await.map_err(Error::from)?);
@@ -473,6 +538,59 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                 index: IndexInfo::new(&name, &paths, unique).map_err(Error::from)?,
             }
         }
+        DbCommand::VectorIndex(VectorIndexCommand::Create {
+            database,
+            collection,
+            path,
+            dimensions,
+            metric,
+        }) => {
+            let metric: aviladb::VectorMetric =
+                serde_json::from_value(Value::String(metric.clone())).map_err(|_| {
+                    Error::invalid_input(
+                        "metric",
+                        format!("`{metric}` is not cosine, euclidean or dot_product"),
+                    )
+                })?;
+            DbRequest::CreateVectorIndex {
+                database,
+                collection,
+                index: aviladb::VectorIndexInfo::new(&path, dimensions, metric)
+                    .map_err(Error::from)?,
+            }
+        }
+        DbCommand::VectorIndex(VectorIndexCommand::Drop {
+            database,
+            collection,
+            path,
+        }) => DbRequest::DropVectorIndex {
+            database,
+            collection,
+            path,
+        },
+        DbCommand::VectorSearch {
+            database,
+            collection,
+            path,
+            vector,
+            k,
+            filter,
+            params,
+        } => {
+            let vector: Vec<f32> = serde_json::from_value(json_argument("vector", &vector)?)
+                .map_err(|e| Error::invalid_input("vector", e.to_string()))?;
+            DbRequest::VectorSearch {
+                database,
+                collection,
+                query: aviladb::VectorQuery {
+                    path,
+                    vector,
+                    k,
+                    filter,
+                    parameters: parameters(params)?,
+                },
+            }
+        }
         DbCommand::Index(IndexCommand::Drop {
             database,
             collection,
@@ -592,6 +710,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
         DbResponse::Written { results } => results.iter().try_for_each(print),
         DbResponse::Page { items, .. } => items.iter().try_for_each(print),
         DbResponse::Changes { changes, .. } => changes.iter().try_for_each(print),
+        DbResponse::Hits { hits } => hits.iter().try_for_each(print),
         DbResponse::Transaction { snapshot } => print(&serde_json::json!({ "snapshot": snapshot })),
         DbResponse::Indexed { documents } => print(&serde_json::json!({ "indexed": documents })),
         DbResponse::Plan { plan } => print(&plan),

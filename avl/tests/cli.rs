@@ -745,7 +745,53 @@ fn db_commands_work_in_process_and_through_a_server() {
     let got = remote(&["get", "chat", "memories", "ana", "m1"]);
     let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(doc["text"], "olá");
-    let q = remote(&["query", "chat", "SELECT c.text FROM memories c"]);
+    let created = remote(&[
+        "vector-index",
+        "create",
+        "chat",
+        "memories",
+        "--path",
+        "/embedding",
+        "--dimensions",
+        "3",
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    for (id, v) in [("m2", "[1,0,0]"), ("m3", "[0,1,0]")] {
+        let doc = format!(r#"{{"id":"{id}","user":"ana","embedding":{v}}}"#);
+        assert!(remote(&["put", "chat", "memories", &doc]).status.success());
+    }
+    let near = remote(&[
+        "vector-search",
+        "chat",
+        "memories",
+        "--path",
+        "/embedding",
+        "--vector",
+        "[0.9,0.1,0]",
+        "-k",
+        "1",
+    ]);
+    let hit: serde_json::Value = serde_json::from_slice(&near.stdout).unwrap();
+    assert_eq!(hit["document"]["id"], "m2", "{}", text(&near.stderr));
+    let bad = remote(&[
+        "vector-search",
+        "chat",
+        "memories",
+        "--path",
+        "/embedding",
+        "--vector",
+        "[1,2]",
+    ]);
+    assert!(
+        text(&bad.stderr).starts_with("error: InvalidInput: vector"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let q = remote(&[
+        "query",
+        "chat",
+        "SELECT c.text FROM memories c WHERE IS_DEFINED(c.text)",
+    ]);
     assert_eq!(
         text(&q.stdout),
         "{\"text\":\"olá\"}\n",

@@ -10,6 +10,7 @@ mod query;
 pub(crate) mod record;
 mod snapshot;
 mod ttl;
+pub(crate) mod vector;
 pub(crate) mod wal;
 
 use std::collections::HashMap;
@@ -26,6 +27,9 @@ pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
 pub use snapshot::{MAX_SNAPSHOTS, SNAPSHOT_IDLE};
+pub use vector::{
+    MAX_DIMENSIONS, MAX_K, VectorHit, VectorIndexInfo, VectorIndexKind, VectorMetric, VectorQuery,
+};
 
 use crate::error::{DbError, Result};
 use commit::{META, Reply, TxnCtx, Writer};
@@ -99,6 +103,9 @@ pub struct CollectionInfo {
     /// (documents with their own `ttl` expire), or a default for documents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_ttl: Option<i64>,
+    /// Its vector indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vector_indexes: Vec<VectorIndexInfo>,
     #[serde(skip)]
     table: u64,
 }
@@ -111,12 +118,21 @@ struct CollectionRecord {
     indexes: Vec<IndexRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     default_ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    vector_indexes: Vec<VectorIndexRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct IndexRecord {
     #[serde(flatten)]
     info: IndexInfo,
+    table: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VectorIndexRecord {
+    #[serde(flatten)]
+    info: VectorIndexInfo,
     table: u64,
 }
 
@@ -134,6 +150,14 @@ impl CollectionInfo {
                 })
                 .collect(),
             default_ttl: record.default_ttl,
+            vector_indexes: record
+                .vector_indexes
+                .into_iter()
+                .map(|r| VectorIndexInfo {
+                    table: r.table,
+                    ..r.info
+                })
+                .collect(),
             table: record.table,
         }
     }
@@ -151,6 +175,14 @@ impl CollectionInfo {
                 })
                 .collect(),
             default_ttl: self.default_ttl,
+            vector_indexes: self
+                .vector_indexes
+                .iter()
+                .map(|i| VectorIndexRecord {
+                    info: i.clone(),
+                    table: i.table,
+                })
+                .collect(),
         }
     }
 
@@ -415,6 +447,7 @@ impl Engine {
                 partition_key: pk,
                 indexes: Vec::new(),
                 default_ttl: None,
+                vector_indexes: Vec::new(),
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -519,10 +552,7 @@ impl Engine {
                     format!("a collection has at most {MAX_INDEXES} indexes"),
                 ));
             }
-            let table = {
-                let meta = ctx.txn.open_table(META)?;
-                meta.get(NEXT_COLLECTION)?.map_or(1, |v| v.value())
-            };
+            let table = next_table_id(ctx.txn)?;
             let index = IndexInfo { table, ..index };
             let expiry = record::Expiry {
                 default_ttl: info.default_ttl,
@@ -832,7 +862,7 @@ impl Engine {
                 }
             };
             let info = &targets[at].0;
-            let keep_body = many || !info.indexes.is_empty();
+            let keep_body = many || !info.indexes.is_empty() || !info.vector_indexes.is_empty();
             let step =
                 stage(op, &info.partition_key, keep_body).map_err(|e| in_batch(e, i, many))?;
             if let Staged::Put { json_len, .. } = &step {
@@ -950,6 +980,14 @@ fn in_batch(e: DbError, i: usize, many: bool) -> DbError {
         DbError::TooLarge(m) => DbError::TooLarge(format!("operation {i}: {m}")),
         other => other,
     }
+}
+
+/// A fresh table number (collections and indexes share one counter).
+pub(crate) fn next_table_id(txn: &redb::WriteTransaction) -> Result<u64> {
+    let mut meta = txn.open_table(META)?;
+    let table = meta.get(NEXT_COLLECTION)?.map_or(1, |v| v.value());
+    meta.insert(NEXT_COLLECTION, table + 1)?;
+    Ok(table)
 }
 
 fn save_collection(
@@ -1418,7 +1456,7 @@ fn write_job(
     let mut planned: Vec<(usize, Planned)> = Vec::with_capacity(staged.len());
     for (i, (at, op)) in staged.into_iter().enumerate() {
         let info = &infos[at];
-        let indexed = !info.indexes.is_empty();
+        let indexed = !info.indexes.is_empty() || !info.vector_indexes.is_empty();
         let expiry = record::Expiry {
             default_ttl: info.default_ttl,
             now_micros: ctx.ts_micros,
@@ -1432,6 +1470,7 @@ fn write_job(
             &expiry,
         )
         .and_then(|step| {
+            vector::check(&info.vector_indexes, step.new.as_ref(), &step.id)?;
             if info.indexes.iter().any(|i| i.unique) {
                 let docs = &tables[at];
                 let live = |key: &[u8]| -> Result<bool> {
@@ -1483,6 +1522,16 @@ fn write_job(
                 &step.key,
                 step.old.as_ref(),
                 step.new.as_ref(),
+            )?;
+        }
+        if !info.vector_indexes.is_empty() {
+            vector::update(
+                txn,
+                &mut ctx.log,
+                &info.vector_indexes,
+                &step.key,
+                step.new.as_ref(),
+                &step.id,
             )?;
         }
         match step.frame {

@@ -152,6 +152,9 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
                 };
                 index::update(txn, &mut ctx.log, &info.indexes, &key, old.as_ref(), None)?;
             }
+            if !info.vector_indexes.is_empty() {
+                super::vector::update(txn, &mut ctx.log, &info.vector_indexes, &key, None, "")?;
+            }
             docs.remove(key.as_slice())?;
             ctx.log.record(Kind::Docs, info.table, &key, None);
             drop(docs);

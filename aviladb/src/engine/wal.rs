@@ -14,7 +14,7 @@
 //! ```text
 //! record  lsn (u64 LE) | payload length (u64 LE) | xxh3-64 of lsn, length, payload | payload
 //! payload effects, each: kind (1 byte), table number (u64 LE), key, value
-//!         kind 1 docs, 2 feed, 3 index, 4 expiry schedule, 5 meta
+//!         kind 1 docs, 2 feed, 3 index, 4 expiry schedule, 5 meta, 6 vectors
 //!         key: length (u32 LE) and bytes; value: 0 (removed) or 1, length (u32 LE), bytes
 //! ```
 //! Records start on 4 KiB boundaries. The file is reused from its start after each
@@ -55,6 +55,7 @@ pub(crate) enum Kind {
     Index = 3,
     Expiry = 4,
     Meta = 5,
+    Vector = 6,
 }
 
 /// The effects of one group, encoded as the writer makes them.
@@ -265,11 +266,11 @@ pub(crate) fn apply(txn: &WriteTransaction, payload: &[u8]) -> Result<()> {
             _ => return Err(bad()),
         };
         match kind {
-            1 | 3 => {
-                let name = if kind == 1 {
-                    super::docs_table(table)
-                } else {
-                    super::index::index_table(table)
+            1 | 3 | 6 => {
+                let name = match kind {
+                    1 => super::docs_table(table),
+                    3 => super::index::index_table(table),
+                    _ => super::vector::vector_table(table),
                 };
                 let mut t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
                 match value {

@@ -1,0 +1,450 @@
+//! Vector indexes: per index one table `vec.{n}` from document key to the document's
+//! vector (f32, little endian), written in the same transaction as the document, so a
+//! search never sees a vector of a deleted or replaced document. A document without the
+//! field is not indexed; a field that is not a vector of the index's dimension with
+//! finite numbers fails the write with `InvalidInput`, changing nothing.
+//!
+//! This slice serves the `flat` kind: exact search with avila-math's SIMD kernels over
+//! every stored vector. The graph kind (HNSW) comes behind the same definitions.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Engine;
+use super::commit::Reply;
+use super::record;
+use super::wal::{Kind, Log};
+use crate::error::{DbError, Result};
+use crate::query::ast::Path;
+
+/// The most dimensions a vector index takes.
+pub const MAX_DIMENSIONS: usize = 4096;
+/// The most results one search returns.
+pub const MAX_K: usize = 1000;
+
+/// How vectors are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorMetric {
+    /// `1 - cos(a, b)`: 0 for the same direction, 2 for opposite ones.
+    #[default]
+    Cosine,
+    /// The Euclidean distance `|a - b|`.
+    Euclidean,
+    /// `-a·b`: smaller is closer, as for the other metrics.
+    DotProduct,
+}
+
+impl VectorMetric {
+    /// The distance between two vectors of the same length.
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        use avila_math::distance::Metric;
+        match self {
+            VectorMetric::Cosine => Metric::Cosine.distance(a, b),
+            VectorMetric::Euclidean => Metric::L2Squared.distance(a, b).sqrt(),
+            VectorMetric::DotProduct => Metric::InnerProduct.distance(a, b) - 1.0,
+        }
+    }
+}
+
+/// How a vector index searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorIndexKind {
+    /// Exact: every vector is compared.
+    #[default]
+    Flat,
+}
+
+/// A vector index of a collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorIndexInfo {
+    /// The path of the vectors, as a JSON pointer (`/embedding`).
+    pub path: String,
+    /// Their dimension.
+    pub dimensions: usize,
+    /// How they are compared.
+    #[serde(default)]
+    pub metric: VectorMetric,
+    /// How they are searched.
+    #[serde(default)]
+    pub kind: VectorIndexKind,
+    /// Its table (engine-internal; stored beside the definition in the catalog).
+    #[serde(skip)]
+    pub(crate) table: u64,
+}
+
+impl VectorIndexInfo {
+    /// A definition to create; `path` may omit its leading `/` (`"embedding"`).
+    pub fn new(path: &str, dimensions: usize, metric: VectorMetric) -> Result<Self> {
+        let info = VectorIndexInfo {
+            path: normalize(path),
+            dimensions,
+            metric,
+            kind: VectorIndexKind::Flat,
+            table: 0,
+        };
+        info.check()?;
+        Ok(info)
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        super::names::check_path("path", &self.path)?;
+        if self.dimensions == 0 || self.dimensions > MAX_DIMENSIONS {
+            return Err(DbError::invalid(
+                "dimensions",
+                format!("must be 1 to {MAX_DIMENSIONS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The vector of a document for this index: `None` when the field is missing.
+    pub(crate) fn vector_of(
+        &self,
+        body: &Map<String, Value>,
+        id: &str,
+    ) -> Result<Option<Vec<f32>>> {
+        let Some(value) = Path::from_pointer(&self.path).read_map(body) else {
+            return Ok(None);
+        };
+        parse_vector(value, self.dimensions, &self.path)
+            .map(Some)
+            .map_err(|reason| {
+                DbError::invalid(self.path.clone(), format!("document `{id}`: {reason}"))
+            })
+    }
+}
+
+/// A JSON array of `dimensions` finite numbers as f32s.
+pub(crate) fn parse_vector(
+    value: &Value,
+    dimensions: usize,
+    what: &str,
+) -> std::result::Result<Vec<f32>, String> {
+    let Value::Array(items) = value else {
+        return Err(format!("{what} must be an array of numbers"));
+    };
+    if items.len() != dimensions {
+        return Err(format!(
+            "{what} has {} numbers; the index takes {dimensions}",
+            items.len()
+        ));
+    }
+    items
+        .iter()
+        .map(|v| match v.as_f64() {
+            Some(f) if (f as f32).is_finite() => Ok(f as f32),
+            _ => Err(format!("{what} must hold finite numbers only")),
+        })
+        .collect()
+}
+
+/// The table of vector index `id`.
+pub(crate) fn vector_table(id: u64) -> String {
+    format!("vec.{id}")
+}
+
+pub(crate) type VecDef<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
+
+fn bytes_of(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|f| f.to_le_bytes()).collect()
+}
+
+/// The f32s of a stored vector.
+pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Checks the new body's vectors before anything is written.
+pub(crate) fn check(
+    indexes: &[VectorIndexInfo],
+    new: Option<&Map<String, Value>>,
+    id: &str,
+) -> Result<()> {
+    if let Some(body) = new {
+        for index in indexes {
+            index.vector_of(body, id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the vectors of the document at `doc_key` with those of `new`.
+pub(crate) fn update(
+    txn: &WriteTransaction,
+    log: &mut Log,
+    indexes: &[VectorIndexInfo],
+    doc_key: &[u8],
+    new: Option<&Map<String, Value>>,
+    id: &str,
+) -> Result<()> {
+    for index in indexes {
+        let vector = match new {
+            Some(body) => index.vector_of(body, id)?,
+            None => None,
+        };
+        let mut table = txn.open_table(VecDef::new(&vector_table(index.table)))?;
+        match vector {
+            Some(v) => {
+                let bytes = bytes_of(&v);
+                table.insert(doc_key, bytes.as_slice())?;
+                log.record(Kind::Vector, index.table, doc_key, Some(&bytes));
+            }
+            None => {
+                if table.remove(doc_key)?.is_some() {
+                    log.record(Kind::Vector, index.table, doc_key, None);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fills a new vector index from the documents of table `docs`; documents whose field is
+/// not a vector of the index's dimension are left out. Answers (indexed, left out).
+pub(crate) fn backfill(
+    txn: &WriteTransaction,
+    docs: &str,
+    index: &VectorIndexInfo,
+) -> Result<(u64, u64)> {
+    let mut entries = Vec::new();
+    let mut skipped = 0u64;
+    {
+        let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(docs))?;
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let body = record::decode(value.value())?.body;
+            match index.vector_of(&body, "") {
+                Ok(Some(v)) => entries.push((key.value().to_vec(), bytes_of(&v))),
+                Ok(None) => {}
+                Err(_) => skipped += 1,
+            }
+        }
+    }
+    let mut table = txn.open_table(VecDef::new(&vector_table(index.table)))?;
+    for (key, bytes) in &entries {
+        table.insert(key.as_slice(), bytes.as_slice())?;
+    }
+    Ok((entries.len() as u64, skipped))
+}
+
+/// One result of a vector search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorHit {
+    /// The document, with its system properties.
+    pub document: Value,
+    /// Its distance from the query (smaller is closer).
+    pub distance: f32,
+}
+
+/// A vector search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorQuery {
+    /// The indexed path (`/embedding` or `embedding`).
+    pub path: String,
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// How many results.
+    pub k: usize,
+    /// An optional condition on the documents, as in `WHERE` (`c.lang = @lang`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Parameter values of the filter.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub parameters: Map<String, Value>,
+}
+
+impl Engine {
+    /// Creates a vector index on a collection and fills it from the documents there;
+    /// answers how many were indexed (documents whose field is not a vector of the
+    /// index's dimension are left out).
+    pub fn create_vector_index(&self, db: &str, coll: &str, index: VectorIndexInfo) -> Result<u64> {
+        super::names::check_name("database", db)?;
+        super::names::check_name("collection", coll)?;
+        index.check()?;
+        let (db, coll) = (db.to_string(), coll.to_string());
+        let reply = self.catalog_job_with(move |ctx| {
+            let mut info = super::read_collection_for_write(ctx.txn, &db, &coll)?;
+            if info.vector_indexes.iter().any(|i| i.path == index.path) {
+                return Err(DbError::AlreadyExists(format!(
+                    "a vector index on {} already exists on `{coll}`",
+                    index.path
+                )));
+            }
+            let table = super::next_table_id(ctx.txn)?;
+            let index = VectorIndexInfo { table, ..index };
+            let (count, _skipped) = backfill(ctx.txn, &super::docs_table(info.table), &index)?;
+            info.vector_indexes.push(index);
+            super::save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Count(count))
+        })?;
+        match reply {
+            Reply::Count(n) => Ok(n),
+            _ => Err(DbError::Storage(
+                "index creation answered without a count".into(),
+            )),
+        }
+    }
+
+    /// Drops the vector index on `path`.
+    pub fn drop_vector_index(&self, db: &str, coll: &str, path: &str) -> Result<()> {
+        super::names::check_name("database", db)?;
+        super::names::check_name("collection", coll)?;
+        let path = normalize(path);
+        let (db, coll) = (db.to_string(), coll.to_string());
+        self.catalog_job(move |ctx| {
+            let mut info = super::read_collection_for_write(ctx.txn, &db, &coll)?;
+            let Some(at) = info.vector_indexes.iter().position(|i| i.path == path) else {
+                return Err(DbError::NotFound(format!(
+                    "no vector index on {path} in `{coll}`"
+                )));
+            };
+            let index = info.vector_indexes.remove(at);
+            ctx.txn
+                .delete_table(VecDef::new(&vector_table(index.table)))?;
+            super::save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// The `k` documents nearest to the query vector (that pass the filter), nearest first.
+    pub fn vector_search(
+        &self,
+        db: &str,
+        coll: &str,
+        query: &VectorQuery,
+    ) -> Result<Vec<VectorHit>> {
+        if query.k == 0 || query.k > MAX_K {
+            return Err(DbError::invalid("k", format!("must be 1 to {MAX_K}")));
+        }
+        let filter = match &query.filter {
+            Some(text) => {
+                let parsed = crate::query::parse::parse(&format!("SELECT * FROM c WHERE {text}"))?;
+                let spec = crate::query::QuerySpec {
+                    text: String::new(),
+                    parameters: query.parameters.clone(),
+                };
+                let params = spec.params()?;
+                crate::query::exec::check_params(&parsed, &params)?;
+                Some((parsed, params))
+            }
+            None => None,
+        };
+        let (_, txn) = self.snapshot(db, coll)?;
+        let info = super::read_collection(&txn, db, coll)?;
+        let path = normalize(&query.path);
+        let Some(index) = info.vector_indexes.iter().find(|i| i.path == path) else {
+            return Err(DbError::NotFound(format!(
+                "no vector index on {path} in `{coll}`"
+            )));
+        };
+        if query.vector.len() != index.dimensions {
+            return Err(DbError::invalid(
+                "vector",
+                format!(
+                    "has {} numbers; the index on {path} takes {}",
+                    query.vector.len(),
+                    index.dimensions
+                ),
+            ));
+        }
+        if query.vector.iter().any(|f| !f.is_finite()) {
+            return Err(DbError::invalid("vector", "must hold finite numbers only"));
+        }
+        let vectors = txn.open_table(VecDef::new(&vector_table(index.table)))?;
+        let mut keys = Vec::new();
+        let mut flat = Vec::new();
+        for entry in vectors.iter()? {
+            let (key, value) = entry?;
+            keys.push(key.value().to_vec());
+            flat.extend(floats(value.value()));
+        }
+        let mut distances = vec![0f32; keys.len()];
+        if !keys.is_empty() {
+            let base = avila_math::distance::VectorSlice::new(&flat, index.dimensions)
+                .map_err(|e| DbError::Corrupted(format!("vector index: {e}")))?;
+            let metric = match index.metric {
+                VectorMetric::Cosine => avila_math::distance::Metric::Cosine,
+                VectorMetric::Euclidean => avila_math::distance::Metric::L2Squared,
+                VectorMetric::DotProduct => avila_math::distance::Metric::InnerProduct,
+            };
+            avila_math::distance::one_to_many(metric, &query.vector, base, &mut distances)
+                .map_err(|e| DbError::Corrupted(format!("vector index: {e}")))?;
+        }
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| {
+            distances[a]
+                .total_cmp(&distances[b])
+                .then(keys[a].cmp(&keys[b]))
+        });
+        let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&super::docs_table(
+            info.table,
+        )))?;
+        let expiry = self.expiry(&info);
+        let mut hits = Vec::with_capacity(query.k);
+        for i in order {
+            if hits.len() >= query.k {
+                break;
+            }
+            let Some(record) = docs.get(keys[i].as_slice())? else {
+                return Err(DbError::Corrupted(
+                    "a vector index entry names a document that is not stored".into(),
+                ));
+            };
+            let Some(document) = super::query::document(record.value(), &expiry)? else {
+                continue;
+            };
+            if let Some((parsed, params)) = &filter
+                && let Some(f) = &parsed.filter
+                && !crate::query::eval::is_true(&crate::query::eval::eval(f, &document, params))
+            {
+                continue;
+            }
+            let distance = match index.metric {
+                VectorMetric::Euclidean => distances[i].sqrt(),
+                VectorMetric::DotProduct => distances[i] - 1.0,
+                VectorMetric::Cosine => distances[i],
+            };
+            hits.push(VectorHit { document, distance });
+        }
+        Ok(hits)
+    }
+}
+
+fn normalize(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vectors_are_checked() {
+        let ok = json!([1, 2.5, -3]);
+        assert_eq!(parse_vector(&ok, 3, "v").unwrap(), vec![1.0, 2.5, -3.0]);
+        assert!(parse_vector(&ok, 4, "v").unwrap_err().contains("takes 4"));
+        assert!(parse_vector(&json!([1, "x", 3]), 3, "v").is_err());
+        assert!(parse_vector(&json!([1e300, 0, 0]), 3, "v").is_err());
+        assert!(parse_vector(&json!({"a": 1}), 1, "v").is_err());
+        assert!(VectorIndexInfo::new("embedding", 1536, VectorMetric::Cosine).is_ok());
+        assert!(VectorIndexInfo::new("/embedding", 0, VectorMetric::Cosine).is_err());
+        assert!(VectorIndexInfo::new("/e", MAX_DIMENSIONS + 1, VectorMetric::Cosine).is_err());
+        assert!(VectorIndexInfo::new("", 3, VectorMetric::Cosine).is_err());
+        let a = [1.0, 0.0];
+        let b = [0.0, 2.0];
+        assert!((VectorMetric::Cosine.distance(&a, &b) - 1.0).abs() < 1e-6);
+        assert!((VectorMetric::Euclidean.distance(&a, &b) - 5f32.sqrt()).abs() < 1e-6);
+        assert!((VectorMetric::DotProduct.distance(&a, &[3.0, 0.0]) + 3.0).abs() < 1e-6);
+    }
+}
