@@ -1449,6 +1449,41 @@ async fn vector_suite(client: &Client) {
                 "{metric:?} filtered"
             );
         }
+        // The same search in SQL, Cosmos DB's way: VectorDistance is a similarity for
+        // cosine and dot product (higher is closer) and a distance for euclidean; ORDER BY
+        // VectorDistance puts the closest first.
+        let q = clustered(1, 8, 1234).remove(0);
+        let rows: Vec<Value> = memories
+            .query_all(
+                QuerySpec::new(
+                    "SELECT TOP 5 c.id, VectorDistance(c.embedding, @q) AS score FROM c \
+                     WHERE c.lang = 'pt' ORDER BY VectorDistance(c.embedding, @q)",
+                )
+                .param("q", json!(q)),
+            )
+            .await
+            .unwrap();
+        let sql_ids: Vec<String> = rows
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            sql_ids,
+            brute_force(metric, &docs, &q, 5, true),
+            "{metric:?} in SQL"
+        );
+        let scores: Vec<f64> = rows.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        let best = &docs.iter().find(|d| d.0 == sql_ids[0]).unwrap().1;
+        let want = f64::from(match metric {
+            VectorMetric::Cosine => 1.0 - metric.distance(best, &q),
+            VectorMetric::Euclidean => metric.distance(best, &q),
+            VectorMetric::DotProduct => -metric.distance(best, &q),
+        });
+        assert!(
+            (scores[0] - want).abs() < 1e-4,
+            "{metric:?}: {} vs {want}",
+            scores[0]
+        );
         // A replaced vector is found at its new place only; a deleted document never.
         let moved = vec![9.0, -9.0, 9.0, -9.0, 9.0, -9.0, 9.0, -9.0];
         memories

@@ -7,9 +7,11 @@ use serde_json::Value;
 
 use super::feed::{self, ChangePage, FeedOptions, FeedStart};
 use super::record::Expiry;
+use super::vector::{VectorIndexInfo, VectorMetric};
 use super::{Engine, docs_table, index, read_collection};
 use crate::error::DbError;
 use crate::error::Result;
+use crate::query::ast::{Expr, Projection, Query};
 use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
 use crate::query::plan::{self, Access};
 use crate::query::{QuerySpec, parse, token};
@@ -116,6 +118,62 @@ impl Source for Snapshot<'_> {
     }
 }
 
+/// Gives each `VectorDistance(c.path, v)` the metric of the vector index on that path
+/// (cosine when there is none, or when the call names its own), and makes `ORDER BY
+/// VectorDistance(..)` put the most similar first: the highest score for cosine and dot
+/// product, the lowest distance for euclidean.
+fn vector_metrics(query: &mut Query, indexes: &[VectorIndexInfo]) {
+    let metric_of = |args: &[Expr]| -> String {
+        if let Some(Expr::Literal(Value::String(m))) = args.get(3) {
+            return m.to_ascii_lowercase();
+        }
+        if let Some(Expr::Literal(Value::Object(o))) = args.get(3)
+            && let Some(m) = o.get("distanceFunction").and_then(Value::as_str)
+        {
+            return m.to_ascii_lowercase();
+        }
+        let pointer = match args.first() {
+            Some(Expr::Path(p)) => p.pointer(),
+            _ => String::new(),
+        };
+        match indexes.iter().find(|i| i.path == pointer).map(|i| i.metric) {
+            Some(VectorMetric::Euclidean) => "euclidean".into(),
+            Some(VectorMetric::DotProduct) => "dotproduct".into(),
+            _ => "cosine".into(),
+        }
+    };
+    let mut fill = |e: &mut Expr| {
+        if let Expr::Call(name, args) = e
+            && name == "VECTORDISTANCE"
+            && args.len() < 4
+        {
+            let metric = metric_of(args);
+            while args.len() < 3 {
+                args.push(Expr::Literal(Value::Bool(false)));
+            }
+            args.push(Expr::Literal(Value::String(metric)));
+        }
+    };
+    match &mut query.projection {
+        Projection::Star => {}
+        Projection::Value(e) => e.walk_mut(&mut fill),
+        Projection::Fields(items) => items.iter_mut().for_each(|(e, _)| e.walk_mut(&mut fill)),
+    }
+    if let Some(f) = &mut query.filter {
+        f.walk_mut(&mut fill);
+    }
+    for item in &mut query.order_by {
+        if let Some(e) = &mut item.computed {
+            e.walk_mut(&mut fill);
+            if let Expr::Call(_, args) = e
+                && metric_of(args) != "euclidean"
+            {
+                item.descending = !item.descending;
+            }
+        }
+    }
+}
+
 /// A stored record as the document callers see, unless it has expired.
 pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> {
     if expiry.expired(&super::record::header(record)?) {
@@ -134,12 +192,13 @@ impl Engine {
         spec: &QuerySpec,
         options: &PageOptions,
     ) -> Result<QueryPage> {
-        let query = parse::parse(&spec.text)?;
+        let mut query = parse::parse(&spec.text)?;
         let params = spec.params()?;
         exec::check_params(&query, &params)?;
         let (_, txn) = self.snapshot(db, coll)?;
         // The indexes as this snapshot has them (the cached catalog may be older).
         let info = read_collection(&txn, db, coll)?;
+        vector_metrics(&mut query, &info.vector_indexes);
         let fp = token::fingerprint(info.table, &spec.text, &spec.params_fingerprint());
         let plan = plan::plan(&query, &params, &info.indexes);
         let source = Snapshot {

@@ -212,6 +212,39 @@ impl Expr {
         }
     }
 
+    /// Calls `f` on this expression and every expression inside it, outermost first.
+    pub fn walk_mut(&mut self, f: &mut impl FnMut(&mut Expr)) {
+        f(self);
+        match self {
+            Expr::Literal(_) | Expr::Param(_) | Expr::Path(_) | Expr::Aggregate(_, None) => {}
+            Expr::Unary(_, e) | Expr::Aggregate(_, Some(e)) => e.walk_mut(f),
+            Expr::Binary(_, a, b) => {
+                a.walk_mut(f);
+                b.walk_mut(f);
+            }
+            Expr::In { expr, list, .. } => {
+                expr.walk_mut(f);
+                list.iter_mut().for_each(|e| e.walk_mut(f));
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } => {
+                expr.walk_mut(f);
+                low.walk_mut(f);
+                high.walk_mut(f);
+            }
+            Expr::Call(_, args) | Expr::Array(args) => {
+                args.iter_mut().for_each(|e| e.walk_mut(f));
+            }
+            Expr::Object(fields) => fields.iter_mut().for_each(|(_, e)| e.walk_mut(f)),
+            Expr::Ternary(a, b, c) => {
+                a.walk_mut(f);
+                b.walk_mut(f);
+                c.walk_mut(f);
+            }
+        }
+    }
+
     /// Calls `f` on every parameter name in the expression.
     pub fn params<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
         match self {
@@ -258,10 +291,13 @@ pub enum Projection {
 /// One `ORDER BY` item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderItem {
-    /// The sorted path.
+    /// The sorted path (empty for a computed item).
     pub path: Path,
     /// `DESC`.
     pub descending: bool,
+    /// A computed item instead of a path: `VectorDistance(c.embedding, @q)`, which
+    /// orders the most similar first; rows where it is undefined are left out.
+    pub computed: Option<Expr>,
 }
 
 /// A whole query.

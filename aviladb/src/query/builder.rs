@@ -237,7 +237,11 @@ impl Select {
 
     fn order(mut self, p: &str, descending: bool) -> Select {
         if let E(Expr::Path(path)) = field(p) {
-            self.query.order_by.push(OrderItem { path, descending });
+            self.query.order_by.push(OrderItem {
+                path,
+                descending,
+                computed: None,
+            });
         }
         self
     }
@@ -318,7 +322,10 @@ pub fn render_query(q: &Query) -> String {
             if i > 0 {
                 out.push_str(", ");
             }
-            render(&mut out, &Expr::Path(item.path.clone()), &q.alias);
+            match &item.computed {
+                Some(e) => render(&mut out, e, &q.alias),
+                None => render(&mut out, &Expr::Path(item.path.clone()), &q.alias),
+            }
             if item.descending {
                 out.push_str(" DESC");
             }
@@ -472,7 +479,11 @@ pub fn render(out: &mut String, e: &Expr, alias: &str) {
                 out.push_str("undefined");
                 return;
             }
-            out.push_str(name);
+            out.push_str(if name == "VECTORDISTANCE" {
+                "VectorDistance"
+            } else {
+                name
+            });
             out.push('(');
             render_list(out, args, alias);
             out.push(')');

@@ -333,6 +333,38 @@ fn call<'a>(name: &str, args: &'a [Expr], doc: &'a Value, params: &'a Params) ->
                 _ => f.trunc(),
             })
         }
+        "VECTORDISTANCE" => {
+            let numbers = |v: Option<&Value>| -> Option<Vec<f32>> {
+                let Value::Array(items) = v? else {
+                    return None;
+                };
+                items.iter().map(|n| n.as_f64().map(|f| f as f32)).collect()
+            };
+            let a = numbers(first)?;
+            let b = numbers(vals.get(1)?.as_deref())?;
+            if a.is_empty() || a.len() != b.len() || a.iter().chain(&b).any(|f| !f.is_finite()) {
+                return None;
+            }
+            // The metric: the options' `distanceFunction` (the engine passes the vector
+            // index's own), cosine by default.
+            let metric = match vals.get(3).and_then(|v| v.as_deref()) {
+                Some(Value::String(m)) => m.to_ascii_lowercase(),
+                Some(Value::Object(o)) => o
+                    .get("distanceFunction")
+                    .and_then(Value::as_str)
+                    .unwrap_or("cosine")
+                    .to_ascii_lowercase(),
+                _ => "cosine".into(),
+            };
+            let score = match metric.as_str() {
+                "euclidean" => crate::engine::VectorMetric::Euclidean.distance(&a, &b),
+                "dotproduct" | "dot_product" => {
+                    -crate::engine::VectorMetric::DotProduct.distance(&a, &b)
+                }
+                _ => 1.0 - crate::engine::VectorMetric::Cosine.distance(&a, &b),
+            };
+            num(f64::from(score))
+        }
         "TOSTRING" => {
             let v = first?;
             Some(Cow::Owned(Value::String(match v {

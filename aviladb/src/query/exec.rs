@@ -171,7 +171,9 @@ pub(crate) fn run(
             if !keep(&doc) {
                 return Ok(true);
             }
-            let key = sort_key(query, &doc, pos);
+            let Some(key) = sort_key(query, &doc, pos, params) else {
+                return Ok(true);
+            };
             if after.as_deref().is_some_and(|a| key.as_slice() <= a) {
                 return Ok(true);
             }
@@ -221,11 +223,19 @@ impl Ord for SortRow {
     }
 }
 
-/// The order of a row under `ORDER BY`: its sort values, then its position (unique).
-fn sort_key(query: &Query, doc: &Value, pos: &[u8]) -> Vec<u8> {
+/// The order of a row under `ORDER BY`: its sort values, then its position (unique);
+/// `None` when a computed item is undefined for the row (it is left out).
+fn sort_key(query: &Query, doc: &Value, pos: &[u8], params: &Params) -> Option<Vec<u8>> {
     let mut key = Vec::with_capacity(32 + pos.len());
     for item in &query.order_by {
-        let v = item.path.read(doc);
+        let computed;
+        let v = match &item.computed {
+            Some(e) => {
+                computed = eval(e, doc, params)?;
+                Some(&*computed)
+            }
+            None => item.path.read(doc),
+        };
         if item.descending {
             keys::encode_desc_into(&mut key, v);
         } else {
@@ -233,7 +243,7 @@ fn sort_key(query: &Query, doc: &Value, pos: &[u8]) -> Vec<u8> {
         }
     }
     key.extend_from_slice(pos);
-    key
+    Some(key)
 }
 
 struct Pager<'q> {

@@ -211,7 +211,13 @@ fn is_keyword(word: &str) -> bool {
 }
 
 /// Scalar functions and how many arguments each takes (least, most).
-pub(crate) const FUNCTIONS: [(&str, usize, usize); 30] = [
+/// Whether `e` is a call of `VectorDistance`.
+pub(crate) fn is_vector_distance(e: &Expr) -> bool {
+    matches!(e, Expr::Call(name, _) if name == "VECTORDISTANCE")
+}
+
+pub(crate) const FUNCTIONS: [(&str, usize, usize); 31] = [
+    ("VECTORDISTANCE", 2, 4),
     ("IS_DEFINED", 1, 1),
     ("IS_NULL", 1, 1),
     ("IS_NUMBER", 1, 1),
@@ -433,13 +439,19 @@ impl Parser {
             self.expect_kw("BY")?;
             loop {
                 let t = self.peek().clone();
-                let path = match self.expr()? {
-                    Expr::Path(p) if !p.0.is_empty() => p,
+                let (path, computed) = match self.expr()? {
+                    Expr::Path(p) if !p.0.is_empty() => (p, None),
+                    call @ Expr::Call(..) if is_vector_distance(&call) => {
+                        (Path::default(), Some(call))
+                    }
                     _ => {
                         return Err(error_at(
                             t.line,
                             t.col,
-                            format!("ORDER BY takes paths such as {}.name", self.alias),
+                            format!(
+                                "ORDER BY takes paths such as {}.name, or VectorDistance(..)",
+                                self.alias
+                            ),
                         ));
                     }
                 };
@@ -449,7 +461,11 @@ impl Parser {
                     self.eat_kw("ASC");
                     false
                 };
-                order_by.push(OrderItem { path, descending });
+                order_by.push(OrderItem {
+                    path,
+                    descending,
+                    computed,
+                });
                 if !self.eat_sym(",") {
                     break;
                 }
@@ -945,6 +961,13 @@ mod tests {
         assert!(err("SELECT * FROM c WHERE NOPE(c.x)").contains("unknown function `NOPE`"));
         assert!(err("SELECT * FROM c WHERE STARTSWITH(c.x)").contains("2 to 3"));
         assert!(err("SELECT * FROM c ORDER BY 1").contains("ORDER BY takes paths"));
+        assert!(err("SELECT * FROM c ORDER BY LOWER(c.x)").contains("VectorDistance"));
+        let q = parse("SELECT TOP 3 c.id FROM c ORDER BY VectorDistance(c.e, @q)").unwrap();
+        assert!(q.order_by[0].computed.is_some());
+        assert_eq!(
+            crate::query::builder::render_query(&q),
+            "SELECT TOP 3 c.id FROM c ORDER BY VectorDistance(c.e, @q)"
+        );
         assert!(err("SELECT c.x, COUNT(1) FROM c").contains("mixed"));
         assert!(err("SELECT * FROM c WHERE COUNT(1) > 1").contains("WHERE"));
         assert!(err("SELECT * FROM c extra junk").contains("end of the query"));

@@ -185,7 +185,7 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
     let order: Vec<_> = query
         .order_by
         .iter()
-        .filter(|o| !eq_bound(&o.path.pointer()))
+        .filter(|o| o.computed.is_some() || !eq_bound(&o.path.pointer()))
         .collect();
     let mut best: Option<(u32, Plan)> = None;
     for index in indexes {
