@@ -167,7 +167,7 @@ pub(crate) enum DbCommand {
         /// The query.
         query: String,
         /// A parameter: `name=JSON` (`--param min=10 --param region='"sa"'`); a value that
-        /// is not JSON is taken as text.
+        /// is not JSON is taken as text; `name=@FILE` reads the JSON from a file.
         #[arg(long = "param", value_name = "NAME=JSON")]
         params: Vec<String>,
         /// The collection, when FROM does not name it.
@@ -286,7 +286,8 @@ pub(crate) enum VectorIndexCommand {
     },
 }
 
-/// Parameters from `--param name=JSON` (a value that is not JSON is text).
+/// Parameters from `--param name=JSON` (a value that is not JSON is text; `@FILE` reads
+/// JSON from a file).
 fn parameters(params: Vec<String>) -> Result<serde_json::Map<String, Value>> {
     let mut out = serde_json::Map::new();
     for param in params {
@@ -296,7 +297,11 @@ fn parameters(params: Vec<String>) -> Result<serde_json::Map<String, Value>> {
                 format!("`{param}` is not NAME=JSON"),
             ));
         };
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        let value = if value.starts_with('@') {
+            json_argument(name, value)?
+        } else {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()))
+        };
         out.insert(name.trim_start_matches('@').to_string(), value);
     }
     Ok(out)
