@@ -338,17 +338,26 @@ impl WriterThread<'_> {
         else {
             return;
         };
+        let salt = wal::new_salt();
         let done = (|| -> Result<()> {
             let txn = self.db.begin_write()?;
-            txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, last)?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(wal::CHECKPOINT_KEY, last)?;
+                meta.insert(wal::SALT_KEY, salt)?;
+            }
             txn.commit()?;
             Ok(())
         })();
-        // On failure the log still holds everything: the next checkpoint tries again.
-        if done.is_ok()
-            && let Some(w) = self.wal.as_mut()
-        {
-            w.restart();
+        match done {
+            Ok(()) => {
+                if let Some(w) = self.wal.as_mut() {
+                    w.restart(salt);
+                }
+            }
+            // The checkpoint may or may not be durable: no record may follow it until a
+            // reopen settles which (the log still holds everything).
+            Err(_) => self.failed.store(true, Ordering::SeqCst),
         }
     }
 }
@@ -436,19 +445,31 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     } else {
         None
     };
+    let salt = wal::new_salt();
     let saved = saved.and_then(|()| match checkpointed {
         Some(lsn) => {
-            txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, lsn)?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert(wal::CHECKPOINT_KEY, lsn)?;
+            meta.insert(wal::SALT_KEY, salt)?;
             Ok(())
         }
         None => Ok(()),
     });
+    if let Err(e) = saved {
+        for reply in replies {
+            let _ = reply.send(Err(DbError::Storage(e.to_string())));
+        }
+        return;
+    }
     // Durable first (in the log), visible second (the redb commit).
-    let logged_ok = saved.and_then(|()| match w.wal.as_mut() {
-        Some(wal) if logged && !log.is_empty() => wal.append(log.bytes()).map(|_| ()),
-        _ => Ok(()),
-    });
-    if let Err(e) = logged_ok {
+    if logged
+        && !log.is_empty()
+        && let Some(wal) = w.wal.as_mut()
+        && let Err(e) = wal.append(log.bytes())
+    {
+        // The record may be in the file even though its sync failed: it could come back
+        // after a crash, so nothing may be written after it until a reopen.
+        w.failed.store(true, Ordering::SeqCst);
         for reply in replies {
             let _ = reply.send(Err(DbError::Storage(e.to_string())));
         }
@@ -463,16 +484,16 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
             if checkpointed.is_some()
                 && let Some(wal) = w.wal.as_mut()
             {
-                wal.restart();
+                wal.restart(salt);
             }
             for (reply, answer) in replies.into_iter().zip(answers) {
                 let _ = reply.send(answer);
             }
         }
         Err(e) => {
-            if logged && !log.is_empty() {
-                // The log has the group but the file does not: only a reopen (which
-                // replays the log) brings them back together.
+            if (logged && !log.is_empty()) || checkpointed.is_some() {
+                // The log has the group but the file does not, or a checkpoint may or
+                // may not be durable: only a reopen (which replays the log) settles it.
                 w.failed.store(true, Ordering::SeqCst);
             }
             for reply in replies {

@@ -195,6 +195,11 @@ impl CollectionInfo {
         ]
         .into_iter()
         .chain(self.indexes.iter().map(|i| index::index_table(i.table)))
+        .chain(
+            self.vector_indexes
+                .iter()
+                .map(|i| vector::vector_table(i.table)),
+        )
         .collect()
     }
 }
@@ -287,6 +292,8 @@ struct Inner {
     path: PathBuf,
     /// Collection metadata by database and name; cleared whenever the catalog changes.
     catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
+    /// Moves with every catalog change (see `collection`).
+    catalog_generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -347,6 +354,7 @@ impl Engine {
                 clock: options.clock,
                 path,
                 catalog: RwLock::new(HashMap::new()),
+                catalog_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -520,11 +528,18 @@ impl Engine {
             ctx.catalog_changed();
             reply
         });
-        self.inner
+        // A reader that read the catalog before this change must not cache what it read:
+        // the generation moves, then the cache empties, under the cache's lock.
+        let mut cache = self
+            .inner
             .catalog
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+            .unwrap_or_else(|p| p.into_inner());
+        self.inner
+            .catalog_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.clear();
+        drop(cache);
         result
     }
 
@@ -665,15 +680,29 @@ impl Engine {
         }
         check_name("database", db)?;
         check_name("collection", name)?;
+        let generation = self
+            .inner
+            .catalog_generation
+            .load(std::sync::atomic::Ordering::SeqCst);
         let txn = self.inner.db.begin_read()?;
         let info = Arc::new(read_collection(&txn, db, name)?);
-        self.inner
+        let mut cache = self
+            .inner
             .catalog
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(db.to_string())
-            .or_default()
-            .insert(name.to_string(), Arc::clone(&info));
+            .unwrap_or_else(|p| p.into_inner());
+        // Cached only if no catalog change committed since the read began.
+        if self
+            .inner
+            .catalog_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == generation
+        {
+            cache
+                .entry(db.to_string())
+                .or_default()
+                .insert(name.to_string(), Arc::clone(&info));
+        }
         Ok(info)
     }
 
@@ -1059,21 +1088,29 @@ fn read_collection_for_write(
 /// before a crash that the database file had not made durable), checkpoints them, and
 /// answers the log ready for new records.
 fn recover(db: &Database, dir: &Path) -> Result<wal::Wal> {
-    let checkpoint = {
+    let (checkpoint, salt) = {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
-        meta.get(wal::CHECKPOINT_KEY)?.map_or(0, |v| v.value())
+        (
+            meta.get(wal::CHECKPOINT_KEY)?.map_or(0, |v| v.value()),
+            meta.get(wal::SALT_KEY)?.map_or(0, |v| v.value()),
+        )
     };
-    let (mut log, records) = wal::Wal::open(dir, checkpoint)?;
-    if let Some((last, _)) = records.last() {
-        let txn = db.begin_write()?;
-        for (_, payload) in &records {
-            wal::apply(&txn, payload)?;
-        }
-        txn.open_table(META)?.insert(wal::CHECKPOINT_KEY, *last)?;
-        txn.commit()?;
+    let (mut log, records) = wal::Wal::open(dir, checkpoint, salt)?;
+    // Applied, and checkpointed with a fresh seed for this run's records.
+    let txn = db.begin_write()?;
+    for (_, payload) in &records {
+        wal::apply(&txn, payload)?;
     }
-    log.restart();
+    let last = records.last().map_or(checkpoint, |(lsn, _)| *lsn);
+    let salt = wal::new_salt();
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(wal::CHECKPOINT_KEY, last)?;
+        meta.insert(wal::SALT_KEY, salt)?;
+    }
+    txn.commit()?;
+    log.restart(salt);
     Ok(log)
 }
 

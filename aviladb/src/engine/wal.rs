@@ -44,6 +44,22 @@ const ALIGN: u64 = 4096;
 pub(crate) const WAL_FILE: &str = "aviladb.wal";
 /// The meta key of the last log sequence number a durable redb commit covers.
 pub(crate) const CHECKPOINT_KEY: &str = "wal_checkpoint";
+/// The meta key of the checksum seed of the records written since that checkpoint. A new
+/// random seed comes with every checkpoint, so bytes left in the file from before it (or
+/// planted in it through stored data) can never pass as a record of the current cycle.
+pub(crate) const SALT_KEY: &str = "wal_salt";
+
+/// A fresh checksum seed.
+pub(crate) fn new_salt() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the clock still differs from every earlier cycle's seed.
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(bytes)
+}
 const RECORD_HEADER: usize = 8 + 8 + 8;
 
 /// Which table an effect changed.
@@ -111,8 +127,8 @@ impl Log {
     }
 }
 
-fn checksum(lsn: u64, payload: &[u8]) -> u64 {
-    let mut h = XxHash3_64::with_seed(0);
+fn checksum(salt: u64, lsn: u64, payload: &[u8]) -> u64 {
+    let mut h = XxHash3_64::with_seed(salt);
     std::hash::Hasher::write(&mut h, &lsn.to_le_bytes());
     std::hash::Hasher::write(&mut h, &(payload.len() as u64).to_le_bytes());
     std::hash::Hasher::write(&mut h, payload);
@@ -128,6 +144,7 @@ pub(crate) struct Wal {
     file: File,
     pos: u64,
     next_lsn: u64,
+    salt: u64,
     /// The file's length: blocks written and synced.
     len: u64,
 }
@@ -136,16 +153,23 @@ impl Wal {
     /// Opens the log of `dir` and reads the records after checkpoint `checkpoint`: the
     /// log, positioned at its start (the caller applies the records and checkpoints), and
     /// the records in order.
-    pub(crate) fn open(dir: &Path, checkpoint: u64) -> Result<(Wal, Vec<Record>)> {
+    pub(crate) fn open(dir: &Path, checkpoint: u64, salt: u64) -> Result<(Wal, Vec<Record>)> {
         let path = dir.join(WAL_FILE);
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)?;
+        if created {
+            // The new file's name must survive a crash too.
+            sync_dir(dir)?;
+        }
         let mut records = Vec::new();
-        let mut expected = checkpoint + 1;
+        let mut expected = checkpoint
+            .checked_add(1)
+            .ok_or_else(|| DbError::Corrupted("commit log checkpoint".into()))?;
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0))?;
         file.read_to_end(&mut data)?;
@@ -164,7 +188,7 @@ impl Wal {
                 break;
             }
             let payload = &data[start..start + len as usize];
-            if checksum(lsn, payload) != check {
+            if checksum(salt, lsn, payload) != check {
                 break;
             }
             records.push((lsn, payload.to_vec()));
@@ -176,6 +200,7 @@ impl Wal {
                 file,
                 pos: 0,
                 next_lsn: expected,
+                salt,
                 len: data.len() as u64,
             },
             records,
@@ -188,7 +213,7 @@ impl Wal {
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
         record.extend_from_slice(&lsn.to_le_bytes());
         record.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        record.extend_from_slice(&checksum(lsn, payload).to_le_bytes());
+        record.extend_from_slice(&checksum(self.salt, lsn, payload).to_le_bytes());
         record.extend_from_slice(payload);
         let end = self.pos + record.len() as u64;
         if end > self.len {
@@ -215,10 +240,22 @@ impl Wal {
         self.pos
     }
 
-    /// After a checkpoint covering every record: the next record goes to the start.
-    pub(crate) fn restart(&mut self) {
+    /// After a checkpoint covering every record (which stored `salt`): the next record
+    /// goes to the start, checksummed with the new seed.
+    pub(crate) fn restart(&mut self, salt: u64) {
         self.pos = 0;
+        self.salt = salt;
     }
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -324,34 +361,37 @@ mod tests {
     #[test]
     fn records_end_at_damage_and_at_older_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, old) = Wal::open(dir.path(), 0).unwrap();
+        let (mut wal, old) = Wal::open(dir.path(), 0, 7).unwrap();
         assert!(old.is_empty());
         for i in 1..=3u8 {
             assert_eq!(wal.append(&[i; 10]).unwrap(), u64::from(i));
         }
-        let (_, got) = Wal::open(dir.path(), 0).unwrap();
+        let (_, got) = Wal::open(dir.path(), 0, 7).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], (3, vec![3u8; 10]));
+        // Another cycle's seed reads nothing.
+        assert!(Wal::open(dir.path(), 0, 8).unwrap().1.is_empty());
         // Records after a checkpoint start at the beginning of the file: with a
         // checkpoint at 2 the record found there (1) is older, so nothing is replayed.
-        let (_, got) = Wal::open(dir.path(), 2).unwrap();
+        let (_, got) = Wal::open(dir.path(), 2, 7).unwrap();
         assert!(got.is_empty());
         // A checkpoint at 3 and a restart: the old records are not replayed, new ones are.
-        let (mut wal, got) = Wal::open(dir.path(), 3).unwrap();
+        let (mut wal, got) = Wal::open(dir.path(), 3, 7).unwrap();
         assert!(got.is_empty());
-        wal.restart();
+        wal.restart(9);
         assert_eq!(wal.append(&[9; 4]).unwrap(), 4);
-        let (_, got) = Wal::open(dir.path(), 3).unwrap();
+        let (_, got) = Wal::open(dir.path(), 3, 9).unwrap();
         assert_eq!(got, vec![(4, vec![9u8; 4])]);
+        assert!(Wal::open(dir.path(), u64::MAX, 9).is_err());
         // A torn or damaged record ends the log.
         let path = dir.path().join(WAL_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[RECORD_HEADER + 1] ^= 0xFF;
         std::fs::write(&path, &bytes).unwrap();
-        let (_, got) = Wal::open(dir.path(), 3).unwrap();
+        let (_, got) = Wal::open(dir.path(), 3, 9).unwrap();
         assert!(got.is_empty());
         std::fs::write(&path, &bytes[..5]).unwrap();
-        assert!(Wal::open(dir.path(), 0).unwrap().1.is_empty());
+        assert!(Wal::open(dir.path(), 0, 9).unwrap().1.is_empty());
     }
 
     #[test]
