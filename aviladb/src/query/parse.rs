@@ -996,3 +996,66 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use super::*;
+    use crate::query::eval::{Params, eval};
+    use proptest::prelude::*;
+
+    /// Pieces of the language, glued at random: mostly near-misses of valid queries.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("SELECT ".to_string()),
+            Just("TOP 3 ".to_string()),
+            Just("VALUE ".to_string()),
+            Just("* ".to_string()),
+            Just("FROM c ".to_string()),
+            Just("WHERE ".to_string()),
+            Just("ORDER BY ".to_string()),
+            Just("OFFSET 1 LIMIT 2 ".to_string()),
+            Just("c.a ".to_string()),
+            Just("c['b'][0] ".to_string()),
+            Just("@p ".to_string()),
+            Just("VectorDistance(c.v, @p) ".to_string()),
+            Just("COUNT(1) ".to_string()),
+            Just("STARTSWITH(c.s, 'x', true) ".to_string()),
+            Just("IN (1, 2) ".to_string()),
+            Just("BETWEEN 1 AND 2 ".to_string()),
+            Just("NOT ".to_string()),
+            Just("AND ".to_string()),
+            Just("OR ".to_string()),
+            Just("? 1 : 2 ".to_string()),
+            "[-+*/%=<>!?:.,()\\[\\]{}@'\"\\\\]{1,3}",
+            "[a-zA-Z_0-9]{1,6} ?",
+            "-?[0-9]{1,25}(\\.[0-9]{0,5})?(e-?[0-9]{1,4})? ",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn parsing_and_evaluating_never_panic(parts in prop::collection::vec(fragment(), 0..24)) {
+            let text = parts.concat();
+            if let Ok(q) = parse(&text) {
+                let doc = serde_json::json!({"a": 1, "b": [2, "x"], "s": "xy", "v": [1.0, 2.0]});
+                let params = Params::from([("p".to_string(), serde_json::json!([1.0, 0.0]))]);
+                if let Some(f) = &q.filter {
+                    let _ = eval(f, &doc, &params);
+                }
+                if let Projection::Value(e) = &q.projection {
+                    let _ = eval(e, &doc, &params);
+                }
+                // What parses renders back to text that parses to the same query.
+                let again = parse(&crate::query::builder::render_query(&q));
+                prop_assert_eq!(again.map_err(|e| e.to_string()), Ok(q), "{}", text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+}

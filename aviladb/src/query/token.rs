@@ -119,4 +119,12 @@ mod tests {
         assert_ne!(fingerprint(1, "a", b""), fingerprint(2, "a", b""));
         assert_ne!(fingerprint(1, "a", b"x"), fingerprint(1, "a", b""));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn foreign_text_is_refused_without_panicking(text in "[0-9a-f]{0,120}|\\PC{0,60}") {
+            proptest::prop_assert!(Token::decode(&text, 1).is_err());
+            proptest::prop_assert!(crate::engine::feed::decode_token(&text, 1).is_err());
+        }
+    }
 }
