@@ -99,6 +99,16 @@ pub(crate) enum Reply {
     Count(u64),
 }
 
+impl Reply {
+    /// The count a job answered.
+    pub(crate) fn count(self) -> Result<u64> {
+        match self {
+            Reply::Count(n) => Ok(n),
+            _ => Err(DbError::Storage("a job answered without a count".into())),
+        }
+    }
+}
+
 struct Job {
     run: JobFn,
     reply: mpsc::SyncSender<Result<Reply>>,

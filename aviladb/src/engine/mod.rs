@@ -574,19 +574,11 @@ impl Engine {
                 now_micros: ctx.ts_micros,
             };
             let count = index::backfill(ctx.txn, &docs_table(info.table), &index, &expiry)?;
-            ctx.txn
-                .open_table(META)?
-                .insert(NEXT_COLLECTION, table + 1)?;
             info.indexes.push(index);
             save_collection(ctx.txn, &db, &coll, &info)?;
             Ok(Reply::Count(count))
         })?;
-        match reply {
-            Reply::Count(n) => Ok(n),
-            _ => Err(DbError::Storage(
-                "index creation answered without a count".into(),
-            )),
-        }
+        reply.count()
     }
 
     /// Drops a secondary index.
@@ -640,14 +632,10 @@ impl Engine {
     /// Deletes expired documents now (the writer also does it every `ttl_sweep`);
     /// answers how many went. Each call reclaims at most a few thousand.
     pub fn reclaim_expired(&self) -> Result<u64> {
-        match self
-            .inner
+        self.inner
             .writer
             .submit(|ctx| ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count))?
-        {
-            Reply::Count(n) => Ok(n),
-            _ => Err(DbError::Storage("reclaim answered without a count".into())),
-        }
+            .count()
     }
 
     /// The expiry rule of a collection, now.
@@ -978,17 +966,8 @@ impl RawDocument {
 
     /// The document with its system properties.
     pub(crate) fn into_value(self) -> Result<Value> {
-        let body = match serde_json::from_slice(&self.json) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
-            Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
-        };
-        Ok(record::Record {
-            seq: self.seq,
-            ts_micros: self.ts_micros,
-            body,
-        }
-        .into_document())
+        let header = record::Header::of(self.seq, self.ts_micros);
+        record::document_from(&header, &self.json)
     }
 }
 

@@ -33,6 +33,18 @@ pub(crate) struct Header {
     len: usize,
 }
 
+impl Header {
+    /// The header of a record without a ttl.
+    pub(crate) fn of(seq: u64, ts_micros: u64) -> Header {
+        Header {
+            seq,
+            ts_micros,
+            ttl: None,
+            len: HEADER,
+        }
+    }
+}
+
 /// Reads a record's header without touching its body.
 pub(crate) fn header(bytes: &[u8]) -> Result<Header> {
     let word = |at: usize| {
@@ -236,6 +248,10 @@ pub(crate) fn decode_borrowed(bytes: &[u8]) -> Result<(Header, std::borrow::Cow<
 /// The document callers see, from its header and JSON: its fields plus `_etag`, `_ts`
 /// and `_seq`.
 pub(crate) fn document_from(h: &Header, json: &[u8]) -> Result<Value> {
+    Ok(record_from(h, json)?.into_document())
+}
+
+fn record_from(h: &Header, json: &[u8]) -> Result<Record> {
     let body = match serde_json::from_slice(json) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
@@ -245,23 +261,13 @@ pub(crate) fn document_from(h: &Header, json: &[u8]) -> Result<Value> {
         seq: h.seq,
         ts_micros: h.ts_micros,
         body,
-    }
-    .into_document())
+    })
 }
 
 /// Decodes a record, checking its version and checksum.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
     let (h, json) = decode_raw(bytes)?;
-    let body = match serde_json::from_slice(&json) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
-        Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
-    };
-    Ok(Record {
-        seq: h.seq,
-        ts_micros: h.ts_micros,
-        body,
-    })
+    record_from(&h, &json)
 }
 
 #[cfg(test)]

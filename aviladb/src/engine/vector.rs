@@ -283,12 +283,7 @@ impl Engine {
             super::save_collection(ctx.txn, &db, &coll, &info)?;
             Ok(Reply::Count(count))
         })?;
-        match reply {
-            Reply::Count(n) => Ok(n),
-            _ => Err(DbError::Storage(
-                "index creation answered without a count".into(),
-            )),
-        }
+        reply.count()
     }
 
     /// Drops the vector index on `path`.

@@ -195,20 +195,45 @@ pub enum Expr {
 impl Expr {
     /// Whether an aggregate appears anywhere in the expression.
     pub fn has_aggregate(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| {
+            found |= matches!(e, Expr::Aggregate(..));
+            !found
+        });
+        found
+    }
+
+    /// Calls `f` on this expression and every expression inside it, outermost first; `f`
+    /// answers whether to look inside the expression it was given.
+    pub fn walk<'a>(&'a self, f: &mut impl FnMut(&'a Expr) -> bool) {
+        if !f(self) {
+            return;
+        }
         match self {
-            Expr::Aggregate(..) => true,
-            Expr::Literal(_) | Expr::Param(_) | Expr::Path(_) => false,
-            Expr::Unary(_, e) => e.has_aggregate(),
-            Expr::Binary(_, a, b) => a.has_aggregate() || b.has_aggregate(),
+            Expr::Literal(_) | Expr::Param(_) | Expr::Path(_) | Expr::Aggregate(_, None) => {}
+            Expr::Unary(_, e) | Expr::Aggregate(_, Some(e)) => e.walk(f),
+            Expr::Binary(_, a, b) => {
+                a.walk(f);
+                b.walk(f);
+            }
             Expr::In { expr, list, .. } => {
-                expr.has_aggregate() || list.iter().any(Expr::has_aggregate)
+                expr.walk(f);
+                list.iter().for_each(|e| e.walk(f));
             }
             Expr::Between {
                 expr, low, high, ..
-            } => expr.has_aggregate() || low.has_aggregate() || high.has_aggregate(),
-            Expr::Call(_, args) | Expr::Array(args) => args.iter().any(Expr::has_aggregate),
-            Expr::Object(fields) => fields.iter().any(|(_, e)| e.has_aggregate()),
-            Expr::Ternary(a, b, c) => a.has_aggregate() || b.has_aggregate() || c.has_aggregate(),
+            } => {
+                expr.walk(f);
+                low.walk(f);
+                high.walk(f);
+            }
+            Expr::Call(_, args) | Expr::Array(args) => args.iter().for_each(|e| e.walk(f)),
+            Expr::Object(fields) => fields.iter().for_each(|(_, e)| e.walk(f)),
+            Expr::Ternary(a, b, c) => {
+                a.walk(f);
+                b.walk(f);
+                c.walk(f);
+            }
         }
     }
 
@@ -247,33 +272,12 @@ impl Expr {
 
     /// Calls `f` on every parameter name in the expression.
     pub fn params<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
-        match self {
-            Expr::Param(p) => f(p),
-            Expr::Literal(_) | Expr::Path(_) | Expr::Aggregate(_, None) => {}
-            Expr::Unary(_, e) | Expr::Aggregate(_, Some(e)) => e.params(f),
-            Expr::Binary(_, a, b) => {
-                a.params(f);
-                b.params(f);
+        self.walk(&mut |e| {
+            if let Expr::Param(p) = e {
+                f(p);
             }
-            Expr::In { expr, list, .. } => {
-                expr.params(f);
-                list.iter().for_each(|e| e.params(f));
-            }
-            Expr::Between {
-                expr, low, high, ..
-            } => {
-                expr.params(f);
-                low.params(f);
-                high.params(f);
-            }
-            Expr::Call(_, args) | Expr::Array(args) => args.iter().for_each(|e| e.params(f)),
-            Expr::Object(fields) => fields.iter().for_each(|(_, e)| e.params(f)),
-            Expr::Ternary(a, b, c) => {
-                a.params(f);
-                b.params(f);
-                c.params(f);
-            }
-        }
+            true
+        });
     }
 }
 

@@ -340,21 +340,31 @@ fn project(query: &Query, doc: Value, params: &Params) -> Option<Value> {
     match &query.projection {
         Projection::Star => Some(doc),
         Projection::Value(e) => eval(e, &doc, params).map(|v| v.into_owned()),
-        Projection::Fields(items) => {
-            let mut out = Map::new();
-            let mut unnamed = 0;
-            for (e, alias) in items {
-                let name = match alias {
-                    Some(a) => a.clone(),
-                    None => item_name(query, e, &mut unnamed),
-                };
-                if let Some(v) = eval(e, &doc, params) {
-                    out.insert(name, v.into_owned());
-                }
-            }
-            Some(Value::Object(out))
+        Projection::Fields(items) => Some(fields(query, items, |e| {
+            eval(e, &doc, params).map(|v| v.into_owned())
+        })),
+    }
+}
+
+/// The object `SELECT e1 [AS a1], ...` makes, with `value` computing each item; undefined
+/// items are left out.
+fn fields(
+    query: &Query,
+    items: &[(Expr, Option<String>)],
+    mut value: impl FnMut(&Expr) -> Option<Value>,
+) -> Value {
+    let mut out = Map::new();
+    let mut unnamed = 0;
+    for (e, alias) in items {
+        let name = match alias {
+            Some(a) => a.clone(),
+            None => item_name(query, e, &mut unnamed),
+        };
+        if let Some(v) = value(e) {
+            out.insert(name, v);
         }
     }
+    Value::Object(out)
 }
 
 /// The running state of one aggregate.
@@ -367,36 +377,15 @@ struct Acc {
     best: Option<(Vec<u8>, Value)>,
 }
 
+/// The aggregates of `e`, outermost first (aggregates do not nest).
 fn collect_aggregates<'e>(e: &'e Expr, out: &mut Vec<(Aggregate, Option<&'e Expr>)>) {
-    match e {
-        Expr::Aggregate(a, arg) => out.push((*a, arg.as_deref())),
-        Expr::Literal(_) | Expr::Param(_) | Expr::Path(_) => {}
-        Expr::Unary(_, e) => collect_aggregates(e, out),
-        Expr::Binary(_, a, b) => {
-            collect_aggregates(a, out);
-            collect_aggregates(b, out);
+    e.walk(&mut |e| match e {
+        Expr::Aggregate(a, arg) => {
+            out.push((*a, arg.as_deref()));
+            false
         }
-        Expr::In { expr, list, .. } => {
-            collect_aggregates(expr, out);
-            list.iter().for_each(|e| collect_aggregates(e, out));
-        }
-        Expr::Between {
-            expr, low, high, ..
-        } => {
-            collect_aggregates(expr, out);
-            collect_aggregates(low, out);
-            collect_aggregates(high, out);
-        }
-        Expr::Call(_, args) | Expr::Array(args) => {
-            args.iter().for_each(|e| collect_aggregates(e, out));
-        }
-        Expr::Object(fields) => fields.iter().for_each(|(_, e)| collect_aggregates(e, out)),
-        Expr::Ternary(a, b, c) => {
-            collect_aggregates(a, out);
-            collect_aggregates(b, out);
-            collect_aggregates(c, out);
-        }
-    }
+        _ => true,
+    });
 }
 
 /// `e` with its aggregates replaced by their results, in the order they were collected.
@@ -551,20 +540,9 @@ fn aggregate(
         Projection::Value(e) => {
             eval(&substitute(e, &mut results), &empty, params).map(|v| v.into_owned())
         }
-        Projection::Fields(items) => {
-            let mut out = Map::new();
-            let mut unnamed = 0;
-            for (e, alias) in items {
-                let name = match alias {
-                    Some(a) => a.clone(),
-                    None => item_name(query, e, &mut unnamed),
-                };
-                if let Some(v) = eval(&substitute(e, &mut results), &empty, params) {
-                    out.insert(name, v.into_owned());
-                }
-            }
-            Some(Value::Object(out))
-        }
+        Projection::Fields(items) => Some(fields(query, items, |e| {
+            eval(&substitute(e, &mut results), &empty, params).map(|v| v.into_owned())
+        })),
     };
     let offset = query.offset.unwrap_or(0);
     let items = match row {
