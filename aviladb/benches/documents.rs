@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aviladb::{Engine, EngineOptions, WriteDurability, WriteOp};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -16,7 +16,7 @@ use redb::{ReadableDatabase, TableDefinition};
 use serde_json::Value;
 
 mod common;
-use common::{doc_count, document, key_of};
+use common::{config, doc_count, document, key_of};
 
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");
 
@@ -166,13 +166,6 @@ fn durable_inserts(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
 }
 
 criterion_group! {

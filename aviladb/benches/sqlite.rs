@@ -11,7 +11,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use aviladb::{Engine, QuerySpec, WriteOp};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -19,7 +18,7 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 
 mod common;
-use common::{doc_count, document, key_of};
+use common::{config, doc_count, document, key_of};
 
 fn sqlite(path: &std::path::Path) -> Connection {
     let conn = Connection::open(path).unwrap();
@@ -160,13 +159,6 @@ fn compare(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
 }
 
 criterion_group! {

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
+use criterion::Criterion;
 use serde_json::{Value, json};
 
 pub(crate) fn doc_count() -> usize {
@@ -31,4 +34,12 @@ pub(crate) fn document(i: usize) -> Value {
 pub(crate) fn key_of(i: usize) -> (Value, String) {
     let d = document(i);
     (d["region"].clone(), d["id"].as_str().unwrap().to_string())
+}
+
+/// The criterion settings of the AvilaDB benches.
+pub(crate) fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30)
 }

@@ -451,13 +451,12 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     };
     // A barrier commits durably in redb: it covers every record of the log so far.
     let checkpointed = if barrier {
-        w.wal.as_ref().map(Wal::last_lsn)
+        w.wal.as_ref().map(|wal| (wal.last_lsn(), wal::new_salt()))
     } else {
         None
     };
-    let salt = wal::new_salt();
     let saved = saved.and_then(|()| match checkpointed {
-        Some(lsn) => {
+        Some((lsn, salt)) => {
             let mut meta = txn.open_table(META)?;
             meta.insert(wal::CHECKPOINT_KEY, lsn)?;
             meta.insert(wal::SALT_KEY, salt)?;
@@ -491,7 +490,7 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
             if !barrier {
                 w.catalog = looked_up;
             }
-            if checkpointed.is_some()
+            if let Some((_, salt)) = checkpointed
                 && let Some(wal) = w.wal.as_mut()
             {
                 wal.restart(salt);
