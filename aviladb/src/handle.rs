@@ -264,13 +264,21 @@ impl Collection {
 
     /// The `k` documents nearest to `vector` on the indexed `path`, nearest first.
     pub fn vector_search(&self, path: &str, vector: &[f32], k: usize) -> Result<Vec<VectorHit>> {
-        self.vector_query(&VectorQuery {
-            path: path.to_string(),
-            vector: vector.to_vec(),
-            k,
-            filter: None,
-            parameters: serde_json::Map::new(),
-        })
+        self.vector_query(&VectorQuery::new(path, vector.to_vec(), k))
+    }
+
+    /// Where each vector index of the collection stands (built, nodes, tombstones,
+    /// pending vectors).
+    pub fn vector_index_status(&self) -> Result<Vec<crate::VectorIndexStatus>> {
+        self.engine.vector_index_status(&self.database, &self.name)
+    }
+
+    /// Waits until every graph vector index of the collection is built and has linked
+    /// every written vector (searches are exact or partly exact until then); answers
+    /// whether that happened within `timeout`.
+    pub fn wait_vector_indexes(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.engine
+            .wait_vector_indexes(&self.database, &self.name, timeout)
     }
 
     /// A vector search with every option (a filter such as `c.lang = @lang`).

@@ -54,6 +54,7 @@ mod api;
 mod document;
 pub mod engine;
 mod error;
+pub mod graph;
 mod handle;
 pub mod query;
 mod service;
@@ -64,8 +65,8 @@ pub use document::Document;
 pub use engine::{
     ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,
     IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, ManualClock, PatchOp, ReadCheck,
-    SystemClock, TxnWrite, VectorHit, VectorIndexInfo, VectorIndexKind, VectorMetric, VectorQuery,
-    WriteDurability, WriteOp, WriteResult,
+    SystemClock, TxnWrite, VectorAccess, VectorHit, VectorIndexInfo, VectorIndexKind,
+    VectorIndexStatus, VectorMetric, VectorQuery, WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};

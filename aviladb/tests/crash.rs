@@ -167,7 +167,20 @@ fn acknowledged_writes_survive_sigkill() {
             }
         }
         // The vector index holds exactly the stored documents: each acknowledged single
-        // write is its own nearest neighbour.
+        // write is its own nearest neighbour, through the graph rebuilt after the crash,
+        // and every document a search returns is stored.
+        assert!(
+            c.wait_vector_indexes(std::time::Duration::from_secs(60))
+                .unwrap()
+        );
+        let wide = c.vector_search("/at", &[0.0, 0.0, 0.0], 200).unwrap();
+        for hit in &wide {
+            let id = hit.document["id"].as_str().unwrap();
+            assert!(
+                c.get::<Value>(id, id).unwrap().is_some(),
+                "round {round}: {id} came back"
+            );
+        }
         for name in acked.iter().rev().take(20) {
             let parts: Vec<f32> = name
                 .trim_start_matches('r')

@@ -56,6 +56,10 @@ pub(crate) enum DbCommand {
         /// A parameter of the filter: `name=JSON`.
         #[arg(long = "param", value_name = "NAME=JSON")]
         params: Vec<String>,
+        /// The graph's candidate list for this search (hnsw indexes; default: the
+        /// index's ef_search). Higher finds more of the true neighbours, slower.
+        #[arg(long)]
+        ef: Option<usize>,
     },
     /// Store a document, replacing any with its key (upsert).
     Put {
@@ -273,6 +277,18 @@ pub(crate) enum VectorIndexCommand {
         /// cosine, euclidean or dot_product.
         #[arg(long, default_value = "cosine")]
         metric: String,
+        /// hnsw (a graph: fast, approximate) or flat (exact: every vector compared).
+        #[arg(long, default_value = "hnsw")]
+        kind: String,
+        /// Graph neighbours per node (hnsw).
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// Graph build candidate list (hnsw).
+        #[arg(long, default_value_t = 200)]
+        ef_construction: usize,
+        /// Default search candidate list (hnsw).
+        #[arg(long, default_value_t = 64)]
+        ef_search: usize,
     },
     /// Drop the vector index on a path.
     Drop {
@@ -549,6 +565,10 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             path,
             dimensions,
             metric,
+            kind,
+            m,
+            ef_construction,
+            ef_search,
         }) => {
             let metric: aviladb::VectorMetric =
                 serde_json::from_value(Value::String(metric.clone())).map_err(|_| {
@@ -557,11 +577,29 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                         format!("`{metric}` is not cosine, euclidean or dot_product"),
                     )
                 })?;
+            let index = aviladb::VectorIndexInfo::new(&path, dimensions, metric)
+                .and_then(|i| {
+                    i.with_params(aviladb::graph::GraphParams {
+                        m,
+                        ef_construction,
+                        ef_search,
+                    })
+                })
+                .map_err(Error::from)?;
+            let index = match kind.as_str() {
+                "hnsw" => index,
+                "flat" => index.flat(),
+                other => {
+                    return Err(Error::invalid_input(
+                        "kind",
+                        format!("`{other}` is not hnsw or flat"),
+                    ));
+                }
+            };
             DbRequest::CreateVectorIndex {
                 database,
                 collection,
-                index: aviladb::VectorIndexInfo::new(&path, dimensions, metric)
-                    .map_err(Error::from)?,
+                index,
             }
         }
         DbCommand::VectorIndex(VectorIndexCommand::Drop {
@@ -581,6 +619,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             k,
             filter,
             params,
+            ef,
         } => {
             let vector: Vec<f32> = serde_json::from_value(json_argument("vector", &vector)?)
                 .map_err(|e| Error::invalid_input("vector", e.to_string()))?;
@@ -593,6 +632,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                     k,
                     filter,
                     parameters: parameters(params)?,
+                    ef,
                 },
             }
         }

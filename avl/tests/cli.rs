@@ -773,6 +773,49 @@ fn db_commands_work_in_process_and_through_a_server() {
     ]);
     let hit: serde_json::Value = serde_json::from_slice(&near.stdout).unwrap();
     assert_eq!(hit["document"]["id"], "m2", "{}", text(&near.stderr));
+    let wide = remote(&[
+        "vector-search",
+        "chat",
+        "memories",
+        "--path",
+        "/embedding",
+        "--vector",
+        "[0,1,0.1]",
+        "-k",
+        "1",
+        "--ef",
+        "32",
+    ]);
+    let hit: serde_json::Value = serde_json::from_slice(&wide.stdout).unwrap();
+    assert_eq!(hit["document"]["id"], "m3", "{}", text(&wide.stderr));
+    // Cosmos DB's SQL, the query vector as a parameter.
+    let sql = remote(&[
+        "query",
+        "chat",
+        "SELECT TOP 1 c.id, VectorDistance(c.embedding, @q) AS score FROM memories c \
+         ORDER BY VectorDistance(c.embedding, @q)",
+        "--param",
+        "q=[0.1,0.9,0]",
+    ]);
+    let row: serde_json::Value = serde_json::from_slice(&sql.stdout).unwrap();
+    assert_eq!(row["id"], "m3", "{}", text(&sql.stderr));
+    let flat = remote(&[
+        "vector-index",
+        "create",
+        "chat",
+        "memories",
+        "--path",
+        "/other",
+        "--dimensions",
+        "3",
+        "--kind",
+        "round",
+    ]);
+    assert!(
+        text(&flat.stderr).starts_with("error: InvalidInput: kind"),
+        "{}",
+        text(&flat.stderr)
+    );
     let bad = remote(&[
         "vector-search",
         "chat",

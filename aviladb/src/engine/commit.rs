@@ -136,6 +136,7 @@ impl Writer {
         commits: Arc<tokio::sync::watch::Sender<u64>>,
         clock: Arc<dyn Clock>,
         chores: Option<Chores>,
+        graphs: Option<Arc<super::graphs::Graphs>>,
     ) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>();
         let failed = Arc::new(AtomicBool::new(false));
@@ -152,6 +153,7 @@ impl Writer {
                     seqs: None,
                     failed: &flag,
                     catalog: Catalog::new(),
+                    graphs: graphs.as_deref(),
                 };
                 writer.run(&rx, chores.as_ref());
             })?;
@@ -199,13 +201,20 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
+impl Writer {
+    /// Closes the queue and waits until the queued groups are done.
+    pub(crate) fn stop(&mut self) {
         // Closing the channel ends the thread once the queued groups are done.
         self.jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -239,6 +248,8 @@ struct WriterThread<'a> {
     failed: &'a AtomicBool,
     /// Collection metadata as of the last commit.
     catalog: Catalog,
+    /// The graph vector indexes, told of each group's vectors before readers see it.
+    graphs: Option<&'a super::graphs::Graphs>,
 }
 
 impl WriterThread<'_> {
@@ -422,7 +433,7 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     let mut answers = Vec::with_capacity(group.len());
     let mut replies: Vec<mpsc::SyncSender<Result<Reply>>> = Vec::with_capacity(group.len());
     for job in group {
-        let mark = ctx.log.len();
+        let mark = ctx.log.mark();
         let result = (job.run)(&mut ctx);
         match &result {
             Err(e @ (DbError::Storage(_) | DbError::Corrupted(_))) => {
@@ -484,6 +495,11 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
         }
         return;
     }
+    let vectors = log.take_vectors();
+    let graphs_took = !vectors.is_empty() && w.graphs.is_some();
+    if graphs_took && let Some(graphs) = w.graphs {
+        graphs.record(vectors);
+    }
     match txn.commit().map_err(DbError::from) {
         Ok(()) => {
             w.seqs = Some(after);
@@ -500,6 +516,10 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
             }
         }
         Err(e) => {
+            if graphs_took && let Some(graphs) = w.graphs {
+                // They took vectors that are not committed: rebuild them from the tables.
+                graphs.reset();
+            }
             if (logged && !log.is_empty()) || checkpointed.is_some() {
                 // The log has the group but the file does not, or a checkpoint may or
                 // may not be durable: only a reopen (which replays the log) settles it.

@@ -3,6 +3,7 @@
 mod clock;
 mod commit;
 pub(crate) mod feed;
+pub(crate) mod graphs;
 pub(crate) mod index;
 pub(crate) mod names;
 mod patch;
@@ -11,6 +12,7 @@ pub(crate) mod record;
 mod snapshot;
 mod ttl;
 pub(crate) mod vector;
+mod vsearch;
 pub(crate) mod wal;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ pub use snapshot::{MAX_SNAPSHOTS, SNAPSHOT_IDLE};
 pub use vector::{
     MAX_DIMENSIONS, MAX_K, VectorHit, VectorIndexInfo, VectorIndexKind, VectorMetric, VectorQuery,
 };
+pub use vsearch::{VectorAccess, VectorIndexStatus};
 
 use crate::error::{DbError, Result};
 use commit::{META, Reply, TxnCtx, Writer};
@@ -294,6 +297,33 @@ struct Inner {
     catalog: RwLock<HashMap<String, HashMap<String, Arc<CollectionInfo>>>>,
     /// Moves with every catalog change (see `collection`).
     catalog_generation: std::sync::atomic::AtomicU64,
+    /// The graph vector indexes.
+    graphs: Arc<graphs::Graphs>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Every write is in first, so the saved graphs match the tables.
+        self.writer.stop();
+        self.graphs.close();
+    }
+}
+
+/// Every graph vector index in the catalog.
+fn graph_indexes(db: &Database) -> Result<Vec<VectorIndexInfo>> {
+    let txn = db.begin_read()?;
+    let colls = match txn.open_table(COLLECTIONS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for entry in colls.iter()? {
+        let (_, value) = entry?;
+        let info = CollectionInfo::from_record("", decode_collection(value.value())?);
+        out.extend(graphs::graph_indexes(&info.vector_indexes).cloned());
+    }
+    Ok(out)
 }
 
 impl std::fmt::Debug for Engine {
@@ -337,6 +367,7 @@ impl Engine {
                 ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count)
             }),
         };
+        let graphs = graphs::Graphs::open(dir, Arc::clone(&db), graph_indexes(&db)?)?;
         let writer = Writer::start(
             Arc::clone(&db),
             durability,
@@ -344,6 +375,7 @@ impl Engine {
             Arc::clone(&commits),
             Arc::clone(&options.clock),
             Some(chores),
+            Some(Arc::clone(&graphs)),
         )?;
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -355,6 +387,7 @@ impl Engine {
                 path,
                 catalog: RwLock::new(HashMap::new()),
                 catalog_generation: std::sync::atomic::AtomicU64::new(0),
+                graphs,
             }),
         })
     }
@@ -540,6 +573,9 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         cache.clear();
         drop(cache);
+        if let Ok(indexes) = graph_indexes(&self.inner.db) {
+            self.inner.graphs.sync(indexes);
+        }
         result
     }
 

@@ -7,11 +7,12 @@ use serde_json::Value;
 
 use super::feed::{self, ChangePage, FeedOptions, FeedStart};
 use super::record::Expiry;
-use super::vector::{VectorIndexInfo, VectorMetric};
+use super::vector::{VectorHit, VectorIndexInfo, VectorMetric, VectorQuery};
 use super::{Engine, docs_table, index, read_collection};
 use crate::error::DbError;
 use crate::error::Result;
 use crate::query::ast::{Expr, Projection, Query};
+use crate::query::eval::Params;
 use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
 use crate::query::plan::{self, Access};
 use crate::query::{QuerySpec, parse, token};
@@ -25,10 +26,16 @@ type IndexEntry<'a> = std::result::Result<
 >;
 
 /// The rows of one collection in one snapshot.
-struct Snapshot<'t> {
+pub(crate) struct Snapshot<'t> {
     txn: &'t ReadTransaction,
     table: u64,
     expiry: Expiry,
+}
+
+impl<'t> Snapshot<'t> {
+    pub(crate) fn new(txn: &'t ReadTransaction, table: u64, expiry: Expiry) -> Self {
+        Snapshot { txn, table, expiry }
+    }
 }
 
 impl Source for Snapshot<'_> {
@@ -174,6 +181,67 @@ fn vector_metrics(query: &mut Query, indexes: &[VectorIndexInfo]) {
     }
 }
 
+/// The vector search a query is, if it orders by `VectorDistance` on an indexed path,
+/// closest first, with a row limit: `SELECT TOP k .. ORDER BY VectorDistance(c.path, @q)`.
+fn vector_route(
+    query: &Query,
+    params: &Params,
+    indexes: &[VectorIndexInfo],
+) -> Option<VectorQuery> {
+    if query.is_aggregate() || query.order_by.len() != 1 {
+        return None;
+    }
+    let item = &query.order_by[0];
+    let Some(Expr::Call(name, args)) = &item.computed else {
+        return None;
+    };
+    if name != "VECTORDISTANCE" || args.len() != 4 {
+        return None;
+    }
+    let (Expr::Path(path), Expr::Literal(Value::Bool(false)), Expr::Literal(Value::String(metric))) =
+        (&args[0], &args[2], &args[3])
+    else {
+        return None;
+    };
+    let index = indexes.iter().find(|i| i.path == path.pointer())?;
+    let named = match index.metric {
+        VectorMetric::Cosine => "cosine",
+        VectorMetric::Euclidean => "euclidean",
+        VectorMetric::DotProduct => "dotproduct",
+    };
+    // Similarities sort descending, distances ascending: closest first either way.
+    let closest_first = item.descending != (index.metric == VectorMetric::Euclidean);
+    if metric != named || !closest_first {
+        return None;
+    }
+    let vector = crate::query::eval::eval(&args[1], &Value::Null, params)?;
+    let vector = super::vector::parse_vector(&vector, index.dimensions, "").ok()?;
+    let k = query.row_limit()?.checked_add(query.offset.unwrap_or(0))?;
+    let k = usize::try_from(k)
+        .ok()
+        .filter(|k| (1..=super::vector::MAX_K).contains(k))?;
+    Some(VectorQuery::new(&index.path, vector, k))
+}
+
+/// The documents a vector search found, as query rows.
+struct Hits(Vec<VectorHit>);
+
+impl Source for Hits {
+    fn rows(
+        &self,
+        _: &Access,
+        _: Option<&[u8]>,
+        each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
+    ) -> Result<()> {
+        for (i, hit) in self.0.iter().enumerate() {
+            if !each(&(i as u32).to_be_bytes(), hit.document.clone())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stored record as the document callers see, unless it has expired.
 pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> {
     if expiry.expired(&super::record::header(record)?) {
@@ -200,6 +268,21 @@ impl Engine {
         let info = read_collection(&txn, db, coll)?;
         vector_metrics(&mut query, &info.vector_indexes);
         let fp = token::fingerprint(info.table, &spec.text, &spec.params_fingerprint());
+        if let Some(vq) = vector_route(&query, &params, &info.vector_indexes) {
+            let filter = query
+                .filter
+                .is_some()
+                .then(|| (query.clone(), params.clone()));
+            let (hits, _) = self.vector_search_in(&txn, &info, &vq, filter.as_ref())?;
+            return exec::run(
+                &Hits(hits),
+                &plan::Plan::sorted(),
+                &query,
+                &params,
+                fp,
+                options,
+            );
+        }
         let plan = plan::plan(&query, &params, &info.indexes);
         let source = Snapshot {
             txn: &txn,
@@ -251,10 +334,25 @@ impl Engine {
 
     /// How a query would run, without running it.
     pub fn explain(&self, db: &str, coll: &str, spec: &QuerySpec) -> Result<Explain> {
-        let query = parse::parse(&spec.text)?;
+        let mut query = parse::parse(&spec.text)?;
         let params = spec.params()?;
         exec::check_params(&query, &params)?;
-        let info = self.describe_collection(db, coll)?;
+        let (_, txn) = self.snapshot(db, coll)?;
+        let info = read_collection(&txn, db, coll)?;
+        vector_metrics(&mut query, &info.vector_indexes);
+        if let Some(vq) = vector_route(&query, &params, &info.vector_indexes) {
+            let filter = query
+                .filter
+                .is_some()
+                .then(|| (query.clone(), params.clone()));
+            let (_, access) = self.vector_search_in(&txn, &info, &vq, filter.as_ref())?;
+            let mut explain = plan::Plan::sorted().explain(&query);
+            explain.access = "vector".into();
+            explain.index = Some(vq.path);
+            explain.order = "vector".into();
+            explain.vector = Some(access.to_string());
+            return Ok(explain);
+        }
         Ok(plan::plan(&query, &params, &info.indexes).explain(&query))
     }
 }

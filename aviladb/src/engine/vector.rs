@@ -4,8 +4,11 @@
 //! field is not indexed; a field that is not a vector of the index's dimension with
 //! finite numbers fails the write with `InvalidInput`, changing nothing.
 //!
-//! This slice serves the `flat` kind: exact search with avila-math's SIMD kernels over
-//! every stored vector. The graph kind (HNSW) comes behind the same definitions.
+//! Two kinds search them: `hnsw` (the default) keeps an in-memory graph beside the table
+//! (see `graphs` and `crate::graph`); `flat` compares every stored vector exactly with
+//! avila-math's SIMD kernels. Every search reads its documents from one snapshot, so a
+//! deleted, replaced or expired document never comes back, and a filter always runs on the
+//! document itself.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
@@ -13,9 +16,11 @@ use serde_json::{Map, Value};
 
 use super::Engine;
 use super::commit::Reply;
+use super::graphs::VectorChange;
 use super::record;
 use super::wal::{Kind, Log};
 use crate::error::{DbError, Result};
+use crate::graph::GraphParams;
 use crate::query::ast::Path;
 
 /// The most dimensions a vector index takes.
@@ -53,8 +58,10 @@ impl VectorMetric {
 #[serde(rename_all = "snake_case")]
 pub enum VectorIndexKind {
     /// Exact: every vector is compared.
-    #[default]
     Flat,
+    /// Approximate, through a graph (HNSW) kept in memory.
+    #[default]
+    Hnsw,
 }
 
 /// A vector index of a collection.
@@ -70,27 +77,50 @@ pub struct VectorIndexInfo {
     /// How they are searched.
     #[serde(default)]
     pub kind: VectorIndexKind,
+    /// The graph's tuning (`hnsw` only).
+    #[serde(default)]
+    pub params: GraphParams,
     /// Its table (engine-internal; stored beside the definition in the catalog).
     #[serde(skip)]
     pub(crate) table: u64,
 }
 
 impl VectorIndexInfo {
-    /// A definition to create; `path` may omit its leading `/` (`"embedding"`).
+    /// A graph (`hnsw`) index to create, with the default tuning; `path` may omit its
+    /// leading `/` (`"embedding"`).
     pub fn new(path: &str, dimensions: usize, metric: VectorMetric) -> Result<Self> {
         let info = VectorIndexInfo {
             path: normalize(path),
             dimensions,
             metric,
-            kind: VectorIndexKind::Flat,
+            kind: VectorIndexKind::Hnsw,
+            params: GraphParams::default(),
             table: 0,
         };
         info.check()?;
         Ok(info)
     }
 
+    /// The same index as an exact (`flat`) one.
+    pub fn flat(self) -> Self {
+        VectorIndexInfo {
+            kind: VectorIndexKind::Flat,
+            ..self
+        }
+    }
+
+    /// The same index with the graph tuning `params`.
+    pub fn with_params(self, params: GraphParams) -> Result<Self> {
+        let info = VectorIndexInfo { params, ..self };
+        info.check()?;
+        Ok(info)
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         super::names::check_path("path", &self.path)?;
+        self.params
+            .check()
+            .map_err(|e| DbError::invalid("params", e.to_string()))?;
         if self.dimensions == 0 || self.dimensions > MAX_DIMENSIONS {
             return Err(DbError::invalid(
                 "dimensions",
@@ -98,6 +128,11 @@ impl VectorIndexInfo {
             ));
         }
         Ok(())
+    }
+
+    /// The field of a document (with its system properties) this index reads.
+    pub(crate) fn path_value<'v>(&self, doc: &'v Value) -> Option<&'v Value> {
+        Path::from_pointer(&self.path).read(doc)
     }
 
     /// The vector of a document for this index: `None` when the field is missing.
@@ -189,15 +224,30 @@ pub(crate) fn update(
             None => None,
         };
         let mut table = txn.open_table(VecDef::new(&vector_table(index.table)))?;
+        let graph = index.kind == VectorIndexKind::Hnsw;
         match vector {
             Some(v) => {
                 let bytes = bytes_of(&v);
                 table.insert(doc_key, bytes.as_slice())?;
                 log.record(Kind::Vector, index.table, doc_key, Some(&bytes));
+                if graph {
+                    log.vector(VectorChange {
+                        table: index.table,
+                        key: doc_key.to_vec(),
+                        vector: Some(v),
+                    });
+                }
             }
             None => {
                 if table.remove(doc_key)?.is_some() {
                     log.record(Kind::Vector, index.table, doc_key, None);
+                    if graph {
+                        log.vector(VectorChange {
+                            table: index.table,
+                            key: doc_key.to_vec(),
+                            vector: None,
+                        });
+                    }
                 }
             }
         }
@@ -257,6 +307,24 @@ pub struct VectorQuery {
     /// Parameter values of the filter.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub parameters: Map<String, Value>,
+    /// The graph's candidate list for this search (`hnsw` only; the index's `ef_search`
+    /// when absent): higher finds more of the true neighbours, slower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+}
+
+impl VectorQuery {
+    /// The `k` nearest to `vector` on `path`, without a filter.
+    pub fn new(path: &str, vector: Vec<f32>, k: usize) -> Self {
+        VectorQuery {
+            path: path.to_string(),
+            vector,
+            k,
+            filter: None,
+            parameters: Map::new(),
+            ef: None,
+        }
+    }
 }
 
 impl Engine {
@@ -306,112 +374,9 @@ impl Engine {
             Ok(Reply::Done)
         })
     }
-
-    /// The `k` documents nearest to the query vector (that pass the filter), nearest first.
-    pub fn vector_search(
-        &self,
-        db: &str,
-        coll: &str,
-        query: &VectorQuery,
-    ) -> Result<Vec<VectorHit>> {
-        if query.k == 0 || query.k > MAX_K {
-            return Err(DbError::invalid("k", format!("must be 1 to {MAX_K}")));
-        }
-        let filter = match &query.filter {
-            Some(text) => {
-                let parsed = crate::query::parse::parse(&format!("SELECT * FROM c WHERE {text}"))?;
-                let spec = crate::query::QuerySpec {
-                    text: String::new(),
-                    parameters: query.parameters.clone(),
-                };
-                let params = spec.params()?;
-                crate::query::exec::check_params(&parsed, &params)?;
-                Some((parsed, params))
-            }
-            None => None,
-        };
-        let (_, txn) = self.snapshot(db, coll)?;
-        let info = super::read_collection(&txn, db, coll)?;
-        let path = normalize(&query.path);
-        let Some(index) = info.vector_indexes.iter().find(|i| i.path == path) else {
-            return Err(DbError::NotFound(format!(
-                "no vector index on {path} in `{coll}`"
-            )));
-        };
-        if query.vector.len() != index.dimensions {
-            return Err(DbError::invalid(
-                "vector",
-                format!(
-                    "has {} numbers; the index on {path} takes {}",
-                    query.vector.len(),
-                    index.dimensions
-                ),
-            ));
-        }
-        if query.vector.iter().any(|f| !f.is_finite()) {
-            return Err(DbError::invalid("vector", "must hold finite numbers only"));
-        }
-        let vectors = txn.open_table(VecDef::new(&vector_table(index.table)))?;
-        let mut keys = Vec::new();
-        let mut flat = Vec::new();
-        for entry in vectors.iter()? {
-            let (key, value) = entry?;
-            keys.push(key.value().to_vec());
-            flat.extend(floats(value.value()));
-        }
-        let mut distances = vec![0f32; keys.len()];
-        if !keys.is_empty() {
-            let base = avila_math::distance::VectorSlice::new(&flat, index.dimensions)
-                .map_err(|e| DbError::Corrupted(format!("vector index: {e}")))?;
-            let metric = match index.metric {
-                VectorMetric::Cosine => avila_math::distance::Metric::Cosine,
-                VectorMetric::Euclidean => avila_math::distance::Metric::L2Squared,
-                VectorMetric::DotProduct => avila_math::distance::Metric::InnerProduct,
-            };
-            avila_math::distance::one_to_many(metric, &query.vector, base, &mut distances)
-                .map_err(|e| DbError::Corrupted(format!("vector index: {e}")))?;
-        }
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_by(|&a, &b| {
-            distances[a]
-                .total_cmp(&distances[b])
-                .then(keys[a].cmp(&keys[b]))
-        });
-        let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&super::docs_table(
-            info.table,
-        )))?;
-        let expiry = self.expiry(&info);
-        let mut hits = Vec::with_capacity(query.k);
-        for i in order {
-            if hits.len() >= query.k {
-                break;
-            }
-            let Some(record) = docs.get(keys[i].as_slice())? else {
-                return Err(DbError::Corrupted(
-                    "a vector index entry names a document that is not stored".into(),
-                ));
-            };
-            let Some(document) = super::query::document(record.value(), &expiry)? else {
-                continue;
-            };
-            if let Some((parsed, params)) = &filter
-                && let Some(f) = &parsed.filter
-                && !crate::query::eval::is_true(&crate::query::eval::eval(f, &document, params))
-            {
-                continue;
-            }
-            let distance = match index.metric {
-                VectorMetric::Euclidean => distances[i].sqrt(),
-                VectorMetric::DotProduct => distances[i] - 1.0,
-                VectorMetric::Cosine => distances[i],
-            };
-            hits.push(VectorHit { document, distance });
-        }
-        Ok(hits)
-    }
 }
 
-fn normalize(path: &str) -> String {
+pub(crate) fn normalize(path: &str) -> String {
     if path.starts_with('/') {
         path.to_string()
     } else {

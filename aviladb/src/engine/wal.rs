@@ -74,11 +74,13 @@ pub(crate) enum Kind {
     Vector = 6,
 }
 
-/// The effects of one group, encoded as the writer makes them.
+/// The effects of one group, encoded as the writer makes them, and (logged or not) the
+/// vectors it changed in graph indexes, which the writer hands to them before the commit.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     on: bool,
     buf: Vec<u8>,
+    vectors: Vec<super::graphs::VectorChange>,
 }
 
 impl Log {
@@ -86,7 +88,23 @@ impl Log {
         Log {
             on,
             buf: Vec::new(),
+            vectors: Vec::new(),
         }
+    }
+
+    /// Records that the vector of `key` in graph index `table` changed.
+    pub(crate) fn vector(&mut self, change: super::graphs::VectorChange) {
+        self.vectors.push(change);
+    }
+
+    /// The vectors changed, taken out.
+    pub(crate) fn take_vectors(&mut self) -> Vec<super::graphs::VectorChange> {
+        std::mem::take(&mut self.vectors)
+    }
+
+    /// Where the log stands, for [`Log::truncate`].
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.buf.len(), self.vectors.len())
     }
 
     /// Records that `key` of table `table` of `kind` now holds `value` (`None`: removed).
@@ -109,13 +127,15 @@ impl Log {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
-    /// Forgets what was recorded after `len` (a job that failed).
-    pub(crate) fn truncate(&mut self, len: usize) {
-        self.buf.truncate(len);
+    /// Forgets what was recorded after `mark` (a job that failed).
+    pub(crate) fn truncate(&mut self, mark: (usize, usize)) {
+        self.buf.truncate(mark.0);
+        self.vectors.truncate(mark.1);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

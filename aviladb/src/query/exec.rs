@@ -65,6 +65,10 @@ pub struct Explain {
     pub filter: bool,
     /// Whether the query aggregates.
     pub aggregate: bool,
+    /// For `ORDER BY VectorDistance(..)` on a vector index with `TOP` or `LIMIT`: how the
+    /// vector search ran (the documents then go through the query as usual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<String>,
 }
 
 /// The rows of an access path, after a position: `each` is called with each row's

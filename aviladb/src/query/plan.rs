@@ -258,6 +258,16 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
 }
 
 impl Plan {
+    /// Rows from a source in no useful order, sorted in memory (a vector search's).
+    pub(crate) fn sorted() -> Plan {
+        Plan {
+            access: Access::Scan,
+            sort_in_memory: true,
+            equality: Vec::new(),
+            range: None,
+        }
+    }
+
     /// The plan in words.
     pub(crate) fn explain(&self, query: &Query) -> Explain {
         let (access, index) = match &self.access {
@@ -278,6 +288,7 @@ impl Plan {
             },
             filter: query.filter.is_some(),
             aggregate: query.is_aggregate(),
+            vector: None,
         }
     }
 }

@@ -1,0 +1,585 @@
+//! The graph (HNSW) vector indexes of an open engine, kept in memory beside the `vec.{n}`
+//! tables they are built from, which stay the truth.
+//!
+//! - **Writes.** The writer hands every vector a group changed to its graph after the
+//!   group is durable and before readers can see it ([`Graphs::record`]): the key's old
+//!   node becomes a tombstone at once and the new vector waits in `pending`, which searches
+//!   compare exactly. The indexer thread then links pending vectors into the graph, one at
+//!   a time, next to running searches.
+//! - **Builds.** A new index, or an index without a saved graph at open, is built by the
+//!   indexer from a snapshot of its table (in parallel, on rayon); until it is ready,
+//!   searches are exact. Changes that come during a build wait in `pending`.
+//! - **Compaction.** When tombstones reach a quarter of the nodes (and at least
+//!   [`REBUILD_MIN_TOMBSTONES`]), the indexer builds a new graph from the live vectors and
+//!   swaps it in; reads and writes go on meanwhile.
+//! - **Persistence.** A clean close saves each graph to `vectors/{n}.graph` (written
+//!   whole, synced, renamed). Open loads a file only if it matches the index's definition
+//!   and the table's row count, then deletes it before any write, so a graph file on disk
+//!   always describes the database as it was closed; after a crash there is none, and the
+//!   graph is rebuilt from the table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::vector::{VecDef, VectorIndexInfo, VectorIndexKind, VectorMetric, floats, vector_table};
+use crate::graph::{Hnsw, Space};
+
+/// The fewest tombstones that start a compaction.
+pub(crate) const REBUILD_MIN_TOMBSTONES: usize = 64;
+/// Pending vectors linked per turn of the indexer before it looks at other work.
+const APPLY_BATCH: usize = 256;
+const FILE_MAGIC: &[u8] = b"AVLVGRF1";
+
+/// A vector written (`Some`) or removed (`None`) in graph index `table`.
+#[derive(Debug, Clone)]
+pub(crate) struct VectorChange {
+    pub(crate) table: u64,
+    pub(crate) key: Vec<u8>,
+    pub(crate) vector: Option<Vec<f32>>,
+}
+
+/// The space a metric's graph uses.
+pub(crate) fn space_of(metric: VectorMetric) -> Space {
+    match metric {
+        VectorMetric::Cosine => Space::Cosine,
+        VectorMetric::Euclidean => Space::L2,
+        VectorMetric::DotProduct => Space::InnerProduct,
+    }
+}
+
+/// A graph's distance as the metric's distance.
+pub(crate) fn public_distance(metric: VectorMetric, d: f32) -> f32 {
+    match metric {
+        VectorMetric::Euclidean => d.max(0.0).sqrt(),
+        _ => d,
+    }
+}
+
+/// The graph and the document key of each node.
+pub(crate) struct State {
+    pub(crate) graph: Option<Hnsw>,
+    pub(crate) keys: Vec<Box<[u8]>>,
+}
+
+/// A document key.
+type Key = Box<[u8]>;
+/// A vector in graph space, shared.
+type Shared = Arc<[f32]>;
+
+#[derive(Default)]
+struct Pending {
+    /// The live node of each key (once built).
+    nodes: HashMap<Box<[u8]>, u32>,
+    /// Changes not linked yet: a stamp and the vector in graph space (normalized for
+    /// cosine), or `None` for a removal.
+    changes: HashMap<Key, (u64, Option<Shared>)>,
+    stamp: u64,
+    /// Moves on every reset: a build started before one must not be installed.
+    epoch: u64,
+}
+
+/// One graph index.
+pub(crate) struct VectorGraph {
+    pub(crate) info: VectorIndexInfo,
+    pub(crate) state: RwLock<State>,
+    pending: Mutex<Pending>,
+}
+
+impl VectorGraph {
+    fn new(info: VectorIndexInfo) -> Self {
+        VectorGraph {
+            info,
+            state: RwLock::new(State {
+                graph: None,
+                keys: Vec::new(),
+            }),
+            pending: Mutex::new(Pending::default()),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The vectors written but not linked yet (key, vector in graph space); a search
+    /// must take them before it reads the graph (see the lock order in `record`).
+    pub(crate) fn pending_vectors(&self) -> Vec<(Key, Shared)> {
+        self.pending()
+            .changes
+            .iter()
+            .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.clone(), Arc::clone(v))))
+            .collect()
+    }
+
+    /// Whether the graph is built.
+    pub(crate) fn ready(&self) -> bool {
+        self.read().graph.is_some()
+    }
+
+    /// (nodes, tombstones, pending) for status reports.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let pending = self.pending().changes.len();
+        let state = self.read();
+        match &state.graph {
+            Some(g) => (g.len(), g.tombstones(), pending),
+            None => (0, 0, pending),
+        }
+    }
+
+    fn to_space(&self, mut v: Vec<f32>) -> Arc<[f32]> {
+        if self.info.metric == VectorMetric::Cosine {
+            crate::graph::normalize(&mut v);
+        }
+        v.into()
+    }
+
+    /// Takes a committed change: the key's node is a tombstone from now on and its new
+    /// vector waits to be linked. Lock order: `pending`, then `state` (shared).
+    fn record(&self, change: VectorChange) {
+        let mut pending = self.pending();
+        pending.stamp += 1;
+        let stamp = pending.stamp;
+        let key: Box<[u8]> = change.key.into();
+        if let Some(node) = pending.nodes.remove(&key)
+            && let Some(g) = &self.read().graph
+        {
+            g.remove(node);
+        }
+        let vector = change.vector.map(|v| self.to_space(v));
+        pending.changes.insert(key, (stamp, vector));
+    }
+
+    /// Links up to `max` pending vectors; answers how many changes it settled.
+    fn apply(&self, max: usize) -> usize {
+        let batch: Vec<(Key, u64, Option<Shared>)> = self
+            .pending()
+            .changes
+            .iter()
+            .take(max)
+            .map(|(k, (s, v))| (k.clone(), *s, v.clone()))
+            .collect();
+        for (key, stamp, vector) in &batch {
+            let node = match vector {
+                Some(v) => {
+                    let node = {
+                        let mut state = self.write();
+                        let State { graph, keys } = &mut *state;
+                        let Some(g) = graph.as_mut() else { return 0 };
+                        match g.push(v) {
+                            Ok(node) => {
+                                keys.push(key.clone());
+                                node
+                            }
+                            // Checked when written; a vector the graph refuses stays
+                            // pending, where searches compare it exactly.
+                            Err(_) => continue,
+                        }
+                    };
+                    if let Some(g) = &self.read().graph {
+                        g.link(node);
+                    }
+                    Some(node)
+                }
+                None => None,
+            };
+            let mut pending = self.pending();
+            if pending.changes.get(key).is_some_and(|(s, _)| s == stamp) {
+                pending.changes.remove(key);
+                if let Some(node) = node {
+                    pending.nodes.insert(key.clone(), node);
+                }
+            } else if let Some(node) = node
+                && let Some(g) = &self.read().graph
+            {
+                // A newer change of the key came meanwhile.
+                g.remove(node);
+            }
+        }
+        batch.len()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.pending().epoch
+    }
+
+    /// Installs a graph built since `epoch` (`keys` per node): changes that came
+    /// meanwhile win.
+    fn install(&self, graph: Hnsw, keys: Vec<Box<[u8]>>, epoch: u64) {
+        let mut pending = self.pending();
+        if pending.epoch != epoch {
+            return;
+        }
+        let mut state = self.write();
+        let mut nodes = HashMap::with_capacity(keys.len());
+        for (node, key) in keys.iter().enumerate() {
+            let node = node as u32;
+            if graph.is_deleted(node) {
+                continue;
+            }
+            if pending.changes.contains_key(key) {
+                graph.remove(node);
+            } else {
+                nodes.insert(key.clone(), node);
+            }
+        }
+        pending.nodes = nodes;
+        state.graph = Some(graph);
+        state.keys = keys;
+    }
+
+    fn needs_compaction(&self) -> bool {
+        let state = self.read();
+        state.graph.as_ref().is_some_and(|g| {
+            g.tombstones() >= REBUILD_MIN_TOMBSTONES && g.tombstones() * 4 >= g.len()
+        })
+    }
+}
+
+/// Every graph index of an engine and the thread that maintains them.
+pub(crate) struct Graphs {
+    dir: PathBuf,
+    db: Arc<Database>,
+    map: Mutex<HashMap<u64, Arc<VectorGraph>>>,
+    signal: (Mutex<bool>, Condvar),
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Graphs {
+    /// Loads the saved graphs of `indexes` (deleting every saved file), registers the
+    /// others for a build, and starts the indexer.
+    pub(crate) fn open(
+        dir: &Path,
+        db: Arc<Database>,
+        indexes: Vec<VectorIndexInfo>,
+    ) -> crate::Result<Arc<Graphs>> {
+        let dir = dir.join("vectors");
+        let graphs = Arc::new(Graphs {
+            dir: dir.clone(),
+            db,
+            map: Mutex::new(HashMap::new()),
+            signal: (Mutex::new(false), Condvar::new()),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        for info in indexes {
+            let graph = Arc::new(VectorGraph::new(info.clone()));
+            if let Some((g, keys)) = graphs.load(&info) {
+                graph.install(g, keys, 0);
+            }
+            graphs.map().insert(info.table, graph);
+        }
+        // Every saved graph is used up: a crash from here on must rebuild.
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir)? {
+                std::fs::remove_file(entry?.path())?;
+            }
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        let worker = Arc::clone(&graphs);
+        let thread = std::thread::Builder::new()
+            .name("aviladb-vectors".into())
+            .spawn(move || worker.run())?;
+        *graphs.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(graphs)
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<VectorGraph>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The graph of index `table`, if it is a graph index this engine keeps.
+    pub(crate) fn get(&self, table: u64) -> Option<Arc<VectorGraph>> {
+        self.map().get(&table).cloned()
+    }
+
+    /// Makes the registered graphs those of `indexes` (after a catalog change): new ones
+    /// are built, dropped ones forgotten.
+    pub(crate) fn sync(&self, indexes: Vec<VectorIndexInfo>) {
+        let mut map = self.map();
+        map.retain(|table, _| indexes.iter().any(|i| i.table == *table));
+        for info in indexes {
+            map.entry(info.table)
+                .or_insert_with(|| Arc::new(VectorGraph::new(info)));
+        }
+        drop(map);
+        self.wake();
+    }
+
+    /// Hands the changes of a durable group to their graphs (before readers see it).
+    pub(crate) fn record(&self, changes: Vec<VectorChange>) {
+        if changes.is_empty() {
+            return;
+        }
+        let map = self.map();
+        for change in changes {
+            if let Some(graph) = map.get(&change.table) {
+                graph.record(change);
+            }
+        }
+        drop(map);
+        self.wake();
+    }
+
+    /// Forgets every graph's state and builds them again from their tables (after a
+    /// group the graphs took failed to commit).
+    pub(crate) fn reset(&self) {
+        for graph in self.map().values() {
+            let mut pending = graph.pending();
+            let mut state = graph.write();
+            let epoch = pending.epoch + 1;
+            *pending = Pending {
+                epoch,
+                ..Pending::default()
+            };
+            state.graph = None;
+            state.keys = Vec::new();
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        let (flag, cv) = &self.signal;
+        *flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cv.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn run(&self) {
+        loop {
+            {
+                let (flag, cv) = &self.signal;
+                let mut woken = flag.lock().unwrap_or_else(PoisonError::into_inner);
+                if !*woken {
+                    woken = cv
+                        .wait_timeout(woken, Duration::from_millis(500))
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                *woken = false;
+            }
+            if self.stopping() {
+                return;
+            }
+            let graphs: Vec<Arc<VectorGraph>> = self.map().values().cloned().collect();
+            let mut busy = false;
+            for graph in graphs {
+                if self.stopping() {
+                    return;
+                }
+                if !graph.ready() {
+                    busy |= self.build(&graph);
+                } else if graph.needs_compaction() {
+                    self.compact(&graph);
+                    busy = true;
+                } else if graph.apply(APPLY_BATCH) > 0 {
+                    busy = true;
+                }
+            }
+            if busy {
+                self.wake();
+            }
+        }
+    }
+
+    /// Builds a graph from a snapshot of its table (changes after it are pending).
+    fn build(&self, graph: &VectorGraph) -> bool {
+        let info = &graph.info;
+        let epoch = graph.epoch();
+        let read = || -> crate::Result<(Vec<Key>, Vec<f32>)> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(VecDef::new(&vector_table(info.table)))?;
+            let mut keys = Vec::with_capacity(table.len()? as usize);
+            let mut flat = Vec::with_capacity(keys.capacity() * info.dimensions);
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let v = floats(v.value());
+                if v.len() == info.dimensions {
+                    keys.push(k.value().into());
+                    flat.extend(v);
+                }
+            }
+            Ok((keys, flat))
+        };
+        let Ok((keys, flat)) = read() else {
+            // The index was dropped meanwhile (the next sync forgets it).
+            return false;
+        };
+        let started = std::time::Instant::now();
+        tracing::info!(
+            target: "aviladb::vectors",
+            "building the vector index on {} ({} vectors)",
+            info.path,
+            keys.len()
+        );
+        match Hnsw::build_cancellable(
+            info.dimensions,
+            space_of(info.metric),
+            info.params,
+            &flat,
+            None,
+            Some(&self.stop),
+        ) {
+            Ok(g) if !self.stopping() => {
+                graph.install(g, keys, epoch);
+                tracing::info!(
+                    target: "aviladb::vectors",
+                    "built the vector index on {} in {:.1} s",
+                    info.path,
+                    started.elapsed().as_secs_f64()
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Rebuilds a graph from its live vectors.
+    fn compact(&self, graph: &VectorGraph) {
+        let epoch = graph.epoch();
+        let (keys, flat) = {
+            let state = graph.read();
+            let Some(g) = &state.graph else { return };
+            let mut keys = Vec::with_capacity(g.len() - g.tombstones());
+            let mut flat = Vec::with_capacity(keys.capacity() * g.dim());
+            for node in 0..g.len() as u32 {
+                if !g.is_deleted(node) {
+                    keys.push(state.keys[node as usize].clone());
+                    flat.extend_from_slice(g.vector(node));
+                }
+            }
+            (keys, flat)
+        };
+        let info = &graph.info;
+        if let Ok(g) = Hnsw::build_cancellable(
+            info.dimensions,
+            space_of(info.metric),
+            info.params,
+            &flat,
+            None,
+            Some(&self.stop),
+        ) && !self.stopping()
+        {
+            graph.install(g, keys, epoch);
+        }
+    }
+
+    /// Stops the indexer, links what is pending, and saves every built graph. Runs after
+    /// the writer has stopped.
+    pub(crate) fn close(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        let graphs: Vec<Arc<VectorGraph>> = self.map().values().cloned().collect();
+        for graph in graphs {
+            if !graph.ready() {
+                continue;
+            }
+            while graph.apply(usize::MAX) > 0 {}
+            // A graph that cannot be saved is rebuilt at the next open.
+            let _ = self.save(&graph);
+        }
+    }
+
+    fn file(&self, table: u64) -> PathBuf {
+        self.dir.join(format!("{table}.graph"))
+    }
+
+    fn save(&self, graph: &VectorGraph) -> std::io::Result<()> {
+        let state = graph.read();
+        let Some(g) = &state.graph else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(FILE_MAGIC);
+        out.extend_from_slice(&graph.info.table.to_le_bytes());
+        out.extend_from_slice(&(state.keys.len() as u64).to_le_bytes());
+        for key in &state.keys {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key);
+        }
+        g.save(&mut out)?;
+        let sum = twox_hash::XxHash3_64::oneshot(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!("{}.tmp", graph.info.table));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&out)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.file(graph.info.table))?;
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+
+    /// A saved graph of `info`, if there is one that matches it and its table.
+    fn load(&self, info: &VectorIndexInfo) -> Option<(Hnsw, Vec<Box<[u8]>>)> {
+        let bytes = std::fs::read(self.file(info.table)).ok()?;
+        let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
+        if twox_hash::XxHash3_64::oneshot(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+            return None;
+        }
+        let rest = body.strip_prefix(FILE_MAGIC)?;
+        let (table, rest) = rest.split_at_checked(8)?;
+        if u64::from_le_bytes(table.try_into().ok()?) != info.table {
+            return None;
+        }
+        let (count, mut rest) = rest.split_at_checked(8)?;
+        let count = usize::try_from(u64::from_le_bytes(count.try_into().ok()?)).ok()?;
+        if count > rest.len() {
+            return None;
+        }
+        let mut keys = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (len, after) = rest.split_at_checked(4)?;
+            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+            let (key, after) = after.split_at_checked(len)?;
+            keys.push(Box::from(key));
+            rest = after;
+        }
+        let graph = Hnsw::load(&mut &rest[..]).ok()?;
+        let live = graph.len() - graph.tombstones();
+        let rows = {
+            let txn = self.db.begin_read().ok()?;
+            let table = txn
+                .open_table(VecDef::new(&vector_table(info.table)))
+                .ok()?;
+            table.len().ok()? as usize
+        };
+        let matches = graph.len() == keys.len()
+            && graph.dim() == info.dimensions
+            && graph.space() == space_of(info.metric)
+            && graph.params() == info.params
+            && live == rows;
+        matches.then_some((graph, keys))
+    }
+}
+
+/// The graph indexes among a collection's vector indexes.
+pub(crate) fn graph_indexes(indexes: &[VectorIndexInfo]) -> impl Iterator<Item = &VectorIndexInfo> {
+    indexes.iter().filter(|i| i.kind == VectorIndexKind::Hnsw)
+}

@@ -1,0 +1,379 @@
+//! Vector search through the graph (HNSW) index, against brute force: recall for each
+//! metric, with filters, after deletes and updates, after reopening (a saved graph) and
+//! with a damaged saved graph (rebuilt), compaction, and how the planner chooses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use aviladb::graph::GraphParams;
+use aviladb::{
+    Collection, Engine, VectorAccess, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp,
+};
+use serde_json::{Value, json};
+
+const DIM: usize = 16;
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Clustered vectors: 40 centres, points spread around them (not uniform noise).
+fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| (0..DIM).map(|_| next() * 8.0).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let spread = 0.3 + (i % 7) as f32 * 0.2;
+            centres[(i * 7919) % 40]
+                .iter()
+                .map(|c| c + next() * spread)
+                .collect()
+        })
+        .collect()
+}
+
+struct Model {
+    /// (id, vector, tag) of each stored document.
+    docs: Vec<(String, Vec<f32>, u64)>,
+}
+
+impl Model {
+    fn nearest(&self, metric: VectorMetric, q: &[f32], k: usize, tag: Option<u64>) -> Vec<String> {
+        let mut all: Vec<(f32, &str)> = self
+            .docs
+            .iter()
+            .filter(|d| tag.is_none_or(|t| d.2 == t))
+            .map(|d| (metric.distance(q, &d.1), d.0.as_str()))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+        all.into_iter().take(k).map(|x| x.1.to_string()).collect()
+    }
+}
+
+fn ids(hits: &[aviladb::VectorHit]) -> Vec<String> {
+    hits.iter()
+        .map(|h| h.document["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn search(c: &Collection, q: &[f32], k: usize, filter: Option<&str>) -> Vec<aviladb::VectorHit> {
+    let mut query = VectorQuery::new("embedding", q.to_vec(), k);
+    query.filter = filter.map(str::to_string);
+    c.vector_query(&query).unwrap()
+}
+
+/// Mean recall@10 of the collection's searches against the model.
+fn recall(
+    c: &Collection,
+    model: &Model,
+    metric: VectorMetric,
+    queries: &[Vec<f32>],
+    tag: Option<u64>,
+) -> f64 {
+    let filter = tag.map(|t| format!("c.tag = {t}"));
+    let mut found = 0;
+    let mut total = 0;
+    for q in queries {
+        let truth = model.nearest(metric, q, 10, tag);
+        let got = ids(&search(c, q, 10, filter.as_deref()));
+        assert!(got.len() <= 10);
+        found += truth.iter().filter(|t| got.contains(t)).count();
+        total += truth.len();
+    }
+    found as f64 / total as f64
+}
+
+fn fill(c: &Collection, vectors: &[Vec<f32>]) -> Model {
+    let mut docs = Vec::new();
+    for (chunk_at, chunk) in vectors.chunks(100).enumerate() {
+        let ops = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let i = chunk_at * 100 + j;
+                docs.push((format!("d{i}"), v.clone(), (i % 10) as u64));
+                WriteOp::Insert {
+                    document: json!({"id": format!("d{i}"), "tag": i % 10, "rare": i % 500, "embedding": v}),
+                }
+            })
+            .collect();
+        c.write(ops).unwrap();
+    }
+    Model { docs }
+}
+
+fn status(c: &Collection) -> aviladb::VectorIndexStatus {
+    let engine_status = c.vector_index_status().unwrap();
+    engine_status.into_iter().next().unwrap()
+}
+
+#[test]
+fn graph_search_finds_what_brute_force_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = clustered(2100, 7);
+    let (data, queries) = all.split_at(2000);
+    let queries = &queries[..60];
+    for (metric, floor) in [
+        (VectorMetric::Cosine, 0.95),
+        (VectorMetric::Euclidean, 0.95),
+        (VectorMetric::DotProduct, 0.75),
+    ] {
+        let name = format!("{metric:?}").to_lowercase();
+        let engine = Engine::open(dir.path().join(&name)).unwrap();
+        let db = engine.database("ai");
+        db.create().unwrap();
+        let c = db.create_collection("memories", "/id").unwrap();
+        let mut model = fill(&c, data);
+        // Built from the stored documents, in the background.
+        let index = VectorIndexInfo::new("embedding", DIM, metric)
+            .unwrap()
+            .with_params(GraphParams {
+                m: 12,
+                ef_construction: 100,
+                ef_search: 64,
+            })
+            .unwrap();
+        assert_eq!(c.create_vector_index_with(index).unwrap(), 2000);
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+        let s = status(&c);
+        assert!(s.ready && s.nodes == 2000 && s.tombstones == 0, "{s:?}");
+        let r = recall(&c, &model, metric, queries, None);
+        assert!(r >= floor, "{metric:?}: recall {r}");
+        // A filter passing 10% of the documents runs in the walk.
+        let r = recall(&c, &model, metric, queries, Some(3));
+        assert!(r >= floor, "{metric:?}: filtered recall {r}");
+        let mut q = VectorQuery::new("embedding", queries[0].clone(), 10);
+        q.filter = Some("c.tag = 3".into());
+        assert_eq!(
+            engine.explain_vector_search("ai", "memories", &q).unwrap(),
+            VectorAccess::GraphFiltered
+        );
+        q.filter = None;
+        assert_eq!(
+            engine.explain_vector_search("ai", "memories", &q).unwrap(),
+            VectorAccess::Graph
+        );
+
+        // Deletes and updates: never a deleted or old vector, and still found.
+        let mut ops = Vec::new();
+        for i in (0..2000).step_by(4) {
+            ops.push(format!("d{i}"));
+        }
+        for id in &ops {
+            c.delete(id.as_str(), id, None).unwrap();
+        }
+        model.docs.retain(|d| !ops.contains(&d.0));
+        let moved: Vec<f32> = (0..DIM)
+            .map(|i| if i % 2 == 0 { 30.0 } else { -30.0 })
+            .collect();
+        for i in (1..2000).step_by(40) {
+            let id = format!("d{i}");
+            let v: Vec<f32> = moved.iter().map(|x| x + i as f32 * 0.001).collect();
+            c.upsert(&json!({"id": id, "tag": i % 10, "rare": i % 500, "embedding": v}))
+                .unwrap();
+            let at = model.docs.iter().position(|d| d.0 == id).unwrap();
+            model.docs[at].1 = v;
+        }
+        // At once (pending vectors are compared exactly) and after linking.
+        for round in 0..2 {
+            let hits = search(&c, &moved, 50, None);
+            let want = model.nearest(metric, &moved, 50, None);
+            let got = ids(&hits);
+            assert!(
+                got.iter().filter(|g| want.contains(g)).count() >= 45,
+                "{metric:?} round {round}"
+            );
+            for q in queries {
+                for hit in ids(&search(&c, q, 10, None)) {
+                    let n: usize = hit[1..].parse().unwrap();
+                    assert!(!n.is_multiple_of(4), "{metric:?}: deleted {hit} came back");
+                }
+            }
+            assert!(c.wait_vector_indexes(WAIT).unwrap());
+        }
+        // 500 of 2000 deleted: a quarter, so the graph is compacted in the background
+        // (updates that came during the compaction leave a few tombstones).
+        let deadline = std::time::Instant::now() + WAIT;
+        while status(&c).tombstones >= 64 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = status(&c);
+        assert!(s.tombstones < 64, "{metric:?}: not compacted: {s:?}");
+        assert_eq!(s.nodes - s.tombstones, model.docs.len());
+        let r = recall(&c, &model, metric, queries, None);
+        assert!(r >= floor, "{metric:?}: recall after compaction {r}");
+
+        // A clean close saves the graph; reopening loads it, ready at once.
+        drop(c);
+        drop(db);
+        drop(engine);
+        let engine = Engine::open(dir.path().join(&name)).unwrap();
+        let c = engine.database("ai").collection("memories");
+        let s = status(&c);
+        assert!(
+            s.ready && s.nodes - s.tombstones == model.docs.len(),
+            "{metric:?}: not loaded: {s:?}"
+        );
+        let r = recall(&c, &model, metric, queries, None);
+        assert!(r >= floor, "{metric:?}: recall after reopening {r}");
+
+        // A damaged saved graph is not used: the graph is built again.
+        drop(c);
+        drop(engine);
+        let file = std::fs::read_dir(dir.path().join(&name).join("vectors"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        std::fs::write(&file, bytes).unwrap();
+        let engine = Engine::open(dir.path().join(&name)).unwrap();
+        let c = engine.database("ai").collection("memories");
+        // Exact until it is built: the same answers.
+        let got = ids(&search(&c, &queries[1], 10, None));
+        assert!(got.len() == 10);
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+        let r = recall(&c, &model, metric, queries, None);
+        assert!(r >= floor, "{metric:?}: recall after a rebuild {r}");
+    }
+}
+
+#[test]
+fn the_planner_turns_exact_when_a_filter_is_selective() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let db = engine.database("ai");
+    db.create().unwrap();
+    let c = db.create_collection("memories", "/id").unwrap();
+    let all = clustered(3040, 3);
+    let (data, queries) = all.split_at(3000);
+    let model = fill(&c, data);
+    c.create_vector_index_with(
+        VectorIndexInfo::new("embedding", DIM, VectorMetric::Cosine).unwrap(),
+    )
+    .unwrap();
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    let explain = |filter: &str| {
+        let mut q = VectorQuery::new("embedding", queries[0].clone(), 10);
+        q.filter = Some(filter.into());
+        engine.explain_vector_search("ai", "memories", &q).unwrap()
+    };
+    // `rare` passes 6 documents of 3000: without an index the walk gives up and the
+    // search is exact over every document; with one, exact over what the index finds.
+    assert_eq!(explain("c.rare = 7"), VectorAccess::ExactFiltered);
+    c.create_index("by_rare", &["/rare"], false).unwrap();
+    assert_eq!(
+        explain("c.rare = 7"),
+        VectorAccess::ExactIndexed {
+            index: "by_rare".into(),
+            documents: 6
+        }
+    );
+    for q in queries {
+        let want: Vec<String> = {
+            let mut all: Vec<(f32, &str)> = model
+                .docs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 500 == 7)
+                .map(|(_, d)| (VectorMetric::Cosine.distance(q, &d.1), d.0.as_str()))
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+            all.into_iter().map(|x| x.1.to_string()).collect()
+        };
+        assert_eq!(ids(&search(&c, q, 10, Some("c.rare = 7"))), want);
+    }
+    // The same in SQL: explain names the vector search, and rows come closest first.
+    let sql = "SELECT TOP 3 c.id, VectorDistance(c.embedding, @q) AS score FROM c \
+               WHERE c.rare = 7 ORDER BY VectorDistance(c.embedding, @q)";
+    let spec = aviladb::QuerySpec::new(sql).param("q", json!(queries[0]));
+    let explain = c.explain(spec.clone()).unwrap();
+    assert_eq!(explain.access, "vector");
+    assert!(explain.vector.unwrap().contains("by_rare"));
+    let rows: Vec<Value> = c.query_all(spec).unwrap();
+    let scores: Vec<f64> = rows.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let spec = aviladb::QuerySpec::new(
+        "SELECT TOP 5 c.id FROM c ORDER BY VectorDistance(c.embedding, @q)",
+    )
+    .param("q", json!(queries[1]));
+    assert_eq!(
+        c.explain(spec.clone()).unwrap().vector.as_deref(),
+        Some("graph")
+    );
+    assert_eq!(c.query_all::<Value>(spec).unwrap().len(), 5);
+}
+
+#[test]
+fn bad_graph_parameters_and_searches_are_refused() {
+    use aviladb::DbError;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let db = engine.database("ai");
+    db.create().unwrap();
+    let c = db.create_collection("m", "/id").unwrap();
+    let base = VectorIndexInfo::new("embedding", 4, VectorMetric::Cosine).unwrap();
+    for bad in [
+        GraphParams {
+            m: 1,
+            ..GraphParams::default()
+        },
+        GraphParams {
+            m: 100_000,
+            ..GraphParams::default()
+        },
+        GraphParams {
+            ef_construction: 0,
+            ..GraphParams::default()
+        },
+        GraphParams {
+            ef_search: 1 << 20,
+            ..GraphParams::default()
+        },
+    ] {
+        assert!(matches!(
+            base.clone().with_params(bad),
+            Err(DbError::InvalidInput { .. })
+        ));
+        let mut raw = base.clone();
+        raw.params = bad;
+        assert!(matches!(
+            c.create_vector_index_with(raw),
+            Err(DbError::InvalidInput { .. })
+        ));
+    }
+    c.create_vector_index_with(base).unwrap();
+    c.upsert(&json!({"id": "a", "embedding": [1, 0, 0, 0]}))
+        .unwrap();
+    for ef in [0, 1 << 20] {
+        let mut q = VectorQuery::new("embedding", vec![1.0, 0.0, 0.0, 0.0], 1);
+        q.ef = Some(ef);
+        assert!(matches!(
+            c.vector_query(&q),
+            Err(DbError::InvalidInput { .. })
+        ));
+    }
+    for (vector, k) in [
+        (vec![], 1),
+        (vec![1.0; 4], 0),
+        (vec![1.0; 4], 100_000),
+        (vec![f32::NAN; 4], 1),
+    ] {
+        let q = VectorQuery::new("embedding", vector, k);
+        assert!(matches!(
+            c.vector_query(&q),
+            Err(DbError::InvalidInput { .. })
+        ));
+    }
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    assert_eq!(ids(&search(&c, &[2.0, 0.0, 0.0, 0.0], 5, None)), ["a"]);
+}
