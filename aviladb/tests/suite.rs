@@ -1390,7 +1390,8 @@ async fn vector_suite(client: &Client) {
     let db = client.database("vdb");
     let vectors = clustered(240, 8, 7);
     let mut docs = Vec::new();
-    // A graph that searches wide enough to be exact on this little data.
+    // A graph whose candidate list covers this little data: searches are exact (the
+    // graph itself is tested against brute force in tests/vectors.rs).
     let wide = aviladb::graph::GraphParams {
         m: 8,
         ef_construction: 64,

@@ -8,7 +8,7 @@
 //! - Otherwise the filter runs inside the walk, on each document it would return; a walk
 //!   that tests more than [`filter_budget`] documents stops, and the search runs exactly
 //!   over every document the filter passes (a very selective filter, no index).
-//! - A `flat` index, or a graph not built yet: exact.
+//! - A `flat` index, a graph not built yet, or one with no more vectors than `ef`: exact.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -121,9 +121,19 @@ impl Search<'_> {
 
     /// Exact over every stored vector, then documents in distance order.
     fn exact(&self) -> Result<Vec<VectorHit>> {
-        let vectors = self
+        let vectors = match self
             .txn
-            .open_table(VecDef::new(&vector_table(self.index.table)))?;
+            .open_table(VecDef::new(&vector_table(self.index.table)))
+        {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Err(DbError::NotFound(format!(
+                    "no vector index on {} in `{}`",
+                    self.index.path, self.info.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut keys = Vec::new();
         let mut flat = Vec::new();
         for entry in vectors.iter()? {
@@ -245,6 +255,10 @@ impl Search<'_> {
             .prepare(self.vector)
             .map_err(|e| DbError::invalid("vector", e.to_string()))?;
         let live = g.len() - g.tombstones() + pending.len();
+        if live <= self.ef {
+            // The walk would visit every vector anyway: compare them all, exactly.
+            return Ok(None);
+        }
         if self.filter.is_some() {
             if let Some((index, rows)) = self.indexed(exact_limit(live))? {
                 let documents = rows.len();
@@ -459,8 +473,8 @@ impl Engine {
         query: &VectorQuery,
     ) -> Result<Vec<VectorHit>> {
         let filter = parse_filter(query)?;
-        let (_, txn) = self.snapshot(db, coll)?;
-        let info = read_collection(&txn, db, coll)?;
+        // The cached catalog: a dropped index fails cleanly below (its table is gone).
+        let (info, txn) = self.snapshot(db, coll)?;
         self.vector_search_in(&txn, &info, query, filter.as_ref())
             .map(|(hits, _)| hits)
     }
