@@ -467,6 +467,8 @@ impl Hnsw {
             complete: true,
         };
         let entry = self.entry.load(Ordering::Acquire);
+        // More than every node is every node (and bounds what is allocated).
+        let k = k.min(self.len());
         if entry == NO_ENTRY || k == 0 || q.len() != self.dim {
             return found;
         }
@@ -758,9 +760,9 @@ impl Hnsw {
         let mut candidates: BinaryHeap<Reverse<(Dist, u32)>> = BinaryHeap::new();
         visited.seen(start.0);
         candidates.push(Reverse((Dist(start.1), start.0)));
-        if !self.is_deleted(start.0) {
-            results.push((Dist(start.1), start.0));
-        }
+        // Deleted nodes are candidates too: where everything near is deleted, a new node
+        // links to them (they still route) rather than to nothing.
+        results.push((Dist(start.1), start.0));
         let mut bound = if results.len() >= ef {
             start.1
         } else {
@@ -778,11 +780,9 @@ impl Hnsw {
                 let dn = self.distance(q, next);
                 if results.len() < ef || dn < bound {
                     candidates.push(Reverse((Dist(dn), next)));
-                    if !self.is_deleted(next) {
-                        results.push((Dist(dn), next));
-                        if results.len() > ef {
-                            results.pop();
-                        }
+                    results.push((Dist(dn), next));
+                    if results.len() > ef {
+                        results.pop();
                     }
                     if results.len() >= ef {
                         bound = results.peek().map_or(f32::INFINITY, |r| r.0.0);
@@ -935,8 +935,16 @@ impl Hnsw {
         let mut upper = Vec::with_capacity(n);
         for &level in &levels {
             let ids = rd.u32s(level as usize * width)?;
-            for list in ids.chunks_exact(width) {
+            for (layer, list) in ids.chunks_exact(width).enumerate() {
                 check_list(list, params.m)?;
+                // A link on layer L names a node that has layer L.
+                let count = list[0] as usize;
+                if list[1..=count]
+                    .iter()
+                    .any(|&id| (levels[id as usize] as usize) < layer + 1)
+                {
+                    return Err(corrupt("link above its node's layers"));
+                }
             }
             upper.push(ids.into_iter().map(AtomicU32::new).collect());
         }

@@ -184,10 +184,8 @@ fn graph_search_finds_what_brute_force_finds() {
             let hits = search(&c, &moved, 50, None);
             let want = model.nearest(metric, &moved, 50, None);
             let got = ids(&hits);
-            assert!(
-                got.iter().filter(|g| want.contains(g)).count() >= 45,
-                "{metric:?} round {round}"
-            );
+            let found = got.iter().filter(|g| want.contains(g)).count() as f64 / 50.0;
+            assert!(found >= floor, "{metric:?} round {round}: {found}");
             for q in queries {
                 for hit in ids(&search(&c, q, 10, None)) {
                     let n: usize = hit[1..].parse().unwrap();
@@ -376,4 +374,85 @@ fn bad_graph_parameters_and_searches_are_refused() {
     }
     assert!(c.wait_vector_indexes(WAIT).unwrap());
     assert_eq!(ids(&search(&c, &[2.0, 0.0, 0.0, 0.0], 5, None)), ["a"]);
+}
+
+#[test]
+fn new_documents_are_found_after_everything_near_them_was_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let db = engine.database("ai");
+    db.create().unwrap();
+    let c = db.create_collection("m", "/id").unwrap();
+    c.create_vector_index("embedding", DIM).unwrap();
+    let old = clustered(300, 11);
+    fill(&c, &old);
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    for i in 0..300 {
+        let id = format!("d{i}");
+        c.delete(id.as_str(), &id, None).unwrap();
+    }
+    let new = clustered(400, 12);
+    for (i, v) in new.iter().enumerate() {
+        c.insert(&json!({"id": format!("n{i}"), "embedding": v}))
+            .unwrap();
+    }
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    for (i, v) in new.iter().enumerate() {
+        let hits = search(&c, v, 1, None);
+        assert_eq!(ids(&hits), [format!("n{i}")], "n{i} is not its own nearest");
+    }
+}
+
+#[test]
+fn a_saved_graph_of_another_state_of_the_file_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let aside = tempfile::tempdir().unwrap();
+    let files = ["aviladb.redb", "aviladb.wal"];
+    let vectors = clustered(1500, 5);
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let db = engine.database("ai");
+        db.create().unwrap();
+        let c = db.create_collection("m", "/id").unwrap();
+        c.create_vector_index("embedding", DIM).unwrap();
+        fill(&c, &vectors);
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+    }
+    // The file as it was, and a later state whose saved graph has other vectors.
+    for f in files {
+        std::fs::copy(dir.path().join(f), aside.path().join(f)).unwrap();
+    }
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let c = engine.database("ai").collection("m");
+        for (i, v) in vectors.iter().enumerate() {
+            let v: Vec<f32> = v.iter().map(|x| -x * 3.0).collect();
+            c.upsert(&json!({"id": format!("d{i}"), "embedding": v}))
+                .unwrap();
+        }
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+    }
+    assert!(
+        dir.path()
+            .join("vectors")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    for f in files {
+        std::fs::copy(aside.path().join(f), dir.path().join(f)).unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.database("ai").collection("m");
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    for (i, v) in vectors.iter().enumerate().step_by(50) {
+        let hits = search(&c, v, 1, None);
+        assert_eq!(
+            ids(&hits),
+            [format!("d{i}")],
+            "d{i}: the graph is not the file's"
+        );
+        assert!(hits[0].distance < 1e-5);
+    }
 }

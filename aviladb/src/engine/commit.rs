@@ -202,6 +202,11 @@ impl Writer {
 }
 
 impl Writer {
+    /// Whether a commit failed in a way that only a reopen settles.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
     /// Closes the queue and waits until the queued groups are done.
     pub(crate) fn stop(&mut self) {
         // Closing the channel ends the thread once the queued groups are done.

@@ -52,14 +52,6 @@ pub(crate) fn space_of(metric: VectorMetric) -> Space {
     }
 }
 
-/// A graph's distance as the metric's distance.
-pub(crate) fn public_distance(metric: VectorMetric, d: f32) -> f32 {
-    match metric {
-        VectorMetric::Euclidean => d.max(0.0).sqrt(),
-        _ => d,
-    }
-}
-
 /// The graph and the document key of each node.
 pub(crate) struct State {
     pub(crate) graph: Option<Hnsw>,
@@ -110,18 +102,35 @@ impl VectorGraph {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The exclusive lock, taken without queueing: a waiting writer would hold up every
+    /// new search behind a long one (std's lock prefers writers), so the indexer polls.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        loop {
+            match self.state.try_write() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
     }
 
-    /// The vectors written but not linked yet (key, vector in graph space); a search
-    /// must take them before it reads the graph (see the lock order in `record`).
-    pub(crate) fn pending_vectors(&self) -> Vec<(Key, Shared)> {
-        self.pending()
-            .changes
-            .iter()
-            .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.clone(), Arc::clone(v))))
-            .collect()
+    /// The changes not linked yet; a search takes them before it reads the graph, and
+    /// skips graph nodes of their keys (the pending change supersedes them).
+    pub(crate) fn pending_view(&self) -> PendingView {
+        let pending = self.pending();
+        if pending.changes.is_empty() {
+            return PendingView::default();
+        }
+        PendingView {
+            keys: pending.changes.keys().cloned().collect(),
+            vectors: pending
+                .changes
+                .iter()
+                .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.clone(), Arc::clone(v))))
+                .collect(),
+        }
     }
 
     /// Whether the graph is built.
@@ -146,23 +155,17 @@ impl VectorGraph {
         v.into()
     }
 
-    /// Takes a committed change: the key's node is a tombstone from now on and its new
-    /// vector waits to be linked. Lock order: `pending`, then `state` (shared).
+    /// Takes a committed change (on the writer thread: it touches `pending` only).
     fn record(&self, change: VectorChange) {
+        let vector = change.vector.map(|v| self.to_space(v));
         let mut pending = self.pending();
         pending.stamp += 1;
         let stamp = pending.stamp;
-        let key: Box<[u8]> = change.key.into();
-        if let Some(node) = pending.nodes.remove(&key)
-            && let Some(g) = &self.read().graph
-        {
-            g.remove(node);
-        }
-        let vector = change.vector.map(|v| self.to_space(v));
-        pending.changes.insert(key, (stamp, vector));
+        pending.changes.insert(change.key.into(), (stamp, vector));
     }
 
-    /// Links up to `max` pending vectors; answers how many changes it settled.
+    /// Links up to `max` pending changes into the graph; answers how many it settled.
+    /// Lock order: `pending` before `state`, never both long.
     fn apply(&self, max: usize) -> usize {
         let batch: Vec<(Key, u64, Option<Shared>)> = self
             .pending()
@@ -171,13 +174,16 @@ impl VectorGraph {
             .take(max)
             .map(|(k, (s, v))| (k.clone(), *s, v.clone()))
             .collect();
+        let mut settled = 0;
         for (key, stamp, vector) in &batch {
             let node = match vector {
                 Some(v) => {
                     let node = {
                         let mut state = self.write();
                         let State { graph, keys } = &mut *state;
-                        let Some(g) = graph.as_mut() else { return 0 };
+                        let Some(g) = graph.as_mut() else {
+                            return settled;
+                        };
                         match g.push(v) {
                             Ok(node) => {
                                 keys.push(key.clone());
@@ -196,56 +202,80 @@ impl VectorGraph {
                 None => None,
             };
             let mut pending = self.pending();
+            let state = self.read();
+            let Some(g) = &state.graph else {
+                return settled;
+            };
             if pending.changes.get(key).is_some_and(|(s, _)| s == stamp) {
                 pending.changes.remove(key);
-                if let Some(node) = node {
-                    pending.nodes.insert(key.clone(), node);
+                let old = match node {
+                    Some(node) => pending.nodes.insert(key.clone(), node),
+                    None => pending.nodes.remove(key),
+                };
+                if let Some(old) = old {
+                    g.remove(old);
                 }
-            } else if let Some(node) = node
-                && let Some(g) = &self.read().graph
-            {
-                // A newer change of the key came meanwhile.
+                settled += 1;
+            } else if let Some(node) = node {
+                // A newer change of the key came meanwhile: it will replace this one.
                 g.remove(node);
             }
         }
-        batch.len()
+        settled
     }
 
     fn epoch(&self) -> u64 {
         self.pending().epoch
     }
 
-    /// Installs a graph built since `epoch` (`keys` per node): changes that came
-    /// meanwhile win.
+    /// Installs a graph built since `epoch` (`keys` per node). Pending changes apply to
+    /// it afterwards (searches skip their keys' nodes until then).
     fn install(&self, graph: Hnsw, keys: Vec<Box<[u8]>>, epoch: u64) {
-        let mut pending = self.pending();
-        if pending.epoch != epoch {
+        loop {
+            let mut pending = self.pending();
+            if pending.epoch != epoch {
+                return;
+            }
+            // Not while holding `pending` for long: the writer records there.
+            let mut state = match self.state.try_write() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    drop(pending);
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+            };
+            pending.nodes = keys
+                .iter()
+                .enumerate()
+                .filter(|(node, _)| !graph.is_deleted(*node as u32))
+                .map(|(node, key)| (key.clone(), node as u32))
+                .collect();
+            state.graph = Some(graph);
+            state.keys = keys;
             return;
         }
-        let mut state = self.write();
-        let mut nodes = HashMap::with_capacity(keys.len());
-        for (node, key) in keys.iter().enumerate() {
-            let node = node as u32;
-            if graph.is_deleted(node) {
-                continue;
-            }
-            if pending.changes.contains_key(key) {
-                graph.remove(node);
-            } else {
-                nodes.insert(key.clone(), node);
-            }
-        }
-        pending.nodes = nodes;
-        state.graph = Some(graph);
-        state.keys = keys;
     }
 
+    /// Tombstones reach a quarter of the nodes (at least [`REBUILD_MIN_TOMBSTONES`]), or
+    /// half of them whatever their number.
     fn needs_compaction(&self) -> bool {
         let state = self.read();
         state.graph.as_ref().is_some_and(|g| {
-            g.tombstones() >= REBUILD_MIN_TOMBSTONES && g.tombstones() * 4 >= g.len()
+            let t = g.tombstones();
+            (t >= REBUILD_MIN_TOMBSTONES && t * 4 >= g.len()) || (t > 0 && t * 2 >= g.len())
         })
     }
+}
+
+/// What a search needs of the pending changes.
+#[derive(Default)]
+pub(crate) struct PendingView {
+    /// Keys with a change not linked yet.
+    pub(crate) keys: std::collections::HashSet<Key>,
+    /// Their new vectors (graph space).
+    pub(crate) vectors: Vec<(Key, Shared)>,
 }
 
 /// Every graph index of an engine and the thread that maintains them.
@@ -265,6 +295,7 @@ impl Graphs {
         dir: &Path,
         db: Arc<Database>,
         indexes: Vec<VectorIndexInfo>,
+        stamp: Option<(u64, u64)>,
     ) -> crate::Result<Arc<Graphs>> {
         let dir = dir.join("vectors");
         let graphs = Arc::new(Graphs {
@@ -277,7 +308,9 @@ impl Graphs {
         });
         for info in indexes {
             let graph = Arc::new(VectorGraph::new(info.clone()));
-            if let Some((g, keys)) = graphs.load(&info) {
+            if let Some(stamp) = stamp
+                && let Some((g, keys)) = graphs.load(&info, stamp)
+            {
                 graph.install(g, keys, 0);
             }
             graphs.map().insert(info.table, graph);
@@ -306,17 +339,21 @@ impl Graphs {
         self.map().get(&table).cloned()
     }
 
-    /// Makes the registered graphs those of `indexes` (after a catalog change): new ones
-    /// are built, dropped ones forgotten.
-    pub(crate) fn sync(&self, indexes: Vec<VectorIndexInfo>) {
-        let mut map = self.map();
-        map.retain(|table, _| indexes.iter().any(|i| i.table == *table));
-        for info in indexes {
-            map.entry(info.table)
-                .or_insert_with(|| Arc::new(VectorGraph::new(info)));
-        }
-        drop(map);
+    /// Starts keeping a graph for a new index (on the writer thread, in the job that
+    /// creates it); the indexer builds it.
+    pub(crate) fn register(&self, info: VectorIndexInfo) {
+        self.map()
+            .entry(info.table)
+            .or_insert_with(|| Arc::new(VectorGraph::new(info)));
         self.wake();
+    }
+
+    /// Stops keeping the graphs of dropped indexes (on the writer thread).
+    pub(crate) fn forget(&self, tables: impl IntoIterator<Item = u64>) {
+        let mut map = self.map();
+        for table in tables {
+            map.remove(&table);
+        }
     }
 
     /// Hands the changes of a durable group to their graphs (before readers see it).
@@ -324,13 +361,20 @@ impl Graphs {
         if changes.is_empty() {
             return;
         }
-        let map = self.map();
+        let graphs: Vec<(u64, Arc<VectorGraph>)> = {
+            let map = self.map();
+            let mut tables: Vec<u64> = changes.iter().map(|c| c.table).collect();
+            tables.dedup();
+            tables
+                .into_iter()
+                .filter_map(|t| map.get(&t).map(|g| (t, Arc::clone(g))))
+                .collect()
+        };
         for change in changes {
-            if let Some(graph) = map.get(&change.table) {
+            if let Some((_, graph)) = graphs.iter().find(|(t, _)| *t == change.table) {
                 graph.record(change);
             }
         }
-        drop(map);
         self.wake();
     }
 
@@ -339,7 +383,7 @@ impl Graphs {
     pub(crate) fn reset(&self) {
         for graph in self.map().values() {
             let mut pending = graph.pending();
-            let mut state = graph.write();
+            let mut state = graph.state.write().unwrap_or_else(PoisonError::into_inner);
             let epoch = pending.epoch + 1;
             *pending = Pending {
                 epoch,
@@ -385,10 +429,10 @@ impl Graphs {
                 }
                 if !graph.ready() {
                     busy |= self.build(&graph);
+                } else if graph.apply(APPLY_BATCH) > 0 {
+                    busy = true;
                 } else if graph.needs_compaction() {
                     self.compact(&graph);
-                    busy = true;
-                } else if graph.apply(APPLY_BATCH) > 0 {
                     busy = true;
                 }
             }
@@ -482,7 +526,7 @@ impl Graphs {
 
     /// Stops the indexer, links what is pending, and saves every built graph. Runs after
     /// the writer has stopped.
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(&self, save: bool) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake();
         let thread = self
@@ -493,14 +537,21 @@ impl Graphs {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+        let stamp = match self.stamp() {
+            Ok(stamp) if save => stamp,
+            _ => return,
+        };
         let graphs: Vec<Arc<VectorGraph>> = self.map().values().cloned().collect();
         for graph in graphs {
             if !graph.ready() {
                 continue;
             }
             while graph.apply(usize::MAX) > 0 {}
+            if !graph.pending().changes.is_empty() {
+                continue;
+            }
             // A graph that cannot be saved is rebuilt at the next open.
-            let _ = self.save(&graph);
+            let _ = self.save(&graph, stamp);
         }
     }
 
@@ -508,7 +559,19 @@ impl Graphs {
         self.dir.join(format!("{table}.graph"))
     }
 
-    fn save(&self, graph: &VectorGraph) -> std::io::Result<()> {
+    /// The log checkpoint (lsn, salt) the file has now: a fresh salt is drawn at every
+    /// checkpoint, so a saved graph names the one state of the file it matches.
+    fn stamp(&self) -> crate::Result<(u64, u64)> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(super::commit::META)?;
+        Ok((
+            meta.get(super::wal::CHECKPOINT_KEY)?
+                .map_or(0, |v| v.value()),
+            meta.get(super::wal::SALT_KEY)?.map_or(0, |v| v.value()),
+        ))
+    }
+
+    fn save(&self, graph: &VectorGraph, stamp: (u64, u64)) -> std::io::Result<()> {
         let state = graph.read();
         let Some(g) = &state.graph else {
             return Ok(());
@@ -516,6 +579,8 @@ impl Graphs {
         let mut out = Vec::new();
         out.extend_from_slice(FILE_MAGIC);
         out.extend_from_slice(&graph.info.table.to_le_bytes());
+        out.extend_from_slice(&stamp.0.to_le_bytes());
+        out.extend_from_slice(&stamp.1.to_le_bytes());
         out.extend_from_slice(&(state.keys.len() as u64).to_le_bytes());
         for key in &state.keys {
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -537,7 +602,7 @@ impl Graphs {
     }
 
     /// A saved graph of `info`, if there is one that matches it and its table.
-    fn load(&self, info: &VectorIndexInfo) -> Option<(Hnsw, Vec<Box<[u8]>>)> {
+    fn load(&self, info: &VectorIndexInfo, stamp: (u64, u64)) -> Option<(Hnsw, Vec<Box<[u8]>>)> {
         let bytes = std::fs::read(self.file(info.table)).ok()?;
         let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
         if twox_hash::XxHash3_64::oneshot(body) != u64::from_le_bytes(sum.try_into().ok()?) {
@@ -546,6 +611,15 @@ impl Graphs {
         let rest = body.strip_prefix(FILE_MAGIC)?;
         let (table, rest) = rest.split_at_checked(8)?;
         if u64::from_le_bytes(table.try_into().ok()?) != info.table {
+            return None;
+        }
+        let (lsn, rest) = rest.split_at_checked(8)?;
+        let (salt, rest) = rest.split_at_checked(8)?;
+        let saved = (
+            u64::from_le_bytes(lsn.try_into().ok()?),
+            u64::from_le_bytes(salt.try_into().ok()?),
+        );
+        if saved != stamp {
             return None;
         }
         let (count, mut rest) = rest.split_at_checked(8)?;

@@ -305,7 +305,8 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Every write is in first, so the saved graphs match the tables.
         self.writer.stop();
-        self.graphs.close();
+        // After a failed commit the file may lag the log: no graph is saved then.
+        self.graphs.close(!self.writer.failed());
     }
 }
 
@@ -354,7 +355,7 @@ impl Engine {
         })?;
         let db = Arc::new(db);
         check_format(&db)?;
-        let wal = recover(&db, dir)?;
+        let (wal, clean) = recover(&db, dir)?;
         let (durability, wal) = match options.durability {
             WriteDurability::Always => (redb::Durability::Immediate, Some(wal)),
             WriteDurability::Never => (redb::Durability::None, None),
@@ -367,8 +368,8 @@ impl Engine {
                 ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count)
             }),
         };
-        let graphs = graphs::Graphs::open(dir, Arc::clone(&db), graph_indexes(&db)?)?;
-        let writer = Writer::start(
+        let graphs = graphs::Graphs::open(dir, Arc::clone(&db), graph_indexes(&db)?, clean)?;
+        let writer = match Writer::start(
             Arc::clone(&db),
             durability,
             wal,
@@ -376,7 +377,13 @@ impl Engine {
             Arc::clone(&options.clock),
             Some(chores),
             Some(Arc::clone(&graphs)),
-        )?;
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                graphs.close(false);
+                return Err(e);
+            }
+        };
         Ok(Engine {
             inner: Arc::new(Inner {
                 db,
@@ -430,6 +437,7 @@ impl Engine {
     pub fn drop_database(&self, name: &str) -> Result<()> {
         check_name("database", name)?;
         let name = name.to_string();
+        let graphs = Arc::clone(&self.inner.graphs);
         self.catalog_job(move |ctx| {
             let mut dbs = ctx.txn.open_table(DATABASES)?;
             if dbs.get(name.as_str())?.is_none() {
@@ -451,6 +459,7 @@ impl Engine {
             }
             for (key, info) in doomed {
                 colls.remove(key.as_str())?;
+                graphs.forget(info.vector_indexes.iter().map(|i| i.table));
                 for table in info.tables() {
                     ctx.txn
                         .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
@@ -527,6 +536,7 @@ impl Engine {
         check_name("collection", name)?;
         let key = collection_key(db, name);
         let (db, name) = (db.to_string(), name.to_string());
+        let graphs = Arc::clone(&self.inner.graphs);
         self.catalog_job(move |ctx| {
             let mut colls = ctx.txn.open_table(COLLECTIONS)?;
             let info = match colls.get(key.as_str())? {
@@ -534,6 +544,7 @@ impl Engine {
                 None => return Err(no_collection(&db, &name)),
             };
             colls.remove(key.as_str())?;
+            graphs.forget(info.vector_indexes.iter().map(|i| i.table));
             for table in info.tables() {
                 ctx.txn
                     .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
@@ -573,9 +584,6 @@ impl Engine {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         cache.clear();
         drop(cache);
-        if let Ok(indexes) = graph_indexes(&self.inner.db) {
-            self.inner.graphs.sync(indexes);
-        }
         result
     }
 
@@ -1102,7 +1110,9 @@ fn read_collection_for_write(
 /// Applies the commit log's records after the last checkpoint (groups acknowledged
 /// before a crash that the database file had not made durable), checkpoints them, and
 /// answers the log ready for new records.
-fn recover(db: &Database, dir: &Path) -> Result<wal::Wal> {
+/// Replays the commit log; answers it, and the checkpoint (lsn, salt) the file had when
+/// nothing needed replaying (what saved graphs are stamped with).
+fn recover(db: &Database, dir: &Path) -> Result<(wal::Wal, Option<(u64, u64)>)> {
     let (checkpoint, salt) = {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
@@ -1112,6 +1122,7 @@ fn recover(db: &Database, dir: &Path) -> Result<wal::Wal> {
         )
     };
     let (mut log, records) = wal::Wal::open(dir, checkpoint, salt)?;
+    let clean = records.is_empty().then_some((checkpoint, salt));
     // Applied, and checkpointed with a fresh seed for this run's records.
     let txn = db.begin_write()?;
     for (_, payload) in &records {
@@ -1126,7 +1137,7 @@ fn recover(db: &Database, dir: &Path) -> Result<wal::Wal> {
     }
     txn.commit()?;
     log.restart(salt);
-    Ok(log)
+    Ok((log, clean))
 }
 
 /// Checks (or, on a new file, writes) the format version.

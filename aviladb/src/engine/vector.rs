@@ -336,6 +336,7 @@ impl Engine {
         super::names::check_name("collection", coll)?;
         index.check()?;
         let (db, coll) = (db.to_string(), coll.to_string());
+        let graphs = std::sync::Arc::clone(&self.inner.graphs);
         let reply = self.catalog_job_with(move |ctx| {
             let mut info = super::read_collection_for_write(ctx.txn, &db, &coll)?;
             if info.vector_indexes.iter().any(|i| i.path == index.path) {
@@ -347,8 +348,13 @@ impl Engine {
             let table = super::next_table_id(ctx.txn)?;
             let index = VectorIndexInfo { table, ..index };
             let (count, _skipped) = backfill(ctx.txn, &super::docs_table(info.table), &index)?;
-            info.vector_indexes.push(index);
+            info.vector_indexes.push(index.clone());
             super::save_collection(ctx.txn, &db, &coll, &info)?;
+            // Registered on the writer thread, before any later group: each one's
+            // vectors reach the graph (its build reads a snapshot taken after this).
+            if index.kind == VectorIndexKind::Hnsw {
+                graphs.register(index);
+            }
             Ok(Reply::Count(count))
         })?;
         reply.count()
@@ -360,6 +366,7 @@ impl Engine {
         super::names::check_name("collection", coll)?;
         let path = normalize(path);
         let (db, coll) = (db.to_string(), coll.to_string());
+        let graphs = std::sync::Arc::clone(&self.inner.graphs);
         self.catalog_job(move |ctx| {
             let mut info = super::read_collection_for_write(ctx.txn, &db, &coll)?;
             let Some(at) = info.vector_indexes.iter().position(|i| i.path == path) else {
@@ -368,6 +375,7 @@ impl Engine {
                 )));
             };
             let index = info.vector_indexes.remove(at);
+            graphs.forget([index.table]);
             ctx.txn
                 .delete_table(VecDef::new(&vector_table(index.table)))?;
             super::save_collection(ctx.txn, &db, &coll, &info)?;

@@ -17,7 +17,6 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::graphs::public_distance;
 use super::record::Expiry;
 use super::vector::{
     MAX_K, VecDef, VectorHit, VectorIndexInfo, VectorIndexKind, VectorQuery, floats, normalize,
@@ -245,8 +244,8 @@ impl Search<'_> {
         let Some(graph) = engine.inner.graphs.get(self.index.table) else {
             return Ok(None);
         };
-        // The pending vectors first, then the graph (the lock order of `graphs`).
-        let pending = graph.pending_vectors();
+        // The pending changes first, then the graph (the lock order of `graphs`).
+        let pending = graph.pending_view();
         let state = graph.read();
         let Some(g) = &state.graph else {
             return Ok(None);
@@ -254,11 +253,20 @@ impl Search<'_> {
         let q = g
             .prepare(self.vector)
             .map_err(|e| DbError::invalid("vector", e.to_string()))?;
-        let live = g.len() - g.tombstones() + pending.len();
+        let live = (g.len() - g.tombstones() + pending.vectors.len())
+            .saturating_sub(pending.keys.len().min(g.len()));
         if live <= self.ef {
             // The walk would visit every vector anyway: compare them all, exactly.
             return Ok(None);
         }
+        // A node whose key has a pending change is superseded by it.
+        let current = |node: u32| !pending.keys.contains(&state.keys[node as usize]);
+        let pending_candidates = || {
+            pending
+                .vectors
+                .iter()
+                .map(|(key, v)| (g.distance_between(&q, v), Cow::Borrowed(&**key), None))
+        };
         if self.filter.is_some() {
             if let Some((index, rows)) = self.indexed(exact_limit(live))? {
                 let documents = rows.len();
@@ -276,6 +284,9 @@ impl Search<'_> {
             let mut accepted: HashMap<u32, Value> = HashMap::new();
             let mut failure = None;
             let mut accept = |node: u32| -> bool {
+                if !current(node) {
+                    return false;
+                }
                 match self.fetch(&state.keys[node as usize]) {
                     Ok(Some(doc)) if self.passes(&doc) => {
                         accepted.insert(node, doc);
@@ -299,7 +310,7 @@ impl Search<'_> {
                 let hits = self.exact_over(|each| self.scan_rows(each))?;
                 return Ok(Some((hits, VectorAccess::ExactFiltered)));
             }
-            let mut candidates: Vec<(f32, Cow<'_, [u8]>, Option<Value>)> = found
+            let candidates = found
                 .hits
                 .iter()
                 .map(|&(node, d)| {
@@ -309,25 +320,25 @@ impl Search<'_> {
                         accepted.remove(&node),
                     )
                 })
+                .chain(pending_candidates())
                 .collect();
-            for (key, v) in &pending {
-                candidates.push((g.distance_between(&q, v), Cow::Borrowed(&**key), None));
-            }
             let hits = self.settle(candidates)?;
             return Ok(Some((hits, VectorAccess::GraphFiltered)));
         }
         let mut want = self.k;
         loop {
-            let found = g.search_prepared(&q, want, self.ef.max(want), &mut |_| true, usize::MAX);
+            let found = if pending.keys.is_empty() {
+                g.search_prepared(&q, want, self.ef.max(want), &mut |_| true, usize::MAX)
+            } else {
+                g.search_prepared(&q, want, self.ef.max(want), &mut |n| current(n), usize::MAX)
+            };
             let exhausted = found.hits.len() < want;
-            let mut candidates: Vec<(f32, Cow<'_, [u8]>, Option<Value>)> = found
+            let candidates: Vec<_> = found
                 .hits
                 .iter()
                 .map(|&(node, d)| (d, Cow::Borrowed(&*state.keys[node as usize]), None))
+                .chain(pending_candidates())
                 .collect();
-            for (key, v) in &pending {
-                candidates.push((g.distance_between(&q, v), Cow::Borrowed(&**key), None));
-            }
             let offered = candidates.len();
             let hits = self.settle(candidates)?;
             if hits.len() < self.k && exhausted && live > hits.len() {
@@ -343,8 +354,9 @@ impl Search<'_> {
         }
     }
 
-    /// The nearest `k` of the candidates (graph distances) whose documents exist, have
-    /// not expired and pass the filter.
+    /// The nearest `k` of the candidates (by graph distance) whose documents exist, have
+    /// not expired and pass the filter, ordered by the exact distance of the vector each
+    /// document has in this snapshot (a concurrent write may have moved it).
     fn settle(
         &self,
         mut candidates: Vec<(f32, Cow<'_, [u8]>, Option<Value>)>,
@@ -352,7 +364,7 @@ impl Search<'_> {
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut hits = Vec::with_capacity(self.k);
         let mut seen: Vec<&[u8]> = Vec::new();
-        for (d, key, doc) in &candidates {
+        for (_, key, doc) in &candidates {
             if hits.len() >= self.k {
                 break;
             }
@@ -364,10 +376,18 @@ impl Search<'_> {
                 Some(doc) => Some(doc.clone()),
                 None => self.fetch(key)?.filter(|doc| self.passes(doc)),
             };
-            if let Some(doc) = doc {
-                hits.push(self.hit(doc, public_distance(self.index.metric, *d)));
-            }
+            let Some(doc) = doc else { continue };
+            let Some(v) = self
+                .index
+                .path_value(&doc)
+                .and_then(|v| parse_vector(v, self.index.dimensions, "").ok())
+            else {
+                continue;
+            };
+            let distance = self.index.metric.distance(self.vector, &v);
+            hits.push(self.hit(doc, distance));
         }
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
         Ok(hits)
     }
 }
