@@ -188,8 +188,12 @@ fn acknowledged_writes_survive_sigkill() {
                 .filter(|p| !p.is_empty())
                 .map(|p| p.parse().unwrap())
                 .collect();
+            // A grid of integer points is full of ties, the hard case for a graph:
+            // a wide candidate list finds each point.
+            let mut query = aviladb::VectorQuery::new("/at", parts, 1);
+            query.ef = Some(512);
             let hits = c
-                .vector_search("/at", &parts, 1)
+                .vector_query(&query)
                 .unwrap_or_else(|e| panic!("round {round}: {e}: {:?}", c.describe()));
             assert_eq!(
                 hits[0].document["id"],

@@ -456,3 +456,71 @@ fn a_saved_graph_of_another_state_of_the_file_is_not_used() {
         assert!(hits[0].distance < 1e-5);
     }
 }
+
+/// With the `gpu` feature, a flat index's unfiltered searches run on the device when
+/// there is one (lavapipe in CI), with the answers of the CPU; the copy on the device
+/// follows writes.
+#[cfg(feature = "gpu")]
+#[test]
+fn flat_indexes_search_on_the_gpu_with_the_answers_of_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open_with(
+        dir.path(),
+        aviladb::EngineOptions {
+            gpu_exact_min: 0,
+            ..aviladb::EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let db = engine.database("ai");
+    db.create().unwrap();
+    let c = db.create_collection("m", "/id").unwrap();
+    for metric in [VectorMetric::Euclidean, VectorMetric::Cosine] {
+        let index = VectorIndexInfo::new("embedding", DIM, metric)
+            .unwrap()
+            .flat();
+        c.create_vector_index_with(index).unwrap();
+        let all = clustered(420, 21);
+        let (data, queries) = all.split_at(400);
+        let mut model = fill(&c, data);
+        let on_gpu = avx_gpu_present();
+        for round in 0..2 {
+            for q in &queries[..10] {
+                let query = VectorQuery::new("embedding", q.clone(), 10);
+                let access = engine.explain_vector_search("ai", "m", &query).unwrap();
+                let want = if on_gpu {
+                    VectorAccess::ExactGpu
+                } else {
+                    VectorAccess::Exact
+                };
+                assert_eq!(access, want);
+                assert_eq!(
+                    ids(&search(&c, q, 10, None)),
+                    model.nearest(metric, q, 10, None),
+                    "{metric:?} round {round}"
+                );
+            }
+            // Moved vectors: the device copy is made again.
+            for i in (0..400).step_by(3) {
+                let v: Vec<f32> = queries[i % 20]
+                    .iter()
+                    .map(|x| x + i as f32 * 1e-3)
+                    .collect();
+                let id = format!("d{i}");
+                c.upsert(&json!({"id": id, "tag": i % 10, "embedding": v}))
+                    .unwrap();
+                model.docs[i].1 = v;
+            }
+        }
+        c.drop_vector_index("embedding").unwrap();
+        for i in 0..400 {
+            let id = format!("d{i}");
+            c.delete(id.as_str(), &id, None).unwrap();
+        }
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn avx_gpu_present() -> bool {
+    avx_gpu::Gpu::shared().is_some()
+}

@@ -501,12 +501,20 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
         return;
     }
     let vectors = log.take_vectors();
+    let mut changed: Vec<u64> = vectors.iter().map(|v| v.table).collect();
+    changed.sort_unstable();
+    changed.dedup();
     let graphs_took = !vectors.is_empty() && w.graphs.is_some();
     if graphs_took && let Some(graphs) = w.graphs {
         graphs.record(vectors);
     }
     match txn.commit().map_err(DbError::from) {
         Ok(()) => {
+            if let Some(graphs) = w.graphs
+                && !changed.is_empty()
+            {
+                graphs.committed(&changed);
+            }
             w.seqs = Some(after);
             if !barrier {
                 w.catalog = looked_up;

@@ -283,6 +283,11 @@ pub(crate) struct Graphs {
     dir: PathBuf,
     db: Arc<Database>,
     map: Mutex<HashMap<u64, Arc<VectorGraph>>>,
+    /// Per vector index (graph or flat), moved after each commit that changes it.
+    versions: Mutex<HashMap<u64, u64>>,
+    /// Device copies of flat indexes.
+    #[cfg(feature = "gpu")]
+    pub(crate) gpu: super::gpu::GpuCache,
     signal: (Mutex<bool>, Condvar),
     stop: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -302,6 +307,9 @@ impl Graphs {
             dir: dir.clone(),
             db,
             map: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            #[cfg(feature = "gpu")]
+            gpu: super::gpu::GpuCache::default(),
             signal: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -353,6 +361,8 @@ impl Graphs {
         let mut map = self.map();
         for table in tables {
             map.remove(&table);
+            #[cfg(feature = "gpu")]
+            self.gpu.forget(table);
         }
     }
 
@@ -393,6 +403,25 @@ impl Graphs {
             state.keys = Vec::new();
         }
         self.wake();
+    }
+
+    /// Notes that a commit changed the vector indexes `tables` (after it is visible).
+    pub(crate) fn committed(&self, tables: &[u64]) {
+        let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        for table in tables {
+            *versions.entry(*table).or_insert(0) += 1;
+        }
+    }
+
+    /// How many commits have changed vector index `table` in this process.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn version(&self, table: u64) -> u64 {
+        self.versions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&table)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn wake(&self) {

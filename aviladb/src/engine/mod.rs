@@ -3,6 +3,8 @@
 mod clock;
 mod commit;
 pub(crate) mod feed;
+#[cfg(feature = "gpu")]
+pub(crate) mod gpu;
 pub(crate) mod graphs;
 pub(crate) mod index;
 pub(crate) mod names;
@@ -80,6 +82,10 @@ pub struct EngineOptions {
     /// How often the writer looks for expired documents to reclaim (default 5 s). An
     /// expired document is invisible at once; this only frees its space.
     pub ttl_sweep: std::time::Duration,
+    /// With the `gpu` feature and an adapter: the fewest numbers (vectors × dimensions)
+    /// a flat index needs for its unfiltered exact searches to run on the GPU (default
+    /// 4M: smaller ones are faster on the CPU than a device round trip).
+    pub gpu_exact_min: usize,
 }
 
 impl Default for EngineOptions {
@@ -88,6 +94,7 @@ impl Default for EngineOptions {
             durability: WriteDurability::Always,
             clock: Arc::new(SystemClock),
             ttl_sweep: std::time::Duration::from_secs(5),
+            gpu_exact_min: 4 << 20,
         }
     }
 }
@@ -299,6 +306,7 @@ struct Inner {
     catalog_generation: std::sync::atomic::AtomicU64,
     /// The graph vector indexes.
     graphs: Arc<graphs::Graphs>,
+    gpu_exact_min: usize,
 }
 
 impl Drop for Inner {
@@ -395,6 +403,7 @@ impl Engine {
                 catalog: RwLock::new(HashMap::new()),
                 catalog_generation: std::sync::atomic::AtomicU64::new(0),
                 graphs,
+                gpu_exact_min: options.gpu_exact_min,
             }),
         })
     }

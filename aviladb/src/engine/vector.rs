@@ -230,24 +230,21 @@ pub(crate) fn update(
                 let bytes = bytes_of(&v);
                 table.insert(doc_key, bytes.as_slice())?;
                 log.record(Kind::Vector, index.table, doc_key, Some(&bytes));
-                if graph {
-                    log.vector(VectorChange {
-                        table: index.table,
-                        key: doc_key.to_vec(),
-                        vector: Some(v),
-                    });
-                }
+                // A flat index is told too (its version moves), without the vector.
+                log.vector(VectorChange {
+                    table: index.table,
+                    key: if graph { doc_key.to_vec() } else { Vec::new() },
+                    vector: graph.then_some(v),
+                });
             }
             None => {
                 if table.remove(doc_key)?.is_some() {
                     log.record(Kind::Vector, index.table, doc_key, None);
-                    if graph {
-                        log.vector(VectorChange {
-                            table: index.table,
-                            key: doc_key.to_vec(),
-                            vector: None,
-                        });
-                    }
+                    log.vector(VectorChange {
+                        table: index.table,
+                        key: if graph { doc_key.to_vec() } else { Vec::new() },
+                        vector: None,
+                    });
                 }
             }
         }

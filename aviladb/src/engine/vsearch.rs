@@ -40,6 +40,8 @@ pub enum VectorAccess {
     GraphFiltered,
     /// Every vector compared (a flat index, or a graph not built yet).
     Exact,
+    /// Every vector compared, on the GPU (a large flat index, feature `gpu`).
+    ExactGpu,
     /// Every document the filter passes compared (too few for the graph walk).
     ExactFiltered,
     /// The documents a secondary index finds for the filter, compared exactly.
@@ -57,6 +59,7 @@ impl std::fmt::Display for VectorAccess {
             VectorAccess::Graph => f.write_str("graph"),
             VectorAccess::GraphFiltered => f.write_str("graph, filter in the walk"),
             VectorAccess::Exact => f.write_str("exact over every vector"),
+            VectorAccess::ExactGpu => f.write_str("exact over every vector, on the GPU"),
             VectorAccess::ExactFiltered => {
                 f.write_str("exact over the documents the filter passes (too few for the graph)")
             }
@@ -171,6 +174,48 @@ impl Search<'_> {
             }
         }
         Ok(hits)
+    }
+
+    /// Exact over every vector on the GPU, for a large flat index without a filter;
+    /// `None` when the CPU serves (or a result's document is gone: the CPU path then
+    /// looks further).
+    #[cfg(feature = "gpu")]
+    fn exact_gpu(&self, engine: &Engine) -> Result<Option<Vec<VectorHit>>> {
+        use redb::ReadableTableMetadata;
+        if self.filter.is_some() || self.index.kind != VectorIndexKind::Flat {
+            return Ok(None);
+        }
+        let rows = match self
+            .txn
+            .open_table(VecDef::new(&vector_table(self.index.table)))
+        {
+            Ok(t) => t.len()? as usize,
+            Err(_) => return Ok(None),
+        };
+        let Some(found) = engine.inner.graphs.gpu.search(
+            &engine.inner.db,
+            &engine.inner.graphs,
+            self.index,
+            math_metric(self.index),
+            rows,
+            engine.inner.gpu_exact_min,
+            self.vector,
+            self.k,
+        )?
+        else {
+            return Ok(None);
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for (key, d) in found {
+            match self.fetch(&key)? {
+                Some(document) => hits.push(self.hit(document, math_to_public(self.index, d))),
+                None => return Ok(None),
+            }
+        }
+        if hits.len() < self.k.min(rows) {
+            return Ok(None);
+        }
+        Ok(Some(hits))
     }
 
     /// Exact over the documents `rows` gives that pass the filter.
@@ -565,6 +610,10 @@ impl Engine {
             && let Some(found) = search.graph(self)?
         {
             return Ok(found);
+        }
+        #[cfg(feature = "gpu")]
+        if let Some(hits) = search.exact_gpu(self)? {
+            return Ok((hits, VectorAccess::ExactGpu));
         }
         Ok((search.exact()?, VectorAccess::Exact))
     }
