@@ -1443,6 +1443,7 @@ async fn vector_suite(client: &Client) {
                 filter: filter.map(str::to_string),
                 parameters: serde_json::Map::from_iter([("lang".to_string(), json!("pt"))]),
                 ef: None,
+                fields: None,
             };
             async move { memories.vector_search(query).await }
         };
@@ -1547,6 +1548,7 @@ async fn vector_suite(client: &Client) {
                 filter: None,
                 parameters: serde_json::Map::new(),
                 ef: None,
+                fields: None,
             })
             .await
             .unwrap_err();

@@ -154,6 +154,18 @@ fn graph_search_finds_what_brute_force_finds() {
             VectorAccess::GraphFiltered
         );
         q.filter = None;
+        // Only some fields: the same documents, the same distances, fewer fields.
+        let full = c.vector_query(&q).unwrap();
+        q.fields = Some(vec!["tag".into()]);
+        let slim = c.vector_query(&q).unwrap();
+        assert_eq!(full.len(), slim.len());
+        for (f, s) in full.iter().zip(&slim) {
+            assert_eq!(f.document["_etag"], s.document["_etag"]);
+            assert_eq!(f.document["tag"], s.document["tag"]);
+            assert!(s.document.get("embedding").is_none() && s.document.get("id").is_none());
+            assert!((f.distance - s.distance).abs() < 1e-5);
+        }
+        q.fields = None;
         assert_eq!(
             engine.explain_vector_search("ai", "memories", &q).unwrap(),
             VectorAccess::Graph

@@ -60,6 +60,9 @@ pub(crate) enum DbCommand {
         /// index's ef_search). Higher finds more of the true neighbours, slower.
         #[arg(long)]
         ef: Option<usize>,
+        /// Return only these top-level fields of each document (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
     },
     /// Store a document, replacing any with its key (upsert).
     Put {
@@ -620,6 +623,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             filter,
             params,
             ef,
+            fields,
         } => {
             let vector: Vec<f32> = serde_json::from_value(json_argument("vector", &vector)?)
                 .map_err(|e| Error::invalid_input("vector", e.to_string()))?;
@@ -633,6 +637,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                     filter,
                     parameters: parameters(params)?,
                     ef,
+                    fields: (!fields.is_empty()).then_some(fields),
                 },
             }
         }

@@ -306,6 +306,7 @@ struct Inner {
     catalog_generation: std::sync::atomic::AtomicU64,
     /// The graph vector indexes.
     graphs: Arc<graphs::Graphs>,
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     gpu_exact_min: usize,
 }
 

@@ -264,6 +264,52 @@ fn record_from(h: &Header, json: &[u8]) -> Result<Record> {
     })
 }
 
+/// The document with only the top-level `fields` of its body (and its system
+/// properties); the others are skipped by the parser, not built.
+pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Result<Value> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Pick<'f>(&'f [String]);
+    impl<'de> Visitor<'de> for Pick<'_> {
+        type Value = Map<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if self.0.iter().any(|f| f.as_str() == key) {
+                    out.insert(key.into_owned(), map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Pick<'_> {
+        type Value = Map<String, Value>;
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let body = Pick(fields)
+        .deserialize(&mut de)
+        .map_err(|e| DbError::Corrupted(format!("document body: {e}")))?;
+    Ok(Record {
+        seq: h.seq,
+        ts_micros: h.ts_micros,
+        body,
+    }
+    .into_document())
+}
+
 /// Decodes a record, checking its version and checksum.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
     let (h, json) = decode_raw(bytes)?;

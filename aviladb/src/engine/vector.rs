@@ -308,6 +308,10 @@ pub struct VectorQuery {
     /// when absent): higher finds more of the true neighbours, slower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<usize>,
+    /// Return only these top-level fields of each document (and its system
+    /// properties); the others are not even parsed. All of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
 }
 
 impl VectorQuery {
@@ -320,6 +324,7 @@ impl VectorQuery {
             filter: None,
             parameters: Map::new(),
             ef: None,
+            fields: None,
         }
     }
 }

@@ -82,6 +82,9 @@ pub(crate) fn filter_budget(ef: usize) -> usize {
     ef.saturating_mul(64).max(4096)
 }
 
+/// (document key, graph distance), nearest first.
+pub(crate) type GraphHits = Vec<(Box<[u8]>, f32)>;
+
 /// Documents with their keys.
 type Rows = Vec<(Vec<u8>, Value)>;
 
@@ -94,6 +97,8 @@ struct Search<'a> {
     k: usize,
     ef: usize,
     filter: Option<&'a (Query, Params)>,
+    /// Top-level fields to return (all when `None`).
+    fields: Option<&'a [String]>,
     expiry: Expiry,
     docs: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
@@ -117,7 +122,24 @@ impl Search<'_> {
         }
     }
 
-    fn hit(&self, document: Value, distance: f32) -> VectorHit {
+    /// The document at `key` with only the asked fields (parsed without the others),
+    /// unless it is gone or expired.
+    fn fetch_fields(&self, key: &[u8], fields: &[String]) -> Result<Option<Value>> {
+        let Some(record) = self.docs.get(key)? else {
+            return Ok(None);
+        };
+        let record = record.value();
+        if self.expiry.expired(&super::record::header(record)?) {
+            return Ok(None);
+        }
+        let (h, json) = super::record::decode_borrowed(record)?;
+        super::record::document_fields(&h, &json, fields).map(Some)
+    }
+
+    fn hit(&self, mut document: Value, distance: f32) -> VectorHit {
+        if let (Some(fields), Value::Object(map)) = (self.fields, &mut document) {
+            map.retain(|k, _| k.starts_with('_') || fields.iter().any(|f| f == k));
+        }
         VectorHit { document, distance }
     }
 
@@ -409,6 +431,36 @@ impl Search<'_> {
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut hits = Vec::with_capacity(self.k);
         let mut seen: Vec<&[u8]> = Vec::new();
+        // Only some fields and no filter: documents are parsed without the others, and
+        // each distance comes from the vector table of this snapshot.
+        if let (Some(fields), None) = (self.fields, self.filter) {
+            let vectors = self
+                .txn
+                .open_table(VecDef::new(&vector_table(self.index.table)))?;
+            for (_, key, _) in &candidates {
+                if hits.len() >= self.k {
+                    break;
+                }
+                if seen.contains(&&**key) {
+                    continue;
+                }
+                seen.push(key);
+                let Some(v) = vectors.get(&**key)? else {
+                    continue;
+                };
+                let v = floats(v.value());
+                let Some(doc) = self.fetch_fields(key, fields)? else {
+                    continue;
+                };
+                let distance = self.index.metric.distance(self.vector, &v);
+                hits.push(VectorHit {
+                    document: doc,
+                    distance,
+                });
+            }
+            hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+            return Ok(hits);
+        }
         for (_, key, doc) in &candidates {
             if hits.len() >= self.k {
                 break;
@@ -544,6 +596,41 @@ impl Engine {
             .map(|(hits, _)| hits)
     }
 
+    /// The graph of a vector index searched directly, without documents: (document key,
+    /// graph distance) of the `k` nearest, or `None` while it is not built. For the
+    /// bench that compares a search through the database with the same graph alone.
+    #[doc(hidden)]
+    pub fn search_graph_only(
+        &self,
+        db: &str,
+        coll: &str,
+        path: &str,
+        vector: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Option<GraphHits>> {
+        let info = self.collection(db, coll)?;
+        let path = normalize(path);
+        let Some(index) = info.vector_indexes.iter().find(|i| i.path == path) else {
+            return Err(DbError::NotFound(format!("no vector index on {path}")));
+        };
+        let Some(graph) = self.inner.graphs.get(index.table) else {
+            return Ok(None);
+        };
+        let state = graph.read();
+        let Some(g) = &state.graph else {
+            return Ok(None);
+        };
+        let hits = g
+            .search(vector, k, ef)
+            .map_err(|e| DbError::invalid("vector", e.to_string()))?;
+        Ok(Some(
+            hits.into_iter()
+                .map(|(node, d)| (state.keys[node as usize].clone(), d))
+                .collect(),
+        ))
+    }
+
     /// How a vector search runs (it runs it to find out: the choice depends on how many
     /// documents the filter passes).
     pub fn explain_vector_search(
@@ -601,6 +688,7 @@ impl Engine {
             k: query.k,
             ef: query.ef.unwrap_or(index.params.ef_search).max(query.k),
             filter,
+            fields: query.fields.as_deref(),
             expiry: self.expiry(info),
             docs: txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
                 info.table,
