@@ -501,26 +501,30 @@ impl Graphs {
             info.path,
             keys.len()
         );
-        match Hnsw::build_cancellable(
+        let Some(g) = self.link_all(info, &flat) else {
+            return false;
+        };
+        graph.install(g, keys, epoch);
+        tracing::info!(
+            target: "aviladb::vectors",
+            "built the vector index on {} in {:.1} s",
+            info.path,
+            started.elapsed().as_secs_f64()
+        );
+        true
+    }
+
+    /// A graph of `flat` for index `info`, unless the engine is closing.
+    fn link_all(&self, info: &VectorIndexInfo, flat: &[f32]) -> Option<Hnsw> {
+        let built = Hnsw::build_cancellable(
             info.dimensions,
             space_of(info.metric),
             info.params,
-            &flat,
+            flat,
             None,
             Some(&self.stop),
-        ) {
-            Ok(g) if !self.stopping() => {
-                graph.install(g, keys, epoch);
-                tracing::info!(
-                    target: "aviladb::vectors",
-                    "built the vector index on {} in {:.1} s",
-                    info.path,
-                    started.elapsed().as_secs_f64()
-                );
-                true
-            }
-            _ => false,
-        }
+        );
+        built.ok().filter(|_| !self.stopping())
     }
 
     /// Rebuilds a graph from its live vectors.
@@ -539,16 +543,7 @@ impl Graphs {
             }
             (keys, flat)
         };
-        let info = &graph.info;
-        if let Ok(g) = Hnsw::build_cancellable(
-            info.dimensions,
-            space_of(info.metric),
-            info.params,
-            &flat,
-            None,
-            Some(&self.stop),
-        ) && !self.stopping()
-        {
+        if let Some(g) = self.link_all(&graph.info, &flat) {
             graph.install(g, keys, epoch);
         }
     }
