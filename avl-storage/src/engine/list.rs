@@ -1,0 +1,195 @@
+//! Listing a bucket, as S3's ListObjectsV2 does (V1's marker is `start_after`):
+//! lexicographic by key bytes, with a prefix, a delimiter that rolls keys up into common
+//! prefixes, pages of at most 1000 entries, and continuation tokens.
+
+use redb::ReadOnlyTable;
+use serde::{Deserialize, Serialize};
+
+use super::{decode_record, object_key};
+use crate::error::{Result, StorageError};
+
+/// The most entries (objects and common prefixes) in one page.
+pub const MAX_KEYS: usize = 1000;
+
+/// What to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOptions {
+    /// Only keys that start with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// Roll keys that contain this after the prefix up into common prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// The most entries in the page (at most [`MAX_KEYS`]; `None`: 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
+    /// Only keys after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_after: Option<String>,
+    /// The token of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectSummary {
+    /// The key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// The ETag (hex, without quotes).
+    pub etag: String,
+    /// When it was stored (ms since the Unix epoch).
+    pub last_modified_ms: u64,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Objects, in key order.
+    pub objects: Vec<ObjectSummary>,
+    /// Common prefixes (with the delimiter at their end), in order.
+    pub common_prefixes: Vec<String>,
+    /// Whether more entries follow.
+    pub is_truncated: bool,
+    /// The token for the next page, when truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_continuation: Option<String>,
+}
+
+/// Where a page ended: after a key, or after every key under a common prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum After {
+    Key(String),
+    Prefix(String),
+}
+
+fn encode_token(bucket: &str, after: &After) -> String {
+    let (kind, text) = match after {
+        After::Key(k) => (b'k', k),
+        After::Prefix(p) => (b'p', p),
+    };
+    let mut raw = bucket.as_bytes().to_vec();
+    raw.push(0);
+    raw.push(kind);
+    raw.extend_from_slice(text.as_bytes());
+    hex::encode(raw)
+}
+
+fn decode_token(bucket: &str, token: &str) -> Result<After> {
+    let bad = || {
+        StorageError::invalid(
+            "continuation-token",
+            "is not a token of this bucket's listing",
+        )
+    };
+    let raw = hex::decode(token).map_err(|_| bad())?;
+    let rest = raw
+        .strip_prefix(bucket.as_bytes())
+        .and_then(|r| r.strip_prefix(&[0u8][..]))
+        .ok_or_else(bad)?;
+    let (&kind, text) = rest.split_first().ok_or_else(bad)?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| bad())?;
+    match kind {
+        b'k' => Ok(After::Key(text)),
+        b'p' => Ok(After::Prefix(text)),
+        _ => Err(bad()),
+    }
+}
+
+pub(super) fn list(
+    objects: &ReadOnlyTable<&'static [u8], &'static [u8]>,
+    bucket: &str,
+    o: &ListOptions,
+) -> Result<ListPage> {
+    let max = o.max_keys.unwrap_or(MAX_KEYS);
+    if max > MAX_KEYS {
+        return Err(StorageError::invalid(
+            "max-keys",
+            format!("must be 0 to {MAX_KEYS}"),
+        ));
+    }
+    let delimiter = o.delimiter.as_deref().filter(|d| !d.is_empty());
+    let mut after = match (&o.continuation, &o.start_after) {
+        (Some(t), _) => Some(decode_token(bucket, t)?),
+        (None, Some(s)) => Some(After::Key(s.clone())),
+        (None, None) => None,
+    };
+    let base = object_key(bucket, "");
+    let mut start = object_key(bucket, &o.prefix);
+    if let Some(After::Key(k) | After::Prefix(k)) = &after {
+        let from = object_key(bucket, k);
+        if from > start {
+            start = from;
+        }
+    }
+    let mut page = ListPage::default();
+    if max == 0 {
+        return Ok(page);
+    }
+    let mut count = 0usize;
+    for row in objects.range(start.as_slice()..)? {
+        let (k, v) = row?;
+        let Some(raw) = k.value().strip_prefix(base.as_slice()) else {
+            break;
+        };
+        if !raw.starts_with(o.prefix.as_bytes()) {
+            break;
+        }
+        let key = std::str::from_utf8(raw)
+            .map_err(|_| StorageError::Corrupted("an object key is not UTF-8".into()))?;
+        match &after {
+            Some(After::Key(a)) if key <= a.as_str() => continue,
+            Some(After::Prefix(p)) if key.starts_with(p.as_str()) => continue,
+            _ => {}
+        }
+        let rolled = delimiter.and_then(|d| {
+            key[o.prefix.len()..]
+                .find(d)
+                .map(|i| key[..o.prefix.len() + i + d.len()].to_string())
+        });
+        if count == max {
+            page.is_truncated = true;
+            break;
+        }
+        count += 1;
+        match rolled {
+            Some(cp) => {
+                page.common_prefixes.push(cp.clone());
+                after = Some(After::Prefix(cp));
+            }
+            None => {
+                let record = decode_record(v.value())?;
+                page.objects.push(ObjectSummary {
+                    key: key.to_string(),
+                    size: record.size,
+                    etag: record.etag,
+                    last_modified_ms: record.last_modified_ms,
+                });
+                after = Some(After::Key(key.to_string()));
+            }
+        }
+    }
+    if page.is_truncated {
+        page.next_continuation = after.as_ref().map(|a| encode_token(bucket, a));
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_belong_to_their_bucket() {
+        let t = encode_token("photos", &After::Prefix("2026/".into()));
+        assert_eq!(
+            decode_token("photos", &t).unwrap(),
+            After::Prefix("2026/".into())
+        );
+        assert!(decode_token("videos", &t).is_err());
+        assert!(decode_token("photos", "zz").is_err());
+        assert!(decode_token("photos", &hex::encode("photos\0x")).is_err());
+    }
+}

@@ -1,0 +1,656 @@
+//! The object store engine: buckets and objects, metadata in redb, data in chunk files.
+//!
+//! Files in the store's directory:
+//! - `storage.redb`: tables `meta` (format version, next chunk id), `buckets` (name →
+//!   creation time) and `objects` (bucket, 0x00, key → the object's record as JSON: size,
+//!   ETag, time, content type, user metadata, headers, chunk list).
+//! - `chunks/{xx}/{id:016x}`: one chunk of an object each, an avila-compress frame
+//!   (`Auto`: incompressible data stays raw at no cost; the frame checksums its content),
+//!   named by the engine from a counter: an object key never reaches a path.
+//!
+//! A PUT streams its body through one chunk-sized buffer: each chunk is compressed,
+//! written and synced; then the chunks' directories are synced and one durable redb
+//! commit makes the object visible. Only then are the chunks of the object it replaced
+//! deleted. A crash leaves at most unreferenced chunk files, which the next open deletes.
+//! A GET streams chunk by chunk (bounded memory); a range reads only the chunks it
+//! touches.
+
+mod list;
+pub(crate) mod names;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use avila_compress::{Codec, Decoder, Encoder, Limits, Profile};
+use md5::{Digest, Md5};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+pub use list::{ListOptions, ListPage, MAX_KEYS, ObjectSummary};
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BUCKETS: TableDefinition<&str, u64> = TableDefinition::new("buckets");
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const FORMAT_KEY: &str = "format_version";
+const FORMAT_VERSION: u64 = 1;
+const NEXT_CHUNK: &str = "next_chunk";
+/// The metadata file in the store's directory.
+pub const FILE_NAME: &str = "storage.redb";
+/// The default chunk size: 4 MiB.
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+/// The most user metadata, in bytes of names and values (S3's limit).
+pub const MAX_METADATA_BYTES: usize = 2048;
+
+/// Options of [`Store::open_with`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Bytes of an object per chunk file (64 bytes to 64 MiB; default 4 MiB).
+    pub chunk_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// What a PUT stores beside the bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOptions {
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`, names without the prefix, lowercase).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Other stored headers: `cache-control`, `content-disposition`, `content-encoding`,
+    /// `content-language`, `expires`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The headers a PUT may store.
+pub const STORED_HEADERS: [&str; 5] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
+
+/// One chunk of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Chunk {
+    id: u64,
+    len: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ObjectRecord {
+    size: u64,
+    etag: String,
+    last_modified_ms: u64,
+    #[serde(flatten)]
+    options: PutOptions,
+    chunks: Vec<Chunk>,
+}
+
+/// An object's metadata, as HEAD answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// The key.
+    pub key: String,
+    /// Bytes.
+    pub size: u64,
+    /// The hex MD5 of the content (S3's ETag for a single PUT, without its quotes).
+    pub etag: String,
+    /// When it was stored, in milliseconds since the Unix epoch.
+    pub last_modified_ms: u64,
+    /// Content type, user metadata and stored headers.
+    #[serde(flatten)]
+    pub options: PutOptions,
+}
+
+/// A byte range of a GET, as in an HTTP `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last`, both included.
+    Inclusive(u64, u64),
+    /// `bytes=first-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// `[start, end)` within an object of `size` bytes, or `InvalidRange`.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64)> {
+        let bad = Err(StorageError::InvalidRange { size });
+        match self {
+            ByteRange::Inclusive(first, last) if first <= last && first < size => {
+                Ok((first, last.min(size - 1) + 1))
+            }
+            ByteRange::From(first) if first < size => Ok((first, size)),
+            ByteRange::Suffix(n) if n > 0 && size > 0 => Ok((size - n.min(size), size)),
+            _ => bad,
+        }
+    }
+}
+
+struct Inner {
+    db: Database,
+    dir: PathBuf,
+    chunk_size: usize,
+    next_chunk: AtomicU64,
+}
+
+/// An object store in a directory. `Send + Sync`: share it through `Arc` or clone it.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn decode_record(bytes: &[u8]) -> Result<ObjectRecord> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StorageError::Corrupted(format!("object record: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with `options`; deletes chunk files no object names
+    /// (left by a crash during a PUT, or before an old object's chunks were deleted).
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        if !(64..=64 << 20).contains(&options.chunk_size) {
+            return Err(StorageError::invalid(
+                "chunk_size",
+                "must be 64 bytes to 64 MiB",
+            ));
+        }
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(dir.join("chunks"))?;
+        let db = Database::create(dir.join(FILE_NAME))?;
+        let txn = db.begin_write()?;
+        let mut next = {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(other) => {
+                    return Err(StorageError::UnsupportedFormat(format!(
+                        "object store format version {other}; this build reads {FORMAT_VERSION}"
+                    )));
+                }
+            }
+            let next = meta.get(NEXT_CHUNK)?.map_or(1, |v| v.value());
+            txn.open_table(BUCKETS)?;
+            txn.open_table(OBJECTS)?;
+            next
+        };
+        txn.commit()?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                dir,
+                chunk_size: options.chunk_size,
+                next_chunk: AtomicU64::new(next),
+            }),
+        };
+        // Unreferenced chunk files go; numbering resumes above every file seen.
+        let referenced = store.referenced_chunks()?;
+        for shard in std::fs::read_dir(store.inner.dir.join("chunks"))? {
+            let shard = shard?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&shard)? {
+                let path = file?.path();
+                let id = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| u64::from_str_radix(n, 16).ok());
+                match id {
+                    Some(id) if referenced.contains(&id) => next = next.max(id + 1),
+                    Some(id) => {
+                        next = next.max(id + 1);
+                        std::fs::remove_file(&path)?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        store.inner.next_chunk.store(next, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn referenced_chunks(&self) -> Result<std::collections::HashSet<u64>> {
+        let txn = self.inner.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = std::collections::HashSet::new();
+        for row in objects.iter()? {
+            let (_, v) = row?;
+            out.extend(decode_record(v.value())?.chunks.iter().map(|c| c.id));
+        }
+        Ok(out)
+    }
+
+    fn chunk_path(&self, id: u64) -> PathBuf {
+        self.inner
+            .dir
+            .join("chunks")
+            .join(format!("{:02x}", id & 0xff))
+            .join(format!("{id:016x}"))
+    }
+
+    // ---- buckets ---------------------------------------------------------------------
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) -> Result<()> {
+        names::check_bucket(name)?;
+        let txn = self.inner.db.begin_write()?;
+        {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(name)?.is_some() {
+                return Err(StorageError::BucketAlreadyExists(name.to_string()));
+            }
+            buckets.insert(name, now_ms())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The buckets, by name, with their creation times (ms).
+    pub fn list_buckets(&self) -> Result<Vec<(String, u64)>> {
+        let txn = self.inner.db.begin_read()?;
+        let buckets = txn.open_table(BUCKETS)?;
+        let mut out = Vec::new();
+        for row in buckets.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes an empty bucket.
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        names::check_bucket(name)?;
+        let txn = self.inner.db.begin_write()?;
+        {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(name)?.is_none() {
+                return Err(StorageError::NoSuchBucket(name.to_string()));
+            }
+            let objects = txn.open_table(OBJECTS)?;
+            let prefix = object_key(name, "");
+            if let Some(row) = objects.range(prefix.as_slice()..)?.next()
+                && row?.0.value().starts_with(&prefix)
+            {
+                return Err(StorageError::BucketNotEmpty(name.to_string()));
+            }
+            buckets.remove(name)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn check_bucket_exists(&self, txn: &redb::ReadTransaction, bucket: &str) -> Result<()> {
+        names::check_bucket(bucket).map_err(|_| StorageError::NoSuchBucket(bucket.to_string()))?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(StorageError::NoSuchBucket(bucket.to_string()));
+        }
+        Ok(())
+    }
+
+    // ---- objects ---------------------------------------------------------------------
+
+    /// Stores the bytes `body` gives under `key`, replacing any object there; answers
+    /// its metadata once it is durable. Memory stays at one chunk whatever the size.
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut dyn Read,
+        options: PutOptions,
+    ) -> Result<ObjectInfo> {
+        names::check_key(key)?;
+        check_options(&options)?;
+        self.check_bucket_exists(&self.inner.db.begin_read()?, bucket)?;
+        let mut chunks = Vec::new();
+        let written = self.write_chunks(body, &mut chunks);
+        let (size, etag) = match written {
+            Ok(v) => v,
+            Err(e) => {
+                self.remove_chunks(&chunks);
+                return Err(e);
+            }
+        };
+        let record = ObjectRecord {
+            size,
+            etag,
+            last_modified_ms: now_ms(),
+            options,
+            chunks,
+        };
+        match self.commit_object(bucket, key, &record) {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.remove_chunks(&old.chunks);
+                }
+                Ok(info_of(key, record))
+            }
+            Err(e) => {
+                self.remove_chunks(&record.chunks);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads `body` into synced chunk files; answers (size, hex MD5).
+    fn write_chunks(&self, body: &mut dyn Read, chunks: &mut Vec<Chunk>) -> Result<(u64, String)> {
+        let mut buf = vec![0u8; self.inner.chunk_size];
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let mut encoder = Encoder::new(Codec::Auto(Profile::Balanced));
+        let mut frame = Vec::new();
+        let mut shards = std::collections::BTreeSet::new();
+        loop {
+            let n = read_full(body, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let data = &buf[..n];
+            md5.update(data);
+            size += n as u64;
+            frame.clear();
+            encoder.encode_into(data, &mut frame);
+            let id = self.inner.next_chunk.fetch_add(1, Ordering::SeqCst);
+            let path = self.chunk_path(id);
+            let shard = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            if shards.insert(shard.clone()) {
+                std::fs::create_dir_all(&shard)?;
+            }
+            chunks.push(Chunk { id, len: n as u64 });
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&frame)?;
+            file.sync_all()?;
+            if n < buf.len() {
+                break;
+            }
+        }
+        for shard in shards {
+            std::fs::File::open(&shard)?.sync_all()?;
+        }
+        Ok((size, hex::encode(md5.finalize())))
+    }
+
+    /// Makes `record` the object at `key`, durably; answers the record it replaced.
+    fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &ObjectRecord,
+    ) -> Result<Option<ObjectRecord>> {
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| StorageError::Io(format!("object record: {e}")))?;
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StorageError::Io(e.to_string()))?;
+        let old = {
+            if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                return Err(StorageError::NoSuchBucket(bucket.to_string()));
+            }
+            let mut meta = txn.open_table(META)?;
+            let next = self.inner.next_chunk.load(Ordering::SeqCst);
+            if meta.get(NEXT_CHUNK)?.map_or(0, |v| v.value()) < next {
+                meta.insert(NEXT_CHUNK, next)?;
+            }
+            let mut objects = txn.open_table(OBJECTS)?;
+            let k = object_key(bucket, key);
+            let old = objects.insert(k.as_slice(), bytes.as_slice())?;
+            old.map(|v| decode_record(v.value())).transpose()?
+        };
+        txn.commit()?;
+        Ok(old)
+    }
+
+    fn remove_chunks(&self, chunks: &[Chunk]) {
+        // A chunk that cannot be removed now is unreferenced: the next open removes it.
+        for c in chunks {
+            let _ = std::fs::remove_file(self.chunk_path(c.id));
+        }
+    }
+
+    fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        names::check_key(key)?;
+        let txn = self.inner.db.begin_read()?;
+        self.check_bucket_exists(&txn, bucket)?;
+        let objects = txn.open_table(OBJECTS)?;
+        match objects.get(object_key(bucket, key).as_slice())? {
+            Some(v) => decode_record(v.value()),
+            None => Err(StorageError::NoSuchKey(key.to_string())),
+        }
+    }
+
+    /// An object's metadata.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        Ok(info_of(key, self.record(bucket, key)?))
+    }
+
+    /// An object's metadata and a reader of its bytes (or of `range` of them), which
+    /// reads one chunk at a time.
+    pub fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ObjectReader)> {
+        let record = self.record(bucket, key)?;
+        let (start, end) = match range {
+            Some(r) => r.resolve(record.size)?,
+            None => (0, record.size),
+        };
+        let reader = ObjectReader {
+            store: self.clone(),
+            chunks: record.chunks.clone(),
+            pos: start,
+            end,
+            current: None,
+            decoder: Decoder::new(),
+        };
+        Ok((info_of(key, record), reader))
+    }
+
+    /// Deletes an object; deleting a key with no object succeeds, as in S3.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        names::check_key(key)?;
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StorageError::Io(e.to_string()))?;
+        let old = {
+            if names::check_bucket(bucket).is_err()
+                || txn.open_table(BUCKETS)?.get(bucket)?.is_none()
+            {
+                return Err(StorageError::NoSuchBucket(bucket.to_string()));
+            }
+            let mut objects = txn.open_table(OBJECTS)?;
+            let old = objects.remove(object_key(bucket, key).as_slice())?;
+            old.map(|v| decode_record(v.value())).transpose()?
+        };
+        txn.commit()?;
+        if let Some(old) = old {
+            self.remove_chunks(&old.chunks);
+        }
+        Ok(())
+    }
+
+    /// One page of a bucket's objects in key order (ListObjectsV2's semantics).
+    pub fn list_objects(&self, bucket: &str, options: &ListOptions) -> Result<ListPage> {
+        let txn = self.inner.db.begin_read()?;
+        self.check_bucket_exists(&txn, bucket)?;
+        let objects = txn.open_table(OBJECTS)?;
+        list::list(&objects, bucket, options)
+    }
+}
+
+fn info_of(key: &str, r: ObjectRecord) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_string(),
+        size: r.size,
+        etag: r.etag,
+        last_modified_ms: r.last_modified_ms,
+        options: r.options,
+    }
+}
+
+fn check_options(o: &PutOptions) -> Result<()> {
+    let meta: usize = o.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if meta > MAX_METADATA_BYTES {
+        return Err(StorageError::invalid(
+            "metadata",
+            format!("{meta} bytes; at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    if let Some(name) = o
+        .headers
+        .keys()
+        .find(|h| !STORED_HEADERS.contains(&h.as_str()))
+    {
+        return Err(StorageError::invalid(
+            "headers",
+            format!("`{name}` is not stored"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fills `buf` from `r` unless the stream ends first; answers how many bytes it read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+/// The bytes of an object (or of a range of it), one chunk in memory at a time.
+pub struct ObjectReader {
+    store: Store,
+    chunks: Vec<Chunk>,
+    /// Position in the object of the next byte to give.
+    pos: u64,
+    end: u64,
+    /// The decoded chunk holding `pos`: (its start in the object, its bytes).
+    current: Option<(u64, Vec<u8>)>,
+    decoder: Decoder,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+impl ObjectReader {
+    /// Bytes left to read.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// Loads the chunk holding `pos`.
+    fn load(&mut self) -> std::io::Result<()> {
+        let mut start = 0u64;
+        for c in &self.chunks {
+            if self.pos < start + c.len {
+                let frame = std::fs::read(self.store.chunk_path(c.id)).map_err(|e| {
+                    std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
+                })?;
+                let mut out = Vec::with_capacity(c.len as usize);
+                self.decoder
+                    .decode_into(&frame, &Limits::new(c.len), &mut out)
+                    .map_err(|e| std::io::Error::other(StorageError::Corrupted(e.to_string())))?;
+                if out.len() as u64 != c.len {
+                    return Err(std::io::Error::other(StorageError::Corrupted(format!(
+                        "chunk {:016x} holds {} bytes, not {}",
+                        c.id,
+                        out.len(),
+                        c.len
+                    ))));
+                }
+                self.current = Some((start, out));
+                return Ok(());
+            }
+            start += c.len;
+        }
+        Err(std::io::Error::other(StorageError::Corrupted(
+            "the object's chunks are shorter than its size".into(),
+        )))
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.end || buf.is_empty() {
+            return Ok(0);
+        }
+        let inside = |c: &Option<(u64, Vec<u8>)>, pos: u64| {
+            c.as_ref()
+                .is_some_and(|(s, b)| pos >= *s && pos < s + b.len() as u64)
+        };
+        if !inside(&self.current, self.pos) {
+            self.load()?;
+        }
+        let Some((start, bytes)) = &self.current else {
+            return Ok(0);
+        };
+        let at = (self.pos - start) as usize;
+        let n = buf
+            .len()
+            .min(bytes.len() - at)
+            .min((self.end - self.pos) as usize);
+        buf[..n].copy_from_slice(&bytes[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,125 @@
+//! The object store's errors, each with S3's code and a platform code.
+
+use avl_core::{Error, ErrorCode};
+
+/// An object store error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// No bucket of that name.
+    #[error("the bucket `{0}` does not exist")]
+    NoSuchBucket(String),
+    /// No object under that key.
+    #[error("no object under `{0}`")]
+    NoSuchKey(String),
+    /// The bucket exists already.
+    #[error("the bucket `{0}` already exists")]
+    BucketAlreadyExists(String),
+    /// The bucket still holds objects.
+    #[error("the bucket `{0}` is not empty")]
+    BucketNotEmpty(String),
+    /// A bucket name outside S3's rules.
+    #[error("invalid bucket name `{name}`: {reason}")]
+    InvalidBucketName {
+        /// The name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// Some other input is malformed; the field says which.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// Which input.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A range outside the object.
+    #[error("the range is not satisfiable for an object of {size} bytes")]
+    InvalidRange {
+        /// The object's size.
+        size: u64,
+    },
+    /// Stored data failed its checks.
+    #[error("corrupted data: {0}")]
+    Corrupted(String),
+    /// The store's files are of a format this build cannot read.
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    /// The file system or the metadata database failed.
+    #[error("storage error: {0}")]
+    Io(String),
+}
+
+impl StorageError {
+    /// [`StorageError::InvalidArgument`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        StorageError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// S3's error code for this error.
+    pub fn s3_code(&self) -> &'static str {
+        match self {
+            StorageError::NoSuchBucket(_) => "NoSuchBucket",
+            StorageError::NoSuchKey(_) => "NoSuchKey",
+            StorageError::BucketAlreadyExists(_) => "BucketAlreadyOwnedByYou",
+            StorageError::BucketNotEmpty(_) => "BucketNotEmpty",
+            StorageError::InvalidBucketName { .. } => "InvalidBucketName",
+            StorageError::InvalidArgument { .. } => "InvalidArgument",
+            StorageError::InvalidRange { .. } => "InvalidRange",
+            StorageError::Corrupted(_)
+            | StorageError::UnsupportedFormat(_)
+            | StorageError::Io(_) => "InternalError",
+        }
+    }
+
+    /// The platform code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StorageError::NoSuchBucket(_) | StorageError::NoSuchKey(_) => ErrorCode::NotFound,
+            StorageError::BucketAlreadyExists(_) => ErrorCode::AlreadyExists,
+            StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
+            StorageError::InvalidBucketName { .. }
+            | StorageError::InvalidArgument { .. }
+            | StorageError::InvalidRange { .. } => ErrorCode::InvalidInput,
+            StorageError::Corrupted(_) => ErrorCode::Corrupted,
+            StorageError::UnsupportedFormat(_) | StorageError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        Error::new(e.code(), e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        StorageError::Io(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self {
+                StorageError::Io(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A result with a [`StorageError`].
+pub type Result<T> = std::result::Result<T, StorageError>;

@@ -1,0 +1,389 @@
+//! The object store against an in-memory model (proptest), ranges at chunk boundaries,
+//! empty objects, bad input, and what a crash leaves behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use avl_storage::{ByteRange, ListOptions, PutOptions, StorageError, Store, StoreOptions};
+use proptest::prelude::*;
+
+const CHUNK: usize = 64;
+
+fn small_chunks(dir: &std::path::Path) -> Store {
+    Store::open_with(dir, StoreOptions { chunk_size: CHUNK }).unwrap()
+}
+
+fn read_all(store: &Store, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
+    let (_, mut r) = store.get_object(bucket, key, range).unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    out
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(data))
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+    List(String, Option<String>, usize),
+    Range(String, u64, u64),
+    Reopen,
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a", "a/b", "a/c", "a/b/c", "b", "b/", "b//x", "c.txt", "a/b/d", "ü/1", "../x", "a-b",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (key(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(|(k, v)| Op::Put(k, v)),
+        1 => (key(), 0usize..3).prop_map(|(k, n)| Op::Put(k, vec![b'z'; n * CHUNK])),
+        2 => key().prop_map(Op::Delete),
+        3 => (
+            prop::sample::select(vec!["", "a", "a/", "b", "a/b"]),
+            prop::option::of(prop::sample::select(vec!["/", "b", "//"])),
+            1usize..4
+        )
+            .prop_map(|(p, d, m)| Op::List(p.to_string(), d.map(str::to_string), m)),
+        2 => (key(), 0u64..400, 0u64..400).prop_map(|(k, a, b)| Op::Range(k, a, b)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// The model's listing: every entry (objects and common prefixes) in key order.
+fn model_list(
+    model: &BTreeMap<String, Vec<u8>>,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for k in model.keys().filter(|k| k.starts_with(prefix)) {
+        match delimiter.and_then(|d| k[prefix.len()..].find(d).map(|i| (i, d))) {
+            Some((i, d)) => {
+                let cp = k[..prefix.len() + i + d.len()].to_string();
+                if out.last().is_none_or(|l| l.0 != cp) {
+                    out.push((cp, true));
+                }
+            }
+            None => out.push((k.clone(), false)),
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_behaves_like_a_map(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = small_chunks(dir.path());
+        store.create_bucket("bkt").unwrap();
+        let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => {
+                    let info = store.put_object("bkt", &k, &mut v.as_slice(), PutOptions::default()).unwrap();
+                    prop_assert_eq!(info.size, v.len() as u64);
+                    prop_assert_eq!(info.etag, md5_hex(&v));
+                    model.insert(k, v);
+                }
+                Op::Delete(k) => {
+                    store.delete_object("bkt", &k).unwrap();
+                    model.remove(&k);
+                }
+                Op::List(prefix, delimiter, max) => {
+                    let want = model_list(&model, &prefix, delimiter.as_deref());
+                    let mut got: Vec<(String, bool)> = Vec::new();
+                    let mut token = None;
+                    loop {
+                        let page = store.list_objects("bkt", &ListOptions {
+                            prefix: prefix.clone(),
+                            delimiter: delimiter.clone(),
+                            max_keys: Some(max),
+                            start_after: None,
+                            continuation: token.clone(),
+                        }).unwrap();
+                        prop_assert!(page.objects.len() + page.common_prefixes.len() <= max);
+                        let mut entries: Vec<(String, bool)> = page.objects.iter().map(|o| (o.key.clone(), false))
+                            .chain(page.common_prefixes.iter().map(|p| (p.clone(), true))).collect();
+                        entries.sort();
+                        for o in &page.objects {
+                            prop_assert_eq!(o.size, model[&o.key].len() as u64);
+                        }
+                        got.extend(entries);
+                        if !page.is_truncated { break; }
+                        token = page.next_continuation;
+                        prop_assert!(token.is_some());
+                    }
+                    prop_assert_eq!(got, want);
+                }
+                Op::Range(k, a, b) => {
+                    match model.get(&k) {
+                        None => {
+                            let e = store.get_object("bkt", &k, None).unwrap_err();
+                            prop_assert!(matches!(e, StorageError::NoSuchKey(_)));
+                        }
+                        Some(v) => {
+                            prop_assert_eq!(&read_all(&store, "bkt", &k, None), v);
+                            let (first, last) = (a.min(b), a.max(b));
+                            let size = v.len() as u64;
+                            match store.get_object("bkt", &k, Some(ByteRange::Inclusive(first, last))) {
+                                Ok((_, mut r)) => {
+                                    prop_assert!(first < size);
+                                    let mut out = Vec::new();
+                                    r.read_to_end(&mut out).unwrap();
+                                    let end = (last + 1).min(size) as usize;
+                                    prop_assert_eq!(out.as_slice(), &v[first as usize..end]);
+                                }
+                                Err(e) => {
+                                    prop_assert!(first >= size);
+                                    prop_assert!(matches!(e, StorageError::InvalidRange { .. }), "{}", e);
+                                }
+                            }
+                            if size > 0 {
+                                let n = (a % size).max(1);
+                                let tail = read_all(&store, "bkt", &k, Some(ByteRange::Suffix(n)));
+                                prop_assert_eq!(tail.as_slice(), &v[(size - n) as usize..]);
+                            }
+                        }
+                    }
+                }
+                Op::Reopen => {
+                    drop(store);
+                    store = small_chunks(dir.path());
+                }
+            }
+        }
+        // Every chunk file belongs to a stored object: none leaked.
+        let chunks: usize = std::fs::read_dir(dir.path().join("chunks")).unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum();
+        let want: usize = model.values().map(|v| v.len().div_ceil(CHUNK)).sum();
+        prop_assert_eq!(chunks, want);
+    }
+}
+
+#[test]
+fn ranges_at_chunk_boundaries_and_empty_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    let data: Vec<u8> = (0..CHUNK * 3).map(|i| (i % 251) as u8).collect();
+    store
+        .put_object("bkt", "three", &mut data.as_slice(), PutOptions::default())
+        .unwrap();
+    let c = CHUNK as u64;
+    for (first, last) in [
+        (0, c - 1),
+        (c - 1, c),
+        (c, 2 * c - 1),
+        (c - 1, 2 * c),
+        (2 * c, 3 * c - 1),
+        (0, 3 * c + 100),
+    ] {
+        let got = read_all(
+            &store,
+            "bkt",
+            "three",
+            Some(ByteRange::Inclusive(first, last)),
+        );
+        let end = (last as usize + 1).min(data.len());
+        assert_eq!(got, &data[first as usize..end], "{first}-{last}");
+    }
+    assert_eq!(
+        read_all(&store, "bkt", "three", Some(ByteRange::From(3 * c - 1))),
+        &data[data.len() - 1..]
+    );
+    for bad in [
+        ByteRange::From(3 * c),
+        ByteRange::Suffix(0),
+        ByteRange::Inclusive(5, 4),
+    ] {
+        assert!(matches!(
+            store.get_object("bkt", "three", Some(bad)),
+            Err(StorageError::InvalidRange { .. })
+        ));
+    }
+    // Empty: stored, no chunk, no range.
+    let info = store
+        .put_object("bkt", "empty", &mut &b""[..], PutOptions::default())
+        .unwrap();
+    assert_eq!(
+        (info.size, info.etag.as_str()),
+        (0, "d41d8cd98f00b204e9800998ecf8427e")
+    );
+    assert!(read_all(&store, "bkt", "empty", None).is_empty());
+    assert!(matches!(
+        store.get_object("bkt", "empty", Some(ByteRange::Inclusive(0, 0))),
+        Err(StorageError::InvalidRange { size: 0 })
+    ));
+}
+
+#[test]
+fn metadata_is_kept_and_bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.create_bucket("Bad_Name"),
+        Err(StorageError::InvalidBucketName { .. })
+    ));
+    store.create_bucket("media").unwrap();
+    assert!(matches!(
+        store.create_bucket("media"),
+        Err(StorageError::BucketAlreadyExists(_))
+    ));
+    let mut options = PutOptions {
+        content_type: Some("image/png".into()),
+        ..PutOptions::default()
+    };
+    options.metadata.insert("owner".into(), "ana".into());
+    options
+        .headers
+        .insert("cache-control".into(), "max-age=60".into());
+    store
+        .put_object(
+            "media",
+            "../../etc/passwd",
+            &mut &b"not a path"[..],
+            options.clone(),
+        )
+        .unwrap();
+    let head = store.head_object("media", "../../etc/passwd").unwrap();
+    assert_eq!(head.options, options);
+    assert!(!dir.path().join("etc").exists());
+    let mut wrong = PutOptions::default();
+    wrong.headers.insert("x-evil".into(), "1".into());
+    assert!(
+        store
+            .put_object("media", "k", &mut &b""[..], wrong)
+            .is_err()
+    );
+    let mut big = PutOptions::default();
+    big.metadata.insert("m".into(), "v".repeat(3000));
+    assert!(store.put_object("media", "k", &mut &b""[..], big).is_err());
+    assert!(
+        store
+            .put_object(
+                "media",
+                &"k".repeat(1025),
+                &mut &b""[..],
+                PutOptions::default()
+            )
+            .is_err()
+    );
+    assert!(matches!(
+        store.put_object("nope", "k", &mut &b""[..], PutOptions::default()),
+        Err(StorageError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store.head_object("media", "missing"),
+        Err(StorageError::NoSuchKey(_))
+    ));
+    assert!(matches!(
+        store.delete_bucket("media"),
+        Err(StorageError::BucketNotEmpty(_))
+    ));
+    store.delete_object("media", "../../etc/passwd").unwrap();
+    store.delete_object("media", "never-there").unwrap();
+    store.delete_bucket("media").unwrap();
+    assert!(matches!(
+        store.delete_bucket("media"),
+        Err(StorageError::NoSuchBucket(_))
+    ));
+    let e = store
+        .list_objects("nope", &ListOptions::default())
+        .unwrap_err();
+    assert_eq!(e.s3_code(), "NoSuchBucket");
+    store.create_bucket("media").unwrap();
+    let e = store
+        .list_objects(
+            "media",
+            &ListOptions {
+                continuation: Some("00ff".into()),
+                ..ListOptions::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, StorageError::InvalidArgument { .. }));
+}
+
+/// A PUT whose body fails mid-way stores nothing and leaves no chunk; chunk files no
+/// object names (what a crash during a PUT leaves) are removed at open.
+#[test]
+fn failed_puts_and_crashes_leave_no_chunks() {
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("the client went away"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    store
+        .put_object("bkt", "kept", &mut &[1u8; 100][..], PutOptions::default())
+        .unwrap();
+    assert!(
+        store
+            .put_object(
+                "bkt",
+                "lost",
+                &mut Failing(CHUNK * 2 + 5),
+                PutOptions::default()
+            )
+            .is_err()
+    );
+    assert!(matches!(
+        store.head_object("bkt", "lost"),
+        Err(StorageError::NoSuchKey(_))
+    ));
+    let count = |dir: &std::path::Path| -> usize {
+        std::fs::read_dir(dir.join("chunks"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
+    };
+    assert_eq!(count(dir.path()), 2);
+    // As if a process died after writing chunks and before its commit.
+    std::fs::create_dir_all(dir.path().join("chunks/ff")).unwrap();
+    std::fs::write(dir.path().join("chunks/ff/00000000000000ff"), b"orphan").unwrap();
+    drop(store);
+    let store = small_chunks(dir.path());
+    assert_eq!(count(dir.path()), 2);
+    assert_eq!(read_all(&store, "bkt", "kept", None), vec![1u8; 100]);
+    // New chunks are numbered above every file seen.
+    store
+        .put_object("bkt", "new", &mut &[2u8; 10][..], PutOptions::default())
+        .unwrap();
+    assert_eq!(read_all(&store, "bkt", "kept", None), vec![1u8; 100]);
+    // A damaged chunk is an error, not wrong bytes.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("chunks"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect();
+    for file in files {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0xff;
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let (_, mut r) = store.get_object("bkt", "kept", None).unwrap();
+    let mut out = Vec::new();
+    assert!(r.read_to_end(&mut out).is_err());
+}
