@@ -1,0 +1,221 @@
+//! Crash test: a child process PUTs objects (several chunks each, some replacing earlier
+//! ones, some deleted) from several threads and reports each acknowledgement; the parent
+//! kills it with SIGKILL at a random point, reopens the store, and checks that every
+//! acknowledged object is there with its exact bytes, that every visible object is whole
+//! (its bytes match its ETag), and that no chunk file is left that no object names.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use avl_storage::{ListOptions, PutOptions, StorageError, Store, StoreOptions};
+
+const CHILD_ENV: &str = "AVL_STORAGE_CRASH_CHILD_DIR";
+const CHUNK: usize = 4096;
+const THREADS: usize = 3;
+
+/// The bytes of version `v` of object `name`: a few chunks, not compressible alike.
+fn content(name: &str, v: u64) -> Vec<u8> {
+    let mut s = name
+        .bytes()
+        .fold(v.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+        });
+    let len = 2 * CHUNK + (s % (3 * CHUNK as u64)) as usize;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            if s % 4 == 0 { b'a' } else { (s >> 32) as u8 }
+        })
+        .collect()
+}
+
+fn open(dir: &str) -> Store {
+    Store::open_with(dir, StoreOptions { chunk_size: CHUNK }).unwrap()
+}
+
+/// The child: runs only when the parent starts this test binary with `CHILD_ENV` set.
+#[test]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let round: u64 = std::env::var("AVL_STORAGE_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = open(&dir);
+    match store.create_bucket("crash") {
+        Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = store.clone();
+            let out = Arc::clone(&out);
+            std::thread::spawn(move || {
+                for n in 0u64.. {
+                    // Every third write replaces the object written two before it.
+                    let (name, version) = if n % 3 == 2 {
+                        (format!("r{round}-t{t}-{}", n - 2), n)
+                    } else {
+                        (format!("r{round}-t{t}-{n}"), n)
+                    };
+                    let line = if n % 7 == 6 {
+                        let gone = format!("r{round}-t{t}-{}", n - 1);
+                        store.delete_object("crash", &gone).unwrap();
+                        format!("del {gone} {t} {n}")
+                    } else {
+                        let data = content(&name, version);
+                        store
+                            .put_object("crash", &name, &mut data.as_slice(), PutOptions::default())
+                            .unwrap();
+                        format!("put {name} {version} {t} {n}")
+                    };
+                    let mut out = out.lock().unwrap();
+                    writeln!(out, "{line}").unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+#[test]
+fn acknowledged_puts_survive_sigkill() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = 0x5eed_9876_abcd_ef01u64;
+    // The last acknowledged state of each name: Some(version) or deleted.
+    let mut acked: HashMap<String, Option<u64>> = HashMap::new();
+    let rounds: u64 = std::env::var("AVL_STORAGE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(8);
+    for round in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .env("AVL_STORAGE_CRASH_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let kill_after = 5 + (rng % 60) as usize;
+        let mut seen = 0;
+        // Per thread, the last operation acknowledged.
+        let mut last: HashMap<u64, u64> = HashMap::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let parts: Vec<&str> = line.split(' ').collect();
+            match parts.as_slice() {
+                ["put", name, v, t, n] => {
+                    acked.insert(name.to_string(), Some(v.parse().unwrap()));
+                    last.insert(t.parse().unwrap(), n.parse().unwrap());
+                }
+                ["del", name, t, n] => {
+                    acked.insert(name.to_string(), None);
+                    last.insert(t.parse().unwrap(), n.parse().unwrap());
+                }
+                _ => continue,
+            }
+            seen += 1;
+            if seen >= kill_after {
+                child.kill().unwrap();
+                break;
+            }
+        }
+        child.wait().unwrap();
+        // The operation each thread had in flight may or may not have happened: a delete
+        // in flight may have removed an acknowledged object.
+        let maybe_deleted: Vec<String> = (0..THREADS as u64)
+            .filter_map(|t| {
+                let next = last.get(&t).map_or(0, |n| n + 1);
+                (next % 7 == 6).then(|| format!("r{round}-t{t}-{}", next - 1))
+            })
+            .collect();
+
+        let store = open(dir.path().to_str().unwrap());
+        let mut gone = Vec::new();
+        for (name, state) in &acked {
+            match (state, store.get_object("crash", name, None)) {
+                (Some(v), Ok((info, mut r))) => {
+                    let mut got = Vec::new();
+                    r.read_to_end(&mut got).unwrap();
+                    // A later, unacknowledged write of the same name may have landed.
+                    let ok = (*v..v + 3).any(|w| got == content(name, w));
+                    assert!(
+                        ok,
+                        "round {round}: {name} lost its acknowledged bytes ({} bytes)",
+                        info.size
+                    );
+                }
+                (Some(_), Err(StorageError::NoSuchKey(_))) if maybe_deleted.contains(name) => {
+                    gone.push(name.clone());
+                }
+                (Some(v), Err(e)) => panic!("round {round}: acknowledged {name} v{v} is lost: {e}"),
+                (None, _) => {}
+            }
+        }
+        for name in gone {
+            acked.insert(name, None);
+        }
+        // Every visible object is whole, and every chunk file belongs to one.
+        let mut chunks_named = 0;
+        let mut token = None;
+        loop {
+            let page = store
+                .list_objects(
+                    "crash",
+                    &ListOptions {
+                        continuation: token.clone(),
+                        ..ListOptions::default()
+                    },
+                )
+                .unwrap();
+            for o in &page.objects {
+                let (_, mut r) = store.get_object("crash", &o.key, None).unwrap();
+                let mut got = Vec::new();
+                r.read_to_end(&mut got).unwrap();
+                use md5::{Digest, Md5};
+                assert_eq!(
+                    hex::encode(Md5::digest(&got)),
+                    o.etag,
+                    "round {round}: {} is torn",
+                    o.key
+                );
+                chunks_named += got.len().div_ceil(CHUNK);
+            }
+            if !page.is_truncated {
+                break;
+            }
+            token = page.next_continuation;
+        }
+        let files: usize = std::fs::read_dir(dir.path().join("chunks"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(files, chunks_named, "round {round}: chunk files leaked");
+    }
+}
