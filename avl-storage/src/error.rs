@@ -40,6 +40,32 @@ pub enum StorageError {
         /// The object's size.
         size: u64,
     },
+    /// A condition (`If-Match`, `If-None-Match: *`, `If-Unmodified-Since`) failed:
+    /// nothing was changed.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// `If-None-Match` or `If-Modified-Since` says the caller's copy is current (HTTP 304).
+    #[error("not modified")]
+    NotModified,
+    /// No multipart upload of that id (never created, completed, or aborted).
+    #[error("no multipart upload `{0}`")]
+    NoSuchUpload(String),
+    /// A part named by a completion is missing or has another ETag.
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    /// A completion's parts are not in ascending order.
+    #[error("the parts must be listed in ascending order of part number")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("part {part} is {size} bytes; every part but the last needs at least {min}")]
+    EntityTooSmall {
+        /// The part number.
+        part: u32,
+        /// Its size.
+        size: u64,
+        /// The minimum.
+        min: u64,
+    },
     /// Stored data failed its checks.
     #[error("corrupted data: {0}")]
     Corrupted(String),
@@ -70,6 +96,12 @@ impl StorageError {
             StorageError::InvalidBucketName { .. } => "InvalidBucketName",
             StorageError::InvalidArgument { .. } => "InvalidArgument",
             StorageError::InvalidRange { .. } => "InvalidRange",
+            StorageError::PreconditionFailed(_) => "PreconditionFailed",
+            StorageError::NotModified => "NotModified",
+            StorageError::NoSuchUpload(_) => "NoSuchUpload",
+            StorageError::InvalidPart(_) => "InvalidPart",
+            StorageError::InvalidPartOrder => "InvalidPartOrder",
+            StorageError::EntityTooSmall { .. } => "EntityTooSmall",
             StorageError::Corrupted(_)
             | StorageError::UnsupportedFormat(_)
             | StorageError::Io(_) => "InternalError",
@@ -79,7 +111,13 @@ impl StorageError {
     /// The platform code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StorageError::NoSuchBucket(_) | StorageError::NoSuchKey(_) => ErrorCode::NotFound,
+            StorageError::NoSuchBucket(_)
+            | StorageError::NoSuchKey(_)
+            | StorageError::NoSuchUpload(_) => ErrorCode::NotFound,
+            StorageError::PreconditionFailed(_) | StorageError::NotModified => ErrorCode::Conflict,
+            StorageError::InvalidPart(_)
+            | StorageError::InvalidPartOrder
+            | StorageError::EntityTooSmall { .. } => ErrorCode::InvalidInput,
             StorageError::BucketAlreadyExists(_) => ErrorCode::AlreadyExists,
             StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
             StorageError::InvalidBucketName { .. }

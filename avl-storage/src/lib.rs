@@ -26,15 +26,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! This is the engine; the S3 front (`avl serve`), multipart uploads, copies and
-//! conditional requests come next.
+//! This is the engine (objects, multipart uploads, copies, conditional requests); the
+//! S3 front (`avl serve`) and the CLI come next.
 
 mod engine;
 mod error;
 
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{
-    ByteRange, DEFAULT_CHUNK_SIZE, FILE_NAME, ListOptions, ListPage, MAX_KEYS, MAX_METADATA_BYTES,
-    ObjectInfo, ObjectReader, ObjectSummary, PutOptions, STORED_HEADERS, Store, StoreOptions,
+    ByteRange, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, ListOptions, ListPage, MAX_KEYS,
+    MAX_METADATA_BYTES, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectInfo, ObjectReader, ObjectSummary,
+    PartInfo, PutOptions, STORED_HEADERS, Store, StoreOptions, UploadInfo,
 };
 pub use error::{Result, StorageError};

@@ -36,7 +36,14 @@ fn content(name: &str, v: u64) -> Vec<u8> {
 }
 
 fn open(dir: &str) -> Store {
-    Store::open_with(dir, StoreOptions { chunk_size: CHUNK }).unwrap()
+    Store::open_with(
+        dir,
+        StoreOptions {
+            chunk_size: CHUNK,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 /// The child: runs only when the parent starts this test binary with `CHILD_ENV` set.

@@ -11,7 +11,14 @@ use proptest::prelude::*;
 const CHUNK: usize = 64;
 
 fn small_chunks(dir: &std::path::Path) -> Store {
-    Store::open_with(dir, StoreOptions { chunk_size: CHUNK }).unwrap()
+    Store::open_with(
+        dir,
+        StoreOptions {
+            chunk_size: CHUNK,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 fn read_all(store: &Store, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
@@ -386,4 +393,362 @@ fn failed_puts_and_crashes_leave_no_chunks() {
     let (_, mut r) = store.get_object("bkt", "kept", None).unwrap();
     let mut out = Vec::new();
     assert!(r.read_to_end(&mut out).is_err());
+}
+
+#[test]
+fn multipart_uploads_complete_from_their_parts_without_copying() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: 100,
+        },
+    )
+    .unwrap();
+    store.create_bucket("bkt").unwrap();
+    let id = store
+        .create_multipart_upload(
+            "bkt",
+            "big",
+            PutOptions {
+                content_type: Some("video/mp4".into()),
+                ..PutOptions::default()
+            },
+        )
+        .unwrap();
+    let p1: Vec<u8> = (0..150u32).map(|i| i as u8).collect();
+    let p2: Vec<u8> = vec![9; 130];
+    let p3: Vec<u8> = vec![7; 10];
+    let e1 = store
+        .upload_part("bkt", "big", &id, 1, &mut p1.as_slice())
+        .unwrap();
+    // A part uploaded again replaces the first one (its chunks go).
+    store
+        .upload_part("bkt", "big", &id, 2, &mut &[1u8; 200][..])
+        .unwrap();
+    let e2 = store
+        .upload_part("bkt", "big", &id, 2, &mut p2.as_slice())
+        .unwrap();
+    let e3 = store
+        .upload_part("bkt", "big", &id, 3, &mut p3.as_slice())
+        .unwrap();
+    store
+        .upload_part("bkt", "big", &id, 4, &mut &[5u8; 120][..])
+        .unwrap();
+    assert!(
+        store
+            .upload_part("bkt", "big", &id, 0, &mut &b"x"[..])
+            .is_err()
+    );
+    assert!(
+        store
+            .upload_part("bkt", "big", &id, 10_001, &mut &b"x"[..])
+            .is_err()
+    );
+    assert!(matches!(
+        store.upload_part("bkt", "other", &id, 1, &mut &b"x"[..]),
+        Err(StorageError::NoSuchUpload(_))
+    ));
+    let (parts, more) = store.list_parts("bkt", "big", &id, 0, None).unwrap();
+    assert!(!more);
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| (p.part_number, p.size))
+            .collect::<Vec<_>>(),
+        [(1, 150), (2, 130), (3, 10), (4, 120)]
+    );
+    let (page, more) = store.list_parts("bkt", "big", &id, 1, Some(2)).unwrap();
+    assert!(more);
+    assert_eq!(
+        page.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(
+        store.list_multipart_uploads("bkt", "b").unwrap()[0].upload_id,
+        id
+    );
+    // Bad completions change nothing.
+    let q = |e: &str| format!("\"{e}\"");
+    assert!(matches!(
+        store.complete_multipart_upload(
+            "bkt",
+            "big",
+            &id,
+            &[(2, e2.clone()), (1, e1.clone())],
+            &Default::default()
+        ),
+        Err(StorageError::InvalidPartOrder)
+    ));
+    assert!(matches!(
+        store.complete_multipart_upload("bkt", "big", &id, &[(1, e2.clone())], &Default::default()),
+        Err(StorageError::InvalidPart(_))
+    ));
+    assert!(matches!(
+        store.complete_multipart_upload(
+            "bkt",
+            "big",
+            &id,
+            &[(3, e3.clone()), (4, "x".into())],
+            &Default::default()
+        ),
+        Err(StorageError::EntityTooSmall { part: 3, .. }) | Err(StorageError::InvalidPart(_))
+    ));
+    let info = store
+        .complete_multipart_upload(
+            "bkt",
+            "big",
+            &id,
+            &[(1, q(&e1)), (2, e2.clone()), (3, e3.clone())],
+            &Default::default(),
+        )
+        .unwrap();
+    let whole: Vec<u8> = [p1.clone(), p2.clone(), p3.clone()].concat();
+    assert_eq!(info.size, whole.len() as u64);
+    let md5s: Vec<u8> = [&e1, &e2, &e3]
+        .iter()
+        .flat_map(|e| hex::decode(e).unwrap())
+        .collect();
+    assert_eq!(info.etag, format!("{}-3", md5_hex(&md5s)));
+    assert_eq!(read_all(&store, "bkt", "big", None), whole);
+    assert_eq!(
+        read_all(&store, "bkt", "big", Some(ByteRange::Inclusive(140, 290))),
+        &whole[140..]
+    );
+    assert_eq!(
+        store
+            .head_object("bkt", "big")
+            .unwrap()
+            .options
+            .content_type
+            .as_deref(),
+        Some("video/mp4")
+    );
+    assert!(matches!(
+        store.list_parts("bkt", "big", &id, 0, None),
+        Err(StorageError::NoSuchUpload(_))
+    ));
+    // Part 4 was left out: its chunk is gone; the object's chunks are exactly the parts'.
+    let count = |dir: &std::path::Path| -> usize {
+        std::fs::read_dir(dir.join("chunks"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
+    };
+    assert_eq!(count(dir.path()), 3 + 3 + 1);
+    // Aborted and stale uploads leave nothing.
+    let id2 = store
+        .create_multipart_upload("bkt", "gone", PutOptions::default())
+        .unwrap();
+    store
+        .upload_part("bkt", "gone", &id2, 1, &mut &[1u8; 300][..])
+        .unwrap();
+    store.abort_multipart_upload("bkt", "gone", &id2).unwrap();
+    let id3 = store
+        .create_multipart_upload("bkt", "old", PutOptions::default())
+        .unwrap();
+    store
+        .upload_part("bkt", "old", &id3, 1, &mut &[1u8; 300][..])
+        .unwrap();
+    drop(store);
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: 100,
+        },
+    )
+    .unwrap();
+    assert_eq!(count(dir.path()), 7 + 5, "a part's chunks survive a reopen");
+    assert_eq!(store.abort_stale_uploads(0).unwrap(), 1);
+    assert_eq!(count(dir.path()), 7);
+    // Create-only completion.
+    let id4 = store
+        .create_multipart_upload("bkt", "big", PutOptions::default())
+        .unwrap();
+    let e = store
+        .upload_part("bkt", "big", &id4, 1, &mut &b"new"[..])
+        .unwrap();
+    let create_only = avl_storage::Conditions {
+        if_none_match: Some("*".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.complete_multipart_upload("bkt", "big", &id4, &[(1, e)], &create_only),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    assert_eq!(read_all(&store, "bkt", "big", None), whole);
+}
+
+#[test]
+fn conditions_and_copies() {
+    use avl_storage::Conditions;
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    let v1 = store
+        .put_object("bkt", "k", &mut &b"one"[..], PutOptions::default())
+        .unwrap();
+    let when = v1.last_modified_ms;
+    let cond = |m: Option<&str>, n: Option<&str>, ms: Option<u64>, us: Option<u64>| Conditions {
+        if_match: m.map(str::to_string),
+        if_none_match: n.map(str::to_string),
+        if_modified_since_ms: ms,
+        if_unmodified_since_ms: us,
+    };
+    let etag = format!("\"{}\"", v1.etag);
+    assert!(
+        store
+            .head_object_if("bkt", "k", &cond(Some(&etag), None, None, None))
+            .is_ok()
+    );
+    assert!(matches!(
+        store.head_object_if("bkt", "k", &cond(Some("\"nope\""), None, None, None)),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    assert!(matches!(
+        store.head_object_if("bkt", "k", &cond(None, Some(&etag), None, None)),
+        Err(StorageError::NotModified)
+    ));
+    assert!(matches!(
+        store.get_object_if("bkt", "k", None, &cond(None, None, Some(when + 5000), None)),
+        Err(StorageError::NotModified)
+    ));
+    assert!(
+        store
+            .get_object_if("bkt", "k", None, &cond(None, None, Some(when - 5000), None))
+            .is_ok()
+    );
+    assert!(matches!(
+        store.head_object_if("bkt", "k", &cond(None, None, None, Some(when - 5000))),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    // If-Match true wins over a failing If-Unmodified-Since.
+    assert!(
+        store
+            .head_object_if("bkt", "k", &cond(Some("*"), None, None, Some(when - 5000)))
+            .is_ok()
+    );
+    // Writes: create-only, and replace-only-this-version.
+    let create_only = cond(None, Some("*"), None, None);
+    assert!(matches!(
+        store.put_object_if(
+            "bkt",
+            "k",
+            &mut &b"two"[..],
+            PutOptions::default(),
+            &create_only
+        ),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    store
+        .put_object_if(
+            "bkt",
+            "fresh",
+            &mut &b"new"[..],
+            PutOptions::default(),
+            &create_only,
+        )
+        .unwrap();
+    assert!(matches!(
+        store.put_object_if(
+            "bkt",
+            "k",
+            &mut &b"two"[..],
+            PutOptions::default(),
+            &cond(Some("\"stale\""), None, None, None)
+        ),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    assert!(matches!(
+        store.put_object_if(
+            "bkt",
+            "missing",
+            &mut &b"two"[..],
+            PutOptions::default(),
+            &cond(Some(&etag), None, None, None)
+        ),
+        Err(StorageError::NoSuchKey(_))
+    ));
+    store
+        .put_object_if(
+            "bkt",
+            "k",
+            &mut &b"two"[..],
+            PutOptions::default(),
+            &cond(Some(&etag), None, None, None),
+        )
+        .unwrap();
+    assert_eq!(read_all(&store, "bkt", "k", None), b"two");
+    // Copies: metadata kept or replaced; the source's conditions apply.
+    let mut meta = PutOptions::default();
+    meta.metadata.insert("owner".into(), "ana".into());
+    let data: Vec<u8> = (0..200u8).collect();
+    store
+        .put_object("bkt", "src", &mut data.as_slice(), meta.clone())
+        .unwrap();
+    store.create_bucket("other").unwrap();
+    let copied = store
+        .copy_object(
+            ("bkt", "src"),
+            ("other", "dst"),
+            None,
+            &Conditions::default(),
+            &Conditions::default(),
+        )
+        .unwrap();
+    assert_eq!(copied.options, meta);
+    assert_eq!(copied.etag, md5_hex(&data));
+    assert_eq!(read_all(&store, "other", "dst", None), data);
+    let replaced = store
+        .copy_object(
+            ("bkt", "src"),
+            ("other", "dst2"),
+            Some(PutOptions::default()),
+            &Conditions::default(),
+            &Conditions::default(),
+        )
+        .unwrap();
+    assert!(replaced.options.metadata.is_empty());
+    assert!(matches!(
+        store.copy_object(
+            ("bkt", "src"),
+            ("other", "dst3"),
+            None,
+            &cond(Some("\"x\""), None, None, None),
+            &Conditions::default()
+        ),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    // The copy owns its chunks: deleting the source leaves it whole.
+    store.delete_object("bkt", "src").unwrap();
+    assert_eq!(read_all(&store, "other", "dst", None), data);
+    // UploadPartCopy with a range.
+    let id = store
+        .create_multipart_upload("other", "assembled", PutOptions::default())
+        .unwrap();
+    let e1 = store
+        .upload_part_copy(
+            "other",
+            "assembled",
+            &id,
+            1,
+            "other",
+            "dst",
+            Some(ByteRange::Inclusive(10, 109)),
+            &Conditions::default(),
+        )
+        .unwrap();
+    let info = store
+        .complete_multipart_upload(
+            "other",
+            "assembled",
+            &id,
+            &[(1, e1)],
+            &Conditions::default(),
+        )
+        .unwrap();
+    assert_eq!(info.size, 100);
+    assert_eq!(read_all(&store, "other", "assembled", None), &data[10..110]);
 }

@@ -16,6 +16,7 @@
 //! touches.
 
 mod list;
+mod multipart;
 pub(crate) mod names;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 pub use list::{ListOptions, ListPage, MAX_KEYS, ObjectSummary};
+pub use multipart::{MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, UploadInfo};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BUCKETS: TableDefinition<&str, u64> = TableDefinition::new("buckets");
@@ -50,12 +52,15 @@ pub const MAX_METADATA_BYTES: usize = 2048;
 pub struct StoreOptions {
     /// Bytes of an object per chunk file (64 bytes to 64 MiB; default 4 MiB).
     pub chunk_size: usize,
+    /// The smallest part but the last of a multipart upload (default S3's 5 MiB).
+    pub min_part_size: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
+            min_part_size: multipart::MIN_PART_SIZE,
         }
     }
 }
@@ -83,6 +88,97 @@ pub const STORED_HEADERS: [&str; 5] = [
     "content-language",
     "expires",
 ];
+
+/// Conditional request headers (HTTP's, as S3 reads them). ETags are compared
+/// without their quotes; `*` matches any object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conditions {
+    /// `If-Match`: the object must exist with this ETag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_match: Option<String>,
+    /// `If-None-Match`: on reads, not modified if the ETag matches; on writes, `*`
+    /// means create only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since` (ms since the epoch), for reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_modified_since_ms: Option<u64>,
+    /// `If-Unmodified-Since` (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_unmodified_since_ms: Option<u64>,
+}
+
+fn etag_matches(condition: &str, etag: &str) -> bool {
+    condition
+        .split(',')
+        .map(|c| c.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|c| c == "*" || c == etag)
+}
+
+/// HTTP dates have whole seconds: compare at that precision.
+fn seconds(ms: u64) -> u64 {
+    ms / 1000
+}
+
+impl Conditions {
+    /// Checks a read (GET, HEAD, a copy's source) of an object stored with `etag` at
+    /// `modified_ms`, in RFC 9110's order.
+    pub fn check_read(&self, etag: &str, modified_ms: u64) -> Result<()> {
+        match &self.if_match {
+            Some(m) if !etag_matches(m, etag) => {
+                return Err(StorageError::PreconditionFailed("If-Match".into()));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(t) = self.if_unmodified_since_ms
+                    && seconds(modified_ms) > seconds(t)
+                {
+                    return Err(StorageError::PreconditionFailed(
+                        "If-Unmodified-Since".into(),
+                    ));
+                }
+            }
+        }
+        match &self.if_none_match {
+            Some(m) if etag_matches(m, etag) => return Err(StorageError::NotModified),
+            Some(_) => {}
+            None => {
+                if let Some(t) = self.if_modified_since_ms
+                    && seconds(modified_ms) <= seconds(t)
+                {
+                    return Err(StorageError::NotModified);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a write over the current object (`None`: there is none).
+    fn check_write(&self, key: &str, current: Option<(&str, u64)>) -> Result<()> {
+        if let Some(m) = &self.if_none_match
+            && current.is_some_and(|(etag, _)| etag_matches(m, etag))
+        {
+            return Err(StorageError::PreconditionFailed("If-None-Match".into()));
+        }
+        if let Some(m) = &self.if_match {
+            match current {
+                None => return Err(StorageError::NoSuchKey(key.to_string())),
+                Some((etag, _)) if !etag_matches(m, etag) => {
+                    return Err(StorageError::PreconditionFailed("If-Match".into()));
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(t), Some((_, modified))) = (self.if_unmodified_since_ms, current)
+            && seconds(modified) > seconds(t)
+        {
+            return Err(StorageError::PreconditionFailed(
+                "If-Unmodified-Since".into(),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// One chunk of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +243,7 @@ struct Inner {
     db: Database,
     dir: PathBuf,
     chunk_size: usize,
+    min_part_size: u64,
     next_chunk: AtomicU64,
 }
 
@@ -219,6 +316,8 @@ impl Store {
             let next = meta.get(NEXT_CHUNK)?.map_or(1, |v| v.value());
             txn.open_table(BUCKETS)?;
             txn.open_table(OBJECTS)?;
+            txn.open_table(multipart::UPLOADS)?;
+            txn.open_table(multipart::PARTS)?;
             next
         };
         txn.commit()?;
@@ -227,6 +326,7 @@ impl Store {
                 db,
                 dir,
                 chunk_size: options.chunk_size,
+                min_part_size: options.min_part_size,
                 next_chunk: AtomicU64::new(next),
             }),
         };
@@ -265,6 +365,7 @@ impl Store {
             let (_, v) = row?;
             out.extend(decode_record(v.value())?.chunks.iter().map(|c| c.id));
         }
+        multipart::referenced_chunks(&txn, &mut out)?;
         Ok(out)
     }
 
@@ -346,9 +447,36 @@ impl Store {
         body: &mut dyn Read,
         options: PutOptions,
     ) -> Result<ObjectInfo> {
+        self.put_object_if(bucket, key, body, options, &Conditions::default())
+    }
+
+    /// [`Store::put_object`] under conditions, checked atomically with the write
+    /// (`If-None-Match: *` creates only; `If-Match` replaces only that version).
+    pub fn put_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut dyn Read,
+        options: PutOptions,
+        conditions: &Conditions,
+    ) -> Result<ObjectInfo> {
         names::check_key(key)?;
         check_options(&options)?;
         self.check_bucket_exists(&self.inner.db.begin_read()?, bucket)?;
+        // Fail early when the condition already fails (checked again at the commit).
+        if conditions.if_match.is_some() || conditions.if_none_match.is_some() {
+            let current = match self.record(bucket, key) {
+                Ok(r) => Some(r),
+                Err(StorageError::NoSuchKey(_)) => None,
+                Err(e) => return Err(e),
+            };
+            conditions.check_write(
+                key,
+                current
+                    .as_ref()
+                    .map(|r| (r.etag.as_str(), r.last_modified_ms)),
+            )?;
+        }
         let mut chunks = Vec::new();
         let written = self.write_chunks(body, &mut chunks);
         let (size, etag) = match written {
@@ -365,7 +493,7 @@ impl Store {
             options,
             chunks,
         };
-        match self.commit_object(bucket, key, &record) {
+        match self.commit_with(bucket, key, &record, conditions, |_| Ok(())) {
             Ok(old) => {
                 if let Some(old) = old {
                     self.remove_chunks(&old.chunks);
@@ -418,11 +546,15 @@ impl Store {
     }
 
     /// Makes `record` the object at `key`, durably; answers the record it replaced.
-    fn commit_object(
+    /// Makes `record` the object at `key` (under `conditions`), durably, running `also`
+    /// in the same transaction; answers the record it replaced.
+    fn commit_with(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
+        conditions: &Conditions,
+        also: impl FnOnce(&redb::WriteTransaction) -> Result<()>,
     ) -> Result<Option<ObjectRecord>> {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| StorageError::Io(format!("object record: {e}")))?;
@@ -433,18 +565,36 @@ impl Store {
             if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
                 return Err(StorageError::NoSuchBucket(bucket.to_string()));
             }
-            let mut meta = txn.open_table(META)?;
-            let next = self.inner.next_chunk.load(Ordering::SeqCst);
-            if meta.get(NEXT_CHUNK)?.map_or(0, |v| v.value()) < next {
-                meta.insert(NEXT_CHUNK, next)?;
-            }
+            self.save_next_chunk(&txn)?;
             let mut objects = txn.open_table(OBJECTS)?;
             let k = object_key(bucket, key);
-            let old = objects.insert(k.as_slice(), bytes.as_slice())?;
-            old.map(|v| decode_record(v.value())).transpose()?
+            let current = objects
+                .get(k.as_slice())?
+                .map(|v| decode_record(v.value()))
+                .transpose()?;
+            conditions.check_write(
+                key,
+                current
+                    .as_ref()
+                    .map(|r| (r.etag.as_str(), r.last_modified_ms)),
+            )?;
+            objects.insert(k.as_slice(), bytes.as_slice())?;
+            drop(objects);
+            also(&txn)?;
+            current
         };
         txn.commit()?;
         Ok(old)
+    }
+
+    /// Raises the stored chunk counter to the in-memory one (chunks numbered so far).
+    fn save_next_chunk(&self, txn: &redb::WriteTransaction) -> Result<()> {
+        let mut meta = txn.open_table(META)?;
+        let next = self.inner.next_chunk.load(Ordering::SeqCst);
+        if meta.get(NEXT_CHUNK)?.map_or(0, |v| v.value()) < next {
+            meta.insert(NEXT_CHUNK, next)?;
+        }
+        Ok(())
     }
 
     fn remove_chunks(&self, chunks: &[Chunk]) {
@@ -470,6 +620,32 @@ impl Store {
         Ok(info_of(key, self.record(bucket, key)?))
     }
 
+    /// [`Store::head_object`] under read conditions (`PreconditionFailed`,
+    /// `NotModified`).
+    pub fn head_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        conditions: &Conditions,
+    ) -> Result<ObjectInfo> {
+        let record = self.record(bucket, key)?;
+        conditions.check_read(&record.etag, record.last_modified_ms)?;
+        Ok(info_of(key, record))
+    }
+
+    /// [`Store::get_object`] under read conditions.
+    pub fn get_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        conditions: &Conditions,
+    ) -> Result<(ObjectInfo, ObjectReader)> {
+        let record = self.record(bucket, key)?;
+        conditions.check_read(&record.etag, record.last_modified_ms)?;
+        self.reader_of(key, record, range)
+    }
+
     /// An object's metadata and a reader of its bytes (or of `range` of them), which
     /// reads one chunk at a time.
     pub fn get_object(
@@ -479,6 +655,15 @@ impl Store {
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, ObjectReader)> {
         let record = self.record(bucket, key)?;
+        self.reader_of(key, record, range)
+    }
+
+    fn reader_of(
+        &self,
+        key: &str,
+        record: ObjectRecord,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, ObjectReader)> {
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
@@ -492,6 +677,30 @@ impl Store {
             decoder: Decoder::new(),
         };
         Ok((info_of(key, record), reader))
+    }
+
+    /// Copies an object (CopyObject): its bytes are read and written again as new
+    /// chunks, so each object owns its chunks. `options` `None` keeps the source's
+    /// content type, metadata and headers (`x-amz-metadata-directive: COPY`), `Some`
+    /// replaces them (`REPLACE`). `source_conditions` are the `x-amz-copy-source-if-*`
+    /// headers; `conditions` apply to the destination, as for a PUT.
+    pub fn copy_object(
+        &self,
+        source: (&str, &str),
+        destination: (&str, &str),
+        options: Option<PutOptions>,
+        source_conditions: &Conditions,
+        conditions: &Conditions,
+    ) -> Result<ObjectInfo> {
+        let (info, mut reader) = self.get_object_if(source.0, source.1, None, source_conditions)?;
+        let options = options.unwrap_or(info.options);
+        self.put_object_if(
+            destination.0,
+            destination.1,
+            &mut reader,
+            options,
+            conditions,
+        )
     }
 
     /// Deletes an object; deleting a key with no object succeeds, as in S3.

@@ -1,0 +1,473 @@
+//! Multipart uploads, as S3 has them: create, upload parts (1 to 10,000, each stored as
+//! its own chunks, replaceable), list parts and uploads, complete (metadata only: the
+//! object's chunk list is the parts' lists in order, nothing is copied), abort.
+//!
+//! Tables: `uploads` (upload id → bucket, key, time, options) and `parts` (upload id,
+//! part number big-endian → size, ETag, time, chunks). Parts' chunks count as referenced
+//! until the upload completes (the parts left out are deleted then) or is aborted;
+//! [`Store::abort_stale_uploads`] reclaims abandoned ones.
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use md5::{Digest, Md5};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Chunk, Conditions, ObjectInfo, ObjectRecord, PutOptions, Store, info_of, now_ms};
+use crate::error::{Result, StorageError};
+
+pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
+/// S3's smallest part (but the last): 5 MiB.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// The highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UploadRecord {
+    bucket: String,
+    key: String,
+    initiated_ms: u64,
+    options: PutOptions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartRecord {
+    size: u64,
+    etag: String,
+    last_modified_ms: u64,
+    chunks: Vec<Chunk>,
+}
+
+/// An upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// Its id.
+    pub upload_id: String,
+    /// The object's key.
+    pub key: String,
+    /// When it was created (ms since the Unix epoch).
+    pub initiated_ms: u64,
+}
+
+/// A part of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// Its number (1 to 10,000).
+    pub part_number: u32,
+    /// Bytes.
+    pub size: u64,
+    /// The MD5 of its bytes (hex, no quotes).
+    pub etag: String,
+    /// When it was uploaded (ms since the Unix epoch).
+    pub last_modified_ms: u64,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Corrupted(format!("{what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StorageError::Io(e.to_string()))
+}
+
+fn part_key(upload: &str, part: u32) -> Vec<u8> {
+    let mut k = upload.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
+
+fn part_prefix(upload: &str) -> Vec<u8> {
+    let mut k = upload.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// Adds every chunk a part names to `out`.
+pub(super) fn referenced_chunks(txn: &redb::ReadTransaction, out: &mut HashSet<u64>) -> Result<()> {
+    let parts = txn.open_table(PARTS)?;
+    for row in parts.iter()? {
+        let (_, v) = row?;
+        let part: PartRecord = decode(v.value(), "part record")?;
+        out.extend(part.chunks.iter().map(|c| c.id));
+    }
+    Ok(())
+}
+
+fn new_upload_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| StorageError::Io(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+impl Store {
+    /// Starts a multipart upload of `key`; answers its id.
+    pub fn create_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+    ) -> Result<String> {
+        super::names::check_key(key)?;
+        super::check_options(&options)?;
+        let id = new_upload_id()?;
+        let record = UploadRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            initiated_ms: now_ms(),
+            options,
+        };
+        let txn = self.inner.db.begin_write()?;
+        {
+            if super::names::check_bucket(bucket).is_err()
+                || txn.open_table(super::BUCKETS)?.get(bucket)?.is_none()
+            {
+                return Err(StorageError::NoSuchBucket(bucket.to_string()));
+            }
+            txn.open_table(UPLOADS)?
+                .insert(id.as_str(), encode(&record)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(id)
+    }
+
+    fn upload(
+        &self,
+        txn: &redb::ReadTransaction,
+        bucket: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<UploadRecord> {
+        let uploads = txn.open_table(UPLOADS)?;
+        let record: UploadRecord = match uploads.get(id)? {
+            Some(v) => decode(v.value(), "upload record")?,
+            None => return Err(StorageError::NoSuchUpload(id.to_string())),
+        };
+        if record.bucket != bucket || record.key != key {
+            return Err(StorageError::NoSuchUpload(id.to_string()));
+        }
+        Ok(record)
+    }
+
+    /// Stores part `part_number` of an upload (replacing one of that number); answers
+    /// its ETag (hex MD5).
+    pub fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: &mut dyn Read,
+    ) -> Result<String> {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(StorageError::invalid(
+                "partNumber",
+                format!("must be 1 to {MAX_PART_NUMBER}"),
+            ));
+        }
+        self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
+        let mut chunks = Vec::new();
+        let (size, etag) = match self.write_chunks(body, &mut chunks) {
+            Ok(v) => v,
+            Err(e) => {
+                self.remove_chunks(&chunks);
+                return Err(e);
+            }
+        };
+        let record = PartRecord {
+            size,
+            etag: etag.clone(),
+            last_modified_ms: now_ms(),
+            chunks,
+        };
+        let committed = (|| -> Result<Option<PartRecord>> {
+            let mut txn = self.inner.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| StorageError::Io(e.to_string()))?;
+            let old = {
+                if txn.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+                    return Err(StorageError::NoSuchUpload(upload_id.to_string()));
+                }
+                self.save_next_chunk(&txn)?;
+                let mut parts = txn.open_table(PARTS)?;
+                let old = parts.insert(
+                    part_key(upload_id, part_number).as_slice(),
+                    encode(&record)?.as_slice(),
+                )?;
+                old.map(|v| decode::<PartRecord>(v.value(), "part record"))
+                    .transpose()?
+            };
+            txn.commit()?;
+            Ok(old)
+        })();
+        match committed {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.remove_chunks(&old.chunks);
+                }
+                Ok(etag)
+            }
+            Err(e) => {
+                self.remove_chunks(&record.chunks);
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies `range` of an object into part `part_number` of an upload (UploadPartCopy).
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source_bucket: &str,
+        source_key: &str,
+        range: Option<super::ByteRange>,
+        conditions: &Conditions,
+    ) -> Result<String> {
+        let (_, mut reader) = self.get_object_if(source_bucket, source_key, range, conditions)?;
+        self.upload_part(bucket, key, upload_id, part_number, &mut reader)
+    }
+
+    /// The parts of an upload after `marker`, at most `max` (1000 when `None`); answers
+    /// them and whether more follow.
+    pub fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        marker: u32,
+        max: Option<usize>,
+    ) -> Result<(Vec<PartInfo>, bool)> {
+        let max = max.unwrap_or(1000).min(1000);
+        let txn = self.inner.db.begin_read()?;
+        self.upload(&txn, bucket, key, upload_id)?;
+        let parts = txn.open_table(PARTS)?;
+        let start = part_key(upload_id, marker.saturating_add(1));
+        let prefix = part_prefix(upload_id);
+        let mut out = Vec::new();
+        for row in parts.range(start.as_slice()..)? {
+            let (k, v) = row?;
+            let Some(number) = k.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let number = u32::from_be_bytes(
+                number
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupted("part key".into()))?,
+            );
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let part: PartRecord = decode(v.value(), "part record")?;
+            out.push(PartInfo {
+                part_number: number,
+                size: part.size,
+                etag: part.etag,
+                last_modified_ms: part.last_modified_ms,
+            });
+        }
+        Ok((out, false))
+    }
+
+    /// The uploads in progress in a bucket whose keys start with `prefix`, by key.
+    pub fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let txn = self.inner.db.begin_read()?;
+        self.check_bucket_exists(&txn, bucket)?;
+        let uploads = txn.open_table(UPLOADS)?;
+        let mut out = Vec::new();
+        for row in uploads.iter()? {
+            let (id, v) = row?;
+            let record: UploadRecord = decode(v.value(), "upload record")?;
+            if record.bucket == bucket && record.key.starts_with(prefix) {
+                out.push(UploadInfo {
+                    upload_id: id.value().to_string(),
+                    key: record.key,
+                    initiated_ms: record.initiated_ms,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.key, a.initiated_ms).cmp(&(&b.key, b.initiated_ms)));
+        Ok(out)
+    }
+
+    /// Completes an upload from `parts` (number, ETag) in ascending order: the object is
+    /// their bytes in that order, its ETag the MD5 of their MD5s with `-N`, as S3's.
+    /// Parts not named are deleted. `conditions` as for a PUT.
+    pub fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        conditions: &Conditions,
+    ) -> Result<ObjectInfo> {
+        if parts.is_empty() {
+            return Err(StorageError::invalid("parts", "at least one part"));
+        }
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(StorageError::InvalidPartOrder);
+        }
+        let upload = self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
+        let all = self.all_parts(upload_id)?;
+        let mut chunks = Vec::new();
+        let mut md5s = Md5::new();
+        let mut size = 0u64;
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            let Some((_, part)) = all.iter().find(|(n, _)| n == number) else {
+                return Err(StorageError::InvalidPart(format!(
+                    "part {number} was not uploaded"
+                )));
+            };
+            if etag.trim_matches('"') != part.etag {
+                return Err(StorageError::InvalidPart(format!(
+                    "part {number} has another ETag"
+                )));
+            }
+            if i + 1 < parts.len() && part.size < self.inner.min_part_size {
+                return Err(StorageError::EntityTooSmall {
+                    part: *number,
+                    size: part.size,
+                    min: self.inner.min_part_size,
+                });
+            }
+            md5s.update(
+                hex::decode(&part.etag).map_err(|_| StorageError::Corrupted("part ETag".into()))?,
+            );
+            chunks.extend_from_slice(&part.chunks);
+            size += part.size;
+        }
+        let record = ObjectRecord {
+            size,
+            etag: format!("{}-{}", hex::encode(md5s.finalize()), parts.len()),
+            last_modified_ms: now_ms(),
+            options: upload.options,
+            chunks,
+        };
+        let named: HashSet<u32> = parts.iter().map(|p| p.0).collect();
+        let used: Vec<(u32, Vec<Chunk>)> = all
+            .iter()
+            .filter(|(n, _)| named.contains(n))
+            .map(|(n, p)| (*n, p.chunks.clone()))
+            .collect();
+        let mut leftover: Vec<Chunk> = Vec::new();
+        let old = self.commit_with(bucket, key, &record, conditions, |txn| {
+            let removed = txn.open_table(UPLOADS)?.remove(upload_id)?.is_some();
+            if !removed {
+                return Err(StorageError::NoSuchUpload(upload_id.to_string()));
+            }
+            // The parts as this transaction sees them: one replaced since they were read
+            // fails the completion, so the object never names a deleted chunk.
+            let mut table = txn.open_table(PARTS)?;
+            let prefix = part_prefix(upload_id);
+            let mut found = Vec::new();
+            for row in table.range(prefix.as_slice()..)? {
+                let (k, v) = row?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                found.push((
+                    k.value().to_vec(),
+                    decode::<PartRecord>(v.value(), "part record")?,
+                ));
+            }
+            for (number, chunks) in &used {
+                let key = part_key(upload_id, *number);
+                if !found.iter().any(|(k, p)| *k == key && p.chunks == *chunks) {
+                    return Err(StorageError::InvalidPart(format!(
+                        "part {number} changed while the upload completed"
+                    )));
+                }
+            }
+            for (k, part) in found {
+                let number = u32::from_be_bytes(
+                    k[prefix.len()..]
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupted("part key".into()))?,
+                );
+                if !named.contains(&number) {
+                    leftover.extend(part.chunks);
+                }
+                table.remove(k.as_slice())?;
+            }
+            Ok(())
+        })?;
+        self.remove_chunks(&leftover);
+        if let Some(old) = old {
+            self.remove_chunks(&old.chunks);
+        }
+        Ok(info_of(key, record))
+    }
+
+    fn all_parts(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
+        let txn = self.inner.db.begin_read()?;
+        let parts = txn.open_table(PARTS)?;
+        let prefix = part_prefix(upload_id);
+        let mut out = Vec::new();
+        for row in parts.range(prefix.as_slice()..)? {
+            let (k, v) = row?;
+            let Some(number) = k.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let number = u32::from_be_bytes(
+                number
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupted("part key".into()))?,
+            );
+            out.push((number, decode(v.value(), "part record")?));
+        }
+        Ok(out)
+    }
+
+    /// Abandons an upload and deletes its parts.
+    pub fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
+        let all = self.remove_upload(upload_id)?;
+        for (_, part) in all {
+            self.remove_chunks(&part.chunks);
+        }
+        Ok(())
+    }
+
+    fn remove_upload(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
+        let all = self.all_parts(upload_id)?;
+        let txn = self.inner.db.begin_write()?;
+        {
+            txn.open_table(UPLOADS)?.remove(upload_id)?;
+            let mut parts = txn.open_table(PARTS)?;
+            for (number, _) in &all {
+                parts.remove(part_key(upload_id, *number).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(all)
+    }
+
+    /// Aborts every upload created more than `age_ms` ago; answers how many.
+    pub fn abort_stale_uploads(&self, age_ms: u64) -> Result<usize> {
+        let cutoff = now_ms().saturating_sub(age_ms);
+        let stale: Vec<String> = {
+            let txn = self.inner.db.begin_read()?;
+            let uploads = txn.open_table(UPLOADS)?;
+            let mut out = Vec::new();
+            for row in uploads.iter()? {
+                let (id, v) = row?;
+                let record: UploadRecord = decode(v.value(), "upload record")?;
+                if record.initiated_ms <= cutoff {
+                    out.push(id.value().to_string());
+                }
+            }
+            out
+        };
+        for id in &stale {
+            for (_, part) in self.remove_upload(id)? {
+                self.remove_chunks(&part.chunks);
+            }
+        }
+        Ok(stale.len())
+    }
+}
