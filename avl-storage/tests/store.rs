@@ -210,11 +210,12 @@ fn ranges_at_chunk_boundaries_and_empty_objects() {
         read_all(&store, "bkt", "three", Some(ByteRange::From(3 * c - 1))),
         &data[data.len() - 1..]
     );
-    for bad in [
-        ByteRange::From(3 * c),
-        ByteRange::Suffix(0),
-        ByteRange::Inclusive(5, 4),
-    ] {
+    // A range that is not valid syntax is ignored (RFC 9110): the whole object.
+    assert_eq!(
+        read_all(&store, "bkt", "three", Some(ByteRange::Inclusive(5, 4))),
+        data
+    );
+    for bad in [ByteRange::From(3 * c), ByteRange::Suffix(0)] {
         assert!(matches!(
             store.get_object("bkt", "three", Some(bad)),
             Err(StorageError::InvalidRange { .. })
@@ -751,4 +752,163 @@ fn conditions_and_copies() {
         .unwrap();
     assert_eq!(info.size, 100);
     assert_eq!(read_all(&store, "other", "assembled", None), &data[10..110]);
+}
+
+#[test]
+fn readers_keep_their_chunks_while_the_object_is_replaced_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    let old: Vec<u8> = (0..CHUNK * 4).map(|i| (i % 199) as u8).collect();
+    store
+        .put_object("bkt", "k", &mut old.as_slice(), PutOptions::default())
+        .unwrap();
+    let (_, mut a) = store.get_object("bkt", "k", None).unwrap();
+    let (_, mut b) = store
+        .get_object("bkt", "k", Some(ByteRange::From(10)))
+        .unwrap();
+    let mut first = [0u8; 5];
+    a.read_exact(&mut first).unwrap();
+    store
+        .put_object("bkt", "k", &mut &b"new"[..], PutOptions::default())
+        .unwrap();
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).unwrap();
+    assert_eq!([first.as_slice(), &rest].concat(), old);
+    store.delete_object("bkt", "k").unwrap();
+    let mut tail = Vec::new();
+    b.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, &old[10..]);
+    let count = || -> usize {
+        std::fs::read_dir(dir.path().join("chunks"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
+    };
+    assert_eq!(count(), 4, "the old chunks wait for their readers");
+    drop(a);
+    assert_eq!(count(), 4);
+    drop(b);
+    assert_eq!(count(), 0, "and go with the last one");
+}
+
+#[test]
+fn s3_details() {
+    use avl_storage::Conditions;
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    let info = store
+        .put_object("bkt", "k", &mut &b"data"[..], PutOptions::default())
+        .unwrap();
+    // Copying onto itself needs REPLACE; a copy source's 304 is a 412.
+    let none = Conditions::default();
+    assert!(
+        store
+            .copy_object(("bkt", "k"), ("bkt", "k"), None, &none, &none)
+            .is_err()
+    );
+    store
+        .copy_object(
+            ("bkt", "k"),
+            ("bkt", "k"),
+            Some(PutOptions::default()),
+            &none,
+            &none,
+        )
+        .unwrap();
+    let same = Conditions {
+        if_none_match: Some(format!("\"{}\"", info.etag)),
+        ..Conditions::default()
+    };
+    assert!(matches!(
+        store.copy_object(("bkt", "k"), ("bkt", "k2"), None, &same, &none),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    // If-Match compares strongly.
+    let weak = Conditions {
+        if_match: Some(format!("W/\"{}\"", info.etag)),
+        ..Conditions::default()
+    };
+    assert!(matches!(
+        store.head_object_if("bkt", "k", &weak),
+        Err(StorageError::PreconditionFailed(_))
+    ));
+    // max-keys above 1000 is 1000.
+    let page = store
+        .list_objects(
+            "bkt",
+            &ListOptions {
+                max_keys: Some(5000),
+                ..ListOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(page.objects.len(), 1);
+    // A bucket with an upload in progress is not empty; aborting twice is NoSuchUpload.
+    store.delete_object("bkt", "k").unwrap();
+    let id = store
+        .create_multipart_upload("bkt", "up", PutOptions::default())
+        .unwrap();
+    assert!(matches!(
+        store.delete_bucket("bkt"),
+        Err(StorageError::BucketNotEmpty(_))
+    ));
+    store.abort_multipart_upload("bkt", "up", &id).unwrap();
+    assert!(matches!(
+        store.abort_multipart_upload("bkt", "up", &id),
+        Err(StorageError::NoSuchUpload(_))
+    ));
+    store.delete_bucket("bkt").unwrap();
+}
+
+/// Aborts racing completions and part uploads: a completed object never loses a
+/// chunk, and no part outlives its upload.
+#[test]
+fn aborts_racing_completions_lose_nothing() {
+    let options = || StoreOptions {
+        chunk_size: CHUNK,
+        min_part_size: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    store.create_bucket("bkt").unwrap();
+    for round in 0..40u8 {
+        let key = format!("k{round}");
+        let id = store
+            .create_multipart_upload("bkt", &key, PutOptions::default())
+            .unwrap();
+        let e1 = store
+            .upload_part("bkt", &key, &id, 1, &mut &[round; 150][..])
+            .unwrap();
+        let (s1, s2) = (store.clone(), store.clone());
+        let (k1, k2, i1, i2) = (key.clone(), key.clone(), id.clone(), id.clone());
+        let complete = std::thread::spawn(move || {
+            s1.complete_multipart_upload("bkt", &k1, &i1, &[(1, e1)], &Default::default())
+                .is_ok()
+        });
+        let abort = std::thread::spawn(move || {
+            let _ = s2.upload_part("bkt", &k2, &i2, 2, &mut &[1u8; 100][..]);
+            s2.abort_multipart_upload("bkt", &k2, &i2).is_ok()
+        });
+        let (completed, aborted) = (complete.join().unwrap(), abort.join().unwrap());
+        assert!(!(completed && aborted), "round {round}: both won");
+        if completed {
+            assert_eq!(read_all(&store, "bkt", &key, None), vec![round; 150]);
+        }
+    }
+    drop(store);
+    let store = Store::open_with(dir.path(), options()).unwrap();
+    let visible: usize = store
+        .list_objects("bkt", &ListOptions::default())
+        .unwrap()
+        .objects
+        .iter()
+        .map(|o| (o.size as usize).div_ceil(CHUNK))
+        .sum();
+    let files: usize = std::fs::read_dir(dir.path().join("chunks"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(files, visible, "chunks of aborted uploads remain");
 }

@@ -103,13 +103,8 @@ pub(super) fn list(
     bucket: &str,
     o: &ListOptions,
 ) -> Result<ListPage> {
-    let max = o.max_keys.unwrap_or(MAX_KEYS);
-    if max > MAX_KEYS {
-        return Err(StorageError::invalid(
-            "max-keys",
-            format!("must be 0 to {MAX_KEYS}"),
-        ));
-    }
+    // More than 1000 is 1000, as in S3.
+    let max = o.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
     let delimiter = o.delimiter.as_deref().filter(|d| !d.is_empty());
     let mut after = match (&o.continuation, &o.start_after) {
         (Some(t), _) => Some(decode_token(bucket, t)?),

@@ -20,10 +20,11 @@ mod multipart;
 pub(crate) mod names;
 
 use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use avila_compress::{Codec, Decoder, Encoder, Limits, Profile};
 use md5::{Digest, Md5};
@@ -108,10 +109,21 @@ pub struct Conditions {
     pub if_unmodified_since_ms: Option<u64>,
 }
 
+/// Weak comparison (If-None-Match): `W/"x"` matches `x`.
 fn etag_matches(condition: &str, etag: &str) -> bool {
     condition
         .split(',')
         .map(|c| c.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|c| c == "*" || c == etag)
+}
+
+/// Strong comparison (If-Match): a weak tag never matches.
+fn etag_matches_strong(condition: &str, etag: &str) -> bool {
+    condition
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.starts_with("W/"))
+        .map(|c| c.trim_matches('"'))
         .any(|c| c == "*" || c == etag)
 }
 
@@ -125,7 +137,7 @@ impl Conditions {
     /// `modified_ms`, in RFC 9110's order.
     pub fn check_read(&self, etag: &str, modified_ms: u64) -> Result<()> {
         match &self.if_match {
-            Some(m) if !etag_matches(m, etag) => {
+            Some(m) if !etag_matches_strong(m, etag) => {
                 return Err(StorageError::PreconditionFailed("If-Match".into()));
             }
             Some(_) => {}
@@ -163,7 +175,7 @@ impl Conditions {
         if let Some(m) = &self.if_match {
             match current {
                 None => return Err(StorageError::NoSuchKey(key.to_string())),
-                Some((etag, _)) if !etag_matches(m, etag) => {
+                Some((etag, _)) if !etag_matches_strong(m, etag) => {
                     return Err(StorageError::PreconditionFailed("If-Match".into()));
                 }
                 Some(_) => {}
@@ -232,6 +244,8 @@ impl ByteRange {
             ByteRange::Inclusive(first, last) if first <= last && first < size => {
                 Ok((first, last.min(size - 1) + 1))
             }
+            // RFC 9110: a range that is not valid syntax is ignored.
+            ByteRange::Inclusive(first, last) if first > last => Ok((0, size)),
             ByteRange::From(first) if first < size => Ok((first, size)),
             ByteRange::Suffix(n) if n > 0 && size > 0 => Ok((size - n.min(size), size)),
             _ => bad,
@@ -245,6 +259,15 @@ struct Inner {
     chunk_size: usize,
     min_part_size: u64,
     next_chunk: AtomicU64,
+    pins: Mutex<Pins>,
+}
+
+/// Chunks that open readers still need: their files are deleted when the last reader
+/// lets go, not when the object that named them is replaced or deleted.
+#[derive(Default)]
+struct Pins {
+    count: HashMap<u64, usize>,
+    doomed: HashSet<u64>,
 }
 
 /// An object store in a directory. `Send + Sync`: share it through `Arc` or clone it.
@@ -297,6 +320,7 @@ impl Store {
         }
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("chunks"))?;
+        std::fs::File::open(&dir)?.sync_all()?;
         let db = Database::create(dir.join(FILE_NAME))?;
         let txn = db.begin_write()?;
         let mut next = {
@@ -328,10 +352,16 @@ impl Store {
                 chunk_size: options.chunk_size,
                 min_part_size: options.min_part_size,
                 next_chunk: AtomicU64::new(next),
+                pins: Mutex::new(Pins::default()),
             }),
         };
-        // Unreferenced chunk files go; numbering resumes above every file seen.
-        let referenced = store.referenced_chunks()?;
+        // Unreferenced chunk files go; numbering resumes above every file seen. If a
+        // record cannot be read, nothing is collected (its chunks are unknown).
+        let referenced = match store.referenced_chunks() {
+            Ok(r) => Some(r),
+            Err(StorageError::Corrupted(_)) => None,
+            Err(e) => return Err(e),
+        };
         for shard in std::fs::read_dir(store.inner.dir.join("chunks"))? {
             let shard = shard?.path();
             if !shard.is_dir() {
@@ -343,13 +373,12 @@ impl Store {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(|n| u64::from_str_radix(n, 16).ok());
-                match id {
-                    Some(id) if referenced.contains(&id) => next = next.max(id + 1),
-                    Some(id) => {
-                        next = next.max(id + 1);
-                        std::fs::remove_file(&path)?;
-                    }
-                    None => {}
+                let Some(id) = id.filter(|_| path.is_file()) else {
+                    continue;
+                };
+                next = next.max(id.saturating_add(1));
+                if referenced.as_ref().is_some_and(|r| !r.contains(&id)) {
+                    std::fs::remove_file(&path)?;
                 }
             }
         }
@@ -421,6 +450,11 @@ impl Store {
                 && row?.0.value().starts_with(&prefix)
             {
                 return Err(StorageError::BucketNotEmpty(name.to_string()));
+            }
+            if Store::uploads_in_txn(&txn, name)? {
+                return Err(StorageError::BucketNotEmpty(format!(
+                    "{name} (multipart uploads in progress)"
+                )));
             }
             buckets.remove(name)?;
         }
@@ -528,8 +562,10 @@ impl Store {
             let id = self.inner.next_chunk.fetch_add(1, Ordering::SeqCst);
             let path = self.chunk_path(id);
             let shard = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            if shards.insert(shard.clone()) {
+            if shards.insert(shard.clone()) && !shard.exists() {
+                // A new shard directory: its entry in `chunks/` must be durable too.
                 std::fs::create_dir_all(&shard)?;
+                std::fs::File::open(self.inner.dir.join("chunks"))?.sync_all()?;
             }
             chunks.push(Chunk { id, len: n as u64 });
             let mut file = std::fs::File::create(&path)?;
@@ -597,10 +633,24 @@ impl Store {
         Ok(())
     }
 
+    fn pins(&self) -> std::sync::MutexGuard<'_, Pins> {
+        self.inner
+            .pins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deletes chunks no committed record names any more (those an open reader still
+    /// reads, when it lets go).
     fn remove_chunks(&self, chunks: &[Chunk]) {
-        // A chunk that cannot be removed now is unreferenced: the next open removes it.
+        let mut pins = self.pins();
         for c in chunks {
-            let _ = std::fs::remove_file(self.chunk_path(c.id));
+            if pins.count.contains_key(&c.id) {
+                pins.doomed.insert(c.id);
+            } else {
+                // One that cannot be removed now is unreferenced: the next open removes it.
+                let _ = std::fs::remove_file(self.chunk_path(c.id));
+            }
         }
     }
 
@@ -641,9 +691,7 @@ impl Store {
         range: Option<ByteRange>,
         conditions: &Conditions,
     ) -> Result<(ObjectInfo, ObjectReader)> {
-        let record = self.record(bucket, key)?;
-        conditions.check_read(&record.etag, record.last_modified_ms)?;
-        self.reader_of(key, record, range)
+        self.open_reader(bucket, key, range, Some(conditions))
     }
 
     /// An object's metadata and a reader of its bytes (or of `range` of them), which
@@ -654,23 +702,41 @@ impl Store {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, ObjectReader)> {
-        let record = self.record(bucket, key)?;
-        self.reader_of(key, record, range)
+        self.open_reader(bucket, key, range, None)
     }
 
-    fn reader_of(
+    fn open_reader(
         &self,
+        bucket: &str,
         key: &str,
-        record: ObjectRecord,
         range: Option<ByteRange>,
+        conditions: Option<&Conditions>,
     ) -> Result<(ObjectInfo, ObjectReader)> {
+        // The record is read and its chunks pinned under the pins' lock: a replace that
+        // commits meanwhile deletes its old chunks only after this, and finds them pinned.
+        let mut pins = self.pins();
+        let record = self.record(bucket, key)?;
+        if let Some(c) = conditions {
+            c.check_read(&record.etag, record.last_modified_ms)?;
+        }
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
         };
+        for c in &record.chunks {
+            *pins.count.entry(c.id).or_insert(0) += 1;
+        }
+        drop(pins);
+        let mut starts = Vec::with_capacity(record.chunks.len());
+        let mut at = 0u64;
+        for c in &record.chunks {
+            starts.push(at);
+            at = at.saturating_add(c.len);
+        }
         let reader = ObjectReader {
             store: self.clone(),
             chunks: record.chunks.clone(),
+            starts,
             pos: start,
             end,
             current: None,
@@ -692,7 +758,15 @@ impl Store {
         source_conditions: &Conditions,
         conditions: &Conditions,
     ) -> Result<ObjectInfo> {
-        let (info, mut reader) = self.get_object_if(source.0, source.1, None, source_conditions)?;
+        if source == destination && options.is_none() {
+            return Err(StorageError::invalid(
+                "x-amz-copy-source",
+                "copying an object onto itself needs new metadata (REPLACE)",
+            ));
+        }
+        let (info, mut reader) = self
+            .get_object_if(source.0, source.1, None, source_conditions)
+            .map_err(copy_condition)?;
         let options = options.unwrap_or(info.options);
         self.put_object_if(
             destination.0,
@@ -732,6 +806,16 @@ impl Store {
         self.check_bucket_exists(&txn, bucket)?;
         let objects = txn.open_table(OBJECTS)?;
         list::list(&objects, bucket, options)
+    }
+}
+
+/// A copy's source conditions fail with 412, never 304 (S3's rule).
+pub(super) fn copy_condition(e: StorageError) -> StorageError {
+    match e {
+        StorageError::NotModified => {
+            StorageError::PreconditionFailed("x-amz-copy-source-if-*".into())
+        }
+        other => other,
     }
 }
 
@@ -784,6 +868,8 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 pub struct ObjectReader {
     store: Store,
     chunks: Vec<Chunk>,
+    /// Where each chunk starts in the object.
+    starts: Vec<u64>,
     /// Position in the object of the next byte to give.
     pos: u64,
     end: u64,
@@ -809,32 +895,55 @@ impl ObjectReader {
 
     /// Loads the chunk holding `pos`.
     fn load(&mut self) -> std::io::Result<()> {
-        let mut start = 0u64;
-        for c in &self.chunks {
-            if self.pos < start + c.len {
-                let frame = std::fs::read(self.store.chunk_path(c.id)).map_err(|e| {
-                    std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
-                })?;
-                let mut out = Vec::with_capacity(c.len as usize);
-                self.decoder
-                    .decode_into(&frame, &Limits::new(c.len), &mut out)
-                    .map_err(|e| std::io::Error::other(StorageError::Corrupted(e.to_string())))?;
-                if out.len() as u64 != c.len {
-                    return Err(std::io::Error::other(StorageError::Corrupted(format!(
-                        "chunk {:016x} holds {} bytes, not {}",
-                        c.id,
-                        out.len(),
-                        c.len
-                    ))));
-                }
-                self.current = Some((start, out));
-                return Ok(());
+        let at = self
+            .starts
+            .partition_point(|&s| s <= self.pos)
+            .saturating_sub(1);
+        if let (Some(&start), Some(c)) = (self.starts.get(at), self.chunks.get(at))
+            && self.pos < start + c.len
+        {
+            let frame = std::fs::read(self.store.chunk_path(c.id)).map_err(|e| {
+                std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
+            })?;
+            let mut out = Vec::with_capacity(c.len as usize);
+            self.decoder
+                .decode_into(&frame, &Limits::new(c.len), &mut out)
+                .map_err(|e| std::io::Error::other(StorageError::Corrupted(e.to_string())))?;
+            if out.len() as u64 != c.len {
+                return Err(std::io::Error::other(StorageError::Corrupted(format!(
+                    "chunk {:016x} holds {} bytes, not {}",
+                    c.id,
+                    out.len(),
+                    c.len
+                ))));
             }
-            start += c.len;
+            self.current = Some((start, out));
+            return Ok(());
         }
         Err(std::io::Error::other(StorageError::Corrupted(
             "the object's chunks are shorter than its size".into(),
         )))
+    }
+}
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins();
+        for c in &self.chunks {
+            let left = match pins.count.get_mut(&c.id) {
+                Some(n) => {
+                    *n -= 1;
+                    *n
+                }
+                None => continue,
+            };
+            if left == 0 {
+                pins.count.remove(&c.id);
+                if pins.doomed.remove(&c.id) {
+                    let _ = std::fs::remove_file(self.store.chunk_path(c.id));
+                }
+            }
+        }
     }
 }
 

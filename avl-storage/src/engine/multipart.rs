@@ -229,7 +229,9 @@ impl Store {
         range: Option<super::ByteRange>,
         conditions: &Conditions,
     ) -> Result<String> {
-        let (_, mut reader) = self.get_object_if(source_bucket, source_key, range, conditions)?;
+        let (_, mut reader) = self
+            .get_object_if(source_bucket, source_key, range, conditions)
+            .map_err(super::copy_condition)?;
         self.upload_part(bucket, key, upload_id, part_number, &mut reader)
     }
 
@@ -426,25 +428,49 @@ impl Store {
     /// Abandons an upload and deletes its parts.
     pub fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
-        let all = self.remove_upload(upload_id)?;
-        for (_, part) in all {
-            self.remove_chunks(&part.chunks);
-        }
+        let chunks = self.remove_upload(upload_id)?;
+        self.remove_chunks(&chunks);
         Ok(())
     }
 
-    fn remove_upload(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
-        let all = self.all_parts(upload_id)?;
+    /// Removes an upload and its parts in one transaction (the parts as it sees them);
+    /// answers their chunks, or `NoSuchUpload` if a completion or abort came first.
+    fn remove_upload(&self, upload_id: &str) -> Result<Vec<Chunk>> {
         let txn = self.inner.db.begin_write()?;
+        let mut chunks = Vec::new();
         {
-            txn.open_table(UPLOADS)?.remove(upload_id)?;
+            if txn.open_table(UPLOADS)?.remove(upload_id)?.is_none() {
+                return Err(StorageError::NoSuchUpload(upload_id.to_string()));
+            }
             let mut parts = txn.open_table(PARTS)?;
-            for (number, _) in &all {
-                parts.remove(part_key(upload_id, *number).as_slice())?;
+            let prefix = part_prefix(upload_id);
+            let mut keys = Vec::new();
+            for row in parts.range(prefix.as_slice()..)? {
+                let (k, v) = row?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                keys.push(k.value().to_vec());
+                chunks.extend(decode::<PartRecord>(v.value(), "part record")?.chunks);
+            }
+            for k in keys {
+                parts.remove(k.as_slice())?;
             }
         }
         txn.commit()?;
-        Ok(all)
+        Ok(chunks)
+    }
+
+    /// Whether bucket `bucket` has uploads in progress (in a write transaction).
+    pub(super) fn uploads_in_txn(txn: &redb::WriteTransaction, bucket: &str) -> Result<bool> {
+        let uploads = txn.open_table(UPLOADS)?;
+        for row in uploads.iter()? {
+            let (_, v) = row?;
+            if decode::<UploadRecord>(v.value(), "upload record")?.bucket == bucket {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Aborts every upload created more than `age_ms` ago; answers how many.
@@ -463,11 +489,18 @@ impl Store {
             }
             out
         };
+        let mut aborted = 0;
         for id in &stale {
-            for (_, part) in self.remove_upload(id)? {
-                self.remove_chunks(&part.chunks);
+            match self.remove_upload(id) {
+                Ok(chunks) => {
+                    self.remove_chunks(&chunks);
+                    aborted += 1;
+                }
+                // Completed or aborted meanwhile.
+                Err(StorageError::NoSuchUpload(_)) => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(stale.len())
+        Ok(aborted)
     }
 }
