@@ -21,6 +21,14 @@ fn small_chunks(dir: &std::path::Path) -> Store {
     .unwrap()
 }
 
+/// How many chunk files the store's directory holds.
+fn chunk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("chunks"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum()
+}
+
 fn read_all(store: &Store, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
     let (_, mut r) = store.get_object(bucket, key, range).unwrap();
     let mut out = Vec::new();
@@ -171,9 +179,7 @@ proptest! {
             }
         }
         // Every chunk file belongs to a stored object: none leaked.
-        let chunks: usize = std::fs::read_dir(dir.path().join("chunks")).unwrap()
-            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum();
+        let chunks = chunk_files(dir.path());
         let want: usize = model.values().map(|v| v.len().div_ceil(CHUNK)).sum();
         prop_assert_eq!(chunks, want);
     }
@@ -360,19 +366,13 @@ fn failed_puts_and_crashes_leave_no_chunks() {
         store.head_object("bkt", "lost"),
         Err(StorageError::NoSuchKey(_))
     ));
-    let count = |dir: &std::path::Path| -> usize {
-        std::fs::read_dir(dir.join("chunks"))
-            .unwrap()
-            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum()
-    };
-    assert_eq!(count(dir.path()), 2);
+    assert_eq!(chunk_files(dir.path()), 2);
     // As if a process died after writing chunks and before its commit.
     std::fs::create_dir_all(dir.path().join("chunks/ff")).unwrap();
     std::fs::write(dir.path().join("chunks/ff/00000000000000ff"), b"orphan").unwrap();
     drop(store);
     let store = small_chunks(dir.path());
-    assert_eq!(count(dir.path()), 2);
+    assert_eq!(chunk_files(dir.path()), 2);
     assert_eq!(read_all(&store, "bkt", "kept", None), vec![1u8; 100]);
     // New chunks are numbered above every file seen.
     store
@@ -531,13 +531,7 @@ fn multipart_uploads_complete_from_their_parts_without_copying() {
         Err(StorageError::NoSuchUpload(_))
     ));
     // Part 4 was left out: its chunk is gone; the object's chunks are exactly the parts'.
-    let count = |dir: &std::path::Path| -> usize {
-        std::fs::read_dir(dir.join("chunks"))
-            .unwrap()
-            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum()
-    };
-    assert_eq!(count(dir.path()), 3 + 3 + 1);
+    assert_eq!(chunk_files(dir.path()), 3 + 3 + 1);
     // Aborted and stale uploads leave nothing.
     let id2 = store
         .create_multipart_upload("bkt", "gone", PutOptions::default())
@@ -561,9 +555,13 @@ fn multipart_uploads_complete_from_their_parts_without_copying() {
         },
     )
     .unwrap();
-    assert_eq!(count(dir.path()), 7 + 5, "a part's chunks survive a reopen");
+    assert_eq!(
+        chunk_files(dir.path()),
+        7 + 5,
+        "a part's chunks survive a reopen"
+    );
     assert_eq!(store.abort_stale_uploads(0).unwrap(), 1);
-    assert_eq!(count(dir.path()), 7);
+    assert_eq!(chunk_files(dir.path()), 7);
     // Create-only completion.
     let id4 = store
         .create_multipart_upload("bkt", "big", PutOptions::default())
@@ -779,17 +777,15 @@ fn readers_keep_their_chunks_while_the_object_is_replaced_or_deleted() {
     let mut tail = Vec::new();
     b.read_to_end(&mut tail).unwrap();
     assert_eq!(tail, &old[10..]);
-    let count = || -> usize {
-        std::fs::read_dir(dir.path().join("chunks"))
-            .unwrap()
-            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum()
-    };
-    assert_eq!(count(), 4, "the old chunks wait for their readers");
+    assert_eq!(
+        chunk_files(dir.path()),
+        4,
+        "the old chunks wait for their readers"
+    );
     drop(a);
-    assert_eq!(count(), 4);
+    assert_eq!(chunk_files(dir.path()), 4);
     drop(b);
-    assert_eq!(count(), 0, "and go with the last one");
+    assert_eq!(chunk_files(dir.path()), 0, "and go with the last one");
 }
 
 #[test]
@@ -906,9 +902,9 @@ fn aborts_racing_completions_lose_nothing() {
         .iter()
         .map(|o| (o.size as usize).div_ceil(CHUNK))
         .sum();
-    let files: usize = std::fs::read_dir(dir.path().join("chunks"))
-        .unwrap()
-        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-        .sum();
-    assert_eq!(files, visible, "chunks of aborted uploads remain");
+    assert_eq!(
+        chunk_files(dir.path()),
+        visible,
+        "chunks of aborted uploads remain"
+    );
 }

@@ -79,6 +79,17 @@ fn part_key(upload: &str, part: u32) -> Vec<u8> {
     k
 }
 
+/// The part number of a `parts` key under `prefix` (`None`: another upload's key).
+fn part_number(key: &[u8], prefix: &[u8]) -> Result<Option<u32>> {
+    let Some(number) = key.strip_prefix(prefix) else {
+        return Ok(None);
+    };
+    let bytes = number
+        .try_into()
+        .map_err(|_| StorageError::Corrupted("part key".into()))?;
+    Ok(Some(u32::from_be_bytes(bytes)))
+}
+
 fn part_prefix(upload: &str) -> Vec<u8> {
     let mut k = upload.as_bytes().to_vec();
     k.push(0);
@@ -254,14 +265,9 @@ impl Store {
         let mut out = Vec::new();
         for row in parts.range(start.as_slice()..)? {
             let (k, v) = row?;
-            let Some(number) = k.value().strip_prefix(prefix.as_slice()) else {
+            let Some(number) = part_number(k.value(), &prefix)? else {
                 break;
             };
-            let number = u32::from_be_bytes(
-                number
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupted("part key".into()))?,
-            );
             if out.len() == max {
                 return Ok((out, true));
             }
@@ -386,11 +392,7 @@ impl Store {
                 }
             }
             for (k, part) in found {
-                let number = u32::from_be_bytes(
-                    k[prefix.len()..]
-                        .try_into()
-                        .map_err(|_| StorageError::Corrupted("part key".into()))?,
-                );
+                let number = part_number(&k, &prefix)?.unwrap_or(0);
                 if !named.contains(&number) {
                     leftover.extend(part.chunks);
                 }
@@ -412,14 +414,9 @@ impl Store {
         let mut out = Vec::new();
         for row in parts.range(prefix.as_slice()..)? {
             let (k, v) = row?;
-            let Some(number) = k.value().strip_prefix(prefix.as_slice()) else {
+            let Some(number) = part_number(k.value(), &prefix)? else {
                 break;
             };
-            let number = u32::from_be_bytes(
-                number
-                    .try_into()
-                    .map_err(|_| StorageError::Corrupted("part key".into()))?,
-            );
             out.push((number, decode(v.value(), "part record")?));
         }
         Ok(out)
