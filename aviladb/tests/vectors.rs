@@ -536,3 +536,108 @@ fn flat_indexes_search_on_the_gpu_with_the_answers_of_the_cpu() {
 fn avx_gpu_present() -> bool {
     avx_gpu::Gpu::shared().is_some()
 }
+
+mod model {
+    //! Random writes, deletes, reopenings and searches on a small graph index (small `ef`,
+    //! so searches walk the graph) against a map of what is stored: a search never
+    //! returns a deleted document or a replaced vector, its distances are those of the
+    //! stored vectors, nearest first, and once the indexer is done the graph holds
+    //! exactly the stored vectors.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Upsert(u8, [i8; 4]),
+        Delete(u8),
+        Search([i8; 4], usize),
+        Wait,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let v = prop::array::uniform4(-4i8..5);
+        prop_oneof![
+            6 => (0u8..48, v.clone()).prop_map(|(i, v)| Op::Upsert(i, v)),
+            2 => (0u8..48).prop_map(Op::Delete),
+            4 => (v, 1usize..6).prop_map(|(q, k)| Op::Search(q, k)),
+            1 => Just(Op::Wait),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn floats(v: [i8; 4]) -> Vec<f32> {
+        v.iter().map(|&x| f32::from(x) + 0.5).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn searches_only_see_what_is_stored(ops in prop::collection::vec(op(), 1..80)) {
+            let dir = tempfile::tempdir().unwrap();
+            let open = || {
+                let engine = Engine::open(dir.path()).unwrap();
+                let c = engine.database("m").collection("c");
+                (engine, c)
+            };
+            let (mut engine, mut c) = open();
+            engine.database("m").create().unwrap();
+            engine.database("m").create_collection("c", "/id").unwrap();
+            let params = GraphParams { m: 4, ef_construction: 16, ef_search: 4 };
+            c.create_vector_index_with(
+                VectorIndexInfo::new("v", 4, VectorMetric::Euclidean).unwrap().with_params(params).unwrap(),
+            )
+            .unwrap();
+            let mut model: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Upsert(i, v) => {
+                        let id = format!("d{i}");
+                        c.upsert(&json!({"id": id, "v": floats(v)})).unwrap();
+                        model.insert(id, floats(v));
+                    }
+                    Op::Delete(i) => {
+                        let id = format!("d{i}");
+                        match c.delete(id.as_str(), &id, None) {
+                            Ok(_) => prop_assert!(model.remove(&id).is_some()),
+                            Err(aviladb::DbError::NotFound(_)) => prop_assert!(!model.contains_key(&id)),
+                            Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                        }
+                    }
+                    Op::Search(q, k) => {
+                        let q = floats(q);
+                        let mut query = VectorQuery::new("v", q.clone(), k);
+                        query.ef = Some(k.max(4));
+                        let hits = c.vector_query(&query).unwrap();
+                        prop_assert!(hits.len() <= k);
+                        prop_assert!(hits.len() == k.min(model.len()) || model.len() > 4,
+                            "{} hits of {} stored", hits.len(), model.len());
+                        let mut last = f32::MIN;
+                        for h in &hits {
+                            let id = h.document["id"].as_str().unwrap();
+                            let Some(v) = model.get(id) else {
+                                return Err(TestCaseError::fail(format!("{id} is not stored")));
+                            };
+                            let want = VectorMetric::Euclidean.distance(&q, v);
+                            prop_assert!((h.distance - want).abs() < 1e-4, "{id}: {} vs {want}", h.distance);
+                            prop_assert!(h.distance >= last);
+                            last = h.distance;
+                        }
+                    }
+                    Op::Wait => {
+                        prop_assert!(c.wait_vector_indexes(WAIT).unwrap());
+                        let s = c.vector_index_status().unwrap().remove(0);
+                        prop_assert_eq!(s.nodes - s.tombstones, model.len(), "{:?}", s);
+                    }
+                    Op::Reopen => {
+                        drop(c);
+                        drop(engine);
+                        (engine, c) = open();
+                    }
+                }
+            }
+        }
+    }
+}
