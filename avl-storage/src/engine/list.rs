@@ -98,6 +98,18 @@ fn decode_token(bucket: &str, token: &str) -> Result<After> {
     }
 }
 
+/// The smallest key above every key that starts with `prefix` (`None`: there is none).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 pub(super) fn list(
     objects: &ReadOnlyTable<&'static [u8], &'static [u8]>,
     bucket: &str,
@@ -113,57 +125,76 @@ pub(super) fn list(
     };
     let base = object_key(bucket, "");
     let mut start = object_key(bucket, &o.prefix);
-    if let Some(After::Key(k) | After::Prefix(k)) = &after {
-        let from = object_key(bucket, k);
-        if from > start {
-            start = from;
-        }
+    let resume = match &after {
+        Some(After::Key(k)) => Some(object_key(bucket, k)),
+        // After every key under the prefix: seek past them.
+        Some(After::Prefix(p)) => match prefix_end(&object_key(bucket, p)) {
+            Some(end) => Some(end),
+            None => return Ok(ListPage::default()),
+        },
+        None => None,
+    };
+    if let Some(from) = resume
+        && from > start
+    {
+        start = from;
     }
     let mut page = ListPage::default();
     if max == 0 {
         return Ok(page);
     }
     let mut count = 0usize;
-    for row in objects.range(start.as_slice()..)? {
-        let (k, v) = row?;
-        let Some(raw) = k.value().strip_prefix(base.as_slice()) else {
-            break;
-        };
-        if !raw.starts_with(o.prefix.as_bytes()) {
-            break;
-        }
-        let key = std::str::from_utf8(raw)
-            .map_err(|_| StorageError::Corrupted("an object key is not UTF-8".into()))?;
-        match &after {
-            Some(After::Key(a)) if key <= a.as_str() => continue,
-            Some(After::Prefix(p)) if key.starts_with(p.as_str()) => continue,
-            _ => {}
-        }
-        let rolled = delimiter.and_then(|d| {
-            key[o.prefix.len()..]
-                .find(d)
-                .map(|i| key[..o.prefix.len() + i + d.len()].to_string())
-        });
-        if count == max {
-            page.is_truncated = true;
-            break;
-        }
-        count += 1;
-        match rolled {
-            Some(cp) => {
-                page.common_prefixes.push(cp.clone());
-                after = Some(After::Prefix(cp));
+    // One range per run of keys; a common prefix ends the run and the next one starts
+    // past every key under it (a seek, not a walk over them).
+    'runs: loop {
+        let mut next_run = None;
+        for row in objects.range(start.as_slice()..)? {
+            let (k, v) = row?;
+            let Some(raw) = k.value().strip_prefix(base.as_slice()) else {
+                break 'runs;
+            };
+            if !raw.starts_with(o.prefix.as_bytes()) {
+                break 'runs;
             }
-            None => {
-                let record = decode_record(v.value())?;
-                page.objects.push(ObjectSummary {
-                    key: key.to_string(),
-                    size: record.size,
-                    etag: record.etag,
-                    last_modified_ms: record.last_modified_ms,
-                });
-                after = Some(After::Key(key.to_string()));
+            let key = std::str::from_utf8(raw)
+                .map_err(|_| StorageError::Corrupted("an object key is not UTF-8".into()))?;
+            if let Some(After::Key(a)) = &after
+                && key <= a.as_str()
+            {
+                continue;
             }
+            let rolled = delimiter.and_then(|d| {
+                key[o.prefix.len()..]
+                    .find(d)
+                    .map(|i| key[..o.prefix.len() + i + d.len()].to_string())
+            });
+            if count == max {
+                page.is_truncated = true;
+                break 'runs;
+            }
+            count += 1;
+            match rolled {
+                Some(cp) => {
+                    next_run = Some(prefix_end(&object_key(bucket, &cp)));
+                    page.common_prefixes.push(cp.clone());
+                    after = Some(After::Prefix(cp));
+                    break;
+                }
+                None => {
+                    let record = decode_record(v.value())?;
+                    page.objects.push(ObjectSummary {
+                        key: key.to_string(),
+                        size: record.size,
+                        etag: record.etag,
+                        last_modified_ms: record.last_modified_ms,
+                    });
+                    after = Some(After::Key(key.to_string()));
+                }
+            }
+        }
+        match next_run {
+            Some(Some(next)) => start = next,
+            _ => break,
         }
     }
     if page.is_truncated {
