@@ -5,7 +5,7 @@
 use redb::ReadOnlyTable;
 use serde::{Deserialize, Serialize};
 
-use super::{decode_record, object_key};
+use super::object_key;
 use crate::error::{Result, StorageError};
 
 /// The most entries (objects and common prefixes) in one page.
@@ -56,6 +56,14 @@ pub struct ListPage {
     /// The token for the next page, when truncated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_continuation: Option<String>,
+}
+
+/// What a listing reads of an object's record: the parser skips its chunk list.
+#[derive(Deserialize)]
+struct Summary {
+    size: u64,
+    etag: String,
+    last_modified_ms: u64,
 }
 
 /// Where a page ended: after a key, or after every key under a common prefix.
@@ -181,7 +189,8 @@ pub(super) fn list(
                     break;
                 }
                 None => {
-                    let record = decode_record(v.value())?;
+                    let record: Summary = serde_json::from_slice(v.value())
+                        .map_err(|e| StorageError::Corrupted(format!("object record: {e}")))?;
                     page.objects.push(ObjectSummary {
                         key: key.to_string(),
                         size: record.size,
