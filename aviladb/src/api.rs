@@ -169,6 +169,9 @@ pub enum DbRequest {
         /// Page size and continuation.
         #[serde(flatten)]
         options: PageOptions,
+        /// Run in this transaction's snapshot; the response then says what it read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<u64>,
     },
     /// Read a page of a collection's change feed, waiting up to `wait_ms` (at most
     /// 20 s) for a change when there is none yet (long polling).
@@ -350,6 +353,9 @@ pub enum DbResponse {
         /// Where to go on; `None` on the last page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         continuation: Option<String>,
+        /// For a query in a transaction: the documents it matched, for the commit's check.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reads: Vec<ReadCheck>,
     },
     /// The results of a vector search, nearest first.
     Hits {

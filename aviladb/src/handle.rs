@@ -710,12 +710,14 @@ impl ClientCollection {
                 collection: self.name.clone(),
                 query: spec.into(),
                 options,
+                snapshot: None,
             })
             .await?
         {
             DbResponse::Page {
                 items,
                 continuation,
+                ..
             } => Ok(QueryPage {
                 items,
                 continuation,

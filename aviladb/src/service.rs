@@ -172,11 +172,19 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             collection,
             query,
             options,
+            snapshot,
         } => {
-            let page = engine.query(&database, &collection, &query, &options)?;
+            let (page, reads) = match snapshot {
+                Some(id) => engine.snapshot_query(id, &database, &collection, &query, &options)?,
+                None => (
+                    engine.query(&database, &collection, &query, &options)?,
+                    Vec::new(),
+                ),
+            };
             DbResponse::Page {
                 items: page.items,
                 continuation: page.continuation,
+                reads,
             }
         }
         DbRequest::Changes {

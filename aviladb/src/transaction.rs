@@ -29,6 +29,7 @@ use crate::document::{Document, to_document};
 use crate::engine::{DocKey, Engine, PatchOp, ReadCheck, TxnWrite, WriteOp, WriteResult};
 use crate::error::{DbError, Result};
 use crate::handle::{Client, ClientDatabase, Database};
+use crate::query::{PageOptions, QueryPage, QuerySpec};
 
 /// What a transaction has read and what it will write.
 #[derive(Debug, Default)]
@@ -50,6 +51,12 @@ impl Buffer {
                 id: id.to_string(),
                 seq,
             });
+        }
+    }
+
+    fn read_all(&mut self, reads: Vec<ReadCheck>) {
+        for r in reads {
+            self.read(&r.collection, &r.partition_key, &r.id, r.seq);
         }
     }
 
@@ -199,6 +206,27 @@ impl Transaction {
         doc.map(Document::from_raw).transpose()
     }
 
+    /// Runs one page of a query in the transaction's snapshot (not its own buffered
+    /// writes); the commit checks that every document the query matched did not change
+    /// since. Documents that came to match after the snapshot are not checked (no
+    /// phantom protection).
+    pub fn query(
+        &mut self,
+        collection: &str,
+        spec: impl Into<QuerySpec>,
+        options: PageOptions,
+    ) -> Result<QueryPage> {
+        let (page, reads) = self.engine.snapshot_query(
+            self.snapshot,
+            &self.database,
+            collection,
+            &spec.into(),
+            &options,
+        )?;
+        self.buffer.read_all(reads);
+        Ok(page)
+    }
+
     transaction_writes!();
 
     /// Commits: `Conflict` (and nothing written) if a document read has changed.
@@ -289,6 +317,41 @@ impl ClientTransaction {
         let seq = doc.as_ref().and_then(|d| d["_seq"].as_u64());
         self.buffer.read(collection, &partition_key, id, seq);
         doc.map(Document::from_value).transpose()
+    }
+
+    /// Runs one page of a query in the transaction's snapshot (see
+    /// [`Transaction::query`]).
+    pub async fn query(
+        &mut self,
+        collection: &str,
+        spec: impl Into<QuerySpec>,
+        options: PageOptions,
+    ) -> Result<QueryPage> {
+        let response = self
+            .client
+            .call(DbRequest::Query {
+                database: self.database.clone(),
+                collection: collection.to_string(),
+                query: spec.into(),
+                options,
+                snapshot: Some(self.snapshot),
+            })
+            .await?;
+        let DbResponse::Page {
+            items,
+            continuation,
+            reads,
+        } = response
+        else {
+            return Err(DbError::Storage(format!(
+                "unexpected response: {response:?}"
+            )));
+        };
+        self.buffer.read_all(reads);
+        Ok(QueryPage {
+            items,
+            continuation,
+        })
     }
 
     transaction_writes!();

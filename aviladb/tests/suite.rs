@@ -1080,6 +1080,52 @@ async fn transaction_suite(client: &Client) {
         .unwrap();
     let coins = |v: &Value| v["coins"].as_i64().unwrap();
 
+    // Queries in a transaction read its snapshot, and what they matched is checked at
+    // the commit.
+    let rich = "SELECT * FROM c WHERE c.coins >= 10";
+    let mut tx = db.begin().await.unwrap();
+    let page = tx
+        .query("wallets", rich, aviladb::PageOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    wallets
+        .insert(&json!({"id": "cris", "coins": 50}))
+        .await
+        .unwrap();
+    let again = tx
+        .query(
+            "wallets",
+            "SELECT VALUE COUNT(1) FROM c",
+            aviladb::PageOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.items, [json!(2)], "the snapshot does not see cris");
+    tx.insert("items", &json!({"id": "bonus", "owner": "ana"}))
+        .unwrap();
+    // cris is a phantom (not protected): the commit goes through.
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    tx.query("wallets", rich, aviladb::PageOptions::default())
+        .await
+        .unwrap();
+    wallets
+        .upsert(&json!({"id": "cris", "coins": 49}))
+        .await
+        .unwrap();
+    tx.insert("items", &json!({"id": "bonus2", "owner": "ana"}))
+        .unwrap();
+    let e = tx.commit().await.unwrap_err();
+    assert_eq!(
+        code(&e),
+        C::Conflict,
+        "a document the query matched changed"
+    );
+    assert!(items.get::<Value>("ana", "bonus2").await.unwrap().is_none());
+    items.delete("ana", "bonus", None).await.unwrap();
+    wallets.delete("cris", "cris", None).await.unwrap();
+
     // Across collections and partitions, atomically.
     let mut tx = db.begin().await.unwrap();
     let ana = tx
@@ -1692,6 +1738,22 @@ fn transactions_in_process() {
         avl_core::ErrorCode::Conflict
     );
     assert!(c.get::<Value>("b", "b").unwrap().is_some());
+    // A query in the transaction: its matches are checked at the commit.
+    let mut tx = db.begin().unwrap();
+    let page = tx
+        .query(
+            "c",
+            "SELECT * FROM c WHERE c.n >= 2",
+            aviladb::PageOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    c.upsert(&json!({"id": "a", "n": 6})).unwrap();
+    tx.delete("c", "b", "b").unwrap();
+    assert_eq!(
+        tx.commit().unwrap_err().code(),
+        avl_core::ErrorCode::Conflict
+    );
     // Dropped without commit: its snapshot goes with it.
     drop(db.begin().unwrap());
 }

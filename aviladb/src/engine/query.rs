@@ -223,6 +223,69 @@ fn vector_route(
     Some(VectorQuery::new(&index.path, vector, k))
 }
 
+/// Records what a query in a transaction matched, as read checks.
+struct Recorder<'a, 'r> {
+    reads: std::cell::RefCell<&'r mut Vec<super::ReadCheck>>,
+    collection: &'a str,
+    partition_key: crate::query::ast::Path,
+    query: &'a Query,
+    params: &'a Params,
+}
+
+impl<'a, 'r> Recorder<'a, 'r> {
+    fn wrap<'s>(&'s self, inner: &'s dyn Source) -> Recording<'s, 'a, 'r> {
+        Recording {
+            recorder: self,
+            inner,
+        }
+    }
+
+    fn record(&self, doc: &Value) {
+        let matches = self.query.filter.as_ref().is_none_or(|f| {
+            crate::query::eval::is_true(&crate::query::eval::eval(f, doc, self.params))
+        });
+        if !matches {
+            return;
+        }
+        let (Some(id), Some(pk)) = (
+            doc.get("id").and_then(Value::as_str),
+            self.partition_key.read(doc),
+        ) else {
+            return;
+        };
+        let check = super::ReadCheck {
+            collection: self.collection.to_string(),
+            partition_key: pk.clone(),
+            id: id.to_string(),
+            seq: doc.get("_seq").and_then(Value::as_u64),
+        };
+        let mut reads = self.reads.borrow_mut();
+        if !reads.contains(&check) {
+            reads.push(check);
+        }
+    }
+}
+
+/// A source whose matching rows are recorded.
+struct Recording<'s, 'a, 'r> {
+    recorder: &'s Recorder<'a, 'r>,
+    inner: &'s dyn Source,
+}
+
+impl Source for Recording<'_, '_, '_> {
+    fn rows(
+        &self,
+        access: &Access,
+        after: Option<&[u8]>,
+        each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
+    ) -> Result<()> {
+        self.inner.rows(access, after, &mut |pos, doc| {
+            self.recorder.record(&doc);
+            each(pos, doc)
+        })
+    }
+}
+
 /// The documents a vector search found, as query rows.
 struct Hits(Vec<VectorHit>);
 
@@ -260,36 +323,82 @@ impl Engine {
         spec: &QuerySpec,
         options: &PageOptions,
     ) -> Result<QueryPage> {
+        let (_, txn) = self.snapshot(db, coll)?;
+        self.query_in(&txn, db, coll, spec, options, None)
+    }
+
+    /// Runs one page of a query in a transaction's snapshot; answers the page and a read
+    /// check for every document the query matched (the commit fails with `Conflict` if
+    /// one of them changed; documents that came to match later are not seen: no phantom
+    /// protection).
+    pub fn snapshot_query(
+        &self,
+        snapshot: u64,
+        db: &str,
+        coll: &str,
+        spec: &QuerySpec,
+        options: &PageOptions,
+    ) -> Result<(QueryPage, Vec<super::ReadCheck>)> {
+        super::names::check_name("database", db)?;
+        super::names::check_name("collection", coll)?;
+        let txn = self.snapshot_txn(snapshot)?;
+        let mut reads = Vec::new();
+        let page = self.query_in(&txn, db, coll, spec, options, Some(&mut reads))?;
+        Ok((page, reads))
+    }
+
+    fn query_in(
+        &self,
+        txn: &ReadTransaction,
+        db: &str,
+        coll: &str,
+        spec: &QuerySpec,
+        options: &PageOptions,
+        reads: Option<&mut Vec<super::ReadCheck>>,
+    ) -> Result<QueryPage> {
         let mut query = parse::parse(&spec.text)?;
         let params = spec.params()?;
         exec::check_params(&query, &params)?;
-        let (_, txn) = self.snapshot(db, coll)?;
         // The indexes as this snapshot has them (the cached catalog may be older).
-        let info = read_collection(&txn, db, coll)?;
+        let info = read_collection(txn, db, coll)?;
         vector_metrics(&mut query, &info.vector_indexes);
+        let recorder = reads.map(|reads| Recorder {
+            reads: std::cell::RefCell::new(reads),
+            collection: coll,
+            partition_key: crate::query::ast::Path::from_pointer(&info.partition_key),
+            query: &query,
+            params: &params,
+        });
         let fp = token::fingerprint(info.table, &spec.text, &spec.params_fingerprint());
         if let Some(vq) = vector_route(&query, &params, &info.vector_indexes) {
             let filter = query
                 .filter
                 .is_some()
                 .then(|| (query.clone(), params.clone()));
-            let (hits, _) = self.vector_search_in(&txn, &info, &vq, filter.as_ref())?;
-            return exec::run(
-                &Hits(hits),
-                &plan::Plan::sorted(),
-                &query,
-                &params,
-                fp,
-                options,
-            );
+            let (hits, _) = self.vector_search_in(txn, &info, &vq, filter.as_ref())?;
+            let hits = Hits(hits);
+            return match &recorder {
+                Some(r) => exec::run(
+                    &r.wrap(&hits),
+                    &plan::Plan::sorted(),
+                    &query,
+                    &params,
+                    fp,
+                    options,
+                ),
+                None => exec::run(&hits, &plan::Plan::sorted(), &query, &params, fp, options),
+            };
         }
         let plan = plan::plan(&query, &params, &info.indexes);
         let source = Snapshot {
-            txn: &txn,
+            txn,
             table: info.table,
             expiry: self.expiry(&info),
         };
-        exec::run(&source, &plan, &query, &params, fp, options)
+        match &recorder {
+            Some(r) => exec::run(&r.wrap(&source), &plan, &query, &params, fp, options),
+            None => exec::run(&source, &plan, &query, &params, fp, options),
+        }
     }
 
     /// Reads a page of a collection's change feed.

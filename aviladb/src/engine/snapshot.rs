@@ -62,7 +62,7 @@ impl Engine {
         self.inner.snapshots.lock().remove(&id);
     }
 
-    fn snapshot_txn(&self, id: u64) -> Result<Arc<ReadTransaction>> {
+    pub(crate) fn snapshot_txn(&self, id: u64) -> Result<Arc<ReadTransaction>> {
         let mut open = self.inner.snapshots.lock();
         match open.get_mut(&id) {
             Some((txn, used)) if used.elapsed() < SNAPSHOT_IDLE => {
