@@ -463,11 +463,15 @@ impl Store {
     }
 
     fn check_bucket_exists(&self, txn: &redb::ReadTransaction, bucket: &str) -> Result<()> {
-        names::check_bucket(bucket).map_err(|_| StorageError::NoSuchBucket(bucket.to_string()))?;
-        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-            return Err(StorageError::NoSuchBucket(bucket.to_string()));
-        }
-        Ok(())
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)
+    }
+
+    /// A write transaction that commits durably (synced before `commit` returns).
+    fn durable_write(&self) -> Result<redb::WriteTransaction> {
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StorageError::Io(e.to_string()))?;
+        Ok(txn)
     }
 
     // ---- objects ---------------------------------------------------------------------
@@ -594,13 +598,9 @@ impl Store {
     ) -> Result<Option<ObjectRecord>> {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| StorageError::Io(format!("object record: {e}")))?;
-        let mut txn = self.inner.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StorageError::Io(e.to_string()))?;
+        let txn = self.durable_write()?;
         let old = {
-            if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                return Err(StorageError::NoSuchBucket(bucket.to_string()));
-            }
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
             self.save_next_chunk(&txn)?;
             let mut objects = txn.open_table(OBJECTS)?;
             let k = object_key(bucket, key);
@@ -780,15 +780,9 @@ impl Store {
     /// Deletes an object; deleting a key with no object succeeds, as in S3.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         names::check_key(key)?;
-        let mut txn = self.inner.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StorageError::Io(e.to_string()))?;
+        let txn = self.durable_write()?;
         let old = {
-            if names::check_bucket(bucket).is_err()
-                || txn.open_table(BUCKETS)?.get(bucket)?.is_none()
-            {
-                return Err(StorageError::NoSuchBucket(bucket.to_string()));
-            }
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
             let mut objects = txn.open_table(OBJECTS)?;
             let old = objects.remove(object_key(bucket, key).as_slice())?;
             old.map(|v| decode_record(v.value())).transpose()?
@@ -817,6 +811,14 @@ pub(super) fn copy_condition(e: StorageError) -> StorageError {
         }
         other => other,
     }
+}
+
+/// `NoSuchBucket` unless `bucket` is a valid name in `buckets`.
+fn require_bucket(buckets: &impl ReadableTable<&'static str, u64>, bucket: &str) -> Result<()> {
+    if names::check_bucket(bucket).is_err() || buckets.get(bucket)?.is_none() {
+        return Err(StorageError::NoSuchBucket(bucket.to_string()));
+    }
+    Ok(())
 }
 
 fn info_of(key: &str, r: ObjectRecord) -> ObjectInfo {

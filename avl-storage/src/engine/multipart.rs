@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::io::Read;
 
 use md5::{Digest, Md5};
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Chunk, Conditions, ObjectInfo, ObjectRecord, PutOptions, Store, info_of, now_ms};
@@ -132,11 +132,7 @@ impl Store {
         };
         let txn = self.inner.db.begin_write()?;
         {
-            if super::names::check_bucket(bucket).is_err()
-                || txn.open_table(super::BUCKETS)?.get(bucket)?.is_none()
-            {
-                return Err(StorageError::NoSuchBucket(bucket.to_string()));
-            }
+            super::require_bucket(&txn.open_table(super::BUCKETS)?, bucket)?;
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), encode(&record)?.as_slice())?;
         }
@@ -194,9 +190,7 @@ impl Store {
             chunks,
         };
         let committed = (|| -> Result<Option<PartRecord>> {
-            let mut txn = self.inner.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| StorageError::Io(e.to_string()))?;
+            let txn = self.durable_write()?;
             let old = {
                 if txn.open_table(UPLOADS)?.get(upload_id)?.is_none() {
                     return Err(StorageError::NoSuchUpload(upload_id.to_string()));
