@@ -374,6 +374,7 @@ impl Graphs {
         let graphs: Vec<(u64, Arc<VectorGraph>)> = {
             let map = self.map();
             let mut tables: Vec<u64> = changes.iter().map(|c| c.table).collect();
+            tables.sort_unstable();
             tables.dedup();
             tables
                 .into_iter()

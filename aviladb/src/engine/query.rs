@@ -370,34 +370,30 @@ impl Engine {
             params: &params,
         });
         let fp = token::fingerprint(info.table, &spec.text, &spec.params_fingerprint());
-        if let Some(vq) = vector_route(&query, &params, &info.vector_indexes) {
-            let filter = query
-                .filter
-                .is_some()
-                .then(|| (query.clone(), params.clone()));
-            let (hits, _) = self.vector_search_in(txn, &info, &vq, filter.as_ref())?;
-            let hits = Hits(hits);
-            return match &recorder {
-                Some(r) => exec::run(
-                    &r.wrap(&hits),
-                    &plan::Plan::sorted(),
-                    &query,
-                    &params,
-                    fp,
-                    options,
-                ),
-                None => exec::run(&hits, &plan::Plan::sorted(), &query, &params, fp, options),
+        let hits;
+        let snapshot;
+        let (source, plan): (&dyn Source, plan::Plan) =
+            match vector_route(&query, &params, &info.vector_indexes) {
+                Some(vq) => {
+                    let filter = query
+                        .filter
+                        .is_some()
+                        .then(|| (query.clone(), params.clone()));
+                    hits = Hits(self.vector_search_in(txn, &info, &vq, filter.as_ref())?.0);
+                    (&hits, plan::Plan::sorted())
+                }
+                None => {
+                    snapshot = Snapshot {
+                        txn,
+                        table: info.table,
+                        expiry: self.expiry(&info),
+                    };
+                    (&snapshot, plan::plan(&query, &params, &info.indexes))
+                }
             };
-        }
-        let plan = plan::plan(&query, &params, &info.indexes);
-        let source = Snapshot {
-            txn,
-            table: info.table,
-            expiry: self.expiry(&info),
-        };
         match &recorder {
-            Some(r) => exec::run(&r.wrap(&source), &plan, &query, &params, fp, options),
-            None => exec::run(&source, &plan, &query, &params, fp, options),
+            Some(r) => exec::run(&r.wrap(source), &plan, &query, &params, fp, options),
+            None => exec::run(source, &plan, &query, &params, fp, options),
         }
     }
 

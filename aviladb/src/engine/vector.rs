@@ -225,26 +225,29 @@ pub(crate) fn update(
         };
         let mut table = txn.open_table(VecDef::new(&vector_table(index.table)))?;
         let graph = index.kind == VectorIndexKind::Hnsw;
+        // A flat index is told too when its version matters (the GPU copy), without
+        // the vector.
+        let tell = graph || cfg!(feature = "gpu");
+        let change = |vector: Option<Vec<f32>>| VectorChange {
+            table: index.table,
+            key: if graph { doc_key.to_vec() } else { Vec::new() },
+            vector: vector.filter(|_| graph),
+        };
         match vector {
             Some(v) => {
                 let bytes = bytes_of(&v);
                 table.insert(doc_key, bytes.as_slice())?;
                 log.record(Kind::Vector, index.table, doc_key, Some(&bytes));
-                // A flat index is told too (its version moves), without the vector.
-                log.vector(VectorChange {
-                    table: index.table,
-                    key: if graph { doc_key.to_vec() } else { Vec::new() },
-                    vector: graph.then_some(v),
-                });
+                if tell {
+                    log.vector(change(Some(v)));
+                }
             }
             None => {
                 if table.remove(doc_key)?.is_some() {
                     log.record(Kind::Vector, index.table, doc_key, None);
-                    log.vector(VectorChange {
-                        table: index.table,
-                        key: if graph { doc_key.to_vec() } else { Vec::new() },
-                        vector: None,
-                    });
+                    if tell {
+                        log.vector(change(None));
+                    }
                 }
             }
         }
