@@ -688,6 +688,7 @@ impl Hnsw {
         }
         let mut visited = self.visited_list();
         let mut list = Vec::new();
+        let mut links = Vec::with_capacity(level.min(top) + 1);
         for l in (0..=level.min(top)).rev() {
             let found = self.search_layer(
                 q,
@@ -707,6 +708,12 @@ impl Hnsw {
                     .unwrap_or_else(PoisonError::into_inner);
                 self.set_neighbours(node, l, &chosen);
             }
+            links.push((l, chosen));
+        }
+        // Only now does any list name the node, so whoever reaches it finds its own lists
+        // on every layer (a node reached half linked, with nothing below, leads an insert
+        // beside this one to link to it alone, and such nodes end up cut off).
+        for (l, chosen) in links {
             let cap = if l == 0 { self.m0 } else { self.params.m };
             for &other in &chosen {
                 self.connect(other, node, l, cap, &mut list);
@@ -1113,6 +1120,46 @@ mod tests {
             let graph = Hnsw::build(dim, space, params, data, None).unwrap();
             let r = recall(&graph, data, queries, 10, 100);
             assert!(r >= 0.95, "{space:?}: recall {r}");
+        }
+    }
+
+    /// Nodes linked at once reach each other's lists before their own linking gets
+    /// there: no build may leave a node that no list names (a search could never find
+    /// it, not even with its own vector).
+    #[test]
+    fn parallel_builds_leave_every_node_reachable() {
+        let dim = 16;
+        let data = clustered(1500, dim, 40, 5);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        for round in 0..8 {
+            let graph = Hnsw::build(
+                dim,
+                Space::Cosine,
+                GraphParams::default(),
+                &data,
+                Some(&pool),
+            )
+            .unwrap();
+            let mut named = vec![false; graph.len()];
+            let mut list = Vec::new();
+            for node in 0..graph.len() as u32 {
+                graph.neighbours(node, 0, &mut list);
+                for &n in &list {
+                    named[n as usize] = true;
+                }
+            }
+            let orphans: Vec<usize> = (0..graph.len()).filter(|&n| !named[n]).collect();
+            assert!(
+                orphans.is_empty(),
+                "round {round}: no way in to {orphans:?}"
+            );
+            for (node, v) in data.chunks_exact(dim).enumerate() {
+                let hit = graph.search(v, 1, 400).unwrap()[0].0;
+                assert_eq!(hit as usize, node, "round {round}: {node} is not found");
+            }
         }
     }
 
