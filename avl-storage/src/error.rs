@@ -66,6 +66,21 @@ pub enum StorageError {
         /// The minimum.
         min: u64,
     },
+    /// The body does not match the digest or checksum the request gave: nothing was
+    /// stored.
+    #[error("bad digest: {0}")]
+    BadDigest(String),
+    /// The body ended before the length the request gave, or the client went away.
+    #[error("incomplete body: {0}")]
+    IncompleteBody(String),
+    /// Larger than a single upload may be.
+    #[error("the body is {size} bytes; at most {max}")]
+    EntityTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Stored data failed its checks.
     #[error("corrupted data: {0}")]
     Corrupted(String),
@@ -102,6 +117,9 @@ impl StorageError {
             StorageError::InvalidPart(_) => "InvalidPart",
             StorageError::InvalidPartOrder => "InvalidPartOrder",
             StorageError::EntityTooSmall { .. } => "EntityTooSmall",
+            StorageError::BadDigest(_) => "BadDigest",
+            StorageError::IncompleteBody(_) => "IncompleteBody",
+            StorageError::EntityTooLarge { .. } => "EntityTooLarge",
             StorageError::Corrupted(_)
             | StorageError::UnsupportedFormat(_)
             | StorageError::Io(_) => "InternalError",
@@ -117,7 +135,10 @@ impl StorageError {
             StorageError::PreconditionFailed(_) | StorageError::NotModified => ErrorCode::Conflict,
             StorageError::InvalidPart(_)
             | StorageError::InvalidPartOrder
-            | StorageError::EntityTooSmall { .. } => ErrorCode::InvalidInput,
+            | StorageError::EntityTooSmall { .. }
+            | StorageError::BadDigest(_)
+            | StorageError::IncompleteBody(_) => ErrorCode::InvalidInput,
+            StorageError::EntityTooLarge { .. } => ErrorCode::TooLarge,
             StorageError::BucketAlreadyExists(_) => ErrorCode::AlreadyExists,
             StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
             StorageError::InvalidBucketName { .. }
@@ -137,6 +158,14 @@ impl From<StorageError> for Error {
 
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
+        // A body reader says why it stopped with one of ours (`BadDigest`,
+        // `IncompleteBody`): it comes through as it is.
+        if e.get_ref().is_some_and(|inner| inner.is::<StorageError>()) {
+            if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<StorageError>()) {
+                return *inner;
+            }
+            return StorageError::Io("a body reader failed".into());
+        }
         StorageError::Io(e.to_string())
     }
 }

@@ -34,8 +34,9 @@ mod error;
 
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{
-    ByteRange, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, ListOptions, ListPage, MAX_KEYS,
-    MAX_METADATA_BYTES, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectInfo, ObjectReader, ObjectSummary,
-    PartInfo, PutOptions, STORED_HEADERS, Store, StoreOptions, UploadInfo,
+    BodyDigest, ByteRange, Checksum, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, Finish,
+    ListOptions, ListPage, MAX_KEYS, MAX_METADATA_BYTES, MAX_PART_NUMBER, MIN_PART_SIZE,
+    ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PutOptions, STORED_HEADERS, Store,
+    StoreOptions, UploadInfo,
 };
 pub use error::{Result, StorageError};

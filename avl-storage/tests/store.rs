@@ -117,8 +117,12 @@ proptest! {
                 }
                 Op::List(prefix, delimiter, max) => {
                     let want = model_list(&model, &prefix, delimiter.as_deref());
+                    // Pages by continuation token (V2), then by marker (V1: the last
+                    // entry of a page, key or common prefix).
+                    for by_marker in [false, true] {
                     let mut got: Vec<(String, bool)> = Vec::new();
                     let mut token = None;
+                    let mut marker: Option<String> = None;
                     loop {
                         let page = store.list_objects("bkt", &ListOptions {
                             prefix: prefix.clone(),
@@ -126,6 +130,7 @@ proptest! {
                             max_keys: Some(max),
                             start_after: None,
                             continuation: token.clone(),
+                            marker: marker.clone(),
                         }).unwrap();
                         prop_assert!(page.objects.len() + page.common_prefixes.len() <= max);
                         let mut entries: Vec<(String, bool)> = page.objects.iter().map(|o| (o.key.clone(), false))
@@ -134,12 +139,19 @@ proptest! {
                         for o in &page.objects {
                             prop_assert_eq!(o.size, model[&o.key].len() as u64);
                         }
+                        let last = entries.last().map(|e| e.0.clone());
                         got.extend(entries);
                         if !page.is_truncated { break; }
-                        token = page.next_continuation;
-                        prop_assert!(token.is_some());
+                        if by_marker {
+                            marker = last;
+                            prop_assert!(marker.is_some());
+                        } else {
+                            token = page.next_continuation;
+                            prop_assert!(token.is_some());
+                        }
                     }
-                    prop_assert_eq!(got, want);
+                    prop_assert_eq!(&got, &want);
+                    }
                 }
                 Op::Range(k, a, b) => {
                     match model.get(&k) {

@@ -29,6 +29,11 @@ pub struct ListOptions {
     /// The token of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
+    /// ListObjects (V1)'s marker: entries after it. A marker that is one of this
+    /// listing's common prefixes (V1's `NextMarker` when a page ends on one) resumes
+    /// after every key under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 /// One object in a listing.
@@ -126,10 +131,19 @@ pub(super) fn list(
     // More than 1000 is 1000, as in S3.
     let max = o.max_keys.unwrap_or(MAX_KEYS).min(MAX_KEYS);
     let delimiter = o.delimiter.as_deref().filter(|d| !d.is_empty());
-    let mut after = match (&o.continuation, &o.start_after) {
-        (Some(t), _) => Some(decode_token(bucket, t)?),
-        (None, Some(s)) => Some(After::Key(s.clone())),
-        (None, None) => None,
+    let rolled_up = |m: &str| {
+        delimiter.is_some_and(|d| {
+            m.strip_prefix(o.prefix.as_str())
+                .and_then(|rest| rest.find(d).map(|i| i + d.len() == rest.len()))
+                .unwrap_or(false)
+        })
+    };
+    let mut after = match (&o.continuation, &o.start_after, &o.marker) {
+        (Some(t), _, _) => Some(decode_token(bucket, t)?),
+        (None, Some(s), _) => Some(After::Key(s.clone())),
+        (None, None, Some(m)) if rolled_up(m) => Some(After::Prefix(m.clone())),
+        (None, None, Some(m)) => Some(After::Key(m.clone())),
+        (None, None, None) => None,
     };
     let base = object_key(bucket, "");
     let mut start = object_key(bucket, &o.prefix);

@@ -79,7 +79,35 @@ pub struct PutOptions {
     /// `content-language`, `expires`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// A checksum of the bytes (S3's `x-amz-checksum-*`), kept and returned as given:
+    /// [`Store::put_object_with`]'s `finish` is where a writer sets it once it has
+    /// checked it against the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
 }
+
+/// A checksum of an object's or a part's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// The digest, base64 (as S3's headers carry it).
+    pub value: String,
+}
+
+/// What a body turned out to be, handed to a write's `finish` after its bytes are on
+/// disk and before anything is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyDigest {
+    /// Its length.
+    pub size: u64,
+    /// Its MD5, hex.
+    pub md5: String,
+}
+
+/// Called with the digest of a body before a write commits: an error abandons the write
+/// (nothing is stored, nothing replaced); `Some` is the checksum to keep with the bytes.
+pub type Finish<'a> = &'a mut dyn FnMut(&BodyDigest) -> Result<Option<Checksum>>;
 
 /// The headers a PUT may store.
 pub const STORED_HEADERS: [&str; 5] = [
@@ -498,6 +526,21 @@ impl Store {
         options: PutOptions,
         conditions: &Conditions,
     ) -> Result<ObjectInfo> {
+        self.put_object_with(bucket, key, body, options, conditions, &mut |_| Ok(None))
+    }
+
+    /// [`Store::put_object_if`] that hands the body's digest to `finish` before the
+    /// commit: an S3 front checks `Content-MD5` and checksums there (the trailer of a
+    /// streamed body is known only at its end).
+    pub fn put_object_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut dyn Read,
+        mut options: PutOptions,
+        conditions: &Conditions,
+        finish: Finish<'_>,
+    ) -> Result<ObjectInfo> {
         names::check_key(key)?;
         check_options(&options)?;
         self.check_bucket_exists(&self.inner.db.begin_read()?, bucket)?;
@@ -516,9 +559,13 @@ impl Store {
             )?;
         }
         let mut chunks = Vec::new();
-        let written = self.write_chunks(body, &mut chunks);
-        let (size, etag) = match written {
-            Ok(v) => v,
+        let (size, etag) = match self.write_chunks(body, &mut chunks, finish) {
+            Ok((size, etag, checksum)) => {
+                if checksum.is_some() {
+                    options.checksum = checksum;
+                }
+                (size, etag)
+            }
             Err(e) => {
                 self.remove_chunks(&chunks);
                 return Err(e);
@@ -545,8 +592,13 @@ impl Store {
         }
     }
 
-    /// Reads `body` into synced chunk files; answers (size, hex MD5).
-    fn write_chunks(&self, body: &mut dyn Read, chunks: &mut Vec<Chunk>) -> Result<(u64, String)> {
+    /// Reads `body` into synced chunk files; answers (size, hex MD5, what `finish` said).
+    fn write_chunks(
+        &self,
+        body: &mut dyn Read,
+        chunks: &mut Vec<Chunk>,
+        finish: Finish<'_>,
+    ) -> Result<(u64, String, Option<Checksum>)> {
         let mut buf = vec![0u8; self.inner.chunk_size];
         let mut md5 = Md5::new();
         let mut size = 0u64;
@@ -579,10 +631,15 @@ impl Store {
                 break;
             }
         }
+        let md5 = hex::encode(md5.finalize());
+        let checksum = finish(&BodyDigest {
+            size,
+            md5: md5.clone(),
+        })?;
         for shard in shards {
             std::fs::File::open(&shard)?.sync_all()?;
         }
-        Ok((size, hex::encode(md5.finalize())))
+        Ok((size, md5, checksum))
     }
 
     /// Makes `record` the object at `key`, durably; answers the record it replaced.

@@ -38,6 +38,8 @@ struct PartRecord {
     etag: String,
     last_modified_ms: u64,
     chunks: Vec<Chunk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<super::Checksum>,
 }
 
 /// An upload in progress.
@@ -62,6 +64,9 @@ pub struct PartInfo {
     pub etag: String,
     /// When it was uploaded (ms since the Unix epoch).
     pub last_modified_ms: u64,
+    /// The checksum kept with it, if its upload gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<super::Checksum>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T> {
@@ -168,6 +173,21 @@ impl Store {
         part_number: u32,
         body: &mut dyn Read,
     ) -> Result<String> {
+        self.upload_part_with(bucket, key, upload_id, part_number, body, &mut |_| Ok(None))
+    }
+
+    /// [`Store::upload_part`] that hands the part's digest to `finish` before the
+    /// commit (as [`Store::put_object_with`]); the checksum it answers is kept with the
+    /// part and listed by [`Store::list_parts`].
+    pub fn upload_part_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: &mut dyn Read,
+        finish: super::Finish<'_>,
+    ) -> Result<String> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(StorageError::invalid(
                 "partNumber",
@@ -176,7 +196,7 @@ impl Store {
         }
         self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
         let mut chunks = Vec::new();
-        let (size, etag) = match self.write_chunks(body, &mut chunks) {
+        let (size, etag, checksum) = match self.write_chunks(body, &mut chunks, finish) {
             Ok(v) => v,
             Err(e) => {
                 self.remove_chunks(&chunks);
@@ -188,6 +208,7 @@ impl Store {
             etag: etag.clone(),
             last_modified_ms: now_ms(),
             chunks,
+            checksum,
         };
         let committed = (|| -> Result<Option<PartRecord>> {
             let txn = self.durable_write()?;
@@ -271,6 +292,7 @@ impl Store {
                 size: part.size,
                 etag: part.etag,
                 last_modified_ms: part.last_modified_ms,
+                checksum: part.checksum,
             });
         }
         Ok((out, false))
