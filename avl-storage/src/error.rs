@@ -34,6 +34,14 @@ pub enum StorageError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An object key longer than keys may be.
+    #[error("the key is {len} bytes; at most {max}")]
+    KeyTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A range outside the object.
     #[error("the range is not satisfiable for an object of {size} bytes")]
     InvalidRange {
@@ -110,6 +118,7 @@ impl StorageError {
             StorageError::BucketNotEmpty(_) => "BucketNotEmpty",
             StorageError::InvalidBucketName { .. } => "InvalidBucketName",
             StorageError::InvalidArgument { .. } => "InvalidArgument",
+            StorageError::KeyTooLong { .. } => "KeyTooLongError",
             StorageError::InvalidRange { .. } => "InvalidRange",
             StorageError::PreconditionFailed(_) => "PreconditionFailed",
             StorageError::NotModified => "NotModified",
@@ -143,6 +152,7 @@ impl StorageError {
             StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
             StorageError::InvalidBucketName { .. }
             | StorageError::InvalidArgument { .. }
+            | StorageError::KeyTooLong { .. }
             | StorageError::InvalidRange { .. } => ErrorCode::InvalidInput,
             StorageError::Corrupted(_) => ErrorCode::Corrupted,
             StorageError::UnsupportedFormat(_) | StorageError::Io(_) => ErrorCode::Internal,

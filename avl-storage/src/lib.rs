@@ -26,11 +26,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! This is the engine (objects, multipart uploads, copies, conditional requests); the
-//! S3 front (`avl serve`) and the CLI come next.
+//! This is the engine (objects, multipart uploads, copies, conditional requests) and,
+//! with the `serve` feature, its S3 front ([`s3::bind`]), which `avl serve` runs.
 
 mod engine;
 mod error;
+#[cfg(feature = "serve")]
+pub mod s3;
 
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{

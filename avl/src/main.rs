@@ -61,6 +61,13 @@ enum Command {
         /// TLS private key (PEM); needs --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Address of the S3-compatible front of the object store.
+        #[arg(long, default_value = "127.0.0.1:4511")]
+        s3_listen: SocketAddr,
+        /// Domain under which `BUCKET.DOMAIN` addresses a bucket on the S3 front
+        /// (virtual-host style; IP addresses and other hosts are path style).
+        #[arg(long, default_value = "localhost")]
+        s3_domain: Vec<String>,
         /// Turn authentication off: anyone who can connect has every right.
         #[arg(long)]
         no_auth: bool,
@@ -108,7 +115,10 @@ struct Target {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("AVL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // s3s logs every rejected S3 request as an error; the access log already says how
+    // each request ended.
+    let filter =
+        EnvFilter::try_from_env("AVL_LOG").unwrap_or_else(|_| EnvFilter::new("info,s3s::ops=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -157,6 +167,8 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             tls_cert,
             tls_key,
+            s3_listen,
+            s3_domain,
             no_auth,
             log_format,
         } => {
@@ -168,6 +180,8 @@ fn run(cli: Cli) -> Result<()> {
                 data_dir,
                 listen,
                 tls,
+                s3_listen,
+                s3_domains: s3_domain,
                 no_auth,
             };
             init_logging(log_format);

@@ -10,7 +10,7 @@ use avl_core::serve::{
     AllowAll, AnonymousAccess, Authenticator, Authorizer, ServeConfig, Server, ShutdownSignal,
     SigV4Authenticator, SuperuserOnly, TlsFiles,
 };
-use avl_core::{Credentials, Error, Result, Service, StaticKeys};
+use avl_core::{Credentials, Error, KeyStore, Result, Service, StaticKeys};
 
 use crate::system::System;
 
@@ -24,8 +24,13 @@ pub(crate) struct ServeArgs {
     pub(crate) data_dir: PathBuf,
     pub(crate) listen: SocketAddr,
     pub(crate) tls: Option<TlsFiles>,
+    pub(crate) s3_listen: SocketAddr,
+    pub(crate) s3_domains: Vec<String>,
     pub(crate) no_auth: bool,
 }
+
+/// Where the object store keeps its files, under the data directory.
+const STORAGE_SUBDIR: &str = "storage";
 
 /// Creates the data directory, checks it is writable, and locks it for this process.
 fn open_data_dir(dir: &Path) -> Result<(PathBuf, File)> {
@@ -80,26 +85,28 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let signals = ShutdownSignal::install();
     let (data_dir, _lock) = open_data_dir(&args.data_dir)?;
     let (root, created) = root_credentials(&data_dir)?;
+    let keys: Arc<dyn KeyStore> = Arc::new(StaticKeys::root(root.clone()));
     let (authenticator, authorizer): (Arc<dyn Authenticator>, Arc<dyn Authorizer>) = if args.no_auth
     {
         (Arc::new(AnonymousAccess), Arc::new(AllowAll))
     } else {
         (
-            Arc::new(SigV4Authenticator::new(Arc::new(StaticKeys::root(
-                root.clone(),
-            )))),
+            Arc::new(SigV4Authenticator::new(Arc::clone(&keys))),
             Arc::new(SuperuserOnly),
         )
     };
     let db = aviladb::Engine::open(data_dir.join(aviladb::DATA_SUBDIR))
         .map_err(|e| Error::from(e).context("cannot open the document database"))?;
+    let store = avl_storage::Store::open(data_dir.join(STORAGE_SUBDIR))
+        .map_err(|e| Error::from(e).context("cannot open the object store"))?;
     let services = vec![
         System::NAME.to_string(),
         aviladb::DbService::NAME.to_string(),
+        "s3".to_string(),
     ];
     let system = Arc::new(System::new(&data_dir, services));
     let mut config = ServeConfig::new(args.listen);
-    if let Some(tls) = args.tls {
+    if let Some(tls) = args.tls.clone() {
         config = config.with_tls(tls);
     }
     let server = Server::builder(authenticator, authorizer)
@@ -107,6 +114,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .mount(Arc::new(aviladb::DbService::new(db)))
         .bind(config)
         .await?;
+    let s3 = avl_storage::s3::bind(
+        store,
+        avl_storage::s3::S3Options {
+            listen: args.s3_listen,
+            tls: args.tls,
+            domains: args.s3_domains,
+            keys: (!args.no_auth).then_some(keys),
+        },
+    )
+    .await
+    .map_err(|e| e.context("cannot start the S3 front"))?;
 
     println!("AVL {}", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", data_dir.display());
@@ -127,18 +145,30 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         );
     }
     println!("listening on {}", server.url());
+    println!("S3 listening on {}", s3.url());
     // Tests and scripts read the lines above as they come.
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(url = %server.url(), data_dir = %data_dir.display(), "serving");
 
-    let signal = async {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
         let which = signals.recv().await;
         tracing::info!(signal = which, "shutting down");
         println!("received {which}, shutting down");
         let _ = std::io::stdout().flush();
+        let _ = stop.send(true);
     };
-    server.run(signal).await?;
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let (api, s3, ()) = tokio::join!(
+        server.run(until_stopped(stopped.clone())),
+        s3.run(until_stopped(stopped)),
+        signal,
+    );
+    api?;
+    s3?;
     println!("stopped");
     Ok(())
 }

@@ -4,135 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
-const AVL: &str = env!("CARGO_BIN_EXE_avl");
+mod common;
 
-/// An `avl` command with a clean environment: no AVL_* from the caller, a private config
-/// file path, a home of its own.
-fn avl(home: &Path) -> Command {
-    let mut cmd = Command::new(AVL);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AVL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", home)
-        .env("AVL_CONFIG_FILE", home.join("config.toml"))
-        .current_dir(home);
-    cmd
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A running `avl serve`, its stdout read line by line.
-struct Served {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    stdout: Vec<String>,
-    url: String,
-    stderr: Option<std::process::ChildStderr>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    fn start(mut cmd: Command) -> Served {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take();
-        let (tx, lines) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut served = Served {
-            child,
-            lines,
-            stdout: Vec::new(),
-            url: String::new(),
-            stderr,
-            reader: Some(reader),
-        };
-        let line = served.wait_for("listening on ");
-        served.url = line.trim_start_matches("listening on ").to_string();
-        served
-    }
-
-    /// Waits for a stdout line starting with `prefix` (a generous bound guards a hang).
-    fn wait_for(&mut self, prefix: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("no `{prefix}` line; got {:?}", self.stdout));
-            self.stdout.push(line.clone());
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Sends `signal`, waits for the exit, and returns (exit code, stdout, stderr).
-    fn stop(mut self, signal: &str) -> (i32, Vec<String>, String) {
-        self.signal(signal);
-        let status = self.child.wait().unwrap();
-        // The reader ends at end of file: after it, every line the child wrote is here.
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        self.stdout.extend(self.lines.try_iter());
-        let mut stderr = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            e.read_to_string(&mut stderr).unwrap();
-        }
-        (status.code().unwrap_or(-1), self.stdout, stderr)
-    }
-}
-
-fn serve(home: &Path, data_dir: &Path, extra: &[&str]) -> Command {
-    let mut cmd = avl(home);
-    cmd.arg("--data-dir")
-        .arg(data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0"]);
-    cmd.args(extra);
-    cmd
-}
-
-fn exported(lines: &[String], name: &str) -> Option<String> {
-    lines.iter().find_map(|l| {
-        l.trim()
-            .strip_prefix(&format!("export {name}="))
-            .map(str::to_owned)
-    })
-}
+use common::*;
 
 fn status_json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "status failed: {}", text(&out.stderr));
@@ -401,6 +278,23 @@ fn start_up_failures_are_one_clear_line() {
     assert_eq!(
         err,
         format!("error: Unavailable: cannot listen on {addr}: address already in use")
+    );
+
+    // The S3 front's port in use.
+    let mut cmd = avl(home.path());
+    cmd.arg("--data-dir").arg(&data).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--s3-listen",
+        &addr,
+    ]);
+    let err = failed_start(&mut cmd);
+    assert_eq!(
+        err,
+        format!(
+            "error: Unavailable: cannot start the S3 front: cannot listen on {addr}: address already in use"
+        )
     );
 
     // A data directory that cannot be written (its parent is a file).

@@ -96,6 +96,8 @@ pub struct ServerBuilder {
     gate: Arc<Gate>,
     router: Router,
     ready_checks: Vec<(&'static str, ReadyCheck)>,
+    /// Serves the router alone: no health routes, no fallback of ours.
+    bare: bool,
 }
 
 /// Shared between the routes and the accept loop.
@@ -147,12 +149,15 @@ impl ServerBuilder {
             shutting_down: AtomicBool::new(false),
             ready_checks: self.ready_checks,
         });
-        let router = self
-            .router
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz).with_state(Arc::clone(&state)))
-            .fallback(not_found)
-            .layer(axum::middleware::from_fn(observe::observe));
+        let router = if self.bare {
+            self.router
+        } else {
+            self.router
+                .route("/healthz", get(healthz))
+                .route("/readyz", get(readyz).with_state(Arc::clone(&state)))
+                .fallback(not_found)
+        };
+        let router = router.layer(axum::middleware::from_fn(observe::observe));
         Ok(Server {
             listener,
             local_addr,
@@ -221,6 +226,23 @@ impl Server {
             }),
             router: Router::new(),
             ready_checks: Vec::new(),
+            bare: false,
+        }
+    }
+
+    /// A builder for a front that speaks another protocol on its own listener and checks
+    /// its own credentials (the S3 front): `router` answers every request, with the same
+    /// TLS, connection limits, access log and graceful shutdown as the platform API, and
+    /// no routes of ours beside it. A service mounted on it is refused to everyone.
+    pub fn builder_for(router: Router) -> ServerBuilder {
+        ServerBuilder {
+            gate: Arc::new(Gate {
+                authenticator: Arc::new(AnonymousAccess),
+                authorizer: Arc::new(SuperuserOnly),
+            }),
+            router,
+            ready_checks: Vec::new(),
+            bare: true,
         }
     }
 

@@ -312,7 +312,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -488,6 +488,11 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// `Ok` if the bucket exists, else `NoSuchBucket`.
+    pub fn bucket_exists(&self, bucket: &str) -> Result<()> {
+        self.check_bucket_exists(&self.inner.db.begin_read()?, bucket)
     }
 
     fn check_bucket_exists(&self, txn: &redb::ReadTransaction, bucket: &str) -> Result<()> {
@@ -947,6 +952,11 @@ impl std::fmt::Debug for ObjectReader {
 }
 
 impl ObjectReader {
+    /// Where in the object the next byte read comes from.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// Bytes left to read.
     pub fn remaining(&self) -> u64 {
         self.end - self.pos

@@ -47,10 +47,10 @@ pub fn check_key(key: &str) -> Result<()> {
         return Err(StorageError::invalid("key", "must not be empty"));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(StorageError::invalid(
-            "key",
-            format!("is {} bytes; at most {MAX_KEY_BYTES}", key.len()),
-        ));
+        return Err(StorageError::KeyTooLong {
+            len: key.len(),
+            max: MAX_KEY_BYTES,
+        });
     }
     Ok(())
 }

@@ -1,0 +1,1090 @@
+//! The S3 front (feature `serve`): S3's wire protocol over a [`Store`], on a listener of
+//! its own, through the `s3s` crate (routing, XML, SigV4 in its header, presigned,
+//! streaming and trailer forms). Path-style and virtual-host-style addressing; the
+//! credentials come from an avl-core [`KeyStore`].
+//!
+//! The store is synchronous: each request runs its store calls on Tokio's blocking pool,
+//! and bodies cross between the two through bounded channels, so a PUT or a GET of any
+//! size holds a few frames and one chunk in memory.
+
+mod body;
+mod convert;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use avl_core::KeyStore;
+use avl_core::serve::{ServeConfig, Server, TlsFiles};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::*;
+use s3s::host::{S3Host, VirtualHost};
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use crate::engine::{ByteRange, Conditions, ListOptions, PutOptions, Store};
+use crate::error::StorageError;
+use body::{Expected, checksums_in, object_stream, write_body};
+use convert::*;
+
+/// The largest single PUT, as in S3 (larger objects go in parts).
+pub const MAX_PUT_BYTES: u64 = 5 << 30;
+
+/// How the S3 front listens and whom it lets in.
+pub struct S3Options {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS certificate and key, for HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Domains under which `bucket.DOMAIN` addresses a bucket (virtual-host style);
+    /// any other host (an IP address, another name) is path style.
+    pub domains: Vec<String>,
+    /// Whose signatures are accepted; `None` lets everyone in unsigned.
+    pub keys: Option<Arc<dyn KeyStore>>,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls.is_some())
+            .field("domains", &self.domains)
+            .field("auth", &self.keys.is_some())
+            .finish()
+    }
+}
+
+/// Binds the S3 front of `store`: run the answer with [`Server::run`].
+pub async fn bind(store: Store, options: S3Options) -> avl_core::Result<Server> {
+    let mut builder = S3ServiceBuilder::new(Front { store });
+    if let Some(keys) = options.keys {
+        builder.set_auth(Keys(keys));
+    }
+    builder.set_host(Hosts {
+        domains: options
+            .domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect(),
+    });
+    let service = builder.build();
+    let router = axum::Router::new().fallback_service(tower_fn(service));
+    let mut config = ServeConfig::new(options.listen);
+    if let Some(tls) = options.tls {
+        config = config.with_tls(tls);
+    }
+    Server::builder_for(router).bind(config).await
+}
+
+/// The s3s service as an infallible axum service (its transport errors become 500s).
+fn tower_fn(
+    service: s3s::service::S3Service,
+) -> axum::routing::MethodRouter<(), std::convert::Infallible> {
+    axum::routing::any(move |request: axum::extract::Request| {
+        let service = service.clone();
+        async move {
+            match service.call(request.map(s3s::Body::http_body_unsync)).await {
+                Ok(response) => response.map(axum::body::Body::new),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "S3 request failed below the protocol");
+                    let mut response = axum::response::Response::new(axum::body::Body::empty());
+                    *response.status_mut() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    response
+                }
+            }
+        }
+    })
+}
+
+/// Secrets from the platform's key store.
+struct Keys(Arc<dyn KeyStore>);
+
+#[async_trait::async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.lookup(access_key) {
+            Some((secret, _)) => Ok(SecretKey::from(secret.expose().to_string())),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// `bucket.DOMAIN[:port]` is virtual-host style; every other host is path style.
+struct Hosts {
+    domains: Vec<String>,
+}
+
+impl S3Host for Hosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let name = name.trim_end_matches('.');
+        for domain in &self.domains {
+            if name.eq_ignore_ascii_case(domain) {
+                return Ok(VirtualHost::new(domain.as_str()));
+            }
+            if name.len() > domain.len() + 1 && name.is_char_boundary(name.len() - domain.len() - 1)
+            {
+                let (bucket, rest) = name.split_at(name.len() - domain.len() - 1);
+                if rest[1..].eq_ignore_ascii_case(domain) && rest.starts_with('.') {
+                    return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket.to_string()));
+                }
+            }
+        }
+        Ok(VirtualHost::new(name.to_string()))
+    }
+}
+
+/// The S3 operations over the store.
+struct Front {
+    store: Store,
+}
+
+/// Runs store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> S3Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(s3_error),
+        Err(e) => Err(S3Error::with_message(
+            S3ErrorCode::InternalError,
+            format!("the request's work stopped: {e}"),
+        )),
+    }
+}
+
+/// Our error as S3's.
+fn s3_error(e: StorageError) -> S3Error {
+    let code =
+        S3ErrorCode::from_bytes(e.s3_code().as_bytes()).unwrap_or(S3ErrorCode::InternalError);
+    if code == S3ErrorCode::InternalError {
+        tracing::error!(error = %e, "object store failure");
+    }
+    S3Error::with_message(code, e.to_string())
+}
+
+fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> {
+    match copy_source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.is_some() {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "this store keeps one version of an object"
+                ));
+            }
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "copy sources are named as bucket/key"
+        )),
+    }
+}
+
+fn no_versions(version_id: Option<&String>) -> S3Result<()> {
+    match version_id {
+        Some(v) if v != "null" => Err(s3_error!(
+            NotImplemented,
+            "this store keeps one version of an object"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for Front {
+    // ---- buckets ---------------------------------------------------------------------
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let store = self.store.clone();
+        let bucket = req.input.bucket;
+        let location = format!("/{bucket}");
+        blocking(move || store.create_bucket(&bucket)).await?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(location),
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let store = self.store.clone();
+        let bucket = req.input.bucket;
+        blocking(move || store.delete_bucket(&bucket)).await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let store = self.store.clone();
+        let bucket = req.input.bucket;
+        blocking(move || store.bucket_exists(&bucket)).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let store = self.store.clone();
+        let bucket = req.input.bucket;
+        blocking(move || store.bucket_exists(&bucket)).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let store = self.store.clone();
+        let buckets = blocking(move || store.list_buckets()).await?;
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(
+                buckets
+                    .into_iter()
+                    .map(|(name, created_ms)| Bucket {
+                        name: Some(name),
+                        creation_date: Some(timestamp(created_ms)),
+                        bucket_region: None,
+                    })
+                    .collect(),
+            ),
+            owner: Some(owner()),
+            ..Default::default()
+        }))
+    }
+
+    // ---- objects ---------------------------------------------------------------------
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        if let Some(len) = input.content_length
+            && len as u64 > MAX_PUT_BYTES
+        {
+            return Err(s3_error(StorageError::EntityTooLarge {
+                size: len as u64,
+                max: MAX_PUT_BYTES,
+            }));
+        }
+        let expected = Expected::of(
+            &req.headers,
+            input.content_md5.as_deref(),
+            checksums_in(
+                input.checksum_crc32.as_ref(),
+                input.checksum_crc32c.as_ref(),
+                input.checksum_crc64nvme.as_ref(),
+                input.checksum_sha1.as_ref(),
+                input.checksum_sha256.as_ref(),
+            ),
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            req.trailing_headers.clone(),
+        )?;
+        let options = put_options(
+            input.content_type,
+            input.metadata,
+            [
+                ("cache-control", input.cache_control),
+                ("content-disposition", input.content_disposition),
+                ("content-encoding", input.content_encoding),
+                ("content-language", input.content_language),
+                ("expires", input.expires.as_ref().map(http_date)),
+            ],
+        );
+        let conditions = Conditions {
+            if_match: input.if_match.as_ref().map(condition),
+            if_none_match: input.if_none_match.as_ref().map(condition),
+            ..Conditions::default()
+        };
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket, input.key);
+        let info = write_body(
+            input.body,
+            input.content_length.map(|n| n as u64),
+            expected,
+            move |body, finish| {
+                store.put_object_with(&bucket, &key, body, options, &conditions, finish)
+            },
+        )
+        .await?;
+        let mut output = PutObjectOutput {
+            e_tag: Some(etag(&info.etag)),
+            size: Some(info.size as i64),
+            ..Default::default()
+        };
+        if let Some(c) = &info.options.checksum {
+            set_checksum(
+                c,
+                &mut output.checksum_crc32,
+                &mut output.checksum_crc32c,
+                &mut output.checksum_crc64nvme,
+                &mut output.checksum_sha1,
+                &mut output.checksum_sha256,
+            );
+            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        no_versions(input.version_id.as_ref())?;
+        if input.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "reading one part of an object (partNumber) is not supported"
+            ));
+        }
+        let conditions = read_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let range = input.range.map(byte_range);
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket, input.key);
+        let (info, reader) =
+            blocking(move || store.get_object_if(&bucket, &key, range, &conditions)).await?;
+        let length = reader.remaining();
+        let content_range = range.map(|_| {
+            let start = reader.position();
+            if length == 0 {
+                format!("bytes */{}", info.size)
+            } else {
+                format!("bytes {start}-{}/{}", start + length - 1, info.size)
+            }
+        });
+        let want_checksum = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && range.is_none();
+        let mut output = GetObjectOutput {
+            body: Some(object_stream(reader)),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            content_type: info.options.content_type.clone(),
+            metadata: metadata_out(&info.options),
+            cache_control: stored(&info.options, "cache-control"),
+            content_disposition: stored(&info.options, "content-disposition"),
+            content_encoding: stored(&info.options, "content-encoding"),
+            content_language: stored(&info.options, "content-language"),
+            expires: stored(&info.options, "expires").and_then(|v| parse_http_date(&v)),
+            ..Default::default()
+        };
+        if want_checksum && let Some(c) = &info.options.checksum {
+            set_checksum(
+                c,
+                &mut output.checksum_crc32,
+                &mut output.checksum_crc32c,
+                &mut output.checksum_crc64nvme,
+                &mut output.checksum_sha1,
+                &mut output.checksum_sha256,
+            );
+            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        // response-* query parameters override what is stored, as in S3.
+        override_with(&mut output.content_type, input.response_content_type);
+        override_with(&mut output.cache_control, input.response_cache_control);
+        override_with(
+            &mut output.content_disposition,
+            input.response_content_disposition,
+        );
+        override_with(
+            &mut output.content_encoding,
+            input.response_content_encoding,
+        );
+        override_with(
+            &mut output.content_language,
+            input.response_content_language,
+        );
+        if let Some(e) = input.response_expires {
+            output.expires = Some(e);
+        }
+        Ok(S3Response::new(output))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        no_versions(input.version_id.as_ref())?;
+        let conditions = read_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket, input.key);
+        let info = blocking(move || store.head_object_if(&bucket, &key, &conditions)).await?;
+        let (content_length, content_range) = match input.range.map(byte_range) {
+            None => (info.size, None),
+            Some(r) => {
+                let (start, end) = r.resolve(info.size).map_err(s3_error)?;
+                (
+                    end - start,
+                    Some(format!("bytes {start}-{}/{}", end.max(1) - 1, info.size)),
+                )
+            }
+        };
+        let mut output = HeadObjectOutput {
+            content_length: Some(content_length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&info.etag)),
+            last_modified: Some(timestamp(info.last_modified_ms)),
+            content_type: info.options.content_type.clone(),
+            metadata: metadata_out(&info.options),
+            cache_control: stored(&info.options, "cache-control"),
+            content_disposition: stored(&info.options, "content-disposition"),
+            content_encoding: stored(&info.options, "content-encoding"),
+            content_language: stored(&info.options, "content-language"),
+            expires: stored(&info.options, "expires").and_then(|v| parse_http_date(&v)),
+            ..Default::default()
+        };
+        if input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && let Some(c) = &info.options.checksum
+        {
+            set_checksum(
+                c,
+                &mut output.checksum_crc32,
+                &mut output.checksum_crc32c,
+                &mut output.checksum_crc64nvme,
+                &mut output.checksum_sha1,
+                &mut output.checksum_sha256,
+            );
+            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        Ok(S3Response::new(output))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        no_versions(input.version_id.as_ref())?;
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket, input.key);
+        blocking(move || store.delete_object(&bucket, &key)).await?;
+        let mut response = S3Response::new(DeleteObjectOutput::default());
+        response.status = Some(axum::http::StatusCode::NO_CONTENT);
+        Ok(response)
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let objects = input.delete.objects;
+        if objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "at most 1000 keys in one DeleteObjects"
+            ));
+        }
+        let store = self.store.clone();
+        let bucket = input.bucket;
+        let results = blocking(move || {
+            store.bucket_exists(&bucket)?;
+            Ok(objects
+                .into_iter()
+                .map(|o| {
+                    let result = if o.version_id.as_deref().is_some_and(|v| v != "null") {
+                        Err(StorageError::invalid(
+                            "VersionId",
+                            "this store keeps one version of an object",
+                        ))
+                    } else {
+                        store.delete_object(&bucket, &o.key)
+                    };
+                    (o.key, result)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for (key, result) in results {
+            match result {
+                Ok(()) if !quiet => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..Default::default()
+                }),
+                Ok(()) => {}
+                Err(e) => errors.push(Error {
+                    code: Some(e.s3_code().to_string()),
+                    key: Some(key),
+                    message: Some(e.to_string()),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let (source_bucket, source_key) = source_of(&input.copy_source)?;
+        let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(MetadataDirective::COPY) => false,
+            Some(MetadataDirective::REPLACE) => true,
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Unknown metadata directive: {other}"
+                ));
+            }
+        };
+        let options = replace.then(|| {
+            put_options(
+                input.content_type,
+                input.metadata,
+                [
+                    ("cache-control", input.cache_control),
+                    ("content-disposition", input.content_disposition),
+                    ("content-encoding", input.content_encoding),
+                    ("content-language", input.content_language),
+                    ("expires", input.expires.as_ref().map(http_date)),
+                ],
+            )
+        });
+        let source_conditions = read_conditions(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket, input.key);
+        let info = blocking(move || {
+            store.copy_object(
+                (&source_bucket, &source_key),
+                (&bucket, &key),
+                options,
+                &source_conditions,
+                &Conditions::default(),
+            )
+        })
+        .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&info.etag)),
+                last_modified: Some(timestamp(info.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    // ---- listings --------------------------------------------------------------------
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let options = ListOptions {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone(),
+            max_keys: max_keys(input.max_keys)?,
+            start_after: input.start_after.clone(),
+            continuation: input.continuation_token.clone(),
+            marker: None,
+        };
+        let store = self.store.clone();
+        let bucket = input.bucket.clone();
+        let page = blocking(move || store.list_objects(&bucket, &options)).await?;
+        let key_count = (page.objects.len() + page.common_prefixes.len()) as i32;
+        let enc = |s: String| encode_if(url, s);
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(enc(input.prefix.unwrap_or_default())),
+            delimiter: input.delimiter.map(enc),
+            start_after: input.start_after.map(enc),
+            max_keys: Some(input.max_keys.unwrap_or(1000)),
+            key_count: Some(key_count),
+            continuation_token: input.continuation_token,
+            next_continuation_token: page.next_continuation,
+            is_truncated: Some(page.is_truncated),
+            encoding_type: input.encoding_type,
+            contents: Some(objects_out(page.objects, url)),
+            common_prefixes: Some(prefixes_out(page.common_prefixes, url)),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let options = ListOptions {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone(),
+            max_keys: max_keys(input.max_keys)?,
+            start_after: None,
+            continuation: None,
+            marker: input.marker.clone().filter(|m| !m.is_empty()),
+        };
+        let store = self.store.clone();
+        let bucket = input.bucket.clone();
+        let page = blocking(move || store.list_objects(&bucket, &options)).await?;
+        // The last entry of the page, key or common prefix, is where the next one starts.
+        let next_marker = page.is_truncated.then(|| {
+            let last_key = page.objects.last().map(|o| o.key.clone());
+            let last_prefix = page.common_prefixes.last().cloned();
+            last_key.max(last_prefix).unwrap_or_default()
+        });
+        let enc = |s: String| encode_if(url, s);
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc(input.prefix.unwrap_or_default())),
+            delimiter: input.delimiter.map(enc),
+            marker: Some(enc(input.marker.unwrap_or_default())),
+            next_marker: next_marker.map(enc),
+            max_keys: Some(input.max_keys.unwrap_or(1000)),
+            is_truncated: Some(page.is_truncated),
+            encoding_type: input.encoding_type,
+            contents: Some(objects_out(page.objects, url)),
+            common_prefixes: Some(prefixes_out(page.common_prefixes, url)),
+            ..Default::default()
+        }))
+    }
+
+    // ---- multipart uploads -----------------------------------------------------------
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let options = put_options(
+            input.content_type,
+            input.metadata,
+            [
+                ("cache-control", input.cache_control),
+                ("content-disposition", input.content_disposition),
+                ("content-encoding", input.content_encoding),
+                ("content-language", input.content_language),
+                ("expires", input.expires.as_ref().map(http_date)),
+            ],
+        );
+        let store = self.store.clone();
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let upload_id =
+            blocking(move || store.create_multipart_upload(&bucket, &key, options)).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        if let Some(len) = input.content_length
+            && len as u64 > MAX_PUT_BYTES
+        {
+            return Err(s3_error(StorageError::EntityTooLarge {
+                size: len as u64,
+                max: MAX_PUT_BYTES,
+            }));
+        }
+        let part_number = part_number(input.part_number)?;
+        let expected = Expected::of(
+            &req.headers,
+            input.content_md5.as_deref(),
+            checksums_in(
+                input.checksum_crc32.as_ref(),
+                input.checksum_crc32c.as_ref(),
+                input.checksum_crc64nvme.as_ref(),
+                input.checksum_sha1.as_ref(),
+                input.checksum_sha256.as_ref(),
+            ),
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            req.trailing_headers.clone(),
+        )?;
+        let store = self.store.clone();
+        let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
+        let (etag_hex, checksum) = write_body(
+            input.body,
+            input.content_length.map(|n| n as u64),
+            expected,
+            move |body, finish| {
+                let mut kept = None;
+                let etag = store.upload_part_with(
+                    &bucket,
+                    &key,
+                    &upload_id,
+                    part_number,
+                    body,
+                    &mut |digest| {
+                        let checksum = finish(digest)?;
+                        kept.clone_from(&checksum);
+                        Ok(checksum)
+                    },
+                )?;
+                Ok((etag, kept))
+            },
+        )
+        .await?;
+        let mut output = UploadPartOutput {
+            e_tag: Some(etag(&etag_hex)),
+            ..Default::default()
+        };
+        if let Some(c) = &checksum {
+            set_checksum(
+                c,
+                &mut output.checksum_crc32,
+                &mut output.checksum_crc32c,
+                &mut output.checksum_crc64nvme,
+                &mut output.checksum_sha1,
+                &mut output.checksum_sha256,
+            );
+        }
+        Ok(S3Response::new(output))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let part_number = part_number(input.part_number)?;
+        let (source_bucket, source_key) = source_of(&input.copy_source)?;
+        let range = input
+            .copy_source_range
+            .as_deref()
+            .map(copy_range)
+            .transpose()?;
+        let conditions = read_conditions(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        );
+        let store = self.store.clone();
+        let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
+        let etag_hex = blocking(move || {
+            store.upload_part_copy(
+                &bucket,
+                &key,
+                &upload_id,
+                part_number,
+                &source_bucket,
+                &source_key,
+                range,
+                &conditions,
+            )
+        })
+        .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(etag(&etag_hex)),
+                last_modified: Some(timestamp(crate::engine::now_ms())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let marker = match input.part_number_marker {
+            None => 0,
+            Some(m) => u32::try_from(m)
+                .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must be positive"))?,
+        };
+        let max =
+            match input.max_parts {
+                None => None,
+                Some(m) => Some(usize::try_from(m).map_err(|_| {
+                    s3_error!(InvalidArgument, "max-parts must be between 0 and 1000")
+                })?),
+            };
+        let store = self.store.clone();
+        let (bucket, key, upload_id) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+        );
+        let (parts, truncated) =
+            blocking(move || store.list_parts(&bucket, &key, &upload_id, marker, max)).await?;
+        let next = parts.last().map(|p| p.part_number as i32);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            max_parts: Some(input.max_parts.unwrap_or(1000)),
+            is_truncated: Some(truncated),
+            owner: Some(owner()),
+            initiator: Some(Initiator {
+                display_name: owner().display_name,
+                id: owner().id,
+            }),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            parts: Some(
+                parts
+                    .into_iter()
+                    .map(|p| {
+                        let mut part = Part {
+                            part_number: Some(p.part_number as i32),
+                            size: Some(p.size as i64),
+                            e_tag: Some(etag(&p.etag)),
+                            last_modified: Some(timestamp(p.last_modified_ms)),
+                            ..Default::default()
+                        };
+                        if let Some(c) = &p.checksum {
+                            set_checksum(
+                                c,
+                                &mut part.checksum_crc32,
+                                &mut part.checksum_crc32c,
+                                &mut part.checksum_crc64nvme,
+                                &mut part.checksum_sha1,
+                                &mut part.checksum_sha256,
+                            );
+                        }
+                        part
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let url = url_encoding(input.encoding_type.as_ref())?;
+        let max = max_keys(input.max_uploads)?.unwrap_or(1000);
+        let store = self.store.clone();
+        let bucket = input.bucket.clone();
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let uploads = blocking(move || store.list_multipart_uploads(&bucket, &prefix)).await?;
+        // After the markers: keys after key-marker, or that key's uploads after the id.
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone();
+        let mut uploads: Vec<_> = uploads
+            .into_iter()
+            .filter(|u| {
+                key_marker.is_empty()
+                    || u.key > key_marker
+                    || (u.key == key_marker
+                        && id_marker
+                            .as_deref()
+                            .is_some_and(|id| u.upload_id.as_str() > id))
+            })
+            .collect();
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        let (next_key, next_id) = match (truncated, uploads.last()) {
+            (true, Some(u)) => (Some(u.key.clone()), Some(u.upload_id.clone())),
+            _ => (None, None),
+        };
+        let enc = |s: String| encode_if(url, s);
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix.map(enc),
+            key_marker: input.key_marker.map(enc),
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: next_key.map(enc),
+            next_upload_id_marker: next_id,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            encoding_type: input.encoding_type,
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(enc(u.key)),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated_ms)),
+                        owner: Some(owner()),
+                        initiator: Some(Initiator {
+                            display_name: owner().display_name,
+                            id: owner().id,
+                        }),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let parts = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let number = p
+                    .part_number
+                    .ok_or_else(|| s3_error!(MalformedXML, "a part without a PartNumber"))?;
+                let number = part_number(number)?;
+                let tag = p
+                    .e_tag
+                    .map(|t| t.value().to_string())
+                    .ok_or_else(|| s3_error!(MalformedXML, "a part without an ETag"))?;
+                Ok((number, tag))
+            })
+            .collect::<S3Result<Vec<_>>>()?;
+        let conditions = Conditions {
+            if_match: input.if_match.as_ref().map(condition),
+            if_none_match: input.if_none_match.as_ref().map(condition),
+            ..Conditions::default()
+        };
+        let store = self.store.clone();
+        let (bucket, key, upload_id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
+        let info = blocking(move || {
+            store.complete_multipart_upload(&bucket, &key, &upload_id, &parts, &conditions)
+        })
+        .await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(etag(&info.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let store = self.store.clone();
+        let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
+        blocking(move || store.abort_multipart_upload(&bucket, &key, &upload_id)).await?;
+        let mut response = S3Response::new(AbortMultipartUploadOutput::default());
+        response.status = Some(axum::http::StatusCode::NO_CONTENT);
+        Ok(response)
+    }
+}
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=crate::engine::MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+fn max_keys(n: Option<i32>) -> S3Result<Option<usize>> {
+    match n {
+        None => Ok(None),
+        Some(n) => usize::try_from(n)
+            .map(Some)
+            .map_err(|_| s3_error!(InvalidArgument, "max-keys must be a non-negative integer")),
+    }
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`.
+fn copy_range(header: &str) -> S3Result<ByteRange> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let (first, last) = header
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last: u64 = last.trim().parse().map_err(|_| bad())?;
+    if first > last {
+        return Err(bad());
+    }
+    Ok(ByteRange::Inclusive(first, last))
+}
+
+/// A PUT's options from its headers.
+fn put_options(
+    content_type: Option<String>,
+    metadata: Option<Metadata>,
+    headers: [(&str, Option<String>); 5],
+) -> PutOptions {
+    PutOptions {
+        content_type,
+        metadata: metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        headers: headers
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+            .collect(),
+        checksum: None,
+    }
+}
+
+fn override_with(field: &mut Option<String>, value: Option<String>) {
+    if value.is_some() {
+        *field = value;
+    }
+}
