@@ -120,7 +120,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
             listen: args.s3_listen,
             tls: args.tls,
             domains: args.s3_domains,
-            keys: (!args.no_auth).then_some(keys),
+            keys,
+            allow_anonymous: args.no_auth,
         },
     )
     .await

@@ -34,7 +34,7 @@ fn clients_present(what: &str, present: bool) -> bool {
 }
 
 /// `avl serve` over TLS with a fixed root key pair: (server, S3 endpoint, certificate).
-fn serve_tls(home: &Path) -> (Served, String, PathBuf) {
+fn serve_tls(home: &Path, extra: &[&str]) -> (Served, String, PathBuf) {
     let cert = rcgen::generate_simple_self_signed(vec![
         "127.0.0.1".to_string(),
         "localhost".to_string(),
@@ -45,16 +45,14 @@ fn serve_tls(home: &Path) -> (Served, String, PathBuf) {
     let key_file = home.join("key.pem");
     std::fs::write(&cert_file, cert.cert.pem()).unwrap();
     std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
-    let mut cmd = serve(
-        home,
-        &home.join("data"),
-        &[
-            "--tls-cert",
-            cert_file.to_str().unwrap(),
-            "--tls-key",
-            key_file.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = serve(home, &home.join("data"), &args);
     cmd.env("AVL_ROOT_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AVL_ROOT_SECRET_ACCESS_KEY", SECRET_KEY);
     let mut served = Served::start(cmd);
@@ -93,7 +91,7 @@ fn boto3_against_the_s3_front() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let (served, endpoint, cert) = serve_tls(home.path());
+    let (served, endpoint, cert) = serve_tls(home.path(), &[]);
     let mut cmd = Command::new("python3");
     cmd.arg(suite("boto3_suite.py"));
     client_env(&mut cmd, home.path(), &endpoint, &cert);
@@ -115,7 +113,7 @@ fn aws_cli_against_the_s3_front() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let (served, endpoint, cert) = serve_tls(home.path());
+    let (served, endpoint, cert) = serve_tls(home.path(), &[]);
     let mut cmd = Command::new("bash");
     cmd.arg(suite("awscli_suite.sh"));
     client_env(&mut cmd, home.path(), &endpoint, &cert);
@@ -128,5 +126,27 @@ fn aws_cli_against_the_s3_front() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("aws-cli suite: all"));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn no_auth_lets_unsigned_requests_in() {
+    let present = have("python3", &["-c", "import boto3"]);
+    if !clients_present("python3 with boto3", present) {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let (served, endpoint, cert) = serve_tls(home.path(), &["--no-auth"]);
+    let mut cmd = Command::new("python3");
+    cmd.arg(suite("no_auth.py"));
+    client_env(&mut cmd, home.path(), &endpoint, &cert);
+    let out = run(&mut cmd);
+    let (code, _, stderr) = served.stop("TERM");
+    assert!(
+        out.status.success(),
+        "no-auth check failed:\n{}\n{}\nserver log:\n{stderr}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_eq!(code, 0);
 }

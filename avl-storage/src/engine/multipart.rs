@@ -284,7 +284,7 @@ impl Store {
                 break;
             };
             if out.len() == max {
-                return Ok((out, true));
+                return Ok((out, max > 0));
             }
             let part: PartRecord = decode(v.value(), "part record")?;
             out.push(PartInfo {

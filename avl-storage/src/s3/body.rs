@@ -13,15 +13,17 @@ use futures_util::StreamExt;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Result, TrailingHeaders, s3_error};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
+use tokio::sync::{Semaphore, mpsc};
+
+use super::MAX_PUT_BYTES;
 use crate::engine::{BodyDigest, Checksum, Finish, ObjectReader};
 use crate::error::StorageError;
 
 /// Frames of an upload in flight between the connection and the store.
 const UPLOAD_FRAMES: usize = 16;
-/// Pieces of a download in flight, and their size.
-const DOWNLOAD_PIECES: usize = 4;
+/// The size of the pieces a download is read in.
 const DOWNLOAD_PIECE: usize = 256 << 10;
 
 /// The checksum algorithms S3 names.
@@ -200,20 +202,35 @@ pub(super) fn checksums_in(
         .collect()
 }
 
+/// What crosses from the connection to the store: a frame, the end of a body that
+/// arrived whole, or why it did not.
+type Frame = Result<Option<Bytes>, StorageError>;
+
 /// The body as the store reads it: frames from the connection, hashed as they pass.
 struct ChannelReader {
-    rx: mpsc::Receiver<Result<Bytes, StorageError>>,
+    rx: mpsc::Receiver<Frame>,
     current: Bytes,
+    ended: bool,
     hasher: Rc<RefCell<Option<ChecksumHasher>>>,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(frame)) => self.current = frame,
+                Some(Ok(Some(frame))) => self.current = frame,
+                Some(Ok(None)) => self.ended = true,
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
+                // The connection's side went away without saying the body ended (the
+                // server stopping, a task dropped): never a whole body.
+                None => {
+                    return Err(std::io::Error::other(StorageError::IncompleteBody(
+                        "the upload stopped before its end".into(),
+                    )));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
@@ -226,52 +243,84 @@ impl Read for ChannelReader {
     }
 }
 
+/// How long an upload may send nothing before it is abandoned.
+const UPLOAD_IDLE: Duration = Duration::from_secs(60);
+
+/// Sends `frame`; false when the store's side has stopped listening.
+async fn send(tx: &mpsc::Sender<Frame>, frame: Frame) -> bool {
+    tx.send(frame).await.is_ok()
+}
+
+/// Forwards the connection's body into the channel, ending with `Ok(None)` only when it
+/// arrived whole (its length, if given, matched, and it stayed under the size limit).
+async fn forward(body: Option<StreamingBlob>, length: Option<u64>, tx: mpsc::Sender<Frame>) {
+    let mut seen = 0u64;
+    if let Some(mut body) = body {
+        loop {
+            let next = match tokio::time::timeout(UPLOAD_IDLE, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let idle = UPLOAD_IDLE.as_secs();
+                    let why = format!("the client sent nothing for {idle} s");
+                    send(&tx, Err(StorageError::IncompleteBody(why))).await;
+                    return;
+                }
+            };
+            let frame = match next {
+                None => break,
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => {
+                    let why = format!("reading the body failed: {e}");
+                    send(&tx, Err(StorageError::IncompleteBody(why))).await;
+                    return;
+                }
+            };
+            seen += frame.len() as u64;
+            if seen > MAX_PUT_BYTES {
+                let too_large = StorageError::EntityTooLarge {
+                    size: seen,
+                    max: MAX_PUT_BYTES,
+                };
+                send(&tx, Err(too_large)).await;
+                return;
+            }
+            if !send(&tx, Ok(Some(frame))).await {
+                return;
+            }
+        }
+    }
+    if let Some(length) = length
+        && seen != length
+    {
+        let why = format!("the body has {seen} bytes; Content-Length said {length}");
+        send(&tx, Err(StorageError::IncompleteBody(why))).await;
+        return;
+    }
+    send(&tx, Ok(None)).await;
+}
+
 /// Streams `body` into `write` (run on the blocking pool with a reader of it and the
-/// `finish` that checks what it was against `expected`).
+/// `finish` that checks what it was against `expected`). At most `slots` uploads hold a
+/// blocking thread at once.
 pub(super) async fn write_body<T: Send + 'static>(
+    slots: &Semaphore,
     body: Option<StreamingBlob>,
     length: Option<u64>,
     expected: Expected,
     write: impl FnOnce(&mut dyn Read, Finish<'_>) -> Result<T, StorageError> + Send + 'static,
 ) -> S3Result<T> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|_| s3_error!(ServiceUnavailable, "the server is stopping"))?;
     let (tx, rx) = mpsc::channel(UPLOAD_FRAMES);
-    let forward = tokio::spawn(async move {
-        let Some(mut body) = body else {
-            return;
-        };
-        let mut seen = 0u64;
-        while let Some(frame) = body.next().await {
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(StorageError::IncompleteBody(format!(
-                            "reading the body failed: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-            };
-            seen += frame.len() as u64;
-            if tx.send(Ok(frame)).await.is_err() {
-                return;
-            }
-        }
-        if let Some(length) = length
-            && seen != length
-        {
-            let _ = tx
-                .send(Err(StorageError::IncompleteBody(format!(
-                    "the body has {seen} bytes; Content-Length said {length}"
-                ))))
-                .await;
-        }
-    });
+    let forwarding = tokio::spawn(forward(body, length, tx));
     let work = tokio::task::spawn_blocking(move || {
         let hasher = Rc::new(RefCell::new(expected.hasher()));
         let mut reader = ChannelReader {
             rx,
             current: Bytes::new(),
+            ended: false,
             hasher: Rc::clone(&hasher),
         };
         write(&mut reader, &mut |digest| {
@@ -279,40 +328,79 @@ pub(super) async fn write_body<T: Send + 'static>(
         })
     });
     let result = work.await;
-    forward.abort();
+    forwarding.abort();
     match result {
         Ok(r) => r.map_err(super::s3_error),
         Err(e) => Err(s3_error!(InternalError, "the upload's work stopped: {e}")),
     }
 }
 
-/// An object's bytes as a response body, read on the blocking pool a piece at a time.
-pub(super) fn object_stream(mut reader: ObjectReader) -> StreamingBlob {
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(DOWNLOAD_PIECES);
-    tokio::task::spawn_blocking(move || {
-        loop {
-            let want =
-                DOWNLOAD_PIECE.min(usize::try_from(reader.remaining()).unwrap_or(usize::MAX));
-            if want == 0 {
-                return;
-            }
+/// An object's bytes as a response body, read a piece at a time on the blocking pool:
+/// no thread waits on a slow client between pieces.
+pub(super) fn object_stream(reader: ObjectReader) -> StreamingBlob {
+    let pieces = futures_util::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let want = DOWNLOAD_PIECE.min(usize::try_from(reader.remaining()).unwrap_or(usize::MAX));
+        if want == 0 {
+            return None;
+        }
+        let read = tokio::task::spawn_blocking(move || {
             let mut piece = vec![0u8; want];
-            match reader.read(&mut piece) {
-                Ok(0) => return,
-                Ok(n) => {
-                    piece.truncate(n);
-                    // The client went away: stop reading.
-                    if tx.blocking_send(Ok(Bytes::from(piece))).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading an object failed mid-response");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
+            let n = reader.read(&mut piece)?;
+            piece.truncate(n);
+            Ok::<_, std::io::Error>((reader, piece))
+        })
+        .await;
+        match read {
+            Ok(Ok((_, piece))) if piece.is_empty() => None,
+            Ok(Ok((reader, piece))) => Some((Ok(Bytes::from(piece)), Some(reader))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading an object failed mid-response");
+                Some((Err(e), None))
             }
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
         }
     });
-    StreamingBlob::wrap(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    StreamingBlob::wrap(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(frames: Vec<Frame>) -> ChannelReader {
+        let (tx, rx) = mpsc::channel(frames.len().max(1));
+        for f in frames {
+            tx.try_send(f).unwrap();
+        }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+            ended: false,
+            hasher: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    #[test]
+    fn a_body_ends_only_when_its_end_is_said() {
+        let mut whole = reader(vec![Ok(Some(Bytes::from_static(b"abc"))), Ok(None)]);
+        let mut out = Vec::new();
+        whole.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abc");
+
+        // The sender went away after a frame: the store must not take it as the end.
+        let mut cut = reader(vec![Ok(Some(Bytes::from_static(b"abc")))]);
+        let e = cut.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(
+            StorageError::from(e),
+            StorageError::IncompleteBody(_)
+        ));
+
+        let mut failed = reader(vec![Err(StorageError::EntityTooLarge { size: 9, max: 8 })]);
+        let e = failed.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(
+            StorageError::from(e),
+            StorageError::EntityTooLarge { .. }
+        ));
+    }
 }

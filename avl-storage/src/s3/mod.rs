@@ -38,8 +38,11 @@ pub struct S3Options {
     /// Domains under which `bucket.DOMAIN` addresses a bucket (virtual-host style);
     /// any other host (an IP address, another name) is path style.
     pub domains: Vec<String>,
-    /// Whose signatures are accepted; `None` lets everyone in unsigned.
-    pub keys: Option<Arc<dyn KeyStore>>,
+    /// Whose signatures are accepted.
+    pub keys: Arc<dyn KeyStore>,
+    /// Let unsigned requests in too, with every right (`avl serve --no-auth`); signed
+    /// ones are still checked against `keys`.
+    pub allow_anonymous: bool,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -48,16 +51,22 @@ impl std::fmt::Debug for S3Options {
             .field("listen", &self.listen)
             .field("tls", &self.tls.is_some())
             .field("domains", &self.domains)
-            .field("auth", &self.keys.is_some())
+            .field("allow_anonymous", &self.allow_anonymous)
             .finish()
     }
 }
 
 /// Binds the S3 front of `store`: run the answer with [`Server::run`].
 pub async fn bind(store: Store, options: S3Options) -> avl_core::Result<Server> {
-    let mut builder = S3ServiceBuilder::new(Front { store });
-    if let Some(keys) = options.keys {
-        builder.set_auth(Keys(keys));
+    let mut builder = S3ServiceBuilder::new(Front {
+        store,
+        uploads: tokio::sync::Semaphore::new(CONCURRENT_UPLOADS),
+    });
+    // Signatures are always checked when present (that is also where s3s decodes
+    // aws-chunked bodies: without an auth provider it refuses every signed request).
+    builder.set_auth(Keys(options.keys));
+    if options.allow_anonymous {
+        builder.set_access(Anyone);
     }
     builder.set_host(Hosts {
         domains: options
@@ -84,7 +93,18 @@ fn tower_fn(
         let service = service.clone();
         async move {
             match service.call(request.map(s3s::Body::http_body_unsync)).await {
-                Ok(response) => response.map(axum::body::Body::new),
+                Ok(response) => {
+                    let mut response = response.map(axum::body::Body::new);
+                    if response.extensions().get::<Partial>().is_some()
+                        && response.status() == axum::http::StatusCode::OK
+                    {
+                        *response.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+                    }
+                    if let Some(code) = outcome_of(response.status()) {
+                        response.extensions_mut().insert(code);
+                    }
+                    response
+                }
                 Err(e) => {
                     tracing::warn!(error = ?e, "S3 request failed below the protocol");
                     let mut response = axum::response::Response::new(axum::body::Body::empty());
@@ -93,6 +113,26 @@ fn tower_fn(
                 }
             }
         }
+    })
+}
+
+/// Marks an answer to HEAD with a range: 206, as S3 answers it.
+#[derive(Clone, Copy)]
+struct Partial;
+
+/// The platform's code for an S3 answer's status, for the access log and metrics.
+fn outcome_of(status: axum::http::StatusCode) -> Option<avl_core::ErrorCode> {
+    use avl_core::ErrorCode;
+    Some(match status.as_u16() {
+        0..=399 => return None,
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        409 | 412 => ErrorCode::Conflict,
+        413 => ErrorCode::TooLarge,
+        429 | 503 => ErrorCode::Unavailable,
+        400..=499 => ErrorCode::InvalidInput,
+        _ => ErrorCode::Internal,
     })
 }
 
@@ -109,6 +149,16 @@ impl S3Auth for Keys {
                 "The AWS Access Key Id you provided does not exist in our records."
             )),
         }
+    }
+}
+
+/// Every request, signed or not, has every right (`--no-auth`).
+struct Anyone;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Anyone {
+    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        Ok(())
     }
 }
 
@@ -143,7 +193,13 @@ impl S3Host for Hosts {
 /// The S3 operations over the store.
 struct Front {
     store: Store,
+    /// Uploads holding a blocking thread (each reads its body on one): a cap well under
+    /// Tokio's blocking pool, which the platform API shares.
+    uploads: tokio::sync::Semaphore,
 }
+
+/// At most this many uploads stream into the store at once; more wait their turn.
+const CONCURRENT_UPLOADS: usize = 64;
 
 /// Runs store work on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -188,6 +244,28 @@ fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> {
             "copy sources are named as bucket/key"
         )),
     }
+}
+
+/// An aws-chunked body is decoded only when its request is signed: one that is not
+/// would be stored with its chunk framing.
+fn decoded_body<T>(req: &S3Request<T>) -> S3Result<()> {
+    let streaming = req
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"));
+    let chunked = req
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim() == "aws-chunked"));
+    if (streaming || chunked) && req.credentials.is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "an aws-chunked body must come with a signed request: sign it, or have the SDK send a plain body (request_checksum_calculation = when_required)"
+        ));
+    }
+    Ok(())
 }
 
 fn no_versions(version_id: Option<&String>) -> S3Result<()> {
@@ -275,6 +353,7 @@ impl S3 for Front {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        decoded_body(&req)?;
         let input = req.input;
         if let Some(len) = input.content_length
             && len as u64 > MAX_PUT_BYTES
@@ -316,6 +395,7 @@ impl S3 for Front {
         let store = self.store.clone();
         let (bucket, key) = (input.bucket, input.key);
         let info = write_body(
+            &self.uploads,
             input.body,
             input.content_length.map(|n| n as u64),
             expected,
@@ -434,6 +514,13 @@ impl S3 for Front {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         no_versions(input.version_id.as_ref())?;
+        if input.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "reading one part of an object (partNumber) is not supported"
+            ));
+        }
+        let ranged = input.range.is_some();
         let conditions = read_conditions(
             input.if_match.as_ref(),
             input.if_none_match.as_ref(),
@@ -484,7 +571,13 @@ impl S3 for Front {
             );
             output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
-        Ok(S3Response::new(output))
+        let mut response = S3Response::new(output);
+        if ranged {
+            // s3s answers HEAD 200 whatever is set here: the marker has it changed on the
+            // way out.
+            response.extensions.insert(Partial);
+        }
+        Ok(response)
     }
 
     async fn delete_object(
@@ -726,6 +819,7 @@ impl S3 for Front {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
+        decoded_body(&req)?;
         let input = req.input;
         if let Some(len) = input.content_length
             && len as u64 > MAX_PUT_BYTES
@@ -752,10 +846,11 @@ impl S3 for Front {
         let store = self.store.clone();
         let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
         let (etag_hex, checksum) = write_body(
+            &self.uploads,
             input.body,
             input.content_length.map(|n| n as u64),
             expected,
-            move |body, finish| {
+            move |body, finish: crate::engine::Finish<'_>| {
                 let mut kept = None;
                 let etag = store.upload_part_with(
                     &bucket,
@@ -811,6 +906,16 @@ impl S3 for Front {
         let store = self.store.clone();
         let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
         let etag_hex = blocking(move || {
+            // S3 refuses a range that does not lie inside the source.
+            if let Some(ByteRange::Inclusive(_, last)) = range {
+                let size = store.head_object(&source_bucket, &source_key)?.size;
+                if last >= size {
+                    return Err(StorageError::invalid(
+                        "x-amz-copy-source-range",
+                        format!("Range specified is not valid for source object of size: {size}"),
+                    ));
+                }
+            }
             store.upload_part_copy(
                 &bucket,
                 &key,
@@ -908,26 +1013,26 @@ impl S3 for Front {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let url = url_encoding(input.encoding_type.as_ref())?;
-        let max = max_keys(input.max_uploads)?.unwrap_or(1000);
+        let max = max_keys(input.max_uploads)?.unwrap_or(1000).min(1000);
         let store = self.store.clone();
         let bucket = input.bucket.clone();
         let prefix = input.prefix.clone().unwrap_or_default();
         let uploads = blocking(move || store.list_multipart_uploads(&bucket, &prefix)).await?;
-        // After the markers: keys after key-marker, or that key's uploads after the id.
+        // After the markers: that key's uploads after the one named (in the order they
+        // are listed), then the keys after it.
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone();
-        let mut uploads: Vec<_> = uploads
-            .into_iter()
-            .filter(|u| {
-                key_marker.is_empty()
-                    || u.key > key_marker
-                    || (u.key == key_marker
-                        && id_marker
-                            .as_deref()
-                            .is_some_and(|id| u.upload_id.as_str() > id))
-            })
-            .collect();
-        let truncated = uploads.len() > max;
+        let mut uploads: Vec<_> = match uploads
+            .iter()
+            .position(|u| u.key == key_marker && id_marker.as_deref() == Some(u.upload_id.as_str()))
+        {
+            Some(at) => uploads.into_iter().skip(at + 1).collect(),
+            None => uploads
+                .into_iter()
+                .filter(|u| key_marker.is_empty() || u.key > key_marker)
+                .collect(),
+        };
+        let truncated = max > 0 && uploads.len() > max;
         uploads.truncate(max);
         let (next_key, next_id) = match (truncated, uploads.last()) {
             (true, Some(u)) => (Some(u.key.clone()), Some(u.upload_id.clone())),
@@ -987,6 +1092,12 @@ impl S3 for Front {
                 Ok((number, tag))
             })
             .collect::<S3Result<Vec<_>>>()?;
+        if parts.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
         let conditions = Conditions {
             if_match: input.if_match.as_ref().map(condition),
             if_none_match: input.if_none_match.as_ref().map(condition),
@@ -1066,8 +1177,21 @@ fn copy_range(header: &str) -> S3Result<ByteRange> {
 fn put_options(
     content_type: Option<String>,
     metadata: Option<Metadata>,
-    headers: [(&str, Option<String>); 5],
+    mut headers: [(&str, Option<String>); 5],
 ) -> PutOptions {
+    // `aws-chunked` names how the request's body was framed, not the object's encoding.
+    for (name, value) in &mut headers {
+        if *name == "content-encoding"
+            && let Some(v) = value
+        {
+            let kept: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            *value = (!kept.is_empty()).then(|| kept.join(", "));
+        }
+    }
     PutOptions {
         content_type,
         metadata: metadata

@@ -157,6 +157,12 @@ def ranges():
     assert body("assets", "bytes", Range="bytes=-3") == data[-3:]
     assert body("assets", "bytes", Range="bytes=10000-") == data[10000:]
     assert body("assets", "bytes", Range="bytes=10230-99999") == data[10230:]
+    head = s3.head_object(Bucket="assets", Key="bytes", Range="bytes=0-9")
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 206 and head["ContentLength"] == 10, head
+    # The SDK's aws-chunked framing is not the object's encoding.
+    assert "ContentEncoding" not in head, head
+    s3.put_object(Bucket="assets", Key="gz", Body=b"x", ContentEncoding="gzip")
+    assert s3.head_object(Bucket="assets", Key="gz")["ContentEncoding"] == "gzip"
     expect("InvalidRange", 416, s3.get_object, Bucket="assets", Key="bytes", Range="bytes=20000-20010")
 
 
@@ -291,6 +297,19 @@ def multipart():
                                                             {"PartNumber": 2, "ETag": c2}]})
     assert body("assets", "copied.bin") == part1 + b"tail"
     expect("InvalidArgument", 400, s3.upload_part, Bucket="assets", Key="x", UploadId=up, PartNumber=10001, Body=b"x")
+    # A copy range must lie inside its source.
+    up = s3.create_multipart_upload(Bucket="assets", Key="bad-copy")["UploadId"]
+    expect("InvalidArgument", 400, s3.upload_part_copy, Bucket="assets", Key="bad-copy", UploadId=up, PartNumber=1,
+           CopySource={"Bucket": "assets", "Key": "big.bin"}, CopySourceRange=f"bytes=0-{6 * MIB + 7}")
+    s3.abort_multipart_upload(Bucket="assets", Key="bad-copy", UploadId=up)
+    # Paging through uploads, three of one key and one of another, one per page.
+    ids = [s3.create_multipart_upload(Bucket="assets", Key=k)["UploadId"] for k in ["same", "same", "same", "zz"]]
+    listed = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket="assets", PaginationConfig={"PageSize": 1}):
+        listed += [u["UploadId"] for u in page.get("Uploads", [])]
+    assert sorted(listed) == sorted(ids), (listed, ids)
+    for k, i in zip(["same", "same", "same", "zz"], ids):
+        s3.abort_multipart_upload(Bucket="assets", Key=k, UploadId=i)
 
 
 @check

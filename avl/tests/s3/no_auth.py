@@ -1,0 +1,34 @@
+"""`avl serve --no-auth`: unsigned requests are let in, and signed ones (aws-chunked
+bodies included) still work with the root key pair. An unsigned aws-chunked body (what
+the SDK sends over TLS by default) is refused with a clear error rather than stored with
+its framing. Run by avl/tests/s3_clients.rs."""
+
+import os
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+
+ENDPOINT = os.environ["S3_ENDPOINT"]
+CA = os.environ["S3_CA"]
+
+
+def client(config):
+    return boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1", verify=CA, config=config)
+
+
+unsigned = client(Config(signature_version=UNSIGNED, request_checksum_calculation="when_required"))
+streaming = client(Config(signature_version=UNSIGNED))
+signed = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1", verify=CA)
+unsigned.create_bucket(Bucket="open")
+unsigned.put_object(Bucket="open", Key="a", Body=b"unsigned")
+assert signed.get_object(Bucket="open", Key="a")["Body"].read() == b"unsigned"
+signed.put_object(Bucket="open", Key="b", Body=b"signed, streamed")
+assert unsigned.get_object(Bucket="open", Key="b")["Body"].read() == b"signed, streamed"
+try:
+    streaming.put_object(Bucket="open", Key="c", Body=b"framed")
+    raise AssertionError("an unsigned aws-chunked body was taken")
+except streaming.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "InvalidRequest", e.response
+    assert "when_required" in e.response["Error"]["Message"], e.response
+print("no-auth: ok")
