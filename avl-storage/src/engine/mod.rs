@@ -616,10 +616,7 @@ impl Store {
                 break;
             }
             let data = &buf[..n];
-            md5.update(data);
             size += n as u64;
-            frame.clear();
-            encoder.encode_into(data, &mut frame);
             let id = self.inner.next_chunk.fetch_add(1, Ordering::SeqCst);
             let path = self.chunk_path(id);
             let shard = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -629,9 +626,28 @@ impl Store {
                 std::fs::File::open(self.inner.dir.join("chunks"))?.sync_all()?;
             }
             chunks.push(Chunk { id, len: n as u64 });
-            let mut file = std::fs::File::create(&path)?;
-            file.write_all(&frame)?;
-            file.sync_all()?;
+            // MD5 runs at a few hundred MB/s: beside the compression and the write, not
+            // before them (inline if no thread can be had).
+            let hashed = std::thread::scope(|s| -> Result<bool> {
+                let hashing = std::thread::Builder::new()
+                    .name("avl-storage-md5".into())
+                    .spawn_scoped(s, || md5.update(data));
+                frame.clear();
+                encoder.encode_into(data, &mut frame);
+                let mut file = std::fs::File::create(&path)?;
+                file.write_all(&frame)?;
+                file.sync_all()?;
+                match hashing {
+                    Ok(h) => h
+                        .join()
+                        .map(|()| true)
+                        .map_err(|_| StorageError::Io("hashing a chunk failed".into())),
+                    Err(_) => Ok(false),
+                }
+            })?;
+            if !hashed {
+                md5.update(data);
+            }
             if n < buf.len() {
                 break;
             }
@@ -802,6 +818,8 @@ impl Store {
             pos: start,
             end,
             current: None,
+            frame: Vec::new(),
+            decoded: Vec::new(),
             decoder: Decoder::new(),
         };
         Ok((info_of(key, record), reader))
@@ -938,7 +956,12 @@ pub struct ObjectReader {
     pos: u64,
     end: u64,
     /// The decoded chunk holding `pos`: (its start in the object, its bytes).
-    current: Option<(u64, Vec<u8>)>,
+    current: Option<Current>,
+    /// The last chunk file read (its allocation serves the next one); a stored
+    /// (uncompressed) chunk is read from here, checked, without another copy.
+    frame: Vec<u8>,
+    /// The last compressed chunk, decoded.
+    decoded: Vec<u8>,
     decoder: Decoder,
 }
 
@@ -949,6 +972,17 @@ impl std::fmt::Debug for ObjectReader {
             .field("end", &self.end)
             .finish()
     }
+}
+
+/// The chunk holding the reader's position.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    /// Where it starts in the object.
+    start: u64,
+    /// Its bytes: `frame[at..at + len]` when stored, else `decoded[..len]`.
+    in_frame: bool,
+    at: usize,
+    len: usize,
 }
 
 impl ObjectReader {
@@ -971,22 +1005,47 @@ impl ObjectReader {
         if let (Some(&start), Some(c)) = (self.starts.get(at), self.chunks.get(at))
             && self.pos < start + c.len
         {
-            let frame = std::fs::read(self.store.chunk_path(c.id)).map_err(|e| {
+            let failed = |e: std::io::Error| {
                 std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
-            })?;
-            let mut out = Vec::with_capacity(c.len as usize);
-            self.decoder
-                .decode_into(&frame, &Limits::new(c.len), &mut out)
-                .map_err(|e| std::io::Error::other(StorageError::Corrupted(e.to_string())))?;
-            if out.len() as u64 != c.len {
+            };
+            // The buffers of the chunk before are reused: a fresh one per chunk costs
+            // more in page faults than the copy.
+            self.current = None;
+            self.frame.clear();
+            std::fs::File::open(self.store.chunk_path(c.id))
+                .and_then(|mut f| f.read_to_end(&mut self.frame))
+                .map_err(failed)?;
+            let corrupted = |e: avila_compress::Error| {
+                std::io::Error::other(StorageError::Corrupted(e.to_string()))
+            };
+            let current = match self
+                .decoder
+                .decode_borrowed(&self.frame, &Limits::new(c.len))
+                .map_err(corrupted)?
+            {
+                std::borrow::Cow::Borrowed(payload) => Current {
+                    start,
+                    in_frame: true,
+                    at: (payload.as_ptr() as usize).saturating_sub(self.frame.as_ptr() as usize),
+                    len: payload.len(),
+                },
+                std::borrow::Cow::Owned(bytes) => {
+                    self.decoded = bytes;
+                    Current {
+                        start,
+                        in_frame: false,
+                        at: 0,
+                        len: self.decoded.len(),
+                    }
+                }
+            };
+            if current.len as u64 != c.len {
                 return Err(std::io::Error::other(StorageError::Corrupted(format!(
                     "chunk {:016x} holds {} bytes, not {}",
-                    c.id,
-                    out.len(),
-                    c.len
+                    c.id, current.len, c.len
                 ))));
             }
-            self.current = Some((start, out));
+            self.current = Some(current);
             return Ok(());
         }
         Err(std::io::Error::other(StorageError::Corrupted(
@@ -1021,17 +1080,22 @@ impl Read for ObjectReader {
         if self.pos >= self.end || buf.is_empty() {
             return Ok(0);
         }
-        let inside = |c: &Option<(u64, Vec<u8>)>, pos: u64| {
+        let inside = |c: &Option<Current>, pos: u64| {
             c.as_ref()
-                .is_some_and(|(s, b)| pos >= *s && pos < s + b.len() as u64)
+                .is_some_and(|c| pos >= c.start && pos < c.start + c.len as u64)
         };
         if !inside(&self.current, self.pos) {
             self.load()?;
         }
-        let Some((start, bytes)) = &self.current else {
+        let Some(c) = self.current else {
             return Ok(0);
         };
-        let at = (self.pos - start) as usize;
+        let bytes = if c.in_frame {
+            &self.frame[c.at..c.at + c.len]
+        } else {
+            &self.decoded[..c.len]
+        };
+        let at = (self.pos - c.start) as usize;
         let n = buf
             .len()
             .min(bytes.len() - at)
