@@ -920,3 +920,45 @@ fn aborts_racing_completions_lose_nothing() {
         "chunks of aborted uploads remain"
     );
 }
+
+/// Text and JSON logs are kept in at most half their size on disk (chunk files and all);
+/// random bytes are kept raw, at most a frame header per chunk larger.
+#[test]
+fn compressible_objects_take_at_most_half_their_size() {
+    use avila_compress::corpus::{Kind, generate};
+    let disk = |dir: &std::path::Path| -> u64 {
+        let mut total = 0;
+        let mut stack = vec![dir.join("chunks")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += e.metadata().unwrap().len();
+                }
+            }
+        }
+        total
+    };
+    for (kind, at_most) in [
+        (Kind::Text, 0.5),
+        (Kind::JsonLogs, 0.5),
+        (Kind::Random, 1.001),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_bucket("logs").unwrap();
+        let data = generate(kind, 9 << 20, 3);
+        store
+            .put_object("logs", "a", &mut data.as_slice(), PutOptions::default())
+            .unwrap();
+        let ratio = disk(dir.path()) as f64 / data.len() as f64;
+        assert!(
+            ratio <= at_most,
+            "{}: stored at {ratio:.3} of its size",
+            kind.name()
+        );
+        assert_eq!(read_all(&store, "logs", "a", None), data);
+    }
+}
