@@ -277,6 +277,51 @@ pub struct Signer<'a> {
     pub service: &'a str,
 }
 
+/// The query of a presigned URL (SigV4 in the query string, as S3's presigned URLs
+/// carry it) for `method` on `path` (as it will be sent, percent-encoded) at `host`,
+/// valid for `expires_secs` from `now`; only the host is signed, not the payload.
+/// Append `?` and it to the URL.
+pub fn presign_query(
+    method: &Method,
+    path: &str,
+    host: &str,
+    signer: &Signer<'_>,
+    now: SystemTime,
+    expires_secs: u64,
+) -> Result<String, Error> {
+    let amz_date = format_amz_date(now);
+    let scope = Scope {
+        date: amz_date.get(..8).unwrap_or_default(),
+        region: signer.region,
+        service: signer.service,
+    };
+    let credential = format!("{}/{}", signer.credentials.access_key_id, scope.as_string());
+    let credential = percent_encoding::percent_encode(credential.as_bytes(), AWS_ENCODE);
+    let query = format!(
+        "X-Amz-Algorithm={ALGORITHM}&X-Amz-Credential={credential}&X-Amz-Date={amz_date}\
+         &X-Amz-Expires={expires_secs}&X-Amz-SignedHeaders=host"
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "host",
+        HeaderValue::from_str(host).map_err(|_| Error::invalid_input("host", "not a host"))?,
+    );
+    let parts = RequestParts {
+        method,
+        path,
+        query: &query,
+        headers: &headers,
+    };
+    let canonical = canonical_request(&parts, &["host"], "UNSIGNED-PAYLOAD")?;
+    let signature = signature(
+        &signer.credentials.secret_access_key,
+        &amz_date,
+        &scope,
+        &canonical,
+    );
+    Ok(format!("{query}&X-Amz-Signature={signature}"))
+}
+
 /// Signs a request in place: sets `x-amz-date`, `x-amz-content-sha256` and
 /// `authorization`. `headers` must already hold `host`; every header present whose name
 /// is `host`, `content-type`, or starts with `x-amz-` or `avl-` is signed.

@@ -29,11 +29,16 @@
 //! This is the engine (objects, multipart uploads, copies, conditional requests) and,
 //! with the `serve` feature, its S3 front ([`s3::bind`]), which `avl serve` runs.
 
+mod api;
+mod bridge;
 mod engine;
 mod error;
 #[cfg(feature = "serve")]
 pub mod s3;
+mod service;
 
+pub use api::{BucketInfo, StorageRequest, StorageResponse};
+pub use bridge::MAX_UPLOAD_BYTES;
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{
     BodyDigest, ByteRange, Checksum, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, Finish,
@@ -42,3 +47,4 @@ pub use engine::{
     StoreOptions, UploadInfo,
 };
 pub use error::{Result, StorageError};
+pub use service::{DATA_SUBDIR, ObjectData, StorageClient, StorageService};

@@ -1,12 +1,14 @@
 //! `avl db import`: bulk loading of JSON lines, in atomic batches sent several at a time
 //! (so a server's group commit shares fsyncs among them), with progress on stderr.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Instant;
 
 use aviladb::{Client, WriteOp};
 use avl_core::{Error, Result};
+
+use crate::progress::{Progress, fraction, rate};
 use serde_json::Value;
 
 /// Batches in flight at once.
@@ -37,7 +39,7 @@ pub(crate) async fn import(
     let total_bytes = handle.metadata().map(|m| m.len()).unwrap_or(0);
     let reader = BufReader::new(handle);
     let coll = client.database(database).collection(collection);
-    let progress = Progress::new(total_bytes);
+    let progress = Progress::new();
     let mut in_flight = tokio::task::JoinSet::new();
     let mut pending: Vec<WriteOp> = Vec::with_capacity(batch);
     let mut pending_bytes = 0usize;
@@ -83,7 +85,10 @@ pub(crate) async fn import(
         if !pending.is_empty() && (full || line.is_none()) {
             if in_flight.len() >= IN_FLIGHT {
                 done += finished(&mut in_flight, done).await?;
-                progress.show(done, read_bytes, started);
+                progress.show(
+                    fraction(read_bytes, total_bytes),
+                    &format!("{done} documents  {:.0} docs/s", rate(done, started)),
+                );
             }
             let ops = std::mem::replace(&mut pending, Vec::with_capacity(batch));
             pending_bytes = 0;
@@ -101,7 +106,10 @@ pub(crate) async fn import(
     }
     while !in_flight.is_empty() {
         done += finished(&mut in_flight, done).await?;
-        progress.show(done, read_bytes, started);
+        progress.show(
+            fraction(read_bytes, total_bytes),
+            &format!("{done} documents  {:.0} docs/s", rate(done, started)),
+        );
     }
     progress.finish();
     Ok(Imported {
@@ -129,48 +137,5 @@ async fn finished(set: &mut tokio::task::JoinSet<Batch>, done: u64) -> Result<u6
         }
         Some(Err(e)) => Err(Error::internal(format!("import task failed: {e}"))),
         None => Ok(0),
-    }
-}
-
-/// A progress line on stderr, redrawn in place when stderr is a terminal.
-struct Progress {
-    total_bytes: u64,
-    terminal: bool,
-}
-
-impl Progress {
-    fn new(total_bytes: u64) -> Self {
-        Progress {
-            total_bytes,
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn show(&self, documents: u64, read: u64, started: Instant) {
-        if !self.terminal {
-            return;
-        }
-        let pct = if self.total_bytes == 0 {
-            100.0
-        } else {
-            100.0 * read as f64 / self.total_bytes as f64
-        };
-        let width = 30usize;
-        let filled = ((pct / 100.0) * width as f64).round() as usize;
-        let rate = documents as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r[{}{}] {pct:5.1}%  {documents} documents  {rate:.0} docs/s ",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width))
-        );
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        if self.terminal {
-            eprintln!();
-        }
     }
 }

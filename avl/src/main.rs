@@ -8,7 +8,9 @@
 mod configure;
 mod db;
 mod import;
+mod progress;
 mod serve;
+mod storage;
 mod system;
 
 use std::net::SocketAddr;
@@ -101,6 +103,13 @@ enum Command {
         target: Target,
         #[command(subcommand)]
         command: db::DbCommand,
+    },
+    /// The object store: buckets and objects (`aws s3`'s commands).
+    Storage {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: storage::StorageCommand,
     },
 }
 
@@ -203,6 +212,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Db { target, command } => {
             let config = client_config(&data_dir, &profile, &target)?;
             runtime()?.block_on(db::run(&config, command))
+        }
+        Command::Storage { target, command } => {
+            let config = client_config(&data_dir, &profile, &target)?;
+            runtime()?.block_on(storage::run(&config, command))
         }
     }
 }

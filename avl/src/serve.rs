@@ -29,9 +29,6 @@ pub(crate) struct ServeArgs {
     pub(crate) no_auth: bool,
 }
 
-/// Where the object store keeps its files, under the data directory.
-const STORAGE_SUBDIR: &str = "storage";
-
 /// Creates the data directory, checks it is writable, and locks it for this process.
 fn open_data_dir(dir: &Path) -> Result<(PathBuf, File)> {
     let fail = |e: std::io::Error| {
@@ -97,11 +94,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     };
     let db = aviladb::Engine::open(data_dir.join(aviladb::DATA_SUBDIR))
         .map_err(|e| Error::from(e).context("cannot open the document database"))?;
-    let store = avl_storage::Store::open(data_dir.join(STORAGE_SUBDIR))
+    let store = avl_storage::Store::open(data_dir.join(avl_storage::DATA_SUBDIR))
         .map_err(|e| Error::from(e).context("cannot open the object store"))?;
     let services = vec![
         System::NAME.to_string(),
         aviladb::DbService::NAME.to_string(),
+        avl_storage::StorageService::NAME.to_string(),
         "s3".to_string(),
     ];
     let system = Arc::new(System::new(&data_dir, services));
@@ -112,6 +110,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let server = Server::builder(authenticator, authorizer)
         .mount(system)
         .mount(Arc::new(aviladb::DbService::new(db)))
+        .mount(Arc::new(avl_storage::StorageService::new(store.clone())))
         .bind(config)
         .await?;
     let s3 = avl_storage::s3::bind(

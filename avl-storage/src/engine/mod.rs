@@ -254,7 +254,7 @@ pub struct ObjectInfo {
 }
 
 /// A byte range of a GET, as in an HTTP `Range` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ByteRange {
     /// `bytes=first-last`, both included.
     Inclusive(u64, u64),

@@ -1,30 +1,20 @@
-//! Bodies between the async front and the synchronous store: uploads through a bounded
-//! channel into a `Read` on the blocking pool, with their digests checked before the
-//! store commits; downloads from an object reader on the blocking pool into a stream.
+//! S3 bodies: the digests an upload must match (`Content-MD5`, `x-amz-checksum-*` in a
+//! header or the trailer), checked before the store commits; the crossing itself is
+//! [`crate::bridge`]'s.
 
-use std::cell::RefCell;
 use std::io::Read;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
-use futures_util::StreamExt;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Result, TrailingHeaders, s3_error};
-use std::time::Duration;
+use tokio::sync::Semaphore;
 
-use tokio::sync::{Semaphore, mpsc};
-
-use super::MAX_PUT_BYTES;
+use crate::bridge;
 use crate::engine::{BodyDigest, Checksum, Finish, ObjectReader};
 use crate::error::StorageError;
-
-/// Frames of an upload in flight between the connection and the store.
-const UPLOAD_FRAMES: usize = 16;
-/// The size of the pieces a download is read in.
-const DOWNLOAD_PIECE: usize = 256 << 10;
 
 /// The checksum algorithms S3 names.
 const ALGORITHMS: [&str; 5] = ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"];
@@ -202,106 +192,8 @@ pub(super) fn checksums_in(
         .collect()
 }
 
-/// What crosses from the connection to the store: a frame, the end of a body that
-/// arrived whole, or why it did not.
-type Frame = Result<Option<Bytes>, StorageError>;
-
-/// The body as the store reads it: frames from the connection, hashed as they pass.
-struct ChannelReader {
-    rx: mpsc::Receiver<Frame>,
-    current: Bytes,
-    ended: bool,
-    hasher: Rc<RefCell<Option<ChecksumHasher>>>,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.rx.blocking_recv() {
-                Some(Ok(Some(frame))) => self.current = frame,
-                Some(Ok(None)) => self.ended = true,
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
-                // The connection's side went away without saying the body ended (the
-                // server stopping, a task dropped): never a whole body.
-                None => {
-                    return Err(std::io::Error::other(StorageError::IncompleteBody(
-                        "the upload stopped before its end".into(),
-                    )));
-                }
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        let piece = self.current.split_to(n);
-        buf[..n].copy_from_slice(&piece);
-        if let Some(h) = self.hasher.borrow_mut().as_mut() {
-            h.update(&piece);
-        }
-        Ok(n)
-    }
-}
-
-/// How long an upload may send nothing before it is abandoned.
-const UPLOAD_IDLE: Duration = Duration::from_secs(60);
-
-/// Sends `frame`; false when the store's side has stopped listening.
-async fn send(tx: &mpsc::Sender<Frame>, frame: Frame) -> bool {
-    tx.send(frame).await.is_ok()
-}
-
-/// Forwards the connection's body into the channel, ending with `Ok(None)` only when it
-/// arrived whole (its length, if given, matched, and it stayed under the size limit).
-async fn forward(body: Option<StreamingBlob>, length: Option<u64>, tx: mpsc::Sender<Frame>) {
-    let mut seen = 0u64;
-    if let Some(mut body) = body {
-        loop {
-            let next = match tokio::time::timeout(UPLOAD_IDLE, body.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    let idle = UPLOAD_IDLE.as_secs();
-                    let why = format!("the client sent nothing for {idle} s");
-                    send(&tx, Err(StorageError::IncompleteBody(why))).await;
-                    return;
-                }
-            };
-            let frame = match next {
-                None => break,
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => {
-                    let why = format!("reading the body failed: {e}");
-                    send(&tx, Err(StorageError::IncompleteBody(why))).await;
-                    return;
-                }
-            };
-            seen += frame.len() as u64;
-            if seen > MAX_PUT_BYTES {
-                let too_large = StorageError::EntityTooLarge {
-                    size: seen,
-                    max: MAX_PUT_BYTES,
-                };
-                send(&tx, Err(too_large)).await;
-                return;
-            }
-            if !send(&tx, Ok(Some(frame))).await {
-                return;
-            }
-        }
-    }
-    if let Some(length) = length
-        && seen != length
-    {
-        let why = format!("the body has {seen} bytes; Content-Length said {length}");
-        send(&tx, Err(StorageError::IncompleteBody(why))).await;
-        return;
-    }
-    send(&tx, Ok(None)).await;
-}
-
-/// Streams `body` into `write` (run on the blocking pool with a reader of it and the
-/// `finish` that checks what it was against `expected`). At most `slots` uploads hold a
-/// blocking thread at once.
+/// Streams `body` into `write` (handed a reader of it and the `finish` that checks what
+/// it was against `expected`), through [`bridge::write_body`].
 pub(super) async fn write_body<T: Send + 'static>(
     slots: &Semaphore,
     body: Option<StreamingBlob>,
@@ -309,98 +201,24 @@ pub(super) async fn write_body<T: Send + 'static>(
     expected: Expected,
     write: impl FnOnce(&mut dyn Read, Finish<'_>) -> Result<T, StorageError> + Send + 'static,
 ) -> S3Result<T> {
-    let _slot = slots
-        .acquire()
-        .await
-        .map_err(|_| s3_error!(ServiceUnavailable, "the server is stopping"))?;
-    let (tx, rx) = mpsc::channel(UPLOAD_FRAMES);
-    let forwarding = tokio::spawn(forward(body, length, tx));
-    let work = tokio::task::spawn_blocking(move || {
-        let hasher = Rc::new(RefCell::new(expected.hasher()));
-        let mut reader = ChannelReader {
-            rx,
-            current: Bytes::new(),
-            ended: false,
-            hasher: Rc::clone(&hasher),
-        };
-        write(&mut reader, &mut |digest| {
-            expected.check(digest, hasher.borrow_mut().take())
-        })
+    let hasher = Arc::new(Mutex::new(expected.hasher()));
+    let seen = Arc::clone(&hasher);
+    let observer: bridge::Observer = Box::new(move |piece| {
+        if let Some(h) = seen.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            h.update(piece);
+        }
     });
-    let result = work.await;
-    forwarding.abort();
-    match result {
-        Ok(r) => r.map_err(super::s3_error),
-        Err(e) => Err(s3_error!(InternalError, "the upload's work stopped: {e}")),
-    }
+    bridge::write_body(slots, body, length, Some(observer), move |reader| {
+        write(reader, &mut |digest| {
+            let computed = hasher.lock().unwrap_or_else(PoisonError::into_inner).take();
+            expected.check(digest, computed)
+        })
+    })
+    .await
+    .map_err(super::s3_error)
 }
 
-/// An object's bytes as a response body, read a piece at a time on the blocking pool:
-/// no thread waits on a slow client between pieces.
+/// An object's bytes as a response body.
 pub(super) fn object_stream(reader: ObjectReader) -> StreamingBlob {
-    let pieces = futures_util::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let want = DOWNLOAD_PIECE.min(usize::try_from(reader.remaining()).unwrap_or(usize::MAX));
-        if want == 0 {
-            return None;
-        }
-        let read = tokio::task::spawn_blocking(move || {
-            let mut piece = vec![0u8; want];
-            let n = reader.read(&mut piece)?;
-            piece.truncate(n);
-            Ok::<_, std::io::Error>((reader, piece))
-        })
-        .await;
-        match read {
-            Ok(Ok((_, piece))) if piece.is_empty() => None,
-            Ok(Ok((reader, piece))) => Some((Ok(Bytes::from(piece)), Some(reader))),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "reading an object failed mid-response");
-                Some((Err(e), None))
-            }
-            Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
-        }
-    });
-    StreamingBlob::wrap(pieces)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reader(frames: Vec<Frame>) -> ChannelReader {
-        let (tx, rx) = mpsc::channel(frames.len().max(1));
-        for f in frames {
-            tx.try_send(f).unwrap();
-        }
-        ChannelReader {
-            rx,
-            current: Bytes::new(),
-            ended: false,
-            hasher: Rc::new(RefCell::new(None)),
-        }
-    }
-
-    #[test]
-    fn a_body_ends_only_when_its_end_is_said() {
-        let mut whole = reader(vec![Ok(Some(Bytes::from_static(b"abc"))), Ok(None)]);
-        let mut out = Vec::new();
-        whole.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abc");
-
-        // The sender went away after a frame: the store must not take it as the end.
-        let mut cut = reader(vec![Ok(Some(Bytes::from_static(b"abc")))]);
-        let e = cut.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(matches!(
-            StorageError::from(e),
-            StorageError::IncompleteBody(_)
-        ));
-
-        let mut failed = reader(vec![Err(StorageError::EntityTooLarge { size: 9, max: 8 })]);
-        let e = failed.read_to_end(&mut Vec::new()).unwrap_err();
-        assert!(matches!(
-            StorageError::from(e),
-            StorageError::EntityTooLarge { .. }
-        ));
-    }
+    StreamingBlob::wrap(bridge::read_pieces(reader))
 }

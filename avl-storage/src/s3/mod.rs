@@ -26,8 +26,7 @@ use crate::error::StorageError;
 use body::{Expected, checksums_in, object_stream, write_body};
 use convert::*;
 
-/// The largest single PUT, as in S3 (larger objects go in parts).
-pub const MAX_PUT_BYTES: u64 = 5 << 30;
+use crate::bridge::MAX_UPLOAD_BYTES as MAX_PUT_BYTES;
 
 /// How the S3 front listens and whom it lets in.
 pub struct S3Options {
