@@ -1,0 +1,642 @@
+//! The in-process engine: topics of partitioned logs, and consumer groups' committed
+//! offsets. Synchronous, owns its files.
+//!
+//! Files: `queue.redb` (tables `topics`: name → config as JSON; `offsets`: group, topic,
+//! partition → the next offset the group will read) and `topics/{name}/{partition}/`,
+//! each partition's segment files ([`partition`]).
+
+pub(crate) mod partition;
+pub(crate) mod record;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use redb::{
+    Database, Durability as RedbDurability, ReadableDatabase, ReadableTable, TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{QueueError, Result};
+pub use partition::Durability;
+use partition::Partition;
+pub use record::{Message, Record};
+
+/// The metadata database's file name.
+pub const FILE_NAME: &str = "queue.redb";
+
+const TOPICS: TableDefinition<&str, &[u8]> = TableDefinition::new("topics");
+const OFFSETS: TableDefinition<&[u8], u64> = TableDefinition::new("offsets");
+
+/// The largest message size a topic may allow.
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
+/// The most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+/// The most messages in one batch.
+pub const MAX_BATCH: usize = 10_000;
+/// The most headers on one message.
+pub const MAX_HEADERS: usize = 64;
+/// The longest topic or group name.
+pub const MAX_NAME_LEN: usize = 249;
+
+/// How a topic is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Partitions (1 to [`MAX_PARTITIONS`]).
+    pub partitions: u32,
+    /// When a publish is acknowledged.
+    pub durability: Durability,
+    /// The largest message (key, value and headers), 1 MiB unless set, at most 16 MiB.
+    pub max_message_bytes: usize,
+    /// Segment files roll over past this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            durability: Durability::Always,
+            max_message_bytes: 1 << 20,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// A topic of `partitions` partitions, the other settings default.
+    pub fn with_partitions(partitions: u32) -> Self {
+        TopicConfig {
+            partitions,
+            ..TopicConfig::default()
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(QueueError::invalid(
+                "partitions",
+                format!("must be 1 to {MAX_PARTITIONS}"),
+            ));
+        }
+        if !(1..=MAX_MESSAGE_BYTES_LIMIT).contains(&self.max_message_bytes) {
+            return Err(QueueError::invalid(
+                "max_message_bytes",
+                format!("must be 1 to {MAX_MESSAGE_BYTES_LIMIT}"),
+            ));
+        }
+        if self.segment_bytes < 4096 {
+            return Err(QueueError::invalid("segment_bytes", "at least 4096"));
+        }
+        if let Durability::Interval(ms) = self.durability
+            && !(1..=60_000).contains(&ms)
+        {
+            return Err(QueueError::invalid(
+                "durability",
+                "an interval of 1 to 60000 ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a published message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset there.
+    pub offset: u64,
+}
+
+/// A partition's readable range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    /// The partition.
+    pub partition: u32,
+    /// The first offset kept.
+    pub start: u64,
+    /// The next offset to be written (readable: `start..end`).
+    pub end: u64,
+    /// Syncs of its log since the engine opened (messages per sync show how well
+    /// concurrent producers share them).
+    pub syncs: u64,
+}
+
+/// A group's position in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lag {
+    /// The partition.
+    pub partition: u32,
+    /// The next offset the group will read (its committed offset, else the start).
+    pub committed: Option<u64>,
+    /// The partition's end.
+    pub end: u64,
+    /// Messages the group has not read.
+    pub lag: u64,
+}
+
+struct Topic {
+    config: TopicConfig,
+    partitions: Vec<Partition>,
+    round_robin: AtomicU64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    db: Database,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    stop: AtomicBool,
+}
+
+/// The queue engine. `Send + Sync`: clone it or share it through `Arc`.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a topic or group name: 1 to 249 of `A-Z a-z 0-9 . _ -`, not `.` or `..`.
+pub fn check_name(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::invalid(
+            field,
+            format!("`{name}`: 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 . _ -, not . or .."),
+        ))
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn offset_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + topic.len() + 6);
+    k.extend_from_slice(group.as_bytes());
+    k.push(0);
+    k.extend_from_slice(topic.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// The topic in an `offsets` key (group, 0, topic, 0, partition).
+fn topic_of_offset_key(key: &[u8]) -> Option<&[u8]> {
+    let rest = &key[key.iter().position(|&b| b == 0)? + 1..];
+    let topic = rest.get(..rest.len().checked_sub(5)?)?;
+    (rest.get(topic.len()) == Some(&0)).then_some(topic)
+}
+
+/// The partition a key goes to: a stable hash, the same across restarts and versions.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    (twox_hash::XxHash3_64::oneshot(key) % u64::from(partitions.max(1))) as u32
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine in `dir`, recovering every partition's log.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(dir.join("topics"))?;
+        let db = Database::create(dir.join(FILE_NAME))?;
+        {
+            let txn = db.begin_write()?;
+            txn.open_table(TOPICS)?;
+            txn.open_table(OFFSETS)?;
+            txn.commit()?;
+        }
+        let mut topics = HashMap::new();
+        {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(TOPICS)?;
+            for row in table.iter()? {
+                let (name, config) = row?;
+                let config: TopicConfig = serde_json::from_slice(config.value())
+                    .map_err(|e| QueueError::Corrupted(format!("topic config: {e}")))?;
+                let topic = open_topic(&dir, name.value(), config)?;
+                topics.insert(name.value().to_string(), Arc::new(topic));
+            }
+        }
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                dir,
+                db,
+                topics: RwLock::new(topics),
+                stop: AtomicBool::new(false),
+            }),
+        };
+        engine.start_flusher();
+        Ok(engine)
+    }
+
+    /// Syncs `Interval` topics in the background, each at its own interval (the thread
+    /// sleeps 100 ms while there are none, and ends with the engine).
+    fn start_flusher(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("avl-queue-flush".into())
+            .spawn(move || {
+                let mut last: HashMap<String, std::time::Instant> = HashMap::new();
+                let mut nap = Duration::from_millis(100);
+                loop {
+                    std::thread::sleep(nap);
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let topics: Vec<(String, Arc<Topic>, u64)> = inner
+                        .topics
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter()
+                        .filter_map(|(n, t)| match t.config.durability {
+                            Durability::Interval(ms) => Some((n.clone(), Arc::clone(t), ms)),
+                            _ => None,
+                        })
+                        .collect();
+                    drop(inner);
+                    nap = Duration::from_millis(100);
+                    for (name, topic, ms) in topics {
+                        let every = Duration::from_millis(ms);
+                        nap = nap.min(every);
+                        if last.get(&name).is_none_or(|t| t.elapsed() >= every) {
+                            for p in &topic.partitions {
+                                // A failure is kept by the partition, which then refuses
+                                // writes; nothing else to do here.
+                                let _ = p.sync_now();
+                            }
+                            last.insert(name, std::time::Instant::now());
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the queue's flush thread did not start: Interval topics are synced only by the OS");
+        }
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| QueueError::NoSuchTopic(name.to_string()))
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        check_name("topic", name)?;
+        config.check()?;
+        let mut topics = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if topics.contains_key(name) {
+            return Err(QueueError::TopicExists(name.to_string()));
+        }
+        let dir = self.inner.dir.join("topics").join(name);
+        // Leftovers of a topic deleted before a crash are not this topic's.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let topic = open_topic(&self.inner.dir, name, config.clone())?;
+        let bytes = serde_json::to_vec(&config)
+            .map_err(|e| QueueError::Io(format!("topic config: {e}")))?;
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(RedbDurability::Immediate)
+            .map_err(|e| QueueError::Io(e.to_string()))?;
+        txn.open_table(TOPICS)?.insert(name, bytes.as_slice())?;
+        txn.commit()?;
+        topics.insert(name.to_string(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Deletes a topic, its messages and its groups' offsets.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut topics = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !topics.contains_key(name) {
+            return Err(QueueError::NoSuchTopic(name.to_string()));
+        }
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(RedbDurability::Immediate)
+            .map_err(|e| QueueError::Io(e.to_string()))?;
+        {
+            txn.open_table(TOPICS)?.remove(name)?;
+            let mut offsets = txn.open_table(OFFSETS)?;
+            let doomed: Vec<Vec<u8>> = offsets
+                .iter()?
+                .filter_map(|row| row.ok())
+                .map(|(k, _)| k.value().to_vec())
+                .filter(|k| topic_of_offset_key(k) == Some(name.as_bytes()))
+                .collect();
+            for k in doomed {
+                offsets.remove(k.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        topics.remove(name);
+        drop(topics);
+        std::fs::remove_dir_all(self.inner.dir.join("topics").join(name))?;
+        Ok(())
+    }
+
+    /// The topics and their configs, by name.
+    pub fn list_topics(&self) -> Vec<(String, TopicConfig)> {
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.config.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// A topic's partitions and their readable ranges.
+    pub fn partitions(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        let t = self.topic(topic)?;
+        Ok(t.partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (start, end) = p.bounds();
+                PartitionInfo {
+                    partition: i as u32,
+                    start,
+                    end,
+                    syncs: p.syncs(),
+                }
+            })
+            .collect())
+    }
+
+    fn check_message(&self, t: &Topic, m: &Message) -> Result<()> {
+        if m.headers.len() > MAX_HEADERS {
+            return Err(QueueError::invalid(
+                "headers",
+                format!("{} headers; at most {MAX_HEADERS}", m.headers.len()),
+            ));
+        }
+        if m.headers
+            .iter()
+            .any(|(n, _)| n.len() > usize::from(u16::MAX))
+        {
+            return Err(QueueError::invalid(
+                "headers",
+                "a header name over 65535 bytes",
+            ));
+        }
+        let size = m.value.len()
+            + m.key.as_ref().map_or(0, Vec::len)
+            + m.headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>();
+        if size > t.config.max_message_bytes {
+            return Err(QueueError::TooLarge {
+                what: "the message".into(),
+                size,
+                max: t.config.max_message_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Publishes one message: to its key's partition, or round robin without a key.
+    pub fn publish(&self, topic: &str, message: Message) -> Result<Published> {
+        let mut out = self.publish_batch(topic, vec![message])?;
+        out.pop()
+            .ok_or_else(|| QueueError::Io("a batch of one published nothing".into()))
+    }
+
+    /// Publishes a batch (up to [`MAX_BATCH`] messages): each partition's share is
+    /// appended, and synced, together; answers where each message went, in order.
+    /// A message over the limits fails the whole batch before anything is written.
+    pub fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
+        let t = self.topic(topic)?;
+        if messages.len() > MAX_BATCH {
+            return Err(QueueError::invalid(
+                "messages",
+                format!("{} in one batch; at most {MAX_BATCH}", messages.len()),
+            ));
+        }
+        for m in &messages {
+            self.check_message(&t, m)?;
+        }
+        let n = t.config.partitions;
+        let mut by_partition: Vec<Vec<(usize, &Message)>> = vec![Vec::new(); n as usize];
+        for (i, m) in messages.iter().enumerate() {
+            let p = match &m.key {
+                Some(k) => partition_for_key(k, n),
+                None => (t.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(n)) as u32,
+            };
+            by_partition[p as usize].push((i, m));
+        }
+        let mut out = vec![
+            Published {
+                partition: 0,
+                offset: 0
+            };
+            messages.len()
+        ];
+        let now = now_ms();
+        for (p, share) in by_partition.iter().enumerate() {
+            if share.is_empty() {
+                continue;
+            }
+            let batch: Vec<&Message> = share.iter().map(|(_, m)| *m).collect();
+            let first = t.partitions[p].append(&batch, now)?;
+            for (k, (i, _)) in share.iter().enumerate() {
+                out[*i] = Published {
+                    partition: p as u32,
+                    offset: first + k as u64,
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publishes `messages` to one partition, in order; answers the first offset.
+    pub fn publish_to(&self, topic: &str, partition: u32, messages: &[Message]) -> Result<u64> {
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        if messages.len() > MAX_BATCH {
+            return Err(QueueError::invalid(
+                "messages",
+                format!("{} in one batch; at most {MAX_BATCH}", messages.len()),
+            ));
+        }
+        for m in messages {
+            self.check_message(&t, m)?;
+        }
+        let batch: Vec<&Message> = messages.iter().collect();
+        if batch.is_empty() {
+            return Ok(p.bounds().1);
+        }
+        p.append(&batch, now_ms())
+    }
+
+    /// Up to `max` records of a partition from `offset` on (fewer past `max_bytes` of
+    /// values); empty at the end. An offset outside `start..=end` is `OffsetOutOfRange`.
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>> {
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        p.read(offset, max, max_bytes).map_err(|e| match e {
+            QueueError::OffsetOutOfRange {
+                offset, start, end, ..
+            } => QueueError::OffsetOutOfRange {
+                partition,
+                offset,
+                start,
+                end,
+            },
+            other => other,
+        })
+    }
+
+    /// [`Engine::read`] that waits up to `wait` for a record when there is none yet.
+    pub fn read_wait(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>> {
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        p.wait_for(offset, wait);
+        self.read(topic, partition, offset, max, usize::MAX)
+    }
+
+    /// Records that `group` has read `topic`'s `partition` up to (not including)
+    /// `offset`: where it resumes. Durable when this returns.
+    pub fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<()> {
+        check_name("group", group)?;
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        let (start, end) = p.bounds();
+        if offset < start || offset > end {
+            return Err(QueueError::OffsetOutOfRange {
+                partition,
+                offset,
+                start,
+                end,
+            });
+        }
+        let mut txn = self.inner.db.begin_write()?;
+        txn.set_durability(RedbDurability::Immediate)
+            .map_err(|e| QueueError::Io(e.to_string()))?;
+        txn.open_table(OFFSETS)?
+            .insert(offset_key(group, topic, partition).as_slice(), offset)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Where `group` resumes in a partition, if it committed there.
+    pub fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<u64>> {
+        let t = self.topic(topic)?;
+        partition_of(&t, topic, partition)?;
+        let txn = self.inner.db.begin_read()?;
+        let table = txn.open_table(OFFSETS)?;
+        Ok(table
+            .get(offset_key(group, topic, partition).as_slice())?
+            .map(|v| v.value()))
+    }
+
+    /// How far behind `group` is in each partition of `topic`.
+    pub fn lag(&self, group: &str, topic: &str) -> Result<Vec<Lag>> {
+        let mut out = Vec::new();
+        for info in self.partitions(topic)? {
+            let committed = self.committed_offset(group, topic, info.partition)?;
+            let from = committed.unwrap_or(info.start).max(info.start);
+            out.push(Lag {
+                partition: info.partition,
+                committed,
+                end: info.end,
+                lag: info.end.saturating_sub(from),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn partition_of<'a>(t: &'a Topic, topic: &str, partition: u32) -> Result<&'a Partition> {
+    t.partitions
+        .get(partition as usize)
+        .ok_or_else(|| QueueError::NoSuchPartition {
+            topic: topic.to_string(),
+            partition,
+        })
+}
+
+fn open_topic(dir: &Path, name: &str, config: TopicConfig) -> Result<Topic> {
+    let base = dir.join("topics").join(name);
+    let partitions = (0..config.partitions)
+        .map(|p| {
+            Partition::open(
+                &base.join(p.to_string()),
+                config.durability,
+                config.segment_bytes,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Topic {
+        config,
+        partitions,
+        round_robin: AtomicU64::new(0),
+    })
+}

@@ -1,0 +1,485 @@
+//! One partition: an append-only log in segment files, with group commit.
+//!
+//! Files: `{dir}/{base:020}.log`, each holding records from offset `base` on; the last is
+//! the active segment and a new one starts when it passes the segment size. In memory, a
+//! sparse index per segment maps an offset every [`INDEX_EVERY`] bytes to its position.
+//!
+//! **Group commit.** An append writes its records (under the partition's lock, so offsets
+//! and file order agree) and, under `Always`, waits until a sync covers them: the first
+//! waiter syncs everything written so far while the others wait, and each sync serves
+//! every append that finished writing before it started. **Architecture Invariant:**
+//! readers see only offsets below `visible`, which under `Always` moves only after a sync,
+//! so a consumer never sees a message that a crash could take back.
+//!
+//! **Recovery.** Opening reads every segment, checking each record's CRC and that offsets
+//! run on without a gap; the first record that fails ends the log: the file is cut there
+//! (a torn tail) and later segments are removed.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::record::{self, Decoded, Message, Record};
+use crate::error::{QueueError, Result};
+
+/// An index entry every this many bytes of log.
+pub(crate) const INDEX_EVERY: u64 = 4096;
+/// Bytes read at a time when scanning a segment for a read.
+const READ_WINDOW: usize = 256 << 10;
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// After a sync covers it (concurrent appends share syncs). The default.
+    Always,
+    /// At once; a background sync runs every this many milliseconds.
+    Interval(u64),
+    /// At once; the operating system writes it out when it will.
+    Never,
+}
+
+struct Segment {
+    base: u64,
+    file: Arc<File>,
+    len: u64,
+    /// (offset, position) of a record every [`INDEX_EVERY`] bytes, ascending.
+    index: Vec<(u64, u64)>,
+    indexed_at: u64,
+}
+
+impl Segment {
+    /// Where to start scanning for `offset`.
+    fn position_of(&self, offset: u64) -> u64 {
+        let at = self.index.partition_point(|&(o, _)| o <= offset);
+        if at == 0 { 0 } else { self.index[at - 1].1 }
+    }
+}
+
+struct State {
+    segments: Vec<Segment>,
+    /// The next offset to assign.
+    next: u64,
+    /// Segments rolled over since the last sync: they are synced with it.
+    unsynced: Vec<Arc<File>>,
+    /// A segment was created since the last sync: the directory is synced too.
+    dir_dirty: bool,
+    /// A write or sync failed: no more writes until the partition is reopened.
+    failed: Option<String>,
+    buf: Vec<u8>,
+}
+
+struct SyncState {
+    /// Offsets below this are durable.
+    synced: u64,
+    /// The highest offset an appender is waiting to see durable.
+    wanted: u64,
+    syncing: bool,
+}
+
+/// The most syncs one appender runs back to back for the others.
+const LEAD_ROUNDS: u32 = 8;
+
+pub(crate) struct Partition {
+    dir: PathBuf,
+    durability: Durability,
+    segment_bytes: u64,
+    state: Mutex<State>,
+    sync: Mutex<SyncState>,
+    synced_cv: Condvar,
+    /// Offsets below this may be read.
+    visible: AtomicU64,
+    /// Wakes readers waiting for new records.
+    arrived: Mutex<()>,
+    arrived_cv: Condvar,
+    /// Syncs done since open (how well group commit shares them).
+    syncs: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Partition {
+    /// Opens (creating if needed) the partition in `dir`, recovering its log.
+    pub(crate) fn open(dir: &Path, durability: Durability, segment_bytes: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse().ok()) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut next = bases.first().copied().unwrap_or(0);
+        let mut cut = false;
+        for base in bases {
+            let path = segment_path(dir, base);
+            if cut || base != next {
+                // After a torn segment, or past a gap: not part of the log.
+                std::fs::remove_file(&path)?;
+                cut = true;
+                continue;
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            let bytes = std::fs::read(&path)?;
+            let mut pos = 0usize;
+            let mut index = Vec::new();
+            let mut indexed_at = 0u64;
+            while pos < bytes.len() {
+                match record::decode(&bytes[pos..]) {
+                    Decoded::Record(r, len) if r.offset == next => {
+                        if index.is_empty() || pos as u64 >= indexed_at + INDEX_EVERY {
+                            index.push((r.offset, pos as u64));
+                            indexed_at = pos as u64;
+                        }
+                        next += 1;
+                        pos += len;
+                    }
+                    _ => break,
+                }
+            }
+            if pos < bytes.len() {
+                file.set_len(pos as u64)?;
+                file.sync_all()?;
+                cut = true;
+            }
+            segments.push(Segment {
+                base,
+                file: Arc::new(file),
+                len: pos as u64,
+                index,
+                indexed_at,
+            });
+        }
+        if segments.is_empty() {
+            let file = create_segment(dir, next)?;
+            sync_dir(dir)?;
+            segments.push(Segment {
+                base: next,
+                file: Arc::new(file),
+                len: 0,
+                index: Vec::new(),
+                indexed_at: 0,
+            });
+        }
+        Ok(Partition {
+            dir: dir.to_path_buf(),
+            durability,
+            segment_bytes,
+            state: Mutex::new(State {
+                segments,
+                next,
+                unsynced: Vec::new(),
+                dir_dirty: false,
+                failed: None,
+                buf: Vec::new(),
+            }),
+            sync: Mutex::new(SyncState {
+                synced: next,
+                wanted: next,
+                syncing: false,
+            }),
+            synced_cv: Condvar::new(),
+            visible: AtomicU64::new(next),
+            arrived: Mutex::new(()),
+            arrived_cv: Condvar::new(),
+            syncs: AtomicU64::new(0),
+        })
+    }
+
+    /// Syncs done since the partition was opened.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The first offset kept and the next one to be read: `start..end` are readable.
+    pub(crate) fn bounds(&self) -> (u64, u64) {
+        let start = lock(&self.state).segments.first().map_or(0, |s| s.base);
+        (start, self.visible.load(Ordering::Acquire))
+    }
+
+    /// Appends `messages` with consecutive offsets; answers the first offset once the
+    /// durability mode says they are acknowledged.
+    pub(crate) fn append(&self, messages: &[&Message], now_ms: u64) -> Result<u64> {
+        let (first, end) = {
+            let mut st = lock(&self.state);
+            if let Some(why) = &st.failed {
+                return Err(QueueError::SyncFailed(why.clone()));
+            }
+            if st
+                .segments
+                .last()
+                .is_some_and(|s| s.len >= self.segment_bytes)
+            {
+                self.roll(&mut st)?;
+            }
+            let first = st.next;
+            let State { segments, buf, .. } = &mut *st;
+            buf.clear();
+            let Some(active) = segments.last_mut() else {
+                return Err(QueueError::Corrupted(
+                    "a partition without a segment".into(),
+                ));
+            };
+            for (i, m) in messages.iter().enumerate() {
+                let at = active.len + buf.len() as u64;
+                if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
+                    active.index.push((first + i as u64, at));
+                    active.indexed_at = at;
+                }
+                record::encode(buf, first + i as u64, now_ms, m);
+            }
+            if let Err(e) = active.file.write_all_at(buf, active.len) {
+                // Part of it may be in the file: later writes would follow a hole.
+                let why = format!("writing failed: {e}");
+                st.failed = Some(why.clone());
+                return Err(QueueError::Io(why));
+            }
+            active.len += buf.len() as u64;
+            st.next += messages.len() as u64;
+            (first, st.next)
+        };
+        match self.durability {
+            Durability::Always => self.sync_to(end)?,
+            Durability::Interval(_) | Durability::Never => self.show(end),
+        }
+        Ok(first)
+    }
+
+    /// Starts a new active segment at the next offset.
+    fn roll(&self, st: &mut State) -> Result<()> {
+        let file = create_segment(&self.dir, st.next)?;
+        if let Some(old) = st.segments.last() {
+            st.unsynced.push(Arc::clone(&old.file));
+        }
+        st.dir_dirty = true;
+        st.segments.push(Segment {
+            base: st.next,
+            file: Arc::new(file),
+            len: 0,
+            index: Vec::new(),
+            indexed_at: 0,
+        });
+        Ok(())
+    }
+
+    /// Lets readers see offsets below `end`, and wakes those waiting.
+    fn show(&self, end: u64) {
+        self.visible.fetch_max(end, Ordering::AcqRel);
+        let _guard = lock(&self.arrived);
+        self.arrived_cv.notify_all();
+    }
+
+    /// Returns once offsets below `end` are durable (syncing them, or waiting for the
+    /// sync that will). The appender that finds no sync running leads: it syncs, and
+    /// while appenders are waiting for what was written during its sync it syncs again
+    /// at once (up to [`LEAD_ROUNDS`] times), so the disk never idles between syncs
+    /// waiting for a waiter to wake and take over.
+    pub(crate) fn sync_to(&self, end: u64) -> Result<()> {
+        let mut s = lock(&self.sync);
+        s.wanted = s.wanted.max(end);
+        loop {
+            if s.synced >= end {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self
+                    .synced_cv
+                    .wait(s)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            s.syncing = true;
+            let mut rounds = 0;
+            loop {
+                drop(s);
+                let result = self.sync_now();
+                s = lock(&self.sync);
+                rounds += 1;
+                match result {
+                    Ok(upto) => {
+                        s.synced = s.synced.max(upto);
+                        self.synced_cv.notify_all();
+                        self.show(upto);
+                    }
+                    Err(e) => {
+                        s.syncing = false;
+                        self.synced_cv.notify_all();
+                        return Err(e);
+                    }
+                }
+                let others = s.wanted > s.synced;
+                if s.synced < end || (others && rounds < LEAD_ROUNDS) {
+                    continue;
+                }
+                s.syncing = false;
+                self.synced_cv.notify_all();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Syncs everything written so far; answers the offset it covers.
+    pub(crate) fn sync_now(&self) -> Result<u64> {
+        let (upto, files, dir_dirty) = {
+            let mut st = lock(&self.state);
+            if let Some(why) = &st.failed {
+                return Err(QueueError::SyncFailed(why.clone()));
+            }
+            let mut files = std::mem::take(&mut st.unsynced);
+            if let Some(active) = st.segments.last() {
+                files.push(Arc::clone(&active.file));
+            }
+            (st.next, files, std::mem::take(&mut st.dir_dirty))
+        };
+        let synced = files.iter().try_for_each(|f| f.sync_data()).and_then(|()| {
+            if dir_dirty {
+                sync_dir(&self.dir)
+            } else {
+                Ok(())
+            }
+        });
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = synced {
+            // What the failed sync covered may be lost, and a later sync could claim it:
+            // refuse writes until the partition is reopened and recovered.
+            let why = format!("sync failed: {e}");
+            lock(&self.state).failed = Some(why.clone());
+            return Err(QueueError::SyncFailed(why));
+        }
+        Ok(upto)
+    }
+
+    /// Up to `max` records from `offset` on (at most `max_bytes` of them after the
+    /// first), of those visible.
+    pub(crate) fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Result<Vec<Record>> {
+        let end = self.visible.load(Ordering::Acquire);
+        let found: Vec<(u64, Arc<File>, u64, u64)> = {
+            let st = lock(&self.state);
+            let start = st.segments.first().map_or(0, |s| s.base);
+            if offset < start || offset > end {
+                return Err(QueueError::OffsetOutOfRange {
+                    partition: 0,
+                    offset,
+                    start,
+                    end,
+                });
+            }
+            let first = st
+                .segments
+                .partition_point(|s| s.base <= offset)
+                .saturating_sub(1);
+            st.segments[first..]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let pos = if i == 0 { s.position_of(offset) } else { 0 };
+                    (s.base, Arc::clone(&s.file), pos, s.len)
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let mut want = offset;
+        for (_, file, mut pos, len) in found {
+            let mut window = Vec::new();
+            while pos < len && want < end && out.len() < max {
+                let size = READ_WINDOW.max(window.capacity()).min((len - pos) as usize);
+                window.resize(size, 0);
+                file.read_exact_at(&mut window, pos)?;
+                let mut at = 0usize;
+                let mut progressed = false;
+                while at < window.len() && want < end && out.len() < max {
+                    match record::decode(&window[at..]) {
+                        Decoded::Record(r, n) => {
+                            at += n;
+                            progressed = true;
+                            if r.offset < want {
+                                continue;
+                            }
+                            if r.offset != want {
+                                return Err(QueueError::Corrupted(format!(
+                                    "offset {} where {want} was expected",
+                                    r.offset
+                                )));
+                            }
+                            want += 1;
+                            bytes += r.value.len();
+                            out.push(r);
+                            if bytes >= max_bytes {
+                                return Ok(out);
+                            }
+                        }
+                        Decoded::End => break,
+                    }
+                }
+                if !progressed {
+                    // A record larger than the window: read it whole.
+                    let declared = window
+                        .get(..4)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, |b| u32::from_le_bytes(b) as usize);
+                    let need = record::HEADER_LEN + declared;
+                    if need <= window.len() || pos + need as u64 > len {
+                        // Not a record we can read: past what is written, or damaged.
+                        break;
+                    }
+                    window = Vec::with_capacity(need);
+                    continue;
+                }
+                pos += at as u64;
+            }
+            if want >= end || out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until an offset at or after `offset` is visible, or `timeout` passes;
+    /// answers whether one is.
+    pub(crate) fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.arrived);
+        loop {
+            if self.visible.load(Ordering::Acquire) > offset {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .arrived_cv
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+fn create_segment(dir: &Path, base: u64) -> Result<File> {
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(segment_path(dir, base))?)
+}

@@ -1,0 +1,121 @@
+//! The queue's errors, each with a platform code.
+
+use avl_core::{Error, ErrorCode};
+
+/// A queue error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// No topic of that name.
+    #[error("the topic `{0}` does not exist")]
+    NoSuchTopic(String),
+    /// The topic exists already.
+    #[error("the topic `{0}` already exists")]
+    TopicExists(String),
+    /// No such partition in the topic.
+    #[error("the topic `{topic}` has no partition {partition}")]
+    NoSuchPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
+    /// An offset outside the partition's log (before its start, or past its end).
+    #[error("offset {offset} is outside partition {partition}'s log ({start}..{end})")]
+    OffsetOutOfRange {
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset kept.
+        start: u64,
+        /// The next offset to be written.
+        end: u64,
+    },
+    /// A message, batch, name or setting outside the limits; the field says which.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// Which input.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Larger than allowed.
+    #[error("{what} is {size} bytes; at most {max}")]
+    TooLarge {
+        /// What.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Stored data failed its checks.
+    #[error("corrupted data: {0}")]
+    Corrupted(String),
+    /// A sync failed: what was written since the last one may not be durable, so the
+    /// partition takes no more writes until it is reopened.
+    #[error("the partition's log cannot be made durable: {0}")]
+    SyncFailed(String),
+    /// The file system or the metadata database failed.
+    #[error("queue storage error: {0}")]
+    Io(String),
+}
+
+impl QueueError {
+    /// [`QueueError::InvalidArgument`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        QueueError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The platform code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            QueueError::NoSuchTopic(_) | QueueError::NoSuchPartition { .. } => ErrorCode::NotFound,
+            QueueError::TopicExists(_) => ErrorCode::AlreadyExists,
+            QueueError::OffsetOutOfRange { .. } | QueueError::InvalidArgument { .. } => {
+                ErrorCode::InvalidInput
+            }
+            QueueError::TooLarge { .. } => ErrorCode::TooLarge,
+            QueueError::Corrupted(_) => ErrorCode::Corrupted,
+            QueueError::SyncFailed(_) => ErrorCode::Unavailable,
+            QueueError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<QueueError> for Error {
+    fn from(e: QueueError) -> Self {
+        Error::new(e.code(), e.to_string())
+    }
+}
+
+impl From<std::io::Error> for QueueError {
+    fn from(e: std::io::Error) -> Self {
+        QueueError::Io(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for QueueError {
+            fn from(e: $t) -> Self {
+                QueueError::Io(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A result with a [`QueueError`].
+pub type Result<T> = std::result::Result<T, QueueError>;

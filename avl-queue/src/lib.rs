@@ -1,0 +1,32 @@
+//! AVL Queue: event streams and pub/sub topics inside the application's process, with
+//! the guarantees of Kafka-style logs: partitioned append-only logs with offsets, keys
+//! that pick partitions, consumer groups' committed offsets, and acknowledged messages
+//! that are on disk (group commit: concurrent producers share each sync).
+//!
+//! ```
+//! use avl_queue::{Engine, Message, TopicConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let queue = Engine::open(dir.path())?;
+//! queue.create_topic("game.events", TopicConfig::with_partitions(4))?;
+//! let at = queue.publish("game.events", Message::new("player joined").with_key("p1"))?;
+//! let records = queue.read("game.events", at.partition, at.offset, 10, usize::MAX)?;
+//! assert_eq!(records[0].value, b"player joined");
+//! queue.commit_offset("scores", "game.events", at.partition, at.offset + 1)?;
+//! assert_eq!(queue.lag("scores", "game.events")?.iter().map(|l| l.lag).sum::<u64>(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! This is the first part: topics, partitions, durability modes, reads and committed
+//! offsets. Consumer group membership, retention, compaction, idempotent producers,
+//! SQS-like queues, the service and its fronts come next.
+
+mod engine;
+mod error;
+
+pub use engine::{
+    Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_HEADERS, MAX_MESSAGE_BYTES_LIMIT,
+    MAX_NAME_LEN, MAX_PARTITIONS, Message, PartitionInfo, Published, Record, TopicConfig,
+    check_name, partition_for_key,
+};
+pub use error::{QueueError, Result};

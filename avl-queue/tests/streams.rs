@@ -1,0 +1,368 @@
+//! The stream engine against a model: what was published is read back at its offsets,
+//! across segment files and reopenings; torn tails are cut; bad input is refused with
+//! nothing written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use avl_queue::{Durability, Engine, Message, QueueError, TopicConfig, partition_for_key};
+use proptest::prelude::*;
+
+fn config(partitions: u32, durability: Durability, segment_bytes: u64) -> TopicConfig {
+    TopicConfig {
+        partitions,
+        durability,
+        segment_bytes,
+        ..TopicConfig::default()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Publish(Option<u8>, Vec<u8>),
+    Batch(Vec<(Option<u8>, Vec<u8>)>),
+    Read(u32, u64, usize),
+    Commit(u32, u64),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let value = proptest::collection::vec(any::<u8>(), 0..600);
+    let key = proptest::option::of(0u8..6);
+    prop_oneof![
+        4 => (key.clone(), value.clone()).prop_map(|(k, v)| Op::Publish(k, v)),
+        2 => proptest::collection::vec((key, value), 0..12).prop_map(Op::Batch),
+        3 => (0u32..3, 0u64..40, 0usize..20).prop_map(|(p, o, m)| Op::Read(p, o, m)),
+        1 => (0u32..3, 0u64..40).prop_map(|(p, o)| Op::Commit(p, o)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn message(key: Option<u8>, value: &[u8]) -> Message {
+    let mut m = Message::new(value.to_vec()).with_header("n", vec![value.len() as u8]);
+    m.key = key.map(|k| vec![k]);
+    m
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reads_match_what_was_published(
+        ops in proptest::collection::vec(op(), 1..40),
+        always in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let durability = if always { Durability::Always } else { Durability::Never };
+        let mut engine = Engine::open(dir.path()).unwrap();
+        // Small segments: reads and recovery cross segment files.
+        engine.create_topic("t", config(3, durability, 4096)).unwrap();
+        let mut model: Vec<Vec<Message>> = vec![Vec::new(); 3];
+        let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Publish(k, v) => {
+                    let m = message(k, &v);
+                    let at = engine.publish("t", m.clone()).unwrap();
+                    if let Some(k) = k {
+                        prop_assert_eq!(at.partition, partition_for_key(&[k], 3));
+                    }
+                    let log = &mut model[at.partition as usize];
+                    prop_assert_eq!(at.offset, log.len() as u64);
+                    log.push(m);
+                }
+                Op::Batch(items) => {
+                    let batch: Vec<Message> = items.iter().map(|(k, v)| message(*k, v)).collect();
+                    let at = engine.publish_batch("t", batch.clone()).unwrap();
+                    prop_assert_eq!(at.len(), batch.len());
+                    for (m, p) in batch.into_iter().zip(at) {
+                        let log = &mut model[p.partition as usize];
+                        prop_assert_eq!(p.offset, log.len() as u64);
+                        log.push(m);
+                    }
+                }
+                Op::Read(p, offset, max) => {
+                    let log = &model[p as usize];
+                    match engine.read("t", p, offset, max, usize::MAX) {
+                        Ok(records) => {
+                            prop_assert!(offset <= log.len() as u64);
+                            let want = &log[offset as usize..(offset as usize + max).min(log.len())];
+                            prop_assert_eq!(records.len(), want.len());
+                            for (i, (r, m)) in records.iter().zip(want).enumerate() {
+                                prop_assert_eq!(r.offset, offset + i as u64);
+                                prop_assert_eq!(&r.key, &m.key);
+                                prop_assert_eq!(&r.value, &m.value);
+                                prop_assert_eq!(&r.headers, &m.headers);
+                            }
+                        }
+                        Err(QueueError::OffsetOutOfRange { .. }) => {
+                            prop_assert!(offset > log.len() as u64);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Commit(p, offset) => {
+                    match engine.commit_offset("g", "t", p, offset) {
+                        Ok(()) => {
+                            prop_assert!(offset <= model[p as usize].len() as u64);
+                            committed.insert(p, offset);
+                        }
+                        Err(QueueError::OffsetOutOfRange { .. }) => {
+                            prop_assert!(offset > model[p as usize].len() as u64);
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                Op::Reopen => {
+                    drop(engine);
+                    engine = Engine::open(dir.path()).unwrap();
+                }
+            }
+        }
+        for (p, log) in model.iter().enumerate() {
+            let info = engine.partitions("t").unwrap()[p];
+            prop_assert_eq!((info.start, info.end), (0, log.len() as u64));
+            let lag = &engine.lag("g", "t").unwrap()[p];
+            prop_assert_eq!(lag.committed, committed.get(&(p as u32)).copied());
+            prop_assert_eq!(lag.lag, log.len() as u64 - lag.committed.unwrap_or(0));
+        }
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine
+            .create_topic("t", config(1, Durability::Always, 1 << 20))
+            .unwrap();
+        for i in 0..10u8 {
+            engine.publish("t", Message::new(vec![i; 100])).unwrap();
+        }
+    }
+    let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // Half of the last record, as a crash mid-write leaves it, then junk.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    f.set_len(len - 60).unwrap();
+    drop(f);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("t").unwrap()[0].end, 9);
+    let at = engine.publish("t", Message::new("after")).unwrap();
+    assert_eq!(at.offset, 9);
+    let all = engine.read("t", 0, 0, 100, usize::MAX).unwrap();
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[9].value, b"after");
+    assert_eq!(all[8].value, vec![8u8; 100]);
+    drop(engine);
+
+    // A flipped byte in the middle ends the log there, in this segment and after it.
+    let bytes = std::fs::read(&segment).unwrap();
+    let mut damaged = bytes.clone();
+    let middle = bytes.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(&segment, &damaged).unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let end = engine.partitions("t").unwrap()[0].end;
+    assert!(end < 10, "{end}");
+    let kept = engine.read("t", 0, 0, 100, usize::MAX).unwrap();
+    assert_eq!(kept.len() as u64, end);
+    for (i, r) in kept.iter().enumerate() {
+        assert_eq!(r.value, vec![i as u8; 100]);
+    }
+}
+
+#[test]
+fn segments_roll_and_reads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(1, Durability::Never, 4096))
+        .unwrap();
+    let batch: Vec<Message> = (0..500u32)
+        .map(|i| Message::new(i.to_le_bytes().repeat(50)))
+        .collect();
+    engine.publish_batch("t", batch).unwrap();
+    for i in 0..500u32 {
+        engine
+            .publish("t", Message::new(i.to_le_bytes().repeat(3)))
+            .unwrap();
+    }
+    let files = std::fs::read_dir(dir.path().join("topics/t/0"))
+        .unwrap()
+        .count();
+    // A batch is never split across files; the singles after it roll every 4 KiB.
+    assert!(files >= 6, "{files} segment files");
+    for from in [0u64, 1, 250, 499, 500, 777, 999, 1000] {
+        let got = engine.read("t", 0, from, 2000, usize::MAX).unwrap();
+        assert_eq!(got.len() as u64, 1000 - from);
+        for (i, r) in got.iter().enumerate() {
+            let n = from + i as u64;
+            assert_eq!(r.offset, n);
+            let v = (n % 500) as u32;
+            let reps = if n < 500 { 50 } else { 3 };
+            assert_eq!(r.value, v.to_le_bytes().repeat(reps));
+        }
+    }
+    // A value budget stops a read after the record that passes it.
+    let some = engine.read("t", 0, 0, 1000, 450).unwrap();
+    assert_eq!(some.len(), 3);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.read("t", 0, 990, 100, usize::MAX).unwrap().len(), 10);
+}
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    for bad in ["", ".", "..", "has space", "a/b", &"x".repeat(250), "ação"] {
+        let e = engine
+            .create_topic(bad, TopicConfig::default())
+            .unwrap_err();
+        assert!(
+            matches!(e, QueueError::InvalidArgument { .. }),
+            "{bad}: {e}"
+        );
+    }
+    for bad in [
+        TopicConfig::with_partitions(0),
+        TopicConfig::with_partitions(5000),
+        TopicConfig {
+            max_message_bytes: 17 << 20,
+            ..TopicConfig::default()
+        },
+        TopicConfig {
+            durability: Durability::Interval(0),
+            ..TopicConfig::default()
+        },
+    ] {
+        assert!(matches!(
+            engine.create_topic("t", bad).unwrap_err(),
+            QueueError::InvalidArgument { .. }
+        ));
+    }
+    engine
+        .create_topic(
+            "t",
+            TopicConfig {
+                partitions: 2,
+                max_message_bytes: 1000,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        engine
+            .create_topic("t", TopicConfig::default())
+            .unwrap_err(),
+        QueueError::TopicExists(_)
+    ));
+    let big = Message::new(vec![0u8; 1001]);
+    assert!(matches!(
+        engine.publish("t", big.clone()).unwrap_err(),
+        QueueError::TooLarge { .. }
+    ));
+    // One bad message fails the whole batch before anything is written.
+    assert!(matches!(
+        engine
+            .publish_batch("t", vec![Message::new("fine"), big])
+            .unwrap_err(),
+        QueueError::TooLarge { .. }
+    ));
+    let mut headers = Message::new("h");
+    for i in 0..65 {
+        headers = headers.with_header(format!("h{i}"), "v");
+    }
+    assert!(engine.publish("t", headers).is_err());
+    assert!(
+        engine
+            .publish_batch("t", vec![Message::new("x"); 10_001])
+            .is_err()
+    );
+    assert!(engine.partitions("t").unwrap().iter().all(|p| p.end == 0));
+    assert!(matches!(
+        engine.publish("nope", Message::new("x")).unwrap_err(),
+        QueueError::NoSuchTopic(_)
+    ));
+    assert!(matches!(
+        engine.read("t", 2, 0, 1, 1).unwrap_err(),
+        QueueError::NoSuchPartition { .. }
+    ));
+    assert!(matches!(
+        engine.read("t", 0, 1, 1, 1).unwrap_err(),
+        QueueError::OffsetOutOfRange {
+            partition: 0,
+            offset: 1,
+            start: 0,
+            end: 0
+        }
+    ));
+    assert!(engine.commit_offset("g", "t", 0, 5).is_err());
+    assert!(engine.commit_offset("bad group", "t", 0, 0).is_err());
+}
+
+#[test]
+fn readers_wait_for_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = engine.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        producer.publish("t", Message::new("late")).unwrap();
+    });
+    let got = engine
+        .read_wait("t", 0, 0, 10, Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value, b"late");
+    handle.join().unwrap();
+    // Nothing comes: the wait ends empty.
+    let none = engine
+        .read_wait("t", 0, 1, 10, Duration::from_millis(20))
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[test]
+fn topics_are_deleted_with_their_offsets_and_interval_topics_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic(
+            "t",
+            TopicConfig {
+                durability: Durability::Interval(5),
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    engine
+        .create_topic("other", TopicConfig::default())
+        .unwrap();
+    engine.publish("t", Message::new("a")).unwrap();
+    engine.publish("other", Message::new("b")).unwrap();
+    engine.commit_offset("g", "t", 0, 1).unwrap();
+    engine.commit_offset("g", "other", 0, 1).unwrap();
+    assert_eq!(engine.list_topics().len(), 2);
+    engine.delete_topic("t").unwrap();
+    assert!(!dir.path().join("topics/t").exists());
+    engine.create_topic("t", TopicConfig::default()).unwrap();
+    assert_eq!(engine.committed_offset("g", "t", 0).unwrap(), None);
+    assert_eq!(engine.committed_offset("g", "other", 0).unwrap(), Some(1));
+    assert_eq!(engine.partitions("t").unwrap()[0].end, 0);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.list_topics().len(), 2);
+    assert_eq!(
+        engine.read("other", 0, 0, 10, usize::MAX).unwrap()[0].value,
+        b"b"
+    );
+}
