@@ -17,16 +17,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! This is the first part: topics, partitions, durability modes, reads and committed
-//! offsets. Consumer group membership, retention, compaction, idempotent producers,
-//! SQS-like queues, the service and its fronts come next.
+//! The same calls reach a served queue through [`QueueClient`] (`avl serve` mounts
+//! [`QueueService`]). This is the first part: topics, partitions, durability modes,
+//! reads and committed offsets. Consumer group membership, retention, compaction,
+//! idempotent producers and SQS-like queues come next.
 
+mod api;
 mod engine;
 mod error;
+mod service;
 
+pub use api::{QueueRequest, QueueResponse, TopicSummary};
 pub use engine::{
     Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_HEADERS, MAX_MESSAGE_BYTES_LIMIT,
     MAX_NAME_LEN, MAX_PARTITIONS, Message, PartitionInfo, Published, Record, TopicConfig,
     check_name, partition_for_key,
 };
 pub use error::{QueueError, Result};
+pub use service::{DATA_SUBDIR, MAX_READ_WAIT, QueueClient, QueueService};

@@ -9,6 +9,7 @@ mod configure;
 mod db;
 mod import;
 mod progress;
+mod queue;
 mod serve;
 mod storage;
 mod system;
@@ -103,6 +104,13 @@ enum Command {
         target: Target,
         #[command(subcommand)]
         command: db::DbCommand,
+    },
+    /// Event streams: topics, publishing, consumer groups.
+    Queue {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: queue::QueueCommand,
     },
     /// The object store: buckets and objects (`aws s3`'s commands).
     Storage {
@@ -212,6 +220,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Db { target, command } => {
             let config = client_config(&data_dir, &profile, &target)?;
             runtime()?.block_on(db::run(&config, command))
+        }
+        Command::Queue { target, command } => {
+            let config = client_config(&data_dir, &profile, &target)?;
+            runtime()?.block_on(queue::run(&config, command))
         }
         Command::Storage { target, command } => {
             let config = client_config(&data_dir, &profile, &target)?;

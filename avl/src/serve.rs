@@ -96,10 +96,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .map_err(|e| Error::from(e).context("cannot open the document database"))?;
     let store = avl_storage::Store::open(data_dir.join(avl_storage::DATA_SUBDIR))
         .map_err(|e| Error::from(e).context("cannot open the object store"))?;
+    let queue = avl_queue::Engine::open(data_dir.join(avl_queue::DATA_SUBDIR))
+        .map_err(|e| Error::from(e).context("cannot open the queue"))?;
     let services = vec![
         System::NAME.to_string(),
         aviladb::DbService::NAME.to_string(),
         avl_storage::StorageService::NAME.to_string(),
+        avl_queue::QueueService::NAME.to_string(),
         "s3".to_string(),
     ];
     let system = Arc::new(System::new(&data_dir, services));
@@ -111,6 +114,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .mount(system)
         .mount(Arc::new(aviladb::DbService::new(db)))
         .mount(Arc::new(avl_storage::StorageService::new(store.clone())))
+        .mount(Arc::new(avl_queue::QueueService::new(queue)))
         .bind(config)
         .await?;
     let s3 = avl_storage::s3::bind(

@@ -12,17 +12,86 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Bytes as base64 text on the wire (JSON would spell them as arrays of numbers).
+pub(crate) mod b64 {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+
+    pub(crate) mod option {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(
+            bytes: &Option<Vec<u8>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(b) => s.serialize_some(&STANDARD.encode(b)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Vec<u8>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| STANDARD.decode(t).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+
+    pub(crate) mod headers {
+        use super::*;
+        use serde::Serialize;
+
+        pub(crate) fn serialize<S: Serializer>(
+            headers: &[(String, Vec<u8>)],
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let encoded: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), STANDARD.encode(v)))
+                .collect();
+            encoded.serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Vec<(String, Vec<u8>)>, D::Error> {
+            Vec::<(String, String)>::deserialize(d)?
+                .into_iter()
+                .map(|(n, v)| {
+                    STANDARD
+                        .decode(v)
+                        .map(|v| (n, v))
+                        .map_err(serde::de::Error::custom)
+                })
+                .collect()
+        }
+    }
+}
+
 /// What a producer sends.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// Picks the partition (the same key, the same partition); also what compaction keeps
     /// the latest value of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
     pub key: Option<Vec<u8>>,
     /// The payload.
+    #[serde(with = "b64")]
     pub value: Vec<u8>,
     /// Headers, in order (names need not be unique).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64::headers")]
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -73,12 +142,13 @@ pub struct Record {
     /// When it was appended (ms since the Unix epoch).
     pub timestamp_ms: u64,
     /// Its key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "b64::option")]
     pub key: Option<Vec<u8>>,
     /// Its value.
+    #[serde(with = "b64")]
     pub value: Vec<u8>,
     /// Its headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64::headers")]
     pub headers: Vec<(String, Vec<u8>)>,
 }
 

@@ -1,0 +1,258 @@
+//! The queue as an avl-core service (the engine behind every transport), and its async
+//! client.
+
+use std::path::Path;
+use std::time::Duration;
+
+use avl_core::{Context, OpenLocal, Service};
+
+use crate::api::{QueueRequest, QueueResponse, TopicSummary};
+use crate::engine::{
+    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, Message, PartitionInfo, Published, Record, TopicConfig,
+};
+use crate::error::QueueError;
+
+/// Where the service keeps its files inside a data directory.
+pub const DATA_SUBDIR: &str = "queue";
+/// The longest a read waits for a record.
+pub const MAX_READ_WAIT: Duration = Duration::from_secs(20);
+
+/// The engine, answering [`QueueRequest`]s on Tokio's blocking threads (an `Always`
+/// publish waits for its sync; a read may wait for a record).
+#[derive(Debug, Clone)]
+pub struct QueueService {
+    engine: Engine,
+}
+
+impl QueueService {
+    /// The service over `engine`.
+    pub fn new(engine: Engine) -> Self {
+        QueueService { engine }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, QueueError> {
+    Ok(match request {
+        QueueRequest::CreateTopic { topic, config } => {
+            engine.create_topic(&topic, config)?;
+            QueueResponse::Done
+        }
+        QueueRequest::DeleteTopic { topic } => {
+            engine.delete_topic(&topic)?;
+            QueueResponse::Done
+        }
+        QueueRequest::ListTopics => QueueResponse::Topics {
+            topics: engine
+                .list_topics()
+                .into_iter()
+                .map(|(name, config)| TopicSummary { name, config })
+                .collect(),
+        },
+        QueueRequest::DescribeTopic { topic } => QueueResponse::Partitions {
+            partitions: engine.partitions(&topic)?,
+        },
+        QueueRequest::Publish { topic, messages } => QueueResponse::Published {
+            published: engine.publish_batch(&topic, messages)?,
+        },
+        QueueRequest::Read {
+            topic,
+            partition,
+            offset,
+            max,
+            wait_ms,
+        } => {
+            let max = max.clamp(1, 10_000);
+            let wait = Duration::from_millis(wait_ms).min(MAX_READ_WAIT);
+            let records = if wait.is_zero() {
+                engine.read(&topic, partition, offset, max, 16 << 20)?
+            } else {
+                engine.read_wait(&topic, partition, offset, max, wait)?
+            };
+            QueueResponse::Records { records }
+        }
+        QueueRequest::CommitOffset {
+            group,
+            topic,
+            partition,
+            offset,
+        } => {
+            engine.commit_offset(&group, &topic, partition, offset)?;
+            QueueResponse::Done
+        }
+        QueueRequest::Lag { group, topic } => QueueResponse::Lag {
+            lag: engine.lag(&group, &topic)?,
+        },
+    })
+}
+
+impl Service for QueueService {
+    const NAME: &'static str = "queue";
+    type Request = QueueRequest;
+    type Response = QueueResponse;
+
+    async fn call(
+        &self,
+        _context: Context,
+        request: QueueRequest,
+    ) -> avl_core::Result<QueueResponse> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || handle(&engine, request))
+            .await
+            .map_err(|e| avl_core::Error::internal(format!("queue task failed: {e}")))?
+            .map_err(avl_core::Error::from)
+    }
+
+    fn max_request_bytes(&self) -> u64 {
+        // A batch of the largest messages, base64 in JSON.
+        (MAX_MESSAGE_BYTES_LIMIT as u64) * 2 + (8 << 20)
+    }
+}
+
+impl OpenLocal for QueueService {
+    fn open_local(data_dir: &Path) -> avl_core::Result<Self> {
+        Engine::open(data_dir.join(DATA_SUBDIR))
+            .map(QueueService::new)
+            .map_err(avl_core::Error::from)
+    }
+}
+
+/// The queue through any transport, with the engine's calls.
+#[derive(Debug, Clone)]
+pub struct QueueClient {
+    inner: avl_core::Client<QueueService>,
+}
+
+fn unexpected(response: QueueResponse) -> avl_core::Error {
+    avl_core::Error::internal(format!("unexpected queue response: {response:?}"))
+}
+
+impl QueueClient {
+    /// A client over an avl-core client of the service.
+    pub fn new(inner: avl_core::Client<QueueService>) -> Self {
+        QueueClient { inner }
+    }
+
+    async fn done(&self, request: QueueRequest) -> avl_core::Result<()> {
+        match self.inner.call(request).await? {
+            QueueResponse::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, topic: &str, config: TopicConfig) -> avl_core::Result<()> {
+        self.done(QueueRequest::CreateTopic {
+            topic: topic.into(),
+            config,
+        })
+        .await
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, topic: &str) -> avl_core::Result<()> {
+        self.done(QueueRequest::DeleteTopic {
+            topic: topic.into(),
+        })
+        .await
+    }
+
+    /// The topics.
+    pub async fn list_topics(&self) -> avl_core::Result<Vec<TopicSummary>> {
+        match self.inner.call(QueueRequest::ListTopics).await? {
+            QueueResponse::Topics { topics } => Ok(topics),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A topic's partitions.
+    pub async fn partitions(&self, topic: &str) -> avl_core::Result<Vec<PartitionInfo>> {
+        match self
+            .inner
+            .call(QueueRequest::DescribeTopic {
+                topic: topic.into(),
+            })
+            .await?
+        {
+            QueueResponse::Partitions { partitions } => Ok(partitions),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Publishes messages; answers where each went.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> avl_core::Result<Vec<Published>> {
+        match self
+            .inner
+            .call(QueueRequest::Publish {
+                topic: topic.into(),
+                messages,
+            })
+            .await?
+        {
+            QueueResponse::Published { published } => Ok(published),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Up to `max` records of a partition from `offset`, waiting up to `wait` for one.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        wait: Duration,
+    ) -> avl_core::Result<Vec<Record>> {
+        let request = QueueRequest::Read {
+            topic: topic.into(),
+            partition,
+            offset,
+            max,
+            wait_ms: wait.as_millis() as u64,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::Records { records } => Ok(records),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Records where `group` resumes in a partition.
+    pub async fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> avl_core::Result<()> {
+        self.done(QueueRequest::CommitOffset {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            offset,
+        })
+        .await
+    }
+
+    /// Where `group` stands in each partition of `topic`.
+    pub async fn lag(&self, group: &str, topic: &str) -> avl_core::Result<Vec<Lag>> {
+        match self
+            .inner
+            .call(QueueRequest::Lag {
+                group: group.into(),
+                topic: topic.into(),
+            })
+            .await?
+        {
+            QueueResponse::Lag { lag } => Ok(lag),
+            other => Err(unexpected(other)),
+        }
+    }
+}

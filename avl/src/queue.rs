@@ -1,0 +1,275 @@
+//! `avl queue`: topics from the command line, in-process on the data directory or through
+//! a server (`AVL_ENDPOINT`). Consumed messages are printed as JSON lines.
+
+use std::time::Duration;
+
+use avl_core::{Client, ClientConfig, Error, Result, connect};
+use avl_queue::{Durability, Message, QueueClient, QueueService, Record, TopicConfig};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueueCommand {
+    /// Create a topic.
+    CreateTopic {
+        /// Its name.
+        topic: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// When a publish is acknowledged: `always` (after a sync), `never`, or
+        /// `interval:MS`.
+        #[arg(long, default_value = "always")]
+        durability: String,
+        /// The largest message in bytes.
+        #[arg(long, default_value_t = 1 << 20)]
+        max_message_bytes: usize,
+    },
+    /// Delete a topic with its messages and groups' offsets.
+    DeleteTopic {
+        /// Its name.
+        topic: String,
+    },
+    /// Publish one message (its value as text).
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The message.
+        message: String,
+        /// Its key (the same key, the same partition).
+        #[arg(long)]
+        key: Option<String>,
+        /// A header, `name=value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+    },
+    /// Read messages as a consumer group (one JSON object per line), committing where
+    /// the group got to.
+    Consume {
+        /// The topic.
+        topic: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// Without a committed offset, start at the beginning (else at the end).
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many messages.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        /// Wait up to this many seconds for messages when there are none.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Topics, their partitions, and each group's lag when --group is given.
+    Stats {
+        /// Only this topic.
+        topic: Option<String>,
+        /// Show this group's lag too.
+        #[arg(long)]
+        group: Option<String>,
+    },
+}
+
+fn durability(text: &str) -> Result<Durability> {
+    match text {
+        "always" => Ok(Durability::Always),
+        "never" => Ok(Durability::Never),
+        other => other
+            .strip_prefix("interval:")
+            .and_then(|ms| ms.parse().ok())
+            .map(Durability::Interval)
+            .ok_or_else(|| {
+                Error::invalid_input(
+                    "durability",
+                    format!("`{other}`: always, never, or interval:MS"),
+                )
+            }),
+    }
+}
+
+/// Bytes as JSON: text when they are UTF-8, else `{"base64": ...}`.
+fn bytes_json(bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::Value::String(text.to_string()),
+        Err(_) => {
+            use base64::Engine as _;
+            serde_json::json!({"base64": base64::engine::general_purpose::STANDARD.encode(bytes)})
+        }
+    }
+}
+
+fn print_record(topic: &str, partition: u32, r: &Record) {
+    let mut line = serde_json::json!({
+        "topic": topic,
+        "partition": partition,
+        "offset": r.offset,
+        "timestamp_ms": r.timestamp_ms,
+        "value": bytes_json(&r.value),
+    });
+    if let Some(k) = &r.key {
+        line["key"] = bytes_json(k);
+    }
+    if !r.headers.is_empty() {
+        line["headers"] = r
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), bytes_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    println!("{line}");
+}
+
+pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<()> {
+    let client = QueueClient::new(Client::new(connect::<QueueService>(config)?));
+    match command {
+        QueueCommand::CreateTopic {
+            topic,
+            partitions,
+            durability: mode,
+            max_message_bytes,
+        } => {
+            let config = TopicConfig {
+                partitions,
+                durability: durability(&mode)?,
+                max_message_bytes,
+                ..TopicConfig::default()
+            };
+            client.create_topic(&topic, config).await?;
+            println!("created topic {topic} ({partitions} partitions)");
+        }
+        QueueCommand::DeleteTopic { topic } => {
+            client.delete_topic(&topic).await?;
+            println!("deleted topic {topic}");
+        }
+        QueueCommand::Publish {
+            topic,
+            message,
+            key,
+            headers,
+        } => {
+            let mut m = Message::new(message.into_bytes());
+            m.key = key.map(String::into_bytes);
+            for h in headers {
+                let (name, value) = h.split_once('=').ok_or_else(|| {
+                    Error::invalid_input("header", format!("`{h}` is not name=value"))
+                })?;
+                m = m.with_header(name, value.as_bytes().to_vec());
+            }
+            let at = client.publish(&topic, vec![m]).await?;
+            let at = at
+                .first()
+                .ok_or_else(|| Error::internal("a publish answered no position"))?;
+            println!(
+                "{}",
+                serde_json::json!({"partition": at.partition, "offset": at.offset})
+            );
+        }
+        QueueCommand::Consume {
+            topic,
+            group,
+            from_beginning,
+            max,
+            wait,
+        } => consume(&client, &topic, &group, from_beginning, max, wait).await?,
+        QueueCommand::Stats { topic, group } => {
+            let topics = match topic {
+                Some(t) => vec![t],
+                None => client
+                    .list_topics()
+                    .await?
+                    .into_iter()
+                    .map(|t| t.name)
+                    .collect(),
+            };
+            for t in topics {
+                let partitions = client.partitions(&t).await?;
+                let mut line = serde_json::json!({"topic": t, "partitions": partitions});
+                if let Some(g) = &group {
+                    line["group"] = g.clone().into();
+                    line["lag"] = serde_json::to_value(client.lag(g, &t).await?)
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads each partition from the group's committed offset (or the beginning or end),
+/// printing up to `max` messages, and commits after the last one printed of each.
+async fn consume(
+    client: &QueueClient,
+    topic: &str,
+    group: &str,
+    from_beginning: bool,
+    max: usize,
+    wait: u64,
+) -> Result<()> {
+    let lag = client.lag(group, topic).await?;
+    let partitions = client.partitions(topic).await?;
+    let mut positions: Vec<(u32, u64)> = lag
+        .iter()
+        .zip(&partitions)
+        .map(|(l, p)| {
+            let start = match l.committed {
+                Some(c) => c.max(p.start),
+                None if from_beginning => p.start,
+                None => p.end,
+            };
+            (l.partition, start)
+        })
+        .collect();
+    // A partition the group has no position in gets one now (where this run starts), so
+    // a later run resumes there even if this one stops before reaching it.
+    for ((partition, offset), l) in positions.iter().zip(&lag) {
+        if l.committed.is_none() {
+            client
+                .commit_offset(group, topic, *partition, *offset)
+                .await?;
+        }
+    }
+    let mut printed = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let mut any = false;
+        for (partition, offset) in positions.iter_mut() {
+            if printed >= max {
+                break;
+            }
+            let records = client
+                .read(topic, *partition, *offset, max - printed, Duration::ZERO)
+                .await?;
+            if let Some(last) = records.last() {
+                for r in &records {
+                    print_record(topic, *partition, r);
+                }
+                printed += records.len();
+                *offset = last.offset + 1;
+                client
+                    .commit_offset(group, topic, *partition, *offset)
+                    .await?;
+                any = true;
+            }
+        }
+        if printed >= max || (!any && tokio::time::Instant::now() >= deadline) {
+            return Ok(());
+        }
+        if !any {
+            // Wait on one partition for a bit, then look at all of them again.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Some((partition, offset)) = positions.first() {
+                let _ = client
+                    .read(
+                        topic,
+                        *partition,
+                        *offset,
+                        1,
+                        left.min(Duration::from_millis(500)),
+                    )
+                    .await?;
+            }
+        }
+    }
+}

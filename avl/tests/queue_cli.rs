@@ -1,0 +1,162 @@
+//! `avl queue`, run as a user runs it: the same session in-process on a data directory
+//! and through `avl serve`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::process::{Command, Output};
+
+mod common;
+
+use common::*;
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn session(queue: &dyn Fn(&[&str]) -> Output) {
+    ok(queue(&["create-topic", "game.events", "--partitions", "3"]));
+    for i in 0..6 {
+        let at = lines(&ok(queue(&[
+            "publish",
+            "game.events",
+            &format!("event {i}"),
+            "--key",
+            &format!("player-{}", i % 2),
+            "--header",
+            "source=cli",
+        ])));
+        assert!(at[0]["partition"].as_u64().unwrap() < 3);
+    }
+    // The same key, the same partition, in order.
+    let first = lines(&ok(queue(&[
+        "consume",
+        "game.events",
+        "--group",
+        "scores",
+        "--from-beginning",
+        "--max",
+        "4",
+    ])));
+    assert_eq!(first.len(), 4);
+    let rest = lines(&ok(queue(&[
+        "consume",
+        "game.events",
+        "--group",
+        "scores",
+        "--max",
+        "10",
+    ])));
+    assert_eq!(rest.len(), 2, "the group resumes where it stopped");
+    let all: Vec<&serde_json::Value> = first.iter().chain(&rest).collect();
+    let mut values: Vec<&str> = all.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        [
+            "event 0", "event 1", "event 2", "event 3", "event 4", "event 5"
+        ]
+    );
+    for r in &all {
+        assert_eq!(r["headers"]["source"], "cli");
+        let key = r["key"].as_str().unwrap();
+        let same: Vec<_> = all.iter().filter(|o| o["key"] == key).collect();
+        assert!(same.iter().all(|o| o["partition"] == r["partition"]));
+    }
+    assert!(ok(queue(&["consume", "game.events", "--group", "scores"])).is_empty());
+    let stats = lines(&ok(queue(&["stats", "game.events", "--group", "scores"])));
+    let lag: u64 = stats[0]["lag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lag"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lag, 0);
+    // A new group without --from-beginning starts at the end.
+    assert!(ok(queue(&["consume", "game.events", "--group", "late"])).is_empty());
+
+    let out = queue(&["publish", "nope", "x"]);
+    assert!(
+        text(&out.stderr).starts_with("error: NotFound: the topic `nope` does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = queue(&["create-topic", "bad name"]);
+    assert!(text(&out.stderr).starts_with("error: InvalidInput: topic"));
+    let out = queue(&["create-topic", "x", "--durability", "sometimes"]);
+    assert!(text(&out.stderr).starts_with("error: InvalidInput: durability"));
+    ok(queue(&["delete-topic", "game.events"]));
+    assert!(ok(queue(&["stats"])).is_empty());
+}
+
+#[test]
+fn queue_commands_work_in_process() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let queue = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.arg("--data-dir").arg(&data).arg("queue").args(args);
+        run(&mut cmd)
+    };
+    session(&queue);
+}
+
+#[test]
+fn queue_commands_work_through_a_server() {
+    let home = tempfile::tempdir().unwrap();
+    let served = Served::start(serve(home.path(), &home.path().join("data"), &[]));
+    let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").unwrap();
+    let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").unwrap();
+    let queue = |args: &[&str]| {
+        let mut cmd: Command = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .arg("queue")
+            .args(args);
+        run(&mut cmd)
+    };
+    session(&queue);
+    // A consumer waiting for a message gets it when it is published.
+    ok(queue(&["create-topic", "live"]));
+    let waiting = {
+        let mut cmd: Command = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .args([
+                "queue",
+                "consume",
+                "live",
+                "--group",
+                "g",
+                "--from-beginning",
+                "--max",
+                "1",
+                "--wait",
+                "30",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    ok(queue(&["publish", "live", "hello"]));
+    let out = waiting.wait_with_output().unwrap();
+    let got = lines(&text(&out.stdout));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["value"], "hello");
+    let (code, _, _) = served.stop("TERM");
+    assert_eq!(code, 0);
+}
