@@ -30,8 +30,8 @@ mod service;
 pub use api::{QueueRequest, QueueResponse, TopicSummary};
 pub use engine::{
     Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_HEADERS, MAX_MESSAGE_BYTES_LIMIT,
-    MAX_NAME_LEN, MAX_PARTITIONS, Message, PartitionInfo, Published, Record, TopicConfig,
-    check_name, partition_for_key,
+    MAX_NAME_LEN, MAX_PARTITIONS, Message, PartitionInfo, Published, Record, Retention,
+    TopicConfig, check_name, partition_for_key,
 };
 pub use error::{QueueError, Result};
 pub use service::{DATA_SUBDIR, MAX_READ_WAIT, QueueClient, QueueService};

@@ -366,3 +366,94 @@ fn topics_are_deleted_with_their_offsets_and_interval_topics_sync() {
         b"b"
     );
 }
+
+#[test]
+fn retention_drops_whole_segments_from_the_head() {
+    use avl_queue::Retention;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let with = |retention: Retention| TopicConfig {
+        segment_bytes: 4096,
+        durability: Durability::Never,
+        retention,
+        ..TopicConfig::default()
+    };
+    engine
+        .create_topic(
+            "count",
+            with(Retention {
+                max_messages: Some(100),
+                ..Retention::default()
+            }),
+        )
+        .unwrap();
+    engine
+        .create_topic(
+            "bytes",
+            with(Retention {
+                max_bytes: Some(10_000),
+                ..Retention::default()
+            }),
+        )
+        .unwrap();
+    engine
+        .create_topic(
+            "age",
+            with(Retention {
+                max_age_ms: Some(1),
+                ..Retention::default()
+            }),
+        )
+        .unwrap();
+    engine
+        .create_topic("all", with(Retention::default()))
+        .unwrap();
+    for topic in ["count", "bytes", "age", "all"] {
+        for i in 0..500u32 {
+            engine
+                .publish(topic, Message::new(i.to_le_bytes().repeat(25)))
+                .unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(engine.apply_retention().unwrap() > 0);
+    let kept = |topic: &str| {
+        let p = engine.partitions(topic).unwrap()[0];
+        (p.start, p.end)
+    };
+    let (start, end) = kept("count");
+    assert!(end - start >= 100 && end - start < 150, "{start}..{end}");
+    let (start, end) = kept("bytes");
+    let per = Message::new(vec![0u8; 100]).encoded_len() as u64;
+    assert!(
+        (end - start) * per >= 10_000 - 4096 && start > 0,
+        "{start}..{end}"
+    );
+    let (start, end) = kept("age");
+    assert!(
+        end - start < 40,
+        "only the active segment is left: {start}..{end}"
+    );
+    assert_eq!(kept("all"), (0, 500));
+    // What is left reads as before; what went is out of range.
+    let (start, _) = kept("count");
+    let first = engine.read("count", 0, start, 1, usize::MAX).unwrap();
+    assert_eq!(first[0].value, (start as u32).to_le_bytes().repeat(25));
+    assert!(matches!(
+        engine
+            .read("count", 0, start - 1, 1, usize::MAX)
+            .unwrap_err(),
+        QueueError::OffsetOutOfRange { .. }
+    ));
+    assert_eq!(engine.lag("g", "count").unwrap()[0].lag, 500 - start);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("count").unwrap()[0].start, start);
+    assert_eq!(
+        engine
+            .publish("count", Message::new("next"))
+            .unwrap()
+            .offset,
+        500
+    );
+}

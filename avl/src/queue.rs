@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use avl_core::{Client, ClientConfig, Error, Result, connect};
-use avl_queue::{Durability, Message, QueueClient, QueueService, Record, TopicConfig};
+use avl_queue::{Durability, Message, QueueClient, QueueService, Record, Retention, TopicConfig};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -23,6 +23,15 @@ pub(crate) enum QueueCommand {
         /// The largest message in bytes.
         #[arg(long, default_value_t = 1 << 20)]
         max_message_bytes: usize,
+        /// Drop messages older than this many seconds (whole segments at a time).
+        #[arg(long)]
+        retention_secs: Option<u64>,
+        /// Keep about this many bytes per partition.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        /// Keep about this many messages per partition.
+        #[arg(long)]
+        retention_messages: Option<u64>,
     },
     /// Delete a topic with its messages and groups' offsets.
     DeleteTopic {
@@ -128,11 +137,19 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             partitions,
             durability: mode,
             max_message_bytes,
+            retention_secs,
+            retention_bytes,
+            retention_messages,
         } => {
             let config = TopicConfig {
                 partitions,
                 durability: durability(&mode)?,
                 max_message_bytes,
+                retention: Retention {
+                    max_age_ms: retention_secs.map(|s| s.saturating_mul(1000)),
+                    max_bytes: retention_bytes,
+                    max_messages: retention_messages,
+                },
                 ..TopicConfig::default()
             };
             client.create_topic(&topic, config).await?;

@@ -20,8 +20,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QueueError, Result};
-pub use partition::Durability;
 use partition::Partition;
+pub use partition::{Durability, Retention};
 pub use record::{Message, Record};
 
 /// The metadata database's file name.
@@ -52,6 +52,9 @@ pub struct TopicConfig {
     pub max_message_bytes: usize,
     /// Segment files roll over past this many bytes.
     pub segment_bytes: u64,
+    /// How much is kept (everything by default).
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 impl Default for TopicConfig {
@@ -61,6 +64,7 @@ impl Default for TopicConfig {
             durability: Durability::Always,
             max_message_bytes: 1 << 20,
             segment_bytes: 64 << 20,
+            retention: Retention::default(),
         }
     }
 }
@@ -257,6 +261,7 @@ impl Engine {
             .spawn(move || {
                 let mut last: HashMap<String, std::time::Instant> = HashMap::new();
                 let mut nap = Duration::from_millis(100);
+                let mut retention_due = std::time::Instant::now();
                 loop {
                     std::thread::sleep(nap);
                     let Some(inner) = weak.upgrade() else { return };
@@ -274,6 +279,14 @@ impl Engine {
                         })
                         .collect();
                     drop(inner);
+                    if retention_due.elapsed() >= Duration::from_secs(1) {
+                        if let Some(inner) = weak.upgrade()
+                            && let Err(e) = apply_retention(&inner, now_ms())
+                        {
+                            tracing::warn!(error = %e, "applying retention failed");
+                        }
+                        retention_due = std::time::Instant::now();
+                    }
                     nap = Duration::from_millis(100);
                     for (name, topic, ms) in topics {
                         let every = Duration::from_millis(ms);
@@ -302,6 +315,12 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| QueueError::NoSuchTopic(name.to_string()))
+    }
+
+    /// Applies every topic's retention now (the background thread does it every second);
+    /// answers how many segment files were deleted.
+    pub fn apply_retention(&self) -> Result<usize> {
+        apply_retention(&self.inner, now_ms())
     }
 
     /// Creates a topic.
@@ -612,6 +631,24 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }
+}
+
+fn apply_retention(inner: &Inner, now: u64) -> Result<usize> {
+    let topics: Vec<Arc<Topic>> = inner
+        .topics
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .filter(|t| t.config.retention != Retention::default())
+        .cloned()
+        .collect();
+    let mut removed = 0;
+    for t in topics {
+        for p in &t.partitions {
+            removed += p.retain(&t.config.retention, now)?;
+        }
+    }
+    Ok(removed)
 }
 
 fn partition_of<'a>(t: &'a Topic, topic: &str, partition: u32) -> Result<&'a Partition> {

@@ -30,6 +30,21 @@ pub(crate) const INDEX_EVERY: u64 = 4096;
 /// Bytes read at a time when scanning a segment for a read.
 const READ_WINDOW: usize = 256 << 10;
 
+/// How much of a partition's log is kept: whole segments go from the head once every
+/// message in them is past one of the limits (the active segment always stays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Retention {
+    /// Messages older than this (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_ms: Option<u64>,
+    /// Beyond this many bytes of log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Beyond this many messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_messages: Option<u64>,
+}
+
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +61,8 @@ struct Segment {
     base: u64,
     file: Arc<File>,
     len: u64,
+    /// The newest timestamp in it (ms), for retention by age.
+    newest_ms: u64,
     /// (offset, position) of a record every [`INDEX_EVERY`] bytes, ascending.
     index: Vec<(u64, u64)>,
     indexed_at: u64,
@@ -143,9 +160,11 @@ impl Partition {
             let mut pos = 0usize;
             let mut index = Vec::new();
             let mut indexed_at = 0u64;
+            let mut newest_ms = 0u64;
             while pos < bytes.len() {
                 match record::decode(&bytes[pos..]) {
                     Decoded::Record(r, len) if r.offset == next => {
+                        newest_ms = newest_ms.max(r.timestamp_ms);
                         if index.is_empty() || pos as u64 >= indexed_at + INDEX_EVERY {
                             index.push((r.offset, pos as u64));
                             indexed_at = pos as u64;
@@ -165,6 +184,7 @@ impl Partition {
                 base,
                 file: Arc::new(file),
                 len: pos as u64,
+                newest_ms,
                 index,
                 indexed_at,
             });
@@ -176,6 +196,7 @@ impl Partition {
                 base: next,
                 file: Arc::new(file),
                 len: 0,
+                newest_ms: 0,
                 index: Vec::new(),
                 indexed_at: 0,
             });
@@ -203,6 +224,40 @@ impl Partition {
             arrived_cv: Condvar::new(),
             syncs: AtomicU64::new(0),
         })
+    }
+
+    /// Deletes whole segments from the head that `retention` no longer keeps (never the
+    /// active one); answers how many.
+    pub(crate) fn retain(&self, retention: &Retention, now_ms: u64) -> Result<usize> {
+        let doomed: Vec<u64> = {
+            let mut st = lock(&self.state);
+            let mut total: u64 = st.segments.iter().map(|s| s.len).sum();
+            let mut drop_count = 0usize;
+            while drop_count + 1 < st.segments.len() {
+                let head = &st.segments[drop_count];
+                let after = &st.segments[drop_count + 1];
+                let too_old = retention
+                    .max_age_ms
+                    .is_some_and(|age| head.newest_ms.saturating_add(age) < now_ms);
+                let too_big = retention
+                    .max_bytes
+                    .is_some_and(|max| total - head.len >= max);
+                let too_many = retention
+                    .max_messages
+                    .is_some_and(|max| st.next - after.base >= max);
+                if !(too_old || too_big || too_many) {
+                    break;
+                }
+                total -= head.len;
+                drop_count += 1;
+            }
+            st.segments.drain(..drop_count).map(|s| s.base).collect()
+        };
+        for base in &doomed {
+            // A removal a crash undoes is redone by the next pass.
+            std::fs::remove_file(segment_path(&self.dir, *base))?;
+        }
+        Ok(doomed.len())
     }
 
     /// Syncs done since the partition was opened.
@@ -254,6 +309,7 @@ impl Partition {
                 return Err(QueueError::Io(why));
             }
             active.len += buf.len() as u64;
+            active.newest_ms = active.newest_ms.max(now_ms);
             st.next += messages.len() as u64;
             (first, st.next)
         };
@@ -275,6 +331,7 @@ impl Partition {
             base: st.next,
             file: Arc::new(file),
             len: 0,
+            newest_ms: 0,
             index: Vec::new(),
             indexed_at: 0,
         });
