@@ -9,6 +9,9 @@ pub enum QueueError {
     /// No topic of that name.
     #[error("the topic `{0}` does not exist")]
     NoSuchTopic(String),
+    /// The topic was deleted while this call was under way.
+    #[error("the topic was deleted")]
+    TopicDeleted,
     /// The topic exists already.
     #[error("the topic `{0}` already exists")]
     TopicExists(String),
@@ -31,6 +34,17 @@ pub enum QueueError {
         start: u64,
         /// The next offset to be written.
         end: u64,
+    },
+    /// An idempotent producer skipped sequence numbers (or resent ones too old to be
+    /// remembered): nothing was written.
+    #[error("producer {producer}: sequence {got} where {expected} was expected")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer: u64,
+        /// The next sequence number the partition takes from it.
+        expected: u64,
+        /// The one given.
+        got: u64,
     },
     /// A message, batch, name or setting outside the limits; the field says which.
     #[error("{field}: {reason}")]
@@ -74,8 +88,11 @@ impl QueueError {
     /// The platform code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            QueueError::NoSuchTopic(_) | QueueError::NoSuchPartition { .. } => ErrorCode::NotFound,
+            QueueError::NoSuchTopic(_)
+            | QueueError::NoSuchPartition { .. }
+            | QueueError::TopicDeleted => ErrorCode::NotFound,
             QueueError::TopicExists(_) => ErrorCode::AlreadyExists,
+            QueueError::OutOfOrderSequence { .. } => ErrorCode::Conflict,
             QueueError::OffsetOutOfRange { .. } | QueueError::InvalidArgument { .. } => {
                 ErrorCode::InvalidInput
             }

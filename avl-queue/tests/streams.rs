@@ -210,9 +210,10 @@ fn segments_roll_and_reads_cross_them() {
             assert_eq!(r.value, v.to_le_bytes().repeat(reps));
         }
     }
-    // A value budget stops a read after the record that passes it.
-    let some = engine.read("t", 0, 0, 1000, 450).unwrap();
-    assert_eq!(some.len(), 3);
+    // A byte budget (records as stored) stops a read after the record that passes it.
+    let per = Message::new(vec![0u8; 200]).encoded_len();
+    let some = engine.read("t", 0, 0, 1000, per + 1).unwrap();
+    assert_eq!(some.len(), 2);
     drop(engine);
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(engine.read("t", 0, 990, 100, usize::MAX).unwrap().len(), 10);
@@ -456,4 +457,129 @@ fn retention_drops_whole_segments_from_the_head() {
             .offset,
         500
     );
+}
+
+#[test]
+fn an_idempotent_producer_makes_no_duplicates_across_resends_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(2, Durability::Always, 4096))
+        .unwrap();
+    let producer = Engine::new_producer_id();
+    let batch = |from: u32, n: u32| -> Vec<Message> {
+        (from..from + n)
+            .map(|i| Message::new(format!("m{i}")))
+            .collect()
+    };
+    let first = engine
+        .publish_idempotent("t", 0, producer, 0, &batch(0, 3))
+        .unwrap();
+    assert_eq!(first, [0, 1, 2]);
+    // The answer was lost: the same batch again changes nothing and answers the same.
+    assert_eq!(
+        engine
+            .publish_idempotent("t", 0, producer, 0, &batch(0, 3))
+            .unwrap(),
+        first
+    );
+    // A resend that overlaps new messages writes only the new ones.
+    let mixed = engine
+        .publish_idempotent("t", 0, producer, 2, &batch(2, 3))
+        .unwrap();
+    assert_eq!(mixed, [2, 3, 4]);
+    // Another producer, and plain messages, in between.
+    engine
+        .publish_idempotent("t", 0, Engine::new_producer_id(), 0, &batch(100, 1))
+        .unwrap();
+    engine.publish_to("t", 0, &batch(200, 1)).unwrap();
+    // A gap is refused and writes nothing.
+    let e = engine
+        .publish_idempotent("t", 0, producer, 9, &batch(9, 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            QueueError::OutOfOrderSequence {
+                expected: 5,
+                got: 9,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        engine
+            .publish_idempotent("t", 0, 0, 0, &batch(0, 1))
+            .is_err()
+    );
+    drop(engine);
+    // The numbers are in the log: a restart remembers them.
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(
+        engine
+            .publish_idempotent("t", 0, producer, 3, &batch(3, 3))
+            .unwrap(),
+        [3, 4, 7]
+    );
+    let values: Vec<String> = engine
+        .read("t", 0, 0, 100, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value).unwrap())
+        .collect();
+    assert_eq!(values, ["m0", "m1", "m2", "m3", "m4", "m100", "m200", "m5"]);
+    let r = &engine.read("t", 0, 7, 1, usize::MAX).unwrap()[0];
+    assert_eq!(r.producer, Some((producer, 5)));
+}
+
+#[test]
+fn a_deleted_topic_takes_no_more_writes_and_stray_files_are_not_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(1, Durability::Never, 4096))
+        .unwrap();
+    let writer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            let mut refused = 0;
+            for i in 0..20_000u32 {
+                match engine.publish("t", Message::new(i.to_le_bytes().repeat(8))) {
+                    Ok(_) => {}
+                    Err(QueueError::TopicDeleted | QueueError::NoSuchTopic(_)) => refused += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            refused
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    engine.delete_topic("t").unwrap();
+    engine
+        .create_topic("t", config(1, Durability::Never, 4096))
+        .unwrap();
+    writer.join().unwrap();
+    // Whatever the writer put in the new topic is whole and dense.
+    let info = engine.partitions("t").unwrap()[0];
+    assert_eq!(
+        engine
+            .read("t", 0, 0, usize::MAX, usize::MAX)
+            .unwrap()
+            .len() as u64,
+        info.end
+    );
+    engine.publish("t", Message::new("fine")).unwrap();
+    drop(engine);
+    // Files that only look like segments are left alone.
+    let part = dir.path().join("topics/t/0");
+    std::fs::write(part.join("0.log"), b"not a segment").unwrap();
+    std::fs::write(part.join("+1.log"), b"nor this").unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let end = engine.partitions("t").unwrap()[0].end;
+    assert_eq!(
+        engine.read("t", 0, end - 1, 1, usize::MAX).unwrap()[0].value,
+        b"fine"
+    );
+    assert!(part.join("0.log").exists());
 }

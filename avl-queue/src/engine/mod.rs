@@ -36,6 +36,12 @@ pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
 pub const MAX_PARTITIONS: u32 = 1024;
 /// The most messages in one batch.
 pub const MAX_BATCH: usize = 10_000;
+/// The largest segment file size a topic may set.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// The most bytes (keys, values, headers) in one batch.
+pub const MAX_BATCH_BYTES: usize = 64 << 20;
+/// The most bytes a waiting read answers with (past the first record).
+const READ_WAIT_BYTES: usize = 16 << 20;
 /// The most headers on one message.
 pub const MAX_HEADERS: usize = 64;
 /// The longest topic or group name.
@@ -91,8 +97,11 @@ impl TopicConfig {
                 format!("must be 1 to {MAX_MESSAGE_BYTES_LIMIT}"),
             ));
         }
-        if self.segment_bytes < 4096 {
-            return Err(QueueError::invalid("segment_bytes", "at least 4096"));
+        if !(4096..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(QueueError::invalid(
+                "segment_bytes",
+                format!("4096 to {MAX_SEGMENT_BYTES}"),
+            ));
         }
         if let Durability::Interval(ms) = self.durability
             && !(1..=60_000).contains(&ms)
@@ -236,6 +245,9 @@ impl Engine {
                 let (name, config) = row?;
                 let config: TopicConfig = serde_json::from_slice(config.value())
                     .map_err(|e| QueueError::Corrupted(format!("topic config: {e}")))?;
+                config.check().map_err(|e| {
+                    QueueError::Corrupted(format!("topic `{}`'s config: {e}", name.value()))
+                })?;
                 let topic = open_topic(&dir, name.value(), config)?;
                 topics.insert(name.value().to_string(), Arc::new(topic));
             }
@@ -335,11 +347,15 @@ impl Engine {
         if topics.contains_key(name) {
             return Err(QueueError::TopicExists(name.to_string()));
         }
-        let dir = self.inner.dir.join("topics").join(name);
+        let topics_dir = self.inner.dir.join("topics");
+        let dir = topics_dir.join(name);
         // Leftovers of a topic deleted before a crash are not this topic's.
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
+            partition::sync_dir(&topics_dir)?;
         }
+        // Every directory entry is durable before the topic is (open_topic syncs each
+        // new directory's parent).
         let topic = open_topic(&self.inner.dir, name, config.clone())?;
         let bytes = serde_json::to_vec(&config)
             .map_err(|e| QueueError::Io(format!("topic config: {e}")))?;
@@ -352,36 +368,44 @@ impl Engine {
         Ok(())
     }
 
-    /// Deletes a topic, its messages and its groups' offsets.
+    /// Deletes a topic, its messages and its groups' offsets. Appends still under way on
+    /// it fail with `TopicDeleted`.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         let mut topics = self
             .inner
             .topics
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if !topics.contains_key(name) {
+        let Some(topic) = topics.get(name).cloned() else {
             return Err(QueueError::NoSuchTopic(name.to_string()));
-        }
+        };
         let mut txn = self.inner.db.begin_write()?;
         txn.set_durability(RedbDurability::Immediate)
             .map_err(|e| QueueError::Io(e.to_string()))?;
         {
             txn.open_table(TOPICS)?.remove(name)?;
             let mut offsets = txn.open_table(OFFSETS)?;
-            let doomed: Vec<Vec<u8>> = offsets
-                .iter()?
-                .filter_map(|row| row.ok())
-                .map(|(k, _)| k.value().to_vec())
-                .filter(|k| topic_of_offset_key(k) == Some(name.as_bytes()))
-                .collect();
+            let mut doomed = Vec::new();
+            for row in offsets.iter()? {
+                let (k, _) = row?;
+                if topic_of_offset_key(k.value()) == Some(name.as_bytes()) {
+                    doomed.push(k.value().to_vec());
+                }
+            }
             for k in doomed {
                 offsets.remove(k.as_slice())?;
             }
         }
         txn.commit()?;
         topics.remove(name);
-        drop(topics);
-        std::fs::remove_dir_all(self.inner.dir.join("topics").join(name))?;
+        for p in &topic.partitions {
+            p.close_for_delete();
+        }
+        // Still under the lock: a topic of the same name created next gets a clean
+        // directory, never one this removal is still emptying.
+        let topics_dir = self.inner.dir.join("topics");
+        std::fs::remove_dir_all(topics_dir.join(name))?;
+        partition::sync_dir(&topics_dir)?;
         Ok(())
     }
 
@@ -418,7 +442,30 @@ impl Engine {
             .collect())
     }
 
-    fn check_message(&self, t: &Topic, m: &Message) -> Result<()> {
+    /// Checks a batch: its count, its bytes, each message.
+    fn check_batch(&self, t: &Topic, messages: &[Message]) -> Result<()> {
+        if messages.len() > MAX_BATCH {
+            return Err(QueueError::invalid(
+                "messages",
+                format!("{} in one batch; at most {MAX_BATCH}", messages.len()),
+            ));
+        }
+        let mut total = 0usize;
+        for m in messages {
+            total += self.check_message(t, m)?;
+        }
+        if total > MAX_BATCH_BYTES {
+            return Err(QueueError::TooLarge {
+                what: "the batch".into(),
+                size: total,
+                max: MAX_BATCH_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks one message; answers its size.
+    fn check_message(&self, t: &Topic, m: &Message) -> Result<usize> {
         if m.headers.len() > MAX_HEADERS {
             return Err(QueueError::invalid(
                 "headers",
@@ -447,7 +494,7 @@ impl Engine {
                 max: t.config.max_message_bytes,
             });
         }
-        Ok(())
+        Ok(size)
     }
 
     /// Publishes one message: to its key's partition, or round robin without a key.
@@ -459,18 +506,13 @@ impl Engine {
 
     /// Publishes a batch (up to [`MAX_BATCH`] messages): each partition's share is
     /// appended, and synced, together; answers where each message went, in order.
-    /// A message over the limits fails the whole batch before anything is written.
+    /// A message over the limits fails the whole batch before anything is written; a
+    /// write that fails on one partition leaves the shares of the partitions before it
+    /// written (use one partition, or an idempotent producer, to retry without
+    /// duplicates).
     pub fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
         let t = self.topic(topic)?;
-        if messages.len() > MAX_BATCH {
-            return Err(QueueError::invalid(
-                "messages",
-                format!("{} in one batch; at most {MAX_BATCH}", messages.len()),
-            ));
-        }
-        for m in &messages {
-            self.check_message(&t, m)?;
-        }
+        self.check_batch(&t, &messages)?;
         let n = t.config.partitions;
         let mut by_partition: Vec<Vec<(usize, &Message)>> = vec![Vec::new(); n as usize];
         for (i, m) in messages.iter().enumerate() {
@@ -508,20 +550,51 @@ impl Engine {
     pub fn publish_to(&self, topic: &str, partition: u32, messages: &[Message]) -> Result<u64> {
         let t = self.topic(topic)?;
         let p = partition_of(&t, topic, partition)?;
-        if messages.len() > MAX_BATCH {
-            return Err(QueueError::invalid(
-                "messages",
-                format!("{} in one batch; at most {MAX_BATCH}", messages.len()),
-            ));
-        }
-        for m in messages {
-            self.check_message(&t, m)?;
-        }
+        self.check_batch(&t, messages)?;
         let batch: Vec<&Message> = messages.iter().collect();
         if batch.is_empty() {
             return Ok(p.bounds().1);
         }
         p.append(&batch, now_ms())
+    }
+
+    /// Publishes `messages` to one partition as idempotent producer `producer` (not 0),
+    /// numbered from `first_sequence` (the producer numbers each partition's messages
+    /// 0, 1, 2, ...): messages it already published there are not written again and
+    /// answer their offsets, so a producer that resends after a lost answer makes no
+    /// duplicates. Survives restarts (the numbers are in the log). Answers each
+    /// message's offset.
+    pub fn publish_idempotent(
+        &self,
+        topic: &str,
+        partition: u32,
+        producer: u64,
+        first_sequence: u64,
+        messages: &[Message],
+    ) -> Result<Vec<u64>> {
+        if producer == 0 {
+            return Err(QueueError::invalid("producer", "0 means no producer"));
+        }
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        self.check_batch(&t, messages)?;
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<&Message> = messages.iter().collect();
+        p.append_as(&batch, Some((producer, first_sequence)), now_ms())
+    }
+
+    /// A fresh idempotent producer id (random, never 0).
+    pub fn new_producer_id() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish().max(1)
     }
 
     /// Up to `max` records of a partition from `offset` on (fewer past `max_bytes` of
@@ -561,7 +634,7 @@ impl Engine {
         let t = self.topic(topic)?;
         let p = partition_of(&t, topic, partition)?;
         p.wait_for(offset, wait);
-        self.read(topic, partition, offset, max, usize::MAX)
+        self.read(topic, partition, offset, max, READ_WAIT_BYTES)
     }
 
     /// Records that `group` has read `topic`'s `partition` up to (not including)
@@ -588,6 +661,11 @@ impl Engine {
         let mut txn = self.inner.db.begin_write()?;
         txn.set_durability(RedbDurability::Immediate)
             .map_err(|e| QueueError::Io(e.to_string()))?;
+        // Checked in the transaction: a deletion that committed since the check above
+        // leaves no offset behind for a later topic of the same name.
+        if txn.open_table(TOPICS)?.get(topic)?.is_none() {
+            return Err(QueueError::NoSuchTopic(topic.to_string()));
+        }
         txn.open_table(OFFSETS)?
             .insert(offset_key(group, topic, partition).as_slice(), offset)?;
         txn.commit()?;

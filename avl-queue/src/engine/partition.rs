@@ -27,6 +27,8 @@ use crate::error::{QueueError, Result};
 
 /// An index entry every this many bytes of log.
 pub(crate) const INDEX_EVERY: u64 = 4096;
+/// A write buffer larger than this is not kept between appends.
+const KEEP_BUFFER: usize = 1 << 20;
 /// Bytes read at a time when scanning a segment for a read.
 const READ_WINDOW: usize = 256 << 10;
 
@@ -76,8 +78,38 @@ impl Segment {
     }
 }
 
+/// What a partition remembers of an idempotent producer: its last sequence number and
+/// the offsets of its recent ones (what a resent duplicate is answered with).
+#[derive(Default)]
+struct ProducerState {
+    last: u64,
+    recent: std::collections::VecDeque<(u64, u64)>,
+}
+
+/// Sequence numbers per producer whose offsets are remembered.
+const PRODUCER_WINDOW: usize = 1024;
+
+impl ProducerState {
+    fn note(&mut self, sequence: u64, offset: u64) {
+        self.last = sequence;
+        if self.recent.len() == PRODUCER_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((sequence, offset));
+    }
+
+    fn offset_of(&self, sequence: u64) -> Option<u64> {
+        self.recent
+            .binary_search_by_key(&sequence, |&(s, _)| s)
+            .ok()
+            .map(|i| self.recent[i].1)
+    }
+}
+
 struct State {
     segments: Vec<Segment>,
+    /// Idempotent producers seen in the log.
+    producers: std::collections::HashMap<u64, ProducerState>,
     /// The next offset to assign.
     next: u64,
     /// Segments rolled over since the last sync: they are synced with it.
@@ -86,6 +118,8 @@ struct State {
     dir_dirty: bool,
     /// A write or sync failed: no more writes until the partition is reopened.
     failed: Option<String>,
+    /// The topic was deleted: appends still holding it are refused.
+    deleted: bool,
     buf: Vec<u8>,
 }
 
@@ -98,7 +132,7 @@ struct SyncState {
 }
 
 /// The most syncs one appender runs back to back for the others.
-const LEAD_ROUNDS: u32 = 8;
+const LEAD_ROUNDS: u32 = 4;
 
 pub(crate) struct Partition {
     dir: PathBuf,
@@ -124,74 +158,67 @@ fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl Partition {
     /// Opens (creating if needed) the partition in `dir`, recovering its log.
     pub(crate) fn open(dir: &Path, durability: Durability, segment_bytes: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        create_dir_durably(dir)?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse().ok()) {
+            // Only names this code writes: `+0.log` or `0.log` are not segments.
+            if let Some(base) = name
+                .strip_suffix(".log")
+                .and_then(|b| b.parse::<u64>().ok())
+                && *name == *format!("{base:020}.log")
+            {
                 bases.push(base);
             }
         }
         bases.sort_unstable();
         let mut segments: Vec<Segment> = Vec::new();
+        let mut producers: std::collections::HashMap<u64, ProducerState> = Default::default();
         let mut next = bases.first().copied().unwrap_or(0);
         let mut cut = false;
+        let mut changed = false;
         for base in bases {
             let path = segment_path(dir, base);
             if cut || base != next {
-                // After a torn segment, or past a gap: not part of the log.
-                std::fs::remove_file(&path)?;
+                // After a torn or damaged segment, or past a gap: not part of the log.
+                // Kept aside rather than deleted, for whoever wants to look.
+                std::fs::rename(&path, path.with_extension("log.orphan"))?;
+                tracing::warn!(file = %path.display(), "a segment after the end of the log was set aside");
                 cut = true;
+                changed = true;
                 continue;
             }
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&path)?;
-            let bytes = std::fs::read(&path)?;
-            let mut pos = 0usize;
-            let mut index = Vec::new();
-            let mut indexed_at = 0u64;
-            let mut newest_ms = 0u64;
-            while pos < bytes.len() {
-                match record::decode(&bytes[pos..]) {
-                    Decoded::Record(r, len) if r.offset == next => {
-                        newest_ms = newest_ms.max(r.timestamp_ms);
-                        if index.is_empty() || pos as u64 >= indexed_at + INDEX_EVERY {
-                            index.push((r.offset, pos as u64));
-                            indexed_at = pos as u64;
-                        }
-                        next += 1;
-                        pos += len;
-                    }
-                    _ => break,
-                }
-            }
-            if pos < bytes.len() {
-                file.set_len(pos as u64)?;
-                file.sync_all()?;
+            let scanned = scan(&file, base, &mut producers)?;
+            next = scanned.next;
+            if scanned.len < file.metadata()?.len() {
+                tracing::warn!(file = %path.display(), at = scanned.len, "the log ends inside this segment: cut there");
+                file.set_len(scanned.len)?;
                 cut = true;
             }
             segments.push(Segment {
                 base,
                 file: Arc::new(file),
-                len: pos as u64,
-                newest_ms,
-                index,
-                indexed_at,
+                len: scanned.len,
+                newest_ms: scanned.newest_ms,
+                index: scanned.index,
+                indexed_at: scanned.indexed_at,
             });
         }
         if segments.is_empty() {
             let file = create_segment(dir, next)?;
-            sync_dir(dir)?;
+            changed = true;
             segments.push(Segment {
                 base: next,
                 file: Arc::new(file),
@@ -201,16 +228,27 @@ impl Partition {
                 indexed_at: 0,
             });
         }
+        // What was read may have come from the page cache of a process that was killed
+        // before syncing it: make it durable before calling it so (a later sync covers
+        // only the active segment).
+        for s in &segments {
+            s.file.sync_data()?;
+        }
+        if changed {
+            sync_dir(dir)?;
+        }
         Ok(Partition {
             dir: dir.to_path_buf(),
             durability,
             segment_bytes,
             state: Mutex::new(State {
                 segments,
+                producers,
                 next,
                 unsynced: Vec::new(),
                 dir_dirty: false,
                 failed: None,
+                deleted: false,
                 buf: Vec::new(),
             }),
             sync: Mutex::new(SyncState {
@@ -224,6 +262,12 @@ impl Partition {
             arrived_cv: Condvar::new(),
             syncs: AtomicU64::new(0),
         })
+    }
+
+    /// Refuses every later append (the topic is being deleted); waits for any append in
+    /// progress, which holds the lock.
+    pub(crate) fn close_for_delete(&self) {
+        lock(&self.state).deleted = true;
     }
 
     /// Deletes whole segments from the head that `retention` no longer keeps (never the
@@ -274,50 +318,122 @@ impl Partition {
     /// Appends `messages` with consecutive offsets; answers the first offset once the
     /// durability mode says they are acknowledged.
     pub(crate) fn append(&self, messages: &[&Message], now_ms: u64) -> Result<u64> {
-        let (first, end) = {
+        let offsets = self.append_as(messages, None, now_ms)?;
+        Ok(offsets.first().copied().unwrap_or_default())
+    }
+
+    /// Appends `messages` as producer `producer` with sequence numbers from `first`:
+    /// those it already published (a resend) are not written again and answer their
+    /// first offsets; a gap in the numbers is `OutOfOrderSequence`. Answers each
+    /// message's offset.
+    pub(crate) fn append_as(
+        &self,
+        messages: &[&Message],
+        producer: Option<(u64, u64)>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>> {
+        let (offsets, end) = {
             let mut st = lock(&self.state);
+            if st.deleted {
+                return Err(QueueError::TopicDeleted);
+            }
             if let Some(why) = &st.failed {
                 return Err(QueueError::SyncFailed(why.clone()));
             }
-            if st
-                .segments
-                .last()
-                .is_some_and(|s| s.len >= self.segment_bytes)
+            // Resent messages (a prefix, since sequence numbers rise) keep their offsets.
+            let mut offsets = Vec::with_capacity(messages.len());
+            let mut fresh = messages;
+            if let Some((id, first)) = producer
+                && let Some(known) = st.producers.get(&id)
             {
-                self.roll(&mut st)?;
-            }
-            let first = st.next;
-            let State { segments, buf, .. } = &mut *st;
-            buf.clear();
-            let Some(active) = segments.last_mut() else {
-                return Err(QueueError::Corrupted(
-                    "a partition without a segment".into(),
-                ));
-            };
-            for (i, m) in messages.iter().enumerate() {
-                let at = active.len + buf.len() as u64;
-                if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
-                    active.index.push((first + i as u64, at));
-                    active.indexed_at = at;
+                let mut skip = 0;
+                for i in 0..messages.len() as u64 {
+                    let sequence = first.saturating_add(i);
+                    if sequence > known.last {
+                        break;
+                    }
+                    let offset =
+                        known
+                            .offset_of(sequence)
+                            .ok_or(QueueError::OutOfOrderSequence {
+                                producer: id,
+                                expected: known.last.saturating_add(1),
+                                got: sequence,
+                            })?;
+                    offsets.push(offset);
+                    skip += 1;
                 }
-                record::encode(buf, first + i as u64, now_ms, m);
+                let next_sequence = first.saturating_add(skip as u64);
+                if skip < messages.len() && next_sequence != known.last.saturating_add(1) {
+                    return Err(QueueError::OutOfOrderSequence {
+                        producer: id,
+                        expected: known.last.saturating_add(1),
+                        got: next_sequence,
+                    });
+                }
+                fresh = &messages[skip..];
             }
-            if let Err(e) = active.file.write_all_at(buf, active.len) {
-                // Part of it may be in the file: later writes would follow a hole.
-                let why = format!("writing failed: {e}");
-                st.failed = Some(why.clone());
-                return Err(QueueError::Io(why));
+            if !fresh.is_empty() {
+                if st
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.len >= self.segment_bytes)
+                {
+                    self.roll(&mut st)?;
+                }
+                let base = st.next;
+                let skipped = (messages.len() - fresh.len()) as u64;
+                let State {
+                    segments,
+                    buf,
+                    producers,
+                    ..
+                } = &mut *st;
+                buf.clear();
+                let Some(active) = segments.last_mut() else {
+                    return Err(QueueError::Corrupted(
+                        "a partition without a segment".into(),
+                    ));
+                };
+                for (i, m) in fresh.iter().enumerate() {
+                    let offset = base + i as u64;
+                    let at = active.len + buf.len() as u64;
+                    if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
+                        active.index.push((offset, at));
+                        active.indexed_at = at;
+                    }
+                    let stamp = producer.map(|(id, first)| (id, first + skipped + i as u64));
+                    record::encode(buf, offset, now_ms, stamp, m);
+                }
+                if let Err(e) = active.file.write_all_at(buf, active.len) {
+                    // Part of it may be in the file: later writes would follow a hole.
+                    let why = format!("writing failed: {e}");
+                    st.failed = Some(why.clone());
+                    return Err(QueueError::Io(why));
+                }
+                active.len += buf.len() as u64;
+                active.newest_ms = active.newest_ms.max(now_ms);
+                if buf.capacity() > KEEP_BUFFER {
+                    *buf = Vec::new();
+                }
+                if let Some((id, first)) = producer {
+                    let state = producers.entry(id).or_default();
+                    for i in 0..fresh.len() as u64 {
+                        state.note(first + skipped + i, base + i);
+                    }
+                }
+                offsets.extend((0..fresh.len() as u64).map(|i| base + i));
+                st.next += fresh.len() as u64;
             }
-            active.len += buf.len() as u64;
-            active.newest_ms = active.newest_ms.max(now_ms);
-            st.next += messages.len() as u64;
-            (first, st.next)
+            // Resent messages are acknowledged once they too are durable.
+            let end = offsets.iter().max().map_or(st.next, |&o| o + 1);
+            (offsets, end)
         };
         match self.durability {
             Durability::Always => self.sync_to(end)?,
             Durability::Interval(_) | Durability::Never => self.show(end),
         }
-        Ok(first)
+        Ok(offsets)
     }
 
     /// Starts a new active segment at the next offset.
@@ -479,7 +595,7 @@ impl Partition {
                                 )));
                             }
                             want += 1;
-                            bytes += r.value.len();
+                            bytes += n;
                             out.push(r);
                             if bytes >= max_bytes {
                                 return Ok(out);
@@ -496,8 +612,10 @@ impl Partition {
                         .map_or(0, |b| u32::from_le_bytes(b) as usize);
                     let need = record::HEADER_LEN + declared;
                     if need <= window.len() || pos + need as u64 > len {
-                        // Not a record we can read: past what is written, or damaged.
-                        break;
+                        // Nothing whole here, below what is visible: damaged since open.
+                        return Err(QueueError::Corrupted(format!(
+                            "the record at offset {want} fails its check"
+                        )));
                     }
                     window = Vec::with_capacity(need);
                     continue;
@@ -514,13 +632,15 @@ impl Partition {
     /// Waits until an offset at or after `offset` is visible, or `timeout` passes;
     /// answers whether one is.
     pub(crate) fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut guard = lock(&self.arrived);
         loop {
             if self.visible.load(Ordering::Acquire) > offset {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return false;
             }
@@ -530,6 +650,98 @@ impl Partition {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+}
+
+/// What scanning a segment found.
+struct Scanned {
+    /// Bytes of whole, checked records from the start.
+    len: u64,
+    /// The offset after the last of them.
+    next: u64,
+    newest_ms: u64,
+    index: Vec<(u64, u64)>,
+    indexed_at: u64,
+}
+
+/// Reads a segment a window at a time, checking each record and that offsets run on
+/// from `base`; stops at the first that does not.
+fn scan(
+    file: &File,
+    base: u64,
+    producers: &mut std::collections::HashMap<u64, ProducerState>,
+) -> Result<Scanned> {
+    let size = file.metadata()?.len();
+    let mut out = Scanned {
+        len: 0,
+        next: base,
+        newest_ms: 0,
+        index: Vec::new(),
+        indexed_at: 0,
+    };
+    let mut window = Vec::new();
+    while out.len < size {
+        let want = (READ_WINDOW as u64)
+            .max(window.capacity() as u64)
+            .min(size - out.len) as usize;
+        window.resize(want, 0);
+        file.read_exact_at(&mut window, out.len)?;
+        let mut at = 0usize;
+        while at < window.len() {
+            match record::decode(&window[at..]) {
+                Decoded::Record(r, n) if r.offset == out.next => {
+                    let pos = out.len + at as u64;
+                    out.newest_ms = out.newest_ms.max(r.timestamp_ms);
+                    if let Some((id, sequence)) = r.producer {
+                        producers.entry(id).or_default().note(sequence, r.offset);
+                    }
+                    if out.index.is_empty() || pos >= out.indexed_at + INDEX_EVERY {
+                        out.index.push((r.offset, pos));
+                        out.indexed_at = pos;
+                    }
+                    out.next = out.next.checked_add(1).ok_or_else(|| {
+                        QueueError::Corrupted("offsets past the largest number".into())
+                    })?;
+                    at += n;
+                }
+                _ => break,
+            }
+        }
+        if at == 0 {
+            // Not a whole record at the window's start: a larger one, or the end.
+            let declared = window
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as u64);
+            let need = record::HEADER_LEN as u64 + declared;
+            if need <= window.len() as u64 || out.len + need > size {
+                break;
+            }
+            window = Vec::with_capacity(need as usize);
+            continue;
+        }
+        out.len += at as u64;
+    }
+    Ok(out)
+}
+
+/// Creates `dir` (and its parents) and syncs each new entry's parent directory, so the
+/// directories a durable write lands in are durable too.
+pub(crate) fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! u32 body length | u32 CRC-32C of the body | body:
-//!   u64 offset | u64 timestamp (ms) | u32 key length (u32::MAX: no key) | key
+//!   u64 offset | u64 timestamp (ms) | u64 producer id (0: none) | u64 sequence
+//!   | u32 key length (u32::MAX: no key) | key
 //!   | u16 header count | (u16 name length | name | u32 value length | value)*
 //!   | u32 value length | value
 //! ```
@@ -121,6 +122,7 @@ impl Message {
         HEADER_LEN
             + 8
             + 8
+            + 16
             + 4
             + self.key.as_ref().map_or(0, Vec::len)
             + 2
@@ -150,6 +152,9 @@ pub struct Record {
     /// Its headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "b64::headers")]
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The idempotent producer and sequence number it was published with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<(u64, u64)>,
 }
 
 /// Length and CRC before each body.
@@ -160,11 +165,20 @@ pub(crate) fn crc(body: &[u8]) -> u32 {
 }
 
 /// Appends `message` as a record at `offset` to `out`.
-pub(crate) fn encode(out: &mut Vec<u8>, offset: u64, timestamp_ms: u64, message: &Message) {
+pub(crate) fn encode(
+    out: &mut Vec<u8>,
+    offset: u64,
+    timestamp_ms: u64,
+    producer: Option<(u64, u64)>,
+    message: &Message,
+) {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(&timestamp_ms.to_le_bytes());
+    let (id, sequence) = producer.unwrap_or((0, 0));
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&sequence.to_le_bytes());
     match &message.key {
         Some(k) => {
             out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -243,6 +257,9 @@ fn parse(body: &[u8]) -> Option<Record> {
     let mut c = Cursor { bytes: body };
     let offset = c.u64()?;
     let timestamp_ms = c.u64()?;
+    let id = c.u64()?;
+    let sequence = c.u64()?;
+    let producer = (id != 0).then_some((id, sequence));
     let key = match c.u32()? {
         u32::MAX => None,
         n => Some(c.take(n as usize)?.to_vec()),
@@ -268,6 +285,7 @@ fn parse(body: &[u8]) -> Option<Record> {
         key,
         value,
         headers,
+        producer,
     })
 }
 
@@ -288,7 +306,8 @@ mod tests {
         ) {
             let message = Message { key, value, headers };
             let mut out = Vec::new();
-            encode(&mut out, offset, 42, &message);
+            let producer = (offset % 3 == 0).then_some((offset | 1, offset / 2));
+            encode(&mut out, offset, 42, producer, &message);
             prop_assert_eq!(out.len(), message.encoded_len());
             let Decoded::Record(r, len) = decode(&out) else { panic!("a whole record") };
             prop_assert_eq!(len, out.len());
@@ -296,6 +315,7 @@ mod tests {
             prop_assert_eq!(r.key, message.key);
             prop_assert_eq!(r.value, message.value);
             prop_assert_eq!(r.headers, message.headers);
+            prop_assert_eq!(r.producer, producer);
             // Any cut is an end; any flipped bit is an end.
             let at = cut.index(out.len());
             prop_assert!(matches!(decode(&out[..at]), Decoded::End));
