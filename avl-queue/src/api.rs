@@ -4,7 +4,7 @@
 use avl_core::{Message as WireMessage, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Lag, Message, PartitionInfo, Published, Record, TopicConfig};
+use crate::engine::{Lag, Membership, Message, PartitionInfo, Published, Record, TopicConfig};
 
 /// A request to the queue service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +63,57 @@ pub enum QueueRequest {
         /// The next offset the group will read.
         offset: u64,
     },
+    /// Joins (or renews) a member of a group on a topic.
+    JoinGroup {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The member's id.
+        member: String,
+        /// Dropped after this long without a heartbeat (at most 300 s).
+        session_timeout_ms: u64,
+    },
+    /// Keeps a member alive; answers its current assignment.
+    Heartbeat {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The member's id.
+        member: String,
+    },
+    /// Takes a member out of its group.
+    LeaveGroup {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The member's id.
+        member: String,
+    },
+    /// A member commits an offset of a partition it owns in its generation.
+    CommitAsMember {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The member and its generation.
+        membership: Membership,
+        /// The partition.
+        partition: u32,
+        /// The next offset the group will read.
+        offset: u64,
+    },
+    /// The first offset at or after a time.
+    OffsetForTime {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Milliseconds since the Unix epoch.
+        timestamp_ms: u64,
+    },
     /// Where a group stands in each partition of a topic.
     Lag {
         /// The group.
@@ -85,6 +136,11 @@ impl Request for QueueRequest {
             QueueRequest::Read { .. } => "Read",
             QueueRequest::CommitOffset { .. } => "CommitOffset",
             QueueRequest::Lag { .. } => "Lag",
+            QueueRequest::JoinGroup { .. } => "JoinGroup",
+            QueueRequest::Heartbeat { .. } => "Heartbeat",
+            QueueRequest::LeaveGroup { .. } => "LeaveGroup",
+            QueueRequest::CommitAsMember { .. } => "CommitAsMember",
+            QueueRequest::OffsetForTime { .. } => "OffsetForTime",
         }
     }
 
@@ -94,11 +150,14 @@ impl Request for QueueRequest {
             | QueueRequest::DeleteTopic { topic }
             | QueueRequest::DescribeTopic { topic }
             | QueueRequest::Publish { topic, .. }
-            | QueueRequest::Read { topic, .. } => topic.clone(),
+            | QueueRequest::Read { topic, .. }
+            | QueueRequest::OffsetForTime { topic, .. } => topic.clone(),
             QueueRequest::CommitOffset { group, topic, .. }
-            | QueueRequest::Lag { group, topic } => {
-                format!("{topic}/{group}")
-            }
+            | QueueRequest::Lag { group, topic }
+            | QueueRequest::JoinGroup { group, topic, .. }
+            | QueueRequest::Heartbeat { group, topic, .. }
+            | QueueRequest::LeaveGroup { group, topic, .. }
+            | QueueRequest::CommitAsMember { group, topic, .. } => format!("{topic}/{group}"),
             QueueRequest::ListTopics => String::new(),
         }
     }
@@ -139,6 +198,16 @@ pub enum QueueResponse {
     Records {
         /// In offset order.
         records: Vec<Record>,
+    },
+    /// A member's assignment.
+    Membership {
+        /// It.
+        membership: Membership,
+    },
+    /// An offset.
+    Offset {
+        /// It.
+        offset: u64,
     },
     /// A group's lag.
     Lag {

@@ -46,6 +46,21 @@ pub enum QueueError {
         /// The one given.
         got: u64,
     },
+    /// Not a member of the group (never joined, left, or its session ran out): join
+    /// again.
+    #[error("`{0}` is not a member of the group: join it again")]
+    UnknownMember(String),
+    /// The group moved on to another generation (or the partition is another
+    /// member's): heartbeat for the new assignment.
+    #[error("member `{member}` is at generation {generation}, the group at {current}")]
+    StaleGeneration {
+        /// The member.
+        member: String,
+        /// The generation it gave.
+        generation: u64,
+        /// The group's.
+        current: u64,
+    },
     /// A message, batch, name or setting outside the limits; the field says which.
     #[error("{field}: {reason}")]
     InvalidArgument {
@@ -92,7 +107,10 @@ impl QueueError {
             | QueueError::NoSuchPartition { .. }
             | QueueError::TopicDeleted => ErrorCode::NotFound,
             QueueError::TopicExists(_) => ErrorCode::AlreadyExists,
-            QueueError::OutOfOrderSequence { .. } => ErrorCode::Conflict,
+            QueueError::OutOfOrderSequence { .. } | QueueError::StaleGeneration { .. } => {
+                ErrorCode::Conflict
+            }
+            QueueError::UnknownMember(_) => ErrorCode::NotFound,
             QueueError::OffsetOutOfRange { .. } | QueueError::InvalidArgument { .. } => {
                 ErrorCode::InvalidInput
             }

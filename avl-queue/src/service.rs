@@ -8,7 +8,8 @@ use avl_core::{Context, OpenLocal, Service};
 
 use crate::api::{QueueRequest, QueueResponse, TopicSummary};
 use crate::engine::{
-    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, Message, PartitionInfo, Published, Record, TopicConfig,
+    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, Membership, Message, PartitionInfo, Published, Record,
+    TopicConfig,
 };
 use crate::error::QueueError;
 
@@ -86,6 +87,51 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
         }
         QueueRequest::Lag { group, topic } => QueueResponse::Lag {
             lag: engine.lag(&group, &topic)?,
+        },
+        QueueRequest::JoinGroup {
+            group,
+            topic,
+            member,
+            session_timeout_ms,
+        } => QueueResponse::Membership {
+            membership: engine.join_group(
+                &group,
+                &topic,
+                &member,
+                Duration::from_millis(session_timeout_ms),
+            )?,
+        },
+        QueueRequest::Heartbeat {
+            group,
+            topic,
+            member,
+        } => QueueResponse::Membership {
+            membership: engine.heartbeat(&group, &topic, &member)?,
+        },
+        QueueRequest::LeaveGroup {
+            group,
+            topic,
+            member,
+        } => {
+            engine.leave_group(&group, &topic, &member)?;
+            QueueResponse::Done
+        }
+        QueueRequest::CommitAsMember {
+            group,
+            topic,
+            membership,
+            partition,
+            offset,
+        } => {
+            engine.commit_as_member(&membership, &group, &topic, partition, offset)?;
+            QueueResponse::Done
+        }
+        QueueRequest::OffsetForTime {
+            topic,
+            partition,
+            timestamp_ms,
+        } => QueueResponse::Offset {
+            offset: engine.offset_for_time(&topic, partition, timestamp_ms)?,
         },
     })
 }
@@ -239,6 +285,97 @@ impl QueueClient {
             offset,
         })
         .await
+    }
+
+    async fn membership(&self, request: QueueRequest) -> avl_core::Result<Membership> {
+        match self.inner.call(request).await? {
+            QueueResponse::Membership { membership } => Ok(membership),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Joins `member` to `group` on `topic`.
+    pub async fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+        session_timeout: Duration,
+    ) -> avl_core::Result<Membership> {
+        self.membership(QueueRequest::JoinGroup {
+            group: group.into(),
+            topic: topic.into(),
+            member: member.into(),
+            session_timeout_ms: session_timeout.as_millis() as u64,
+        })
+        .await
+    }
+
+    /// Keeps `member` alive; answers its current assignment.
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+    ) -> avl_core::Result<Membership> {
+        self.membership(QueueRequest::Heartbeat {
+            group: group.into(),
+            topic: topic.into(),
+            member: member.into(),
+        })
+        .await
+    }
+
+    /// Takes `member` out of its group.
+    pub async fn leave_group(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+    ) -> avl_core::Result<()> {
+        self.done(QueueRequest::LeaveGroup {
+            group: group.into(),
+            topic: topic.into(),
+            member: member.into(),
+        })
+        .await
+    }
+
+    /// Commits as a member (fenced by its generation).
+    pub async fn commit_as_member(
+        &self,
+        membership: &Membership,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> avl_core::Result<()> {
+        self.done(QueueRequest::CommitAsMember {
+            group: group.into(),
+            topic: topic.into(),
+            membership: membership.clone(),
+            partition,
+            offset,
+        })
+        .await
+    }
+
+    /// The first offset of a partition at or after `timestamp_ms`.
+    pub async fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: u64,
+    ) -> avl_core::Result<u64> {
+        let request = QueueRequest::OffsetForTime {
+            topic: topic.into(),
+            partition,
+            timestamp_ms,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::Offset { offset } => Ok(offset),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Where `group` stands in each partition of `topic`.

@@ -583,3 +583,85 @@ fn a_deleted_topic_takes_no_more_writes_and_stray_files_are_not_segments() {
     );
     assert!(part.join("0.log").exists());
 }
+
+#[test]
+fn group_members_share_partitions_and_stale_ones_are_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(4, Durability::Never, 4096))
+        .unwrap();
+    engine.publish_to("t", 1, &[Message::new("x")]).unwrap();
+    let long = Duration::from_secs(60);
+    let a = engine.join_group("g", "t", "a", long).unwrap();
+    assert_eq!((a.partitions.as_slice(), a.members), (&[0, 1, 2, 3][..], 1));
+    let b = engine
+        .join_group("g", "t", "b", Duration::from_secs(2))
+        .unwrap();
+    assert!(b.generation > a.generation);
+    let a2 = engine.heartbeat("g", "t", "a").unwrap();
+    assert_eq!(a2.generation, b.generation);
+    let mut all: Vec<u32> = a2.partitions.iter().chain(&b.partitions).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, [0, 1, 2, 3], "every partition has one owner");
+    assert!(!a2.partitions.is_empty() && !b.partitions.is_empty());
+    // A's old membership is fenced: it may not commit where B now reads.
+    let moved = *b.partitions.first().unwrap();
+    let e = engine.commit_as_member(&a, "g", "t", moved, 0).unwrap_err();
+    assert!(matches!(e, QueueError::StaleGeneration { .. }), "{e}");
+    engine.commit_as_member(&b, "g", "t", moved, 0).unwrap();
+    // B stops heartbeating: its session runs out and A gets everything back.
+    std::thread::sleep(Duration::from_millis(2500));
+    let a3 = engine.heartbeat("g", "t", "a").unwrap();
+    assert_eq!((a3.partitions.len(), a3.members), (4, 1));
+    assert!(a3.generation > b.generation);
+    assert!(matches!(
+        engine.heartbeat("g", "t", "b").unwrap_err(),
+        QueueError::UnknownMember(_)
+    ));
+    assert!(matches!(
+        engine.commit_as_member(&b, "g", "t", moved, 0).unwrap_err(),
+        QueueError::UnknownMember(_)
+    ));
+    engine.commit_as_member(&a3, "g", "t", 1, 1).unwrap();
+    assert_eq!(engine.committed_offset("g", "t", 1).unwrap(), Some(1));
+    // Leaving hands partitions over at once.
+    engine.join_group("g", "t", "c", long).unwrap();
+    engine.leave_group("g", "t", "a").unwrap();
+    let c = engine.heartbeat("g", "t", "c").unwrap();
+    assert_eq!(c.partitions, [0, 1, 2, 3]);
+    assert!(engine.join_group("g", "t", "", long).is_err());
+    assert!(engine.join_group("g", "t", "d", Duration::ZERO).is_err());
+    assert!(engine.join_group("g", "nope", "d", long).is_err());
+}
+
+#[test]
+fn seeking_by_time_finds_the_first_message_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(1, Durability::Never, 4096))
+        .unwrap();
+    for i in 0..200u32 {
+        engine
+            .publish("t", Message::new(i.to_le_bytes().repeat(20)))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let records = engine.read("t", 0, 0, 1000, usize::MAX).unwrap();
+    let later = records.last().unwrap().timestamp_ms + 2;
+    engine.publish("t", Message::new("later")).unwrap();
+    assert_eq!(engine.offset_for_time("t", 0, 0).unwrap(), 0);
+    let mid = records[120].timestamp_ms;
+    let found = engine.offset_for_time("t", 0, mid).unwrap();
+    assert_eq!(
+        found,
+        records
+            .iter()
+            .find(|r| r.timestamp_ms >= mid)
+            .unwrap()
+            .offset
+    );
+    assert_eq!(engine.offset_for_time("t", 0, later).unwrap(), 200);
+    assert_eq!(engine.offset_for_time("t", 0, u64::MAX).unwrap(), 201);
+}

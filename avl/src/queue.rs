@@ -214,8 +214,9 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
     Ok(())
 }
 
-/// Reads each partition from the group's committed offset (or the beginning or end),
-/// printing up to `max` messages, and commits after the last one printed of each.
+/// Joins the group as a member for this run, reads the partitions it is given from the
+/// group's committed offsets (or the beginning or end), printing up to `max` messages,
+/// commits after each partition's share (fenced by the member's generation), and leaves.
 async fn consume(
     client: &QueueClient,
     topic: &str,
@@ -224,28 +225,48 @@ async fn consume(
     max: usize,
     wait: u64,
 ) -> Result<()> {
+    let member = format!(
+        "avl-cli-{}-{}",
+        std::process::id(),
+        avl_queue::Engine::new_producer_id()
+    );
+    let membership = client
+        .join_group(group, topic, &member, Duration::from_secs(30))
+        .await?;
+    let result = consume_as(client, topic, group, &membership, from_beginning, max, wait).await;
+    let left = client.leave_group(group, topic, &member).await;
+    result.and(left)
+}
+
+async fn consume_as(
+    client: &QueueClient,
+    topic: &str,
+    group: &str,
+    membership: &avl_queue::Membership,
+    from_beginning: bool,
+    max: usize,
+    wait: u64,
+) -> Result<()> {
     let lag = client.lag(group, topic).await?;
     let partitions = client.partitions(topic).await?;
-    let mut positions: Vec<(u32, u64)> = lag
-        .iter()
-        .zip(&partitions)
-        .map(|(l, p)| {
-            let start = match l.committed {
-                Some(c) => c.max(p.start),
-                None if from_beginning => p.start,
-                None => p.end,
-            };
-            (l.partition, start)
-        })
-        .collect();
-    // A partition the group has no position in gets one now (where this run starts), so
-    // a later run resumes there even if this one stops before reaching it.
-    for ((partition, offset), l) in positions.iter().zip(&lag) {
+    let mut positions: Vec<(u32, u64)> = Vec::new();
+    for (l, p) in lag.iter().zip(&partitions) {
+        if !membership.partitions.contains(&l.partition) {
+            continue;
+        }
+        let start = match l.committed {
+            Some(c) => c.max(p.start),
+            None if from_beginning => p.start,
+            None => p.end,
+        };
+        // A partition the group has no position in gets one now (where this run
+        // starts), so a later run resumes there even if this one stops before it.
         if l.committed.is_none() {
             client
-                .commit_offset(group, topic, *partition, *offset)
+                .commit_as_member(membership, group, topic, l.partition, start)
                 .await?;
         }
+        positions.push((l.partition, start));
     }
     let mut printed = 0usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
@@ -265,7 +286,7 @@ async fn consume(
                 printed += records.len();
                 *offset = last.offset + 1;
                 client
-                    .commit_offset(group, topic, *partition, *offset)
+                    .commit_as_member(membership, group, topic, *partition, *offset)
                     .await?;
                 any = true;
             }
@@ -274,6 +295,7 @@ async fn consume(
             return Ok(());
         }
         if !any {
+            client.heartbeat(group, topic, &membership.member).await?;
             // Wait on one partition for a bit, then look at all of them again.
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if let Some((partition, offset)) = positions.first() {
@@ -286,6 +308,8 @@ async fn consume(
                         left.min(Duration::from_millis(500)),
                     )
                     .await?;
+            } else {
+                tokio::time::sleep(left.min(Duration::from_millis(500))).await;
             }
         }
     }

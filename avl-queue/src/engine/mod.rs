@@ -5,6 +5,7 @@
 //! partition → the next offset the group will read) and `topics/{name}/{partition}/`,
 //! each partition's segment files ([`partition`]).
 
+pub(crate) mod groups;
 pub(crate) mod partition;
 pub(crate) mod record;
 
@@ -20,6 +21,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{QueueError, Result};
+pub use groups::{MAX_SESSION_TIMEOUT, Membership};
 use partition::Partition;
 pub use partition::{Durability, Retention};
 pub use record::{Message, Record};
@@ -161,6 +163,7 @@ struct Inner {
     dir: PathBuf,
     db: Database,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    groups: groups::Groups,
     stop: AtomicBool,
 }
 
@@ -257,6 +260,7 @@ impl Engine {
                 dir,
                 db,
                 topics: RwLock::new(topics),
+                groups: groups::Groups::default(),
                 stop: AtomicBool::new(false),
             }),
         };
@@ -398,6 +402,7 @@ impl Engine {
         }
         txn.commit()?;
         topics.remove(name);
+        self.inner.groups.forget_topic(name);
         for p in &topic.partitions {
             p.close_for_delete();
         }
@@ -670,6 +675,85 @@ impl Engine {
             .insert(offset_key(group, topic, partition).as_slice(), offset)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Joins `member` to `group` on `topic` (or renews it): answers its partitions in the
+    /// group's current generation. A member that does not heartbeat (or join) within
+    /// `session_timeout` is dropped and its partitions dealt to the others.
+    pub fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+        member: &str,
+        session_timeout: Duration,
+    ) -> Result<Membership> {
+        check_name("group", group)?;
+        let t = self.topic(topic)?;
+        self.inner.groups.join(
+            group,
+            topic,
+            member,
+            session_timeout,
+            t.config.partitions,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Keeps `member` alive; answers its current assignment (a new generation means the
+    /// partitions moved: commit, then read the new ones).
+    pub fn heartbeat(&self, group: &str, topic: &str, member: &str) -> Result<Membership> {
+        let t = self.topic(topic)?;
+        self.inner.groups.heartbeat(
+            group,
+            topic,
+            member,
+            t.config.partitions,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// Takes `member` out of the group; its partitions go to the others at once.
+    pub fn leave_group(&self, group: &str, topic: &str, member: &str) -> Result<()> {
+        let t = self.topic(topic)?;
+        self.inner.groups.leave(
+            group,
+            topic,
+            member,
+            t.config.partitions,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// [`Engine::commit_offset`] by a member: refused (`StaleGeneration`) unless the
+    /// member owns the partition in the group's current generation, so a member that was
+    /// presumed dead cannot move an offset its successor owns.
+    pub fn commit_as_member(
+        &self,
+        membership: &Membership,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<()> {
+        let t = self.topic(topic)?;
+        self.inner.groups.check_owner(
+            group,
+            topic,
+            &membership.member,
+            membership.generation,
+            partition,
+            t.config.partitions,
+            std::time::Instant::now(),
+        )?;
+        self.commit_offset(group, topic, partition, offset)
+    }
+
+    /// The first offset of a partition whose message was appended at or after
+    /// `timestamp_ms` (the end when there is none): where to seek to read from a time.
+    pub fn offset_for_time(&self, topic: &str, partition: u32, timestamp_ms: u64) -> Result<u64> {
+        let t = self.topic(topic)?;
+        let p = partition_of(&t, topic, partition)?;
+        p.offset_for_time(timestamp_ms)
     }
 
     /// Where `group` resumes in a partition, if it committed there.

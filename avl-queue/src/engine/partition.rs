@@ -264,6 +264,30 @@ impl Partition {
         })
     }
 
+    /// The first offset whose message was appended at or after `timestamp_ms`, else the
+    /// end. Timestamps only rise within a partition (they are taken under its lock), so
+    /// the first segment whose newest message is late enough holds it.
+    pub(crate) fn offset_for_time(&self, timestamp_ms: u64) -> Result<u64> {
+        let end = self.visible.load(Ordering::Acquire);
+        let start = {
+            let st = lock(&self.state);
+            match st.segments.iter().find(|s| s.newest_ms >= timestamp_ms) {
+                Some(s) => s.base,
+                None => return Ok(end),
+            }
+        };
+        let mut at = start;
+        while at < end {
+            let records = self.read(at, 1000, 4 << 20)?;
+            let Some(last) = records.last() else { break };
+            if let Some(r) = records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
+                return Ok(r.offset);
+            }
+            at = last.offset + 1;
+        }
+        Ok(end)
+    }
+
     /// Refuses every later append (the topic is being deleted); waits for any append in
     /// progress, which holds the lock.
     pub(crate) fn close_for_delete(&self) {
