@@ -29,10 +29,10 @@ mod service;
 
 pub use api::{QueueRequest, QueueResponse, TopicSummary};
 pub use engine::{
-    Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_BATCH_BYTES, MAX_HEADERS,
+    Delivery, Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_BATCH_BYTES, MAX_HEADERS,
     MAX_MESSAGE_BYTES_LIMIT, MAX_NAME_LEN, MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SESSION_TIMEOUT,
-    Membership, Message, PartitionInfo, Published, Record, Retention, TopicConfig, check_name,
-    partition_for_key,
+    Membership, Message, PartitionInfo, Published, Record, Retention, StartAt, Subscription,
+    TopicConfig, check_name, partition_for_key, topic_matches,
 };
 pub use error::{QueueError, Result};
 pub use service::{DATA_SUBDIR, MAX_READ_WAIT, QueueClient, QueueService};

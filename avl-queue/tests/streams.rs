@@ -665,3 +665,107 @@ fn seeking_by_time_finds_the_first_message_at_or_after_it() {
     assert_eq!(engine.offset_for_time("t", 0, later).unwrap(), 200);
     assert_eq!(engine.offset_for_time("t", 0, u64::MAX).unwrap(), 201);
 }
+
+#[test]
+fn patterns_match_like_nats() {
+    use avl_queue::topic_matches;
+    assert!(topic_matches("game.*.events", "game.eu.events"));
+    assert!(!topic_matches("game.*.events", "game.eu.west.events"));
+    assert!(!topic_matches("game.*.events", "game.events"));
+    assert!(topic_matches("game.>", "game.eu.events"));
+    assert!(topic_matches("game.>", "game.scores"));
+    assert!(!topic_matches("game.>", "game"));
+    assert!(topic_matches("scores", "scores"));
+    assert!(!topic_matches("scores", "scores.eu"));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    for bad in ["", "a..b", "a.>.b", "a b", "a.**"] {
+        assert!(
+            engine.subscribe(bad, avl_queue::StartAt::End).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn subscriptions_wake_on_new_messages_in_matching_topics() {
+    use avl_queue::StartAt;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("game.eu.events", config(2, Durability::Always, 1 << 20))
+        .unwrap();
+    engine
+        .create_topic("game.scores", TopicConfig::default())
+        .unwrap();
+    engine
+        .publish("game.eu.events", Message::new("before"))
+        .unwrap();
+    let mut from_now = engine.subscribe("game.*.events", StartAt::End).unwrap();
+    let mut everything = engine.subscribe("game.>", StartAt::Beginning).unwrap();
+    assert!(from_now.next(Duration::from_millis(20)).unwrap().is_none());
+    let producer = engine.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        producer
+            .publish("game.eu.events", Message::new("live"))
+            .unwrap();
+        producer.publish("game.scores", Message::new("10")).unwrap();
+        // A topic created after the subscriptions is followed too.
+        producer
+            .create_topic("game.us.events", TopicConfig::default())
+            .unwrap();
+        producer
+            .publish("game.us.events", Message::new("new topic"))
+            .unwrap();
+    });
+    let got = from_now.next(Duration::from_secs(20)).unwrap().unwrap();
+    assert_eq!(
+        (got.topic.as_str(), got.record.value.as_slice()),
+        ("game.eu.events", &b"live"[..])
+    );
+    handle.join().unwrap();
+    let got = from_now.next(Duration::from_secs(20)).unwrap().unwrap();
+    assert_eq!(got.topic, "game.us.events");
+    assert_eq!(got.record.value, b"new topic");
+    assert!(from_now.next(Duration::from_millis(20)).unwrap().is_none());
+    let mut seen = Vec::new();
+    while let Some(d) = everything.next(Duration::from_millis(200)).unwrap() {
+        seen.push(String::from_utf8(d.record.value).unwrap());
+    }
+    seen.sort();
+    assert_eq!(seen, ["10", "before", "live", "new topic"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_an_async_stream() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("chat.room1", TopicConfig::default())
+        .unwrap();
+    let stream = engine
+        .subscribe("chat.*", avl_queue::StartAt::End)
+        .unwrap()
+        .into_stream();
+    let producer = engine.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..3 {
+            std::thread::sleep(Duration::from_millis(20));
+            producer
+                .publish("chat.room1", Message::new(format!("hi {i}")))
+                .unwrap();
+        }
+    });
+    let got: Vec<String> = tokio::time::timeout(
+        Duration::from_secs(20),
+        stream
+            .take(3)
+            .map(|d| String::from_utf8(d.unwrap().record.value).unwrap())
+            .collect(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, ["hi 0", "hi 1", "hi 2"]);
+}

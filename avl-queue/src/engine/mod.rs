@@ -8,6 +8,7 @@
 pub(crate) mod groups;
 pub(crate) mod partition;
 pub(crate) mod record;
+pub(crate) mod subscribe;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use groups::{MAX_SESSION_TIMEOUT, Membership};
 use partition::Partition;
 pub use partition::{Durability, Retention};
 pub use record::{Message, Record};
+pub use subscribe::{Delivery, StartAt, Subscription, topic_matches};
 
 /// The metadata database's file name.
 pub const FILE_NAME: &str = "queue.redb";
@@ -164,6 +166,7 @@ struct Inner {
     db: Database,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     groups: groups::Groups,
+    notifier: Arc<partition::Notifier>,
     stop: AtomicBool,
 }
 
@@ -241,6 +244,7 @@ impl Engine {
             txn.commit()?;
         }
         let mut topics = HashMap::new();
+        let notifier = Arc::new(partition::Notifier::default());
         {
             let txn = db.begin_read()?;
             let table = txn.open_table(TOPICS)?;
@@ -251,7 +255,7 @@ impl Engine {
                 config.check().map_err(|e| {
                     QueueError::Corrupted(format!("topic `{}`'s config: {e}", name.value()))
                 })?;
-                let topic = open_topic(&dir, name.value(), config)?;
+                let topic = open_topic(&dir, name.value(), config, &notifier)?;
                 topics.insert(name.value().to_string(), Arc::new(topic));
             }
         }
@@ -261,6 +265,7 @@ impl Engine {
                 db,
                 topics: RwLock::new(topics),
                 groups: groups::Groups::default(),
+                notifier,
                 stop: AtomicBool::new(false),
             }),
         };
@@ -360,7 +365,7 @@ impl Engine {
         }
         // Every directory entry is durable before the topic is (open_topic syncs each
         // new directory's parent).
-        let topic = open_topic(&self.inner.dir, name, config.clone())?;
+        let topic = open_topic(&self.inner.dir, name, config.clone(), &self.inner.notifier)?;
         let bytes = serde_json::to_vec(&config)
             .map_err(|e| QueueError::Io(format!("topic config: {e}")))?;
         let mut txn = self.inner.db.begin_write()?;
@@ -822,7 +827,12 @@ fn partition_of<'a>(t: &'a Topic, topic: &str, partition: u32) -> Result<&'a Par
         })
 }
 
-fn open_topic(dir: &Path, name: &str, config: TopicConfig) -> Result<Topic> {
+fn open_topic(
+    dir: &Path,
+    name: &str,
+    config: TopicConfig,
+    notifier: &Arc<partition::Notifier>,
+) -> Result<Topic> {
     let base = dir.join("topics").join(name);
     let partitions = (0..config.partitions)
         .map(|p| {
@@ -830,6 +840,7 @@ fn open_topic(dir: &Path, name: &str, config: TopicConfig) -> Result<Topic> {
                 &base.join(p.to_string()),
                 config.durability,
                 config.segment_bytes,
+                Arc::clone(notifier),
             )
         })
         .collect::<Result<Vec<_>>>()?;

@@ -148,6 +148,46 @@ pub(crate) struct Partition {
     arrived_cv: Condvar,
     /// Syncs done since open (how well group commit shares them).
     syncs: AtomicU64,
+    /// Wakes subscribers of any partition of the engine.
+    notifier: Arc<Notifier>,
+}
+
+/// Something became visible somewhere in the engine: a counter and a condition variable
+/// that subscriptions wait on.
+#[derive(Default)]
+pub(crate) struct Notifier {
+    seq: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Notifier {
+    pub(crate) fn bump(&self) {
+        *lock(&self.seq) += 1;
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn current(&self) -> u64 {
+        *lock(&self.seq)
+    }
+
+    /// Waits until the counter passes `seen` or `timeout` passes.
+    pub(crate) fn wait_past(&self, seen: u64, timeout: Duration) {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut seq = lock(&self.seq);
+        while *seq <= seen {
+            let left = deadline.map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return;
+            }
+            seq = self
+                .cv
+                .wait_timeout(seq, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -164,7 +204,12 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl Partition {
     /// Opens (creating if needed) the partition in `dir`, recovering its log.
-    pub(crate) fn open(dir: &Path, durability: Durability, segment_bytes: u64) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        durability: Durability,
+        segment_bytes: u64,
+        notifier: Arc<Notifier>,
+    ) -> Result<Self> {
         create_dir_durably(dir)?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -261,6 +306,7 @@ impl Partition {
             arrived: Mutex::new(()),
             arrived_cv: Condvar::new(),
             syncs: AtomicU64::new(0),
+            notifier,
         })
     }
 
@@ -481,8 +527,11 @@ impl Partition {
     /// Lets readers see offsets below `end`, and wakes those waiting.
     fn show(&self, end: u64) {
         self.visible.fetch_max(end, Ordering::AcqRel);
-        let _guard = lock(&self.arrived);
-        self.arrived_cv.notify_all();
+        {
+            let _guard = lock(&self.arrived);
+            self.arrived_cv.notify_all();
+        }
+        self.notifier.bump();
     }
 
     /// Returns once offsets below `end` are durable (syncing them, or waiting for the
