@@ -4,7 +4,10 @@
 use avl_core::{Message as WireMessage, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Lag, Membership, Message, PartitionInfo, Published, Record, TopicConfig};
+use crate::engine::{
+    Lag, Membership, Message, PartitionInfo, Published, QueueConfig, QueueStats, Received, Record,
+    SendMessage, TopicConfig,
+};
 
 /// A request to the queue service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +117,72 @@ pub enum QueueRequest {
         /// Milliseconds since the Unix epoch.
         timestamp_ms: u64,
     },
+    /// Creates a queue.
+    CreateQueue {
+        /// Its name.
+        queue: String,
+        /// Standard or FIFO, timeouts, dead letters.
+        #[serde(default)]
+        config: QueueConfig,
+    },
+    /// Deletes a queue and its messages.
+    DeleteQueue {
+        /// Its name.
+        queue: String,
+    },
+    /// The queues.
+    ListQueues,
+    /// Sends up to 10 messages.
+    Send {
+        /// The queue.
+        queue: String,
+        /// The messages.
+        messages: Vec<SendMessage>,
+    },
+    /// Receives up to 10 messages, leasing them.
+    Receive {
+        /// The queue.
+        queue: String,
+        /// 1 to 10.
+        max: usize,
+        /// The lease, instead of the queue's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visibility_timeout_secs: Option<u64>,
+        /// Wait up to this long (at most 20 s) for a message.
+        #[serde(default)]
+        wait_ms: u64,
+    },
+    /// Deletes (acknowledges) received messages by receipt handle.
+    DeleteMessages {
+        /// The queue.
+        queue: String,
+        /// Up to 10 handles.
+        receipt_handles: Vec<String>,
+    },
+    /// Changes a received message's visibility (heartbeat, or nack with a delay).
+    ChangeVisibility {
+        /// The queue.
+        queue: String,
+        /// Its handle.
+        receipt_handle: String,
+        /// Hidden this much longer (0: visible now).
+        secs: u64,
+    },
+    /// Moves a dead-letter queue's messages back to their queues.
+    Redrive {
+        /// The dead-letter queue.
+        queue: String,
+    },
+    /// Drops every message of a queue.
+    Purge {
+        /// The queue.
+        queue: String,
+    },
+    /// A queue's counts.
+    QueueStats {
+        /// The queue.
+        queue: String,
+    },
     /// Where a group stands in each partition of a topic.
     Lag {
         /// The group.
@@ -141,6 +210,16 @@ impl Request for QueueRequest {
             QueueRequest::LeaveGroup { .. } => "LeaveGroup",
             QueueRequest::CommitAsMember { .. } => "CommitAsMember",
             QueueRequest::OffsetForTime { .. } => "OffsetForTime",
+            QueueRequest::CreateQueue { .. } => "CreateQueue",
+            QueueRequest::DeleteQueue { .. } => "DeleteQueue",
+            QueueRequest::ListQueues => "ListQueues",
+            QueueRequest::Send { .. } => "Send",
+            QueueRequest::Receive { .. } => "Receive",
+            QueueRequest::DeleteMessages { .. } => "DeleteMessages",
+            QueueRequest::ChangeVisibility { .. } => "ChangeVisibility",
+            QueueRequest::Redrive { .. } => "Redrive",
+            QueueRequest::Purge { .. } => "Purge",
+            QueueRequest::QueueStats { .. } => "QueueStats",
         }
     }
 
@@ -158,7 +237,55 @@ impl Request for QueueRequest {
             | QueueRequest::Heartbeat { group, topic, .. }
             | QueueRequest::LeaveGroup { group, topic, .. }
             | QueueRequest::CommitAsMember { group, topic, .. } => format!("{topic}/{group}"),
-            QueueRequest::ListTopics => String::new(),
+            QueueRequest::CreateQueue { queue, .. }
+            | QueueRequest::DeleteQueue { queue }
+            | QueueRequest::Send { queue, .. }
+            | QueueRequest::Receive { queue, .. }
+            | QueueRequest::DeleteMessages { queue, .. }
+            | QueueRequest::ChangeVisibility { queue, .. }
+            | QueueRequest::Redrive { queue }
+            | QueueRequest::Purge { queue }
+            | QueueRequest::QueueStats { queue } => format!("queues/{queue}"),
+            QueueRequest::ListTopics | QueueRequest::ListQueues => String::new(),
+        }
+    }
+}
+
+/// A queue in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    /// Its name.
+    pub name: String,
+    /// How it behaves.
+    pub config: QueueConfig,
+}
+
+/// One entry of a batch: done, or why not (a stable code and a message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EntryResult<T> {
+    /// Done.
+    Ok {
+        /// What it answered.
+        ok: T,
+    },
+    /// Failed; the others in the batch are unaffected.
+    Err {
+        /// The platform error code.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl<T> From<crate::Result<T>> for EntryResult<T> {
+    fn from(r: crate::Result<T>) -> Self {
+        match r {
+            Ok(ok) => EntryResult::Ok { ok },
+            Err(e) => EntryResult::Err {
+                code: e.code().as_str().to_string(),
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -208,6 +335,36 @@ pub enum QueueResponse {
     Offset {
         /// It.
         offset: u64,
+    },
+    /// The queues.
+    Queues {
+        /// By name.
+        queues: Vec<QueueSummary>,
+    },
+    /// A result per message sent: its id, or why not.
+    SentMessages {
+        /// In order.
+        results: Vec<EntryResult<u64>>,
+    },
+    /// Received messages.
+    ReceivedMessages {
+        /// Leased to the caller.
+        messages: Vec<Received>,
+    },
+    /// A result per handle deleted.
+    Deleted {
+        /// In order.
+        results: Vec<EntryResult<()>>,
+    },
+    /// How many messages moved.
+    Moved {
+        /// Count.
+        moved: u64,
+    },
+    /// A queue's counts.
+    Stats {
+        /// Them.
+        stats: QueueStats,
     },
     /// A group's lag.
     Lag {

@@ -12,6 +12,16 @@ pub enum QueueError {
     /// The topic was deleted while this call was under way.
     #[error("the topic was deleted")]
     TopicDeleted,
+    /// No queue of that name.
+    #[error("the queue `{0}` does not exist")]
+    NoSuchQueue(String),
+    /// The queue exists already.
+    #[error("the queue `{0}` already exists")]
+    QueueExists(String),
+    /// Not the handle of the message's current lease (malformed, deleted, or the lease
+    /// ran out and the message went to another receiver).
+    #[error("the receipt handle `{0}` is not valid")]
+    InvalidReceiptHandle(String),
     /// The topic exists already.
     #[error("the topic `{0}` already exists")]
     TopicExists(String),
@@ -106,7 +116,9 @@ impl QueueError {
             QueueError::NoSuchTopic(_)
             | QueueError::NoSuchPartition { .. }
             | QueueError::TopicDeleted => ErrorCode::NotFound,
-            QueueError::TopicExists(_) => ErrorCode::AlreadyExists,
+            QueueError::TopicExists(_) | QueueError::QueueExists(_) => ErrorCode::AlreadyExists,
+            QueueError::NoSuchQueue(_) => ErrorCode::NotFound,
+            QueueError::InvalidReceiptHandle(_) => ErrorCode::InvalidInput,
             QueueError::OutOfOrderSequence { .. } | QueueError::StaleGeneration { .. } => {
                 ErrorCode::Conflict
             }

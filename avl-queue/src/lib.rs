@@ -17,22 +17,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The same calls reach a served queue through [`QueueClient`] (`avl serve` mounts
-//! [`QueueService`]). This is the first part: topics, partitions, durability modes,
-//! reads and committed offsets. Consumer group membership, retention, compaction,
-//! idempotent producers and SQS-like queues come next.
+//! Beside the streams, SQS-like queues: leases with single-use receipt handles, FIFO
+//! groups, deduplication, delays and dead letters ([`Engine::create_queue`]). The same
+//! calls reach a served engine through [`QueueClient`] (`avl serve` mounts
+//! [`QueueService`]).
 
 mod api;
 mod engine;
 mod error;
 mod service;
 
-pub use api::{QueueRequest, QueueResponse, TopicSummary};
+pub use api::{EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary};
 pub use engine::{
-    Delivery, Durability, Engine, FILE_NAME, Lag, MAX_BATCH, MAX_BATCH_BYTES, MAX_HEADERS,
-    MAX_MESSAGE_BYTES_LIMIT, MAX_NAME_LEN, MAX_PARTITIONS, MAX_SEGMENT_BYTES, MAX_SESSION_TIMEOUT,
-    Membership, Message, PartitionInfo, Published, Record, Retention, StartAt, Subscription,
-    TopicConfig, check_name, partition_for_key, topic_matches,
+    Clock, DEDUP_WINDOW_MS, DeadLetter, Delivery, Durability, Engine, FILE_NAME, Lag, MAX_BATCH,
+    MAX_BATCH_BYTES, MAX_DELAY_SECS, MAX_HEADERS, MAX_ID_LEN, MAX_MESSAGE_BYTES_LIMIT,
+    MAX_NAME_LEN, MAX_PARTITIONS, MAX_QUEUE_BATCH, MAX_RECEIVE_WAIT, MAX_SEGMENT_BYTES,
+    MAX_SESSION_TIMEOUT, MAX_VISIBILITY_SECS, ManualClock, Membership, Message, PartitionInfo,
+    Published, QueueConfig, QueueStats, Received, Record, Retention, SendMessage, StartAt,
+    Subscription, SystemClock, TopicConfig, check_name, partition_for_key, topic_matches,
 };
 pub use error::{QueueError, Result};
 pub use service::{DATA_SUBDIR, MAX_READ_WAIT, QueueClient, QueueService};

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use avl_core::{Context, OpenLocal, Service};
 
-use crate::api::{QueueRequest, QueueResponse, TopicSummary};
+use crate::api::{EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary};
 use crate::engine::{
-    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, Membership, Message, PartitionInfo, Published, Record,
-    TopicConfig,
+    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_BATCH, Membership, Message, PartitionInfo,
+    Published, QueueConfig, QueueStats, Received, Record, SendMessage, TopicConfig,
 };
 use crate::error::QueueError;
 
@@ -23,12 +23,21 @@ pub const MAX_READ_WAIT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct QueueService {
     engine: Engine,
+    /// Long polls hold a blocking thread while they wait: at most this many at once (the
+    /// platform shares the pool); beyond it a poll answers at once, empty or not.
+    waiting: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Long polls that may wait at once.
+const CONCURRENT_WAITS: usize = 64;
 
 impl QueueService {
     /// The service over `engine`.
     pub fn new(engine: Engine) -> Self {
-        QueueService { engine }
+        QueueService {
+            engine,
+            waiting: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WAITS)),
+        }
     }
 
     /// The engine.
@@ -126,6 +135,76 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
             engine.commit_as_member(&membership, &group, &topic, partition, offset)?;
             QueueResponse::Done
         }
+        QueueRequest::CreateQueue { queue, config } => {
+            engine.create_queue(&queue, config)?;
+            QueueResponse::Done
+        }
+        QueueRequest::DeleteQueue { queue } => {
+            engine.delete_queue(&queue)?;
+            QueueResponse::Done
+        }
+        QueueRequest::ListQueues => QueueResponse::Queues {
+            queues: engine
+                .list_queues()?
+                .into_iter()
+                .map(|(name, config)| QueueSummary { name, config })
+                .collect(),
+        },
+        QueueRequest::Send { queue, messages } => QueueResponse::SentMessages {
+            results: engine
+                .send_batch(&queue, messages)?
+                .into_iter()
+                .map(EntryResult::from)
+                .collect(),
+        },
+        QueueRequest::Receive {
+            queue,
+            max,
+            visibility_timeout_secs,
+            wait_ms,
+        } => QueueResponse::ReceivedMessages {
+            messages: engine.receive(
+                &queue,
+                max,
+                visibility_timeout_secs,
+                Duration::from_millis(wait_ms),
+            )?,
+        },
+        QueueRequest::DeleteMessages {
+            queue,
+            receipt_handles,
+        } => {
+            if receipt_handles.is_empty() || receipt_handles.len() > MAX_QUEUE_BATCH {
+                return Err(QueueError::invalid(
+                    "receipt_handles",
+                    format!("1 to {MAX_QUEUE_BATCH}"),
+                ));
+            }
+            QueueResponse::Deleted {
+                results: receipt_handles
+                    .iter()
+                    .map(|h| EntryResult::from(engine.delete_message(&queue, h)))
+                    .collect(),
+            }
+        }
+        QueueRequest::ChangeVisibility {
+            queue,
+            receipt_handle,
+            secs,
+        } => {
+            engine.change_visibility(&queue, &receipt_handle, secs)?;
+            QueueResponse::Done
+        }
+        QueueRequest::Redrive { queue } => QueueResponse::Moved {
+            moved: engine.redrive(&queue)?,
+        },
+        QueueRequest::Purge { queue } => {
+            engine.purge(&queue)?;
+            QueueResponse::Done
+        }
+        QueueRequest::QueueStats { queue } => QueueResponse::Stats {
+            stats: engine.queue_stats(&queue)?,
+        },
         QueueRequest::OffsetForTime {
             topic,
             partition,
@@ -144,13 +223,34 @@ impl Service for QueueService {
     async fn call(
         &self,
         _context: Context,
-        request: QueueRequest,
+        mut request: QueueRequest,
     ) -> avl_core::Result<QueueResponse> {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || handle(&engine, request))
-            .await
-            .map_err(|e| avl_core::Error::internal(format!("queue task failed: {e}")))?
-            .map_err(avl_core::Error::from)
+        let wait = match &mut request {
+            QueueRequest::Read { wait_ms, .. } | QueueRequest::Receive { wait_ms, .. } => {
+                Some(wait_ms)
+            }
+            _ => None,
+        };
+        let permit = match wait {
+            Some(wait_ms) if *wait_ms > 0 => {
+                let permit = std::sync::Arc::clone(&self.waiting)
+                    .try_acquire_owned()
+                    .ok();
+                if permit.is_none() {
+                    *wait_ms = 0;
+                }
+                permit
+            }
+            _ => None,
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            handle(&engine, request)
+        })
+        .await
+        .map_err(|e| avl_core::Error::internal(format!("queue task failed: {e}")))?
+        .map_err(avl_core::Error::from)
     }
 
     fn max_request_bytes(&self) -> u64 {
@@ -374,6 +474,118 @@ impl QueueClient {
         };
         match self.inner.call(request).await? {
             QueueResponse::Offset { offset } => Ok(offset),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates a queue.
+    pub async fn create_queue(&self, queue: &str, config: QueueConfig) -> avl_core::Result<()> {
+        self.done(QueueRequest::CreateQueue {
+            queue: queue.into(),
+            config,
+        })
+        .await
+    }
+
+    /// Sends up to 10 messages: a result per message.
+    pub async fn send(
+        &self,
+        queue: &str,
+        messages: Vec<SendMessage>,
+    ) -> avl_core::Result<Vec<EntryResult<u64>>> {
+        let request = QueueRequest::Send {
+            queue: queue.into(),
+            messages,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::SentMessages { results } => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Receives up to `max` messages, waiting up to `wait`.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_timeout_secs: Option<u64>,
+        wait: Duration,
+    ) -> avl_core::Result<Vec<Received>> {
+        let request = QueueRequest::Receive {
+            queue: queue.into(),
+            max,
+            visibility_timeout_secs,
+            wait_ms: wait.as_millis() as u64,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::ReceivedMessages { messages } => Ok(messages),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes received messages: a result per handle.
+    pub async fn delete_messages(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> avl_core::Result<Vec<EntryResult<()>>> {
+        let request = QueueRequest::DeleteMessages {
+            queue: queue.into(),
+            receipt_handles,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::Deleted { results } => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes a received message's visibility.
+    pub async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt_handle: &str,
+        secs: u64,
+    ) -> avl_core::Result<()> {
+        self.done(QueueRequest::ChangeVisibility {
+            queue: queue.into(),
+            receipt_handle: receipt_handle.into(),
+            secs,
+        })
+        .await
+    }
+
+    /// Moves a dead-letter queue's messages back; answers how many.
+    pub async fn redrive(&self, queue: &str) -> avl_core::Result<u64> {
+        match self
+            .inner
+            .call(QueueRequest::Redrive {
+                queue: queue.into(),
+            })
+            .await?
+        {
+            QueueResponse::Moved { moved } => Ok(moved),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The queues.
+    pub async fn list_queues(&self) -> avl_core::Result<Vec<QueueSummary>> {
+        match self.inner.call(QueueRequest::ListQueues).await? {
+            QueueResponse::Queues { queues } => Ok(queues),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A queue's counts.
+    pub async fn queue_stats(&self, queue: &str) -> avl_core::Result<QueueStats> {
+        match self
+            .inner
+            .call(QueueRequest::QueueStats {
+                queue: queue.into(),
+            })
+            .await?
+        {
+            QueueResponse::Stats { stats } => Ok(stats),
             other => Err(unexpected(other)),
         }
     }

@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use avl_core::{Client, ClientConfig, Error, Result, connect};
-use avl_queue::{Durability, Message, QueueClient, QueueService, Record, Retention, TopicConfig};
+use avl_queue::{
+    DeadLetter, Durability, EntryResult, Message, QueueClient, QueueConfig, QueueService, Record,
+    Retention, SendMessage, TopicConfig,
+};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -69,13 +72,85 @@ pub(crate) enum QueueCommand {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
-    /// Topics, their partitions, and each group's lag when --group is given.
+    /// Create a queue (standard, or --fifo).
+    CreateQueue {
+        /// Its name.
+        queue: String,
+        /// FIFO: order per message group, deduplication.
+        #[arg(long)]
+        fifo: bool,
+        /// Dead-letter queue (it must exist).
+        #[arg(long, requires = "max_receive_count")]
+        dlq: Option<String>,
+        /// Receives before a message goes to the dead-letter queue.
+        #[arg(long, requires = "dlq")]
+        max_receive_count: Option<u32>,
+        /// Default lease of a received message, in seconds.
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u64,
+        /// FIFO: deduplicate by the body when no id is given.
+        #[arg(long)]
+        content_based_deduplication: bool,
+    },
+    /// Send a message to a queue (its body as text); prints its id.
+    Send {
+        /// The queue.
+        queue: String,
+        /// The body.
+        message: String,
+        /// FIFO: the message group.
+        #[arg(long)]
+        group: Option<String>,
+        /// FIFO: the deduplication id.
+        #[arg(long)]
+        dedup_id: Option<String>,
+        /// Seconds before it can be received (standard queues).
+        #[arg(long)]
+        delay: Option<u64>,
+    },
+    /// Receive messages (one JSON object per line, with its receipt_handle).
+    Receive {
+        /// The queue.
+        queue: String,
+        /// How long they stay hidden, in seconds.
+        #[arg(long)]
+        visibility_timeout: Option<u64>,
+        /// Wait up to this many seconds (at most 20) for a message.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// At most this many (1 to 10).
+        #[arg(long, default_value_t = 1)]
+        max: usize,
+    },
+    /// Acknowledge (delete) a received message by its receipt handle.
+    Ack {
+        /// The queue.
+        queue: String,
+        /// The receipt handle.
+        handle: String,
+    },
+    /// Dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Topics, their partitions, and each group's lag when --group is given; then the
+    /// queues with their counts.
     Stats {
         /// Only this topic.
         topic: Option<String>,
         /// Show this group's lag too.
         #[arg(long)]
         group: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Move every message of a dead-letter queue back to the queue it came from.
+    Redrive {
+        /// The dead-letter queue.
+        queue: String,
     },
 }
 
@@ -189,6 +264,102 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             max,
             wait,
         } => consume(&client, &topic, &group, from_beginning, max, wait).await?,
+        QueueCommand::CreateQueue {
+            queue,
+            fifo,
+            dlq,
+            max_receive_count,
+            visibility_timeout,
+            content_based_deduplication,
+        } => {
+            let config = QueueConfig {
+                fifo,
+                visibility_timeout_secs: visibility_timeout,
+                content_based_deduplication,
+                dead_letter: dlq
+                    .zip(max_receive_count)
+                    .map(|(queue, max_receive_count)| DeadLetter {
+                        queue,
+                        max_receive_count,
+                    }),
+                ..QueueConfig::default()
+            };
+            client.create_queue(&queue, config).await?;
+            println!("created queue {queue}");
+        }
+        QueueCommand::Send {
+            queue,
+            message,
+            group,
+            dedup_id,
+            delay,
+        } => {
+            let m = SendMessage {
+                body: message.into_bytes(),
+                group_id: group,
+                deduplication_id: dedup_id,
+                delay_secs: delay,
+                ..SendMessage::default()
+            };
+            let result = client
+                .send(&queue, vec![m])
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::internal("a send answered nothing"))?;
+            match result {
+                EntryResult::Ok { ok } => println!("{}", serde_json::json!({ "id": ok })),
+                EntryResult::Err { code, message } => {
+                    return Err(Error::new(
+                        avl_core::ErrorCode::parse(&code).unwrap_or(avl_core::ErrorCode::Internal),
+                        message,
+                    ));
+                }
+            }
+        }
+        QueueCommand::Receive {
+            queue,
+            visibility_timeout,
+            wait,
+            max,
+        } => {
+            let got = client
+                .receive(&queue, max, visibility_timeout, Duration::from_secs(wait))
+                .await?;
+            for m in got {
+                let mut line = serde_json::json!({
+                    "id": m.id,
+                    "receipt_handle": m.receipt_handle,
+                    "body": bytes_json(&m.body),
+                    "receive_count": m.receive_count,
+                    "sent_ms": m.sent_ms,
+                });
+                if let Some(g) = &m.group_id {
+                    line["group"] = g.clone().into();
+                }
+                if !m.attributes.is_empty() {
+                    line["attributes"] = serde_json::to_value(&m.attributes)
+                        .map_err(|e| Error::internal(e.to_string()))?;
+                }
+                println!("{line}");
+            }
+        }
+        QueueCommand::Ack { queue, handle } => {
+            let results = client.delete_messages(&queue, vec![handle]).await?;
+            if let Some(EntryResult::Err { code, message }) = results.into_iter().next() {
+                return Err(Error::new(
+                    avl_core::ErrorCode::parse(&code).unwrap_or(avl_core::ErrorCode::Internal),
+                    message,
+                ));
+            }
+            println!("deleted");
+        }
+        QueueCommand::Dlq {
+            command: DlqCommand::Redrive { queue },
+        } => {
+            let moved = client.redrive(&queue).await?;
+            println!("{}", serde_json::json!({ "moved": moved }));
+        }
         QueueCommand::Stats { topic, group } => {
             let topics = match topic {
                 Some(t) => vec![t],
@@ -208,6 +379,13 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                         .map_err(|e| Error::internal(e.to_string()))?;
                 }
                 println!("{line}");
+            }
+            for q in client.list_queues().await? {
+                let stats = client.queue_stats(&q.name).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({"queue": q.name, "fifo": q.config.fifo, "stats": stats})
+                );
             }
         }
     }

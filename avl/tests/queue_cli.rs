@@ -98,6 +98,76 @@ fn session(queue: &dyn Fn(&[&str]) -> Output) {
     assert!(text(&out.stderr).starts_with("error: InvalidInput: durability"));
     ok(queue(&["delete-topic", "game.events"]));
     assert!(ok(queue(&["stats"])).is_empty());
+
+    // Queues: send, receive with a lease, ack; dead letters and redrive.
+    ok(queue(&["create-queue", "jobs-dlq"]));
+    ok(queue(&[
+        "create-queue",
+        "jobs",
+        "--dlq",
+        "jobs-dlq",
+        "--max-receive-count",
+        "1",
+    ]));
+    let sent = lines(&ok(queue(&["send", "jobs", "resize image 7"])));
+    let id = sent[0]["id"].as_u64().unwrap();
+    let got = lines(&ok(queue(&[
+        "receive",
+        "jobs",
+        "--visibility-timeout",
+        "0",
+    ])));
+    assert_eq!(
+        (got[0]["id"].as_u64(), got[0]["body"].as_str()),
+        (Some(id), Some("resize image 7"))
+    );
+    // Received once and visible again: the next receive moves it to the dead letters.
+    assert!(ok(queue(&["receive", "jobs"])).is_empty());
+    let stats = lines(&ok(queue(&["stats"])));
+    let dlq = stats.iter().find(|s| s["queue"] == "jobs-dlq").unwrap();
+    assert_eq!(dlq["stats"]["available"], 1);
+    assert_eq!(
+        lines(&ok(queue(&["dlq", "redrive", "jobs-dlq"])))[0]["moved"],
+        1
+    );
+    let again = lines(&ok(queue(&["receive", "jobs", "--wait", "2"])));
+    let handle = again[0]["receipt_handle"].as_str().unwrap().to_string();
+    assert_eq!(ok(queue(&["ack", "jobs", &handle])), "deleted\n");
+    let out = queue(&["ack", "jobs", &handle]);
+    assert!(
+        text(&out.stderr).starts_with("error: InvalidInput: the receipt handle"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(queue(&["create-queue", "pay.fifo", "--fifo"]));
+    let out = queue(&["send", "pay.fifo", "x"]);
+    assert!(
+        text(&out.stderr).starts_with("error: InvalidInput: group_id"),
+        "{}",
+        text(&out.stderr)
+    );
+    let a = lines(&ok(queue(&[
+        "send",
+        "pay.fifo",
+        "charge",
+        "--group",
+        "u1",
+        "--dedup-id",
+        "tx1",
+    ])));
+    let b = lines(&ok(queue(&[
+        "send",
+        "pay.fifo",
+        "charge",
+        "--group",
+        "u1",
+        "--dedup-id",
+        "tx1",
+    ])));
+    assert_eq!(
+        a[0]["id"], b[0]["id"],
+        "a duplicate within five minutes is the same message"
+    );
 }
 
 #[test]

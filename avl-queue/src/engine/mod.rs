@@ -7,6 +7,7 @@
 
 pub(crate) mod groups;
 pub(crate) mod partition;
+pub(crate) mod queues;
 pub(crate) mod record;
 pub(crate) mod subscribe;
 
@@ -25,6 +26,11 @@ use crate::error::{QueueError, Result};
 pub use groups::{MAX_SESSION_TIMEOUT, Membership};
 use partition::Partition;
 pub use partition::{Durability, Retention};
+pub use queues::{
+    Clock, DEDUP_WINDOW_MS, DeadLetter, MAX_DELAY_SECS, MAX_ID_LEN, MAX_QUEUE_BATCH,
+    MAX_RECEIVE_WAIT, MAX_VISIBILITY_SECS, ManualClock, QueueConfig, QueueStats, Received,
+    SendMessage, SystemClock,
+};
 pub use record::{Message, Record};
 pub use subscribe::{Delivery, StartAt, Subscription, topic_matches};
 
@@ -163,7 +169,8 @@ struct Topic {
 
 struct Inner {
     dir: PathBuf,
-    db: Database,
+    db: Arc<Database>,
+    queues: queues::Queues,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     groups: groups::Groups,
     notifier: Arc<partition::Notifier>,
@@ -234,9 +241,15 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
 impl Engine {
     /// Opens (creating if needed) the engine in `dir`, recovering every partition's log.
     pub fn open(dir: impl AsRef<Path>) -> Result<Engine> {
+        Engine::open_with_clock(dir, Arc::new(SystemClock::default()))
+    }
+
+    /// [`Engine::open`] with the clock queues' leases and delays use (tests move a
+    /// [`ManualClock`]).
+    pub fn open_with_clock(dir: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Engine> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(dir.join("topics"))?;
-        let db = Database::create(dir.join(FILE_NAME))?;
+        let db = Arc::new(Database::create(dir.join(FILE_NAME))?);
         {
             let txn = db.begin_write()?;
             txn.open_table(TOPICS)?;
@@ -259,10 +272,12 @@ impl Engine {
                 topics.insert(name.value().to_string(), Arc::new(topic));
             }
         }
+        let queues = queues::Queues::open(Arc::clone(&db), clock)?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 dir,
                 db,
+                queues,
                 topics: RwLock::new(topics),
                 groups: groups::Groups::default(),
                 notifier,
@@ -759,6 +774,88 @@ impl Engine {
         let t = self.topic(topic)?;
         let p = partition_of(&t, topic, partition)?;
         p.offset_for_time(timestamp_ms)
+    }
+
+    // ---- queues --------------------------------------------------------------------
+
+    /// Creates a queue (its dead-letter queue, if it names one, must exist).
+    pub fn create_queue(&self, name: &str, config: QueueConfig) -> Result<()> {
+        self.inner.queues.create(name, config)
+    }
+
+    /// Deletes a queue and its messages.
+    pub fn delete_queue(&self, name: &str) -> Result<()> {
+        self.inner.queues.delete(name)
+    }
+
+    /// The queues, by name.
+    pub fn list_queues(&self) -> Result<Vec<(String, QueueConfig)>> {
+        self.inner.queues.list()
+    }
+
+    /// Sends one message; answers its id (a FIFO duplicate within the deduplication
+    /// window answers the original's).
+    pub fn send(&self, queue: &str, message: SendMessage) -> Result<u64> {
+        self.inner
+            .queues
+            .send(queue, vec![message])?
+            .pop()
+            .unwrap_or_else(|| Err(QueueError::Io("a send answered nothing".into())))
+    }
+
+    /// Sends up to 10 messages: a result per message.
+    pub fn send_batch(&self, queue: &str, messages: Vec<SendMessage>) -> Result<Vec<Result<u64>>> {
+        self.inner.queues.send(queue, messages)
+    }
+
+    /// Receives up to `max` (1 to 10) messages, each hidden from other receivers for
+    /// `visibility_timeout_secs` (the queue's unless given); waits up to `wait` (at most
+    /// 20 s) for one.
+    pub fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility_timeout_secs: Option<u64>,
+        wait: Duration,
+    ) -> Result<Vec<Received>> {
+        self.inner
+            .queues
+            .receive(queue, max, visibility_timeout_secs, wait)
+    }
+
+    /// Deletes (acknowledges) a received message by its receipt handle: only the
+    /// handle of its current lease works.
+    pub fn delete_message(&self, queue: &str, receipt_handle: &str) -> Result<()> {
+        self.inner.queues.delete_message(queue, receipt_handle)
+    }
+
+    /// Changes how long a received message stays hidden (a heartbeat extends it; 0
+    /// makes it visible at once).
+    pub fn change_visibility(&self, queue: &str, receipt_handle: &str, secs: u64) -> Result<()> {
+        self.inner
+            .queues
+            .change_visibility(queue, receipt_handle, secs)
+    }
+
+    /// Gives a received message back, to be received again after `delay_secs`.
+    pub fn nack(&self, queue: &str, receipt_handle: &str, delay_secs: u64) -> Result<()> {
+        self.change_visibility(queue, receipt_handle, delay_secs)
+    }
+
+    /// Moves every message of a dead-letter queue back to the queue it came from;
+    /// answers how many.
+    pub fn redrive(&self, dead_letter_queue: &str) -> Result<u64> {
+        self.inner.queues.redrive(dead_letter_queue)
+    }
+
+    /// Drops every message of a queue.
+    pub fn purge(&self, queue: &str) -> Result<()> {
+        self.inner.queues.purge(queue)
+    }
+
+    /// A queue's counts.
+    pub fn queue_stats(&self, queue: &str) -> Result<QueueStats> {
+        self.inner.queues.stats(queue)
     }
 
     /// Where `group` resumes in a partition, if it committed there.
