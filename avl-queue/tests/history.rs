@@ -1,0 +1,278 @@
+//! A Jepsen-style history check: a child process runs an idempotent stream producer, a
+//! FIFO queue sender and a FIFO consumer at once, printing every acknowledgement; the
+//! parent kills it with SIGKILL at random points and restarts it, each time telling it
+//! where to resume (so it resends whatever was in doubt, with the same sequence numbers
+//! and deduplication ids). At the end the history must show: no acknowledged message
+//! lost, none duplicated (the producer's resends and the sender's dropped), order kept
+//! in the partition and the FIFO group, and no message delivered again after its
+//! deletion was acknowledged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use avl_queue::{Durability, Engine, QueueConfig, SendMessage, TopicConfig};
+
+const CHILD_ENV: &str = "AVL_QUEUE_HISTORY_DIR";
+const PRODUCER: u64 = 0x5eed;
+
+fn payload(seq: u64) -> Vec<u8> {
+    format!("event {seq}").into_bytes()
+}
+
+/// The child: runs only when the parent starts this test binary with `CHILD_ENV` set.
+#[test]
+fn history_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let stream_from: u64 = std::env::var("FROM_SEQ").unwrap().parse().unwrap();
+    let queue_from: u64 = std::env::var("FROM_MSG").unwrap().parse().unwrap();
+    let engine = Engine::open(&dir).unwrap();
+    if engine.list_topics().is_empty() {
+        engine
+            .create_topic(
+                "events",
+                TopicConfig {
+                    durability: Durability::Always,
+                    segment_bytes: 16 << 10,
+                    ..TopicConfig::default()
+                },
+            )
+            .unwrap();
+    }
+    if engine.list_queues().unwrap().is_empty() {
+        engine
+            .create_queue(
+                "orders.fifo",
+                QueueConfig {
+                    fifo: true,
+                    visibility_timeout_secs: 1,
+                    ..QueueConfig::default()
+                },
+            )
+            .unwrap();
+    }
+    let out = std::sync::Mutex::new(std::io::stdout());
+    let say = |line: String| {
+        let mut o = out.lock().unwrap();
+        writeln!(o, "{line}").unwrap();
+        o.flush().unwrap();
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut seq = stream_from;
+            loop {
+                let batch: Vec<avl_queue::Message> = (seq..seq + 3)
+                    .map(|n| avl_queue::Message::new(payload(n)))
+                    .collect();
+                let offsets = engine
+                    .publish_idempotent("events", 0, PRODUCER, seq, &batch)
+                    .unwrap();
+                say(format!("published {seq} {}", offsets.len()));
+                seq += 3;
+            }
+        });
+        s.spawn(|| {
+            let mut n = queue_from;
+            loop {
+                let m = SendMessage::new(format!("order {n}"))
+                    .in_group("customer-1")
+                    .dedup(format!("order-{n}"));
+                let id = engine.send("orders.fifo", m).unwrap();
+                say(format!("sent {n} {id}"));
+                n += 1;
+            }
+        });
+        s.spawn(|| {
+            loop {
+                let got = engine
+                    .receive("orders.fifo", 1, None, Duration::from_millis(50))
+                    .unwrap();
+                for m in got {
+                    let body = String::from_utf8(m.body).unwrap();
+                    say(format!("received {} {body}", m.id));
+                    if engine
+                        .delete_message("orders.fifo", &m.receipt_handle)
+                        .is_ok()
+                    {
+                        say(format!("deleted {} {body}", m.id));
+                    }
+                }
+            }
+        });
+    });
+}
+
+#[test]
+fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
+    let rounds: usize = std::env::var("AVL_QUEUE_HISTORY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let dir = tempfile::tempdir().unwrap();
+    // What the parent knows from acknowledgements.
+    let mut next_seq = 0u64; // the producer resumes here (after the last acknowledged batch)
+    let mut next_msg = 0u64; // the sender resumes here
+    let mut sent: BTreeMap<u64, u64> = BTreeMap::new(); // order n -> message id
+    let mut deleted: BTreeSet<u64> = BTreeSet::new(); // message ids acknowledged deleted
+    let mut received_order: Vec<u64> = Vec::new();
+    // Each order's body must arrive as one message id, however often it was resent.
+    let mut ids_of: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for round in 0..rounds {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "history_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .env("FROM_SEQ", next_seq.to_string())
+            .env("FROM_MSG", next_msg.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let target = 150 + round * 97;
+        let mut seen = 0;
+        let mut handle = |line: &str| {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f[0] {
+                "published" => {
+                    let seq: u64 = f[1].parse().unwrap();
+                    let n: u64 = f[2].parse().unwrap();
+                    next_seq = next_seq.max(seq + n);
+                }
+                "sent" => {
+                    let n: u64 = f[1].parse().unwrap();
+                    let id: u64 = f[2].parse().unwrap();
+                    if let Some(before) = sent.insert(n, id) {
+                        assert_eq!(before, id, "order {n} was sent twice as two messages");
+                    }
+                    next_msg = next_msg.max(n + 1);
+                }
+                "received" => {
+                    let id: u64 = f[1].parse().unwrap();
+                    ids_of.entry(f[2..].join(" ")).or_default().insert(id);
+                    assert!(
+                        !deleted.contains(&id),
+                        "message {id} was delivered after its deletion was acknowledged"
+                    );
+                    received_order.push(id);
+                }
+                "deleted" => {
+                    deleted.insert(f[1].parse().unwrap());
+                }
+                _ => {}
+            }
+        };
+        while seen < target {
+            let Some(Ok(line)) = lines.next() else { break };
+            handle(&line);
+            seen += 1;
+        }
+        child.kill().unwrap();
+        for line in lines.map_while(Result::ok) {
+            handle(&line);
+        }
+        child.wait().unwrap();
+        assert!(seen > 0, "round {round}: the child said nothing");
+    }
+
+    let engine = Engine::open(dir.path()).unwrap();
+    // The stream: each sequence number once, in order, every acknowledged one there.
+    let records = engine.read("events", 0, 0, usize::MAX, usize::MAX).unwrap();
+    let seqs: Vec<u64> = records
+        .iter()
+        .map(|r| r.producer.expect("every record has its producer").1)
+        .collect();
+    let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "sequence numbers are not each once, in order"
+    );
+    assert!(
+        seqs.len() as u64 >= next_seq,
+        "acknowledged events are missing"
+    );
+    for r in &records {
+        assert_eq!(r.value, payload(r.producer.unwrap().1));
+    }
+    // The queue: every acknowledged send is either deleted or still there, once.
+    let mut left = Vec::new();
+    loop {
+        let got = engine
+            .receive("orders.fifo", 10, Some(600), Duration::ZERO)
+            .unwrap();
+        if got.is_empty() {
+            // FIFO: one out per group; leases of the killed consumer may still run.
+            std::thread::sleep(Duration::from_millis(1100));
+            let more = engine
+                .receive("orders.fifo", 10, Some(600), Duration::ZERO)
+                .unwrap();
+            if more.is_empty() {
+                break;
+            }
+            for m in more {
+                ids_of
+                    .entry(String::from_utf8(m.body.clone()).unwrap())
+                    .or_default()
+                    .insert(m.id);
+                left.push(m.id);
+                engine
+                    .delete_message("orders.fifo", &m.receipt_handle)
+                    .unwrap();
+            }
+            continue;
+        }
+        for m in got {
+            ids_of
+                .entry(String::from_utf8(m.body.clone()).unwrap())
+                .or_default()
+                .insert(m.id);
+            left.push(m.id);
+            engine
+                .delete_message("orders.fifo", &m.receipt_handle)
+                .unwrap();
+        }
+    }
+    for (body, ids) in &ids_of {
+        assert_eq!(
+            ids.len(),
+            1,
+            "`{body}` was stored as several messages: {ids:?}"
+        );
+    }
+    for (n, id) in &sent {
+        assert!(
+            deleted.contains(id) || left.contains(id),
+            "order {n} (message {id}) was acknowledged and is gone undelivered"
+        );
+    }
+    for id in &left {
+        assert!(
+            !deleted.contains(id),
+            "message {id} came back after its deletion"
+        );
+    }
+    let distinct: BTreeSet<u64> = sent.values().copied().collect();
+    assert_eq!(distinct.len(), sent.len(), "two orders share a message id");
+    // FIFO order: first deliveries come in id order (redeliveries repeat the head).
+    let mut firsts = Vec::new();
+    let mut seen_ids = BTreeSet::new();
+    for id in received_order.iter().chain(&left) {
+        if seen_ids.insert(*id) {
+            firsts.push(*id);
+        }
+    }
+    let mut sorted = firsts.clone();
+    sorted.sort_unstable();
+    assert_eq!(firsts, sorted, "the FIFO group was delivered out of order");
+}
