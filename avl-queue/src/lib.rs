@@ -29,8 +29,8 @@ mod service;
 
 pub use api::{EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary};
 pub use engine::{
-    Clock, DEDUP_WINDOW_MS, DeadLetter, Delivery, Durability, Engine, FILE_NAME, Lag, MAX_BATCH,
-    MAX_BATCH_BYTES, MAX_DELAY_SECS, MAX_HEADERS, MAX_ID_LEN, MAX_MESSAGE_BYTES_LIMIT,
+    Clock, Compression, DEDUP_WINDOW_MS, DeadLetter, Delivery, Durability, Engine, FILE_NAME, Lag,
+    MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECS, MAX_HEADERS, MAX_ID_LEN, MAX_MESSAGE_BYTES_LIMIT,
     MAX_NAME_LEN, MAX_PARTITIONS, MAX_QUEUE_BATCH, MAX_RECEIVE_WAIT, MAX_SEGMENT_BYTES,
     MAX_SESSION_TIMEOUT, MAX_VISIBILITY_SECS, ManualClock, Membership, Message, PartitionInfo,
     Published, QueueConfig, QueueStats, Received, Record, Retention, SendMessage, StartAt,

@@ -250,9 +250,11 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
             "`{body}` was stored as several messages: {ids:?}"
         );
     }
+    // Gone is fine only once delivered: a delete the kill cut short may have landed.
+    let delivered: BTreeSet<u64> = received_order.iter().copied().collect();
     for (n, id) in &sent {
         assert!(
-            deleted.contains(id) || left.contains(id),
+            deleted.contains(id) || left.contains(id) || delivered.contains(id),
             "order {n} (message {id}) was acknowledged and is gone undelivered"
         );
     }

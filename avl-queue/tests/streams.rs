@@ -53,12 +53,17 @@ proptest! {
     fn reads_match_what_was_published(
         ops in proptest::collection::vec(op(), 1..40),
         always in any::<bool>(),
+        compressed in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let durability = if always { Durability::Always } else { Durability::Never };
         let mut engine = Engine::open(dir.path()).unwrap();
         // Small segments: reads and recovery cross segment files.
-        engine.create_topic("t", config(3, durability, 4096)).unwrap();
+        let mut topic = config(3, durability, 4096);
+        if compressed {
+            topic.compression = avl_queue::Compression::Zstd;
+        }
+        engine.create_topic("t", topic).unwrap();
         let mut model: Vec<Vec<Message>> = vec![Vec::new(); 3];
         let mut committed: BTreeMap<u32, u64> = BTreeMap::new();
         for op in ops {
@@ -768,4 +773,63 @@ async fn a_subscription_is_an_async_stream() {
     .await
     .unwrap();
     assert_eq!(got, ["hi 0", "hi 1", "hi 2"]);
+}
+
+#[test]
+fn compressed_batches_take_less_room_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    for (name, compression) in [
+        ("plain", avl_queue::Compression::None),
+        ("packed", avl_queue::Compression::Zstd),
+    ] {
+        engine
+            .create_topic(
+                name,
+                TopicConfig {
+                    compression,
+                    ..TopicConfig::default()
+                },
+            )
+            .unwrap();
+        for b in 0..20u32 {
+            let batch: Vec<Message> = (0..50u32)
+                .map(|i| {
+                    Message::new(format!(
+                        "{{\"level\":\"info\",\"msg\":\"player joined\",\"n\":{}}}",
+                        b * 50 + i
+                    ))
+                    .with_key(format!("p{}", i % 7))
+                })
+                .collect();
+            engine.publish_to(name, 0, &batch).unwrap();
+        }
+    }
+    let size = |name: &str| -> u64 {
+        std::fs::read_dir(dir.path().join("topics").join(name).join("0"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    assert!(
+        size("packed") * 3 < size("plain"),
+        "{} vs {}",
+        size("packed"),
+        size("plain")
+    );
+    for name in ["plain", "packed"] {
+        for from in [0u64, 1, 49, 50, 777, 999] {
+            let got = engine.read(name, 0, from, 1000, usize::MAX).unwrap();
+            assert_eq!(got.len() as u64, 1000 - from);
+            assert_eq!(got[0].offset, from);
+            assert!(String::from_utf8_lossy(&got[0].value).contains(&format!("\"n\":{from}}}")));
+        }
+    }
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("packed").unwrap()[0].end, 1000);
+    assert_eq!(
+        engine.read("packed", 0, 999, 1, usize::MAX).unwrap().len(),
+        1
+    );
 }

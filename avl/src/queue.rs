@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use avl_core::{Client, ClientConfig, Error, Result, connect};
 use avl_queue::{
-    DeadLetter, Durability, EntryResult, Message, QueueClient, QueueConfig, QueueService, Record,
-    Retention, SendMessage, TopicConfig,
+    Compression, DeadLetter, Durability, EntryResult, Message, QueueClient, QueueConfig,
+    QueueService, Record, Retention, SendMessage, TopicConfig,
 };
 use clap::Subcommand;
 
@@ -35,6 +35,9 @@ pub(crate) enum QueueCommand {
         /// Keep about this many messages per partition.
         #[arg(long)]
         retention_messages: Option<u64>,
+        /// Store batches compressed: none, lz4, zstd or auto.
+        #[arg(long, default_value = "none")]
+        compression: String,
     },
     /// Delete a topic with its messages and groups' offsets.
     DeleteTopic {
@@ -215,7 +218,20 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             retention_secs,
             retention_bytes,
             retention_messages,
+            compression,
         } => {
+            let compression = match compression.as_str() {
+                "none" => Compression::None,
+                "lz4" => Compression::Lz4,
+                "zstd" => Compression::Zstd,
+                "auto" => Compression::Auto,
+                other => {
+                    return Err(Error::invalid_input(
+                        "compression",
+                        format!("`{other}`: none, lz4, zstd or auto"),
+                    ));
+                }
+            };
             let config = TopicConfig {
                 partitions,
                 durability: durability(&mode)?,
@@ -225,6 +241,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                     max_bytes: retention_bytes,
                     max_messages: retention_messages,
                 },
+                compression,
                 ..TopicConfig::default()
             };
             client.create_topic(&topic, config).await?;

@@ -71,6 +71,36 @@ pub struct TopicConfig {
     /// How much is kept (everything by default).
     #[serde(default)]
     pub retention: Retention,
+    /// Batches of more than one message are stored compressed (consumers see the
+    /// original bytes).
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+/// How a topic's batches are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// As they are.
+    #[default]
+    None,
+    /// LZ4: fast.
+    Lz4,
+    /// Zstandard: smaller.
+    Zstd,
+    /// avila-compress decides per batch (incompressible batches stay raw).
+    Auto,
+}
+
+impl Compression {
+    fn codec(self) -> Option<avila_compress::Codec> {
+        match self {
+            Compression::None => None,
+            Compression::Lz4 => Some(avila_compress::Codec::Lz4),
+            Compression::Zstd => Some(avila_compress::Codec::Zstd),
+            Compression::Auto => Some(avila_compress::Codec::Auto(avila_compress::Profile::Hot)),
+        }
+    }
 }
 
 impl Default for TopicConfig {
@@ -81,6 +111,7 @@ impl Default for TopicConfig {
             max_message_bytes: 1 << 20,
             segment_bytes: 64 << 20,
             retention: Retention::default(),
+            compression: Compression::None,
         }
     }
 }
@@ -937,6 +968,7 @@ fn open_topic(
                 &base.join(p.to_string()),
                 config.durability,
                 config.segment_bytes,
+                config.compression.codec(),
                 Arc::clone(notifier),
             )
         })

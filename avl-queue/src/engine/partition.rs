@@ -138,6 +138,8 @@ pub(crate) struct Partition {
     dir: PathBuf,
     durability: Durability,
     segment_bytes: u64,
+    /// Batches of more than one message are stored compressed with this.
+    compression: Option<avila_compress::Codec>,
     state: Mutex<State>,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
@@ -208,6 +210,7 @@ impl Partition {
         dir: &Path,
         durability: Durability,
         segment_bytes: u64,
+        compression: Option<avila_compress::Codec>,
         notifier: Arc<Notifier>,
     ) -> Result<Self> {
         create_dir_durably(dir)?;
@@ -286,6 +289,7 @@ impl Partition {
             dir: dir.to_path_buf(),
             durability,
             segment_bytes,
+            compression,
             state: Mutex::new(State {
                 segments,
                 producers,
@@ -465,15 +469,33 @@ impl Partition {
                         "a partition without a segment".into(),
                     ));
                 };
-                for (i, m) in fresh.iter().enumerate() {
-                    let offset = base + i as u64;
-                    let at = active.len + buf.len() as u64;
-                    if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
-                        active.index.push((offset, at));
-                        active.indexed_at = at;
+                let stamp_of =
+                    |i: usize| producer.map(|(id, first)| (id, first + skipped + i as u64));
+                match self.compression.filter(|_| fresh.len() > 1) {
+                    Some(codec) => {
+                        // One compressed batch: one index entry, at its start.
+                        let mut inner = Vec::new();
+                        for (i, m) in fresh.iter().enumerate() {
+                            record::encode(&mut inner, base + i as u64, now_ms, stamp_of(i), m);
+                        }
+                        let at = active.len;
+                        if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
+                            active.index.push((base, at));
+                            active.indexed_at = at;
+                        }
+                        record::encode_batch(buf, base, fresh.len() as u32, &inner, codec);
                     }
-                    let stamp = producer.map(|(id, first)| (id, first + skipped + i as u64));
-                    record::encode(buf, offset, now_ms, stamp, m);
+                    None => {
+                        for (i, m) in fresh.iter().enumerate() {
+                            let offset = base + i as u64;
+                            let at = active.len + buf.len() as u64;
+                            if active.index.is_empty() || at >= active.indexed_at + INDEX_EVERY {
+                                active.index.push((offset, at));
+                                active.indexed_at = at;
+                            }
+                            record::encode(buf, offset, now_ms, stamp_of(i), m);
+                        }
+                    }
                 }
                 if let Err(e) = active.file.write_all_at(buf, active.len) {
                     // Part of it may be in the file: later writes would follow a hole.
@@ -654,35 +676,35 @@ impl Partition {
                 let mut at = 0usize;
                 let mut progressed = false;
                 while at < window.len() && want < end && out.len() < max {
-                    match record::decode(&window[at..]) {
-                        Decoded::Record(r, n) => {
-                            at += n;
-                            progressed = true;
-                            if r.offset < want {
-                                continue;
-                            }
-                            if r.offset != want {
-                                return Err(QueueError::Corrupted(format!(
-                                    "offset {} where {want} was expected",
-                                    r.offset
-                                )));
-                            }
-                            want += 1;
-                            bytes += n;
-                            out.push(r);
-                            if bytes >= max_bytes {
-                                return Ok(out);
-                            }
-                        }
+                    let (records, n) = match record::decode(&window[at..]) {
+                        Decoded::Record(r, n) => (vec![r], n),
+                        Decoded::Batch(rs, n) => (rs, n),
                         Decoded::End => break,
+                    };
+                    at += n;
+                    progressed = true;
+                    for r in records {
+                        if r.offset < want || want >= end || out.len() >= max {
+                            continue;
+                        }
+                        if r.offset != want {
+                            return Err(QueueError::Corrupted(format!(
+                                "offset {} where {want} was expected",
+                                r.offset
+                            )));
+                        }
+                        want += 1;
+                        bytes +=
+                            record::HEADER_LEN + r.value.len() + r.key.as_ref().map_or(0, Vec::len);
+                        out.push(r);
+                    }
+                    if bytes >= max_bytes {
+                        return Ok(out);
                     }
                 }
                 if !progressed {
                     // A record larger than the window: read it whole.
-                    let declared = window
-                        .get(..4)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(0, |b| u32::from_le_bytes(b) as usize);
+                    let declared = record::declared_len(&window).unwrap_or(0);
                     let need = record::HEADER_LEN + declared;
                     if need <= window.len() || pos + need as u64 > len {
                         // Nothing whole here, below what is visible: damaged since open.
@@ -761,31 +783,33 @@ fn scan(
         file.read_exact_at(&mut window, out.len)?;
         let mut at = 0usize;
         while at < window.len() {
-            match record::decode(&window[at..]) {
-                Decoded::Record(r, n) if r.offset == out.next => {
-                    let pos = out.len + at as u64;
-                    out.newest_ms = out.newest_ms.max(r.timestamp_ms);
-                    if let Some((id, sequence)) = r.producer {
-                        producers.entry(id).or_default().note(sequence, r.offset);
-                    }
-                    if out.index.is_empty() || pos >= out.indexed_at + INDEX_EVERY {
-                        out.index.push((r.offset, pos));
-                        out.indexed_at = pos;
-                    }
-                    out.next = out.next.checked_add(1).ok_or_else(|| {
-                        QueueError::Corrupted("offsets past the largest number".into())
-                    })?;
-                    at += n;
-                }
-                _ => break,
+            let (records, n) = match record::decode(&window[at..]) {
+                Decoded::Record(r, n) => (vec![r], n),
+                Decoded::Batch(rs, n) => (rs, n),
+                Decoded::End => break,
+            };
+            if records.first().is_none_or(|r| r.offset != out.next) {
+                break;
             }
+            let pos = out.len + at as u64;
+            if out.index.is_empty() || pos >= out.indexed_at + INDEX_EVERY {
+                out.index.push((out.next, pos));
+                out.indexed_at = pos;
+            }
+            for r in records {
+                out.newest_ms = out.newest_ms.max(r.timestamp_ms);
+                if let Some((id, sequence)) = r.producer {
+                    producers.entry(id).or_default().note(sequence, r.offset);
+                }
+                out.next = out.next.checked_add(1).ok_or_else(|| {
+                    QueueError::Corrupted("offsets past the largest number".into())
+                })?;
+            }
+            at += n;
         }
         if at == 0 {
             // Not a whole record at the window's start: a larger one, or the end.
-            let declared = window
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, |b| u32::from_le_bytes(b) as u64);
+            let declared = record::declared_len(&window).unwrap_or(0) as u64;
             let need = record::HEADER_LEN as u64 + declared;
             if need <= window.len() as u64 || out.len + need > size {
                 break;

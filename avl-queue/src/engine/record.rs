@@ -205,6 +205,9 @@ pub(crate) fn encode(
 pub(crate) enum Decoded {
     /// A whole, checked record, and its length with framing.
     Record(Record, usize),
+    /// A compressed batch, checked and expanded: its records (consecutive offsets) and
+    /// its length with framing.
+    Batch(Vec<Record>, usize),
     /// Not a whole record: the log ends here (more bytes may be needed, or the tail is
     /// torn).
     End,
@@ -234,12 +237,46 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes the record at the start of `bytes`, if a whole one is there and checks out.
+/// The length field's top bit marks a compressed batch: `u64 first offset | u32 count |
+/// an avila-compress frame` of the batch's records encoded as above.
+pub(crate) const BATCH_FLAG: u32 = 1 << 31;
+/// The most bytes a compressed batch may expand to.
+const MAX_BATCH_EXPANDED: u64 = 80 << 20;
+
+/// The body length a header declares (without the batch flag).
+pub(crate) fn declared_len(head: &[u8]) -> Option<usize> {
+    let raw = u32::from_le_bytes(head.get(..4)?.try_into().ok()?);
+    Some((raw & !BATCH_FLAG) as usize)
+}
+
+/// Wraps `records` (encoded by [`encode`], offsets `first..first + count`) into one
+/// compressed batch appended to `out`.
+pub(crate) fn encode_batch(
+    out: &mut Vec<u8>,
+    first: u64,
+    count: u32,
+    records: &[u8],
+    codec: avila_compress::Codec,
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    out.extend_from_slice(&first.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    avila_compress::compress_into(records, codec, out);
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    let sum = crc(&out[start + HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&(body_len | BATCH_FLAG).to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Decodes the record (or compressed batch) at the start of `bytes`, if a whole one is
+/// there and checks out.
 pub(crate) fn decode(bytes: &[u8]) -> Decoded {
     let Some(head) = bytes.get(..HEADER_LEN) else {
         return Decoded::End;
     };
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let raw = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let len = (raw & !BATCH_FLAG) as usize;
     let sum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     let Some(body) = bytes.get(HEADER_LEN..HEADER_LEN + len) else {
         return Decoded::End;
@@ -247,10 +284,39 @@ pub(crate) fn decode(bytes: &[u8]) -> Decoded {
     if crc(body) != sum {
         return Decoded::End;
     }
+    if raw & BATCH_FLAG != 0 {
+        return match expand(body) {
+            Some(records) => Decoded::Batch(records, HEADER_LEN + len),
+            None => Decoded::End,
+        };
+    }
     match parse(body) {
         Some(record) => Decoded::Record(record, HEADER_LEN + len),
         None => Decoded::End,
     }
+}
+
+/// A compressed batch's records, checked: as many as it says, offsets consecutive.
+fn expand(body: &[u8]) -> Option<Vec<Record>> {
+    let mut c = Cursor { bytes: body };
+    let first = c.u64()?;
+    let count = c.u32()?;
+    let inner =
+        avila_compress::decompress(c.bytes, &avila_compress::Limits::new(MAX_BATCH_EXPANDED))
+            .ok()?;
+    let mut records = Vec::with_capacity((count as usize).min(10_000));
+    let mut at = 0;
+    while at < inner.len() {
+        let Decoded::Record(r, n) = decode(&inner[at..]) else {
+            return None;
+        };
+        if r.offset != first + records.len() as u64 {
+            return None;
+        }
+        records.push(r);
+        at += n;
+    }
+    (records.len() == count as usize).then_some(records)
 }
 
 fn parse(body: &[u8]) -> Option<Record> {
@@ -312,10 +378,26 @@ mod tests {
             let Decoded::Record(r, len) = decode(&out) else { panic!("a whole record") };
             prop_assert_eq!(len, out.len());
             prop_assert_eq!((r.offset, r.timestamp_ms), (offset, 42));
-            prop_assert_eq!(r.key, message.key);
-            prop_assert_eq!(r.value, message.value);
-            prop_assert_eq!(r.headers, message.headers);
+            prop_assert_eq!(&r.key, &message.key);
+            prop_assert_eq!(&r.value, &message.value);
+            prop_assert_eq!(&r.headers, &message.headers);
             prop_assert_eq!(r.producer, producer);
+            // A batch of it, compressed, expands to the same records.
+            let mut inner = Vec::new();
+            encode(&mut inner, offset, 42, producer, &message);
+            let mut second = message.clone();
+            second.value.extend_from_slice(b"second");
+            encode(&mut inner, offset.wrapping_add(1), 43, None, &second);
+            let mut batch = Vec::new();
+            encode_batch(&mut batch, offset, 2, &inner, avila_compress::Codec::Zstd);
+            if offset < u64::MAX {
+                let Decoded::Batch(rs, n) = decode(&batch) else { panic!("a whole batch") };
+                prop_assert_eq!(n, batch.len());
+                prop_assert_eq!(rs.len(), 2);
+                prop_assert_eq!(&rs[1].value, &second.value);
+                let at = cut.index(batch.len());
+                prop_assert!(matches!(decode(&batch[..at]), Decoded::End));
+            }
             // Any cut is an end; any flipped bit is an end.
             let at = cut.index(out.len());
             prop_assert!(matches!(decode(&out[..at]), Decoded::End));
