@@ -472,3 +472,47 @@ fn long_polling_wakes_on_a_send() {
     }
     assert_eq!(q.queue_stats("jobs").unwrap().available, 200);
 }
+
+#[test]
+fn sweeps_drop_expired_messages_and_deduplication_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, clock) = engine(dir.path());
+    q.create_queue(
+        "short",
+        QueueConfig {
+            retention_secs: 60,
+            ..standard()
+        },
+    )
+    .unwrap();
+    q.create_queue(
+        "ids.fifo",
+        QueueConfig {
+            fifo: true,
+            ..standard()
+        },
+    )
+    .unwrap();
+    q.send("short", SendMessage::new("old")).unwrap();
+    let first = q
+        .send(
+            "ids.fifo",
+            SendMessage::new("a").in_group("g").dedup("once"),
+        )
+        .unwrap();
+    clock.advance(Duration::from_secs(30));
+    q.send("short", SendMessage::new("newer")).unwrap();
+    clock.advance(Duration::from_secs(31));
+    // The old message and nothing else; then, past five minutes, the id.
+    assert_eq!(q.sweep_queues().unwrap(), 1);
+    assert_eq!(q.queue_stats("short").unwrap().available, 1);
+    clock.advance(Duration::from_secs(5 * 60));
+    assert_eq!(q.sweep_queues().unwrap(), 2, "the newer message and the id");
+    let again = q
+        .send(
+            "ids.fifo",
+            SendMessage::new("a").in_group("g").dedup("once"),
+        )
+        .unwrap();
+    assert_ne!(again, first);
+}

@@ -329,6 +329,7 @@ impl Engine {
                 let mut last: HashMap<String, std::time::Instant> = HashMap::new();
                 let mut nap = Duration::from_millis(100);
                 let mut retention_due = std::time::Instant::now();
+                let mut sweep_due = std::time::Instant::now();
                 loop {
                     std::thread::sleep(nap);
                     let Some(inner) = weak.upgrade() else { return };
@@ -353,6 +354,14 @@ impl Engine {
                             tracing::warn!(error = %e, "applying retention failed");
                         }
                         retention_due = std::time::Instant::now();
+                    }
+                    if sweep_due.elapsed() >= Duration::from_secs(30) {
+                        if let Some(inner) = weak.upgrade()
+                            && let Err(e) = inner.queues.sweep()
+                        {
+                            tracing::warn!(error = %e, "sweeping queues failed");
+                        }
+                        sweep_due = std::time::Instant::now();
                     }
                     nap = Duration::from_millis(100);
                     for (name, topic, ms) in topics {
@@ -882,6 +891,12 @@ impl Engine {
     /// Drops every message of a queue.
     pub fn purge(&self, queue: &str) -> Result<()> {
         self.inner.queues.purge(queue)
+    }
+
+    /// Drops queued messages past their retention and deduplication ids past their
+    /// window now (the background thread does it every 30 s); answers how many rows went.
+    pub fn sweep_queues(&self) -> Result<usize> {
+        self.inner.queues.sweep()
     }
 
     /// A queue's counts.

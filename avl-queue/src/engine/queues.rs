@@ -662,6 +662,44 @@ impl Queues {
         .map(|_| ())
     }
 
+    /// Drops messages past their queue's retention and deduplication ids past their
+    /// window; answers how many rows went. Run by the engine's background thread.
+    pub(crate) fn sweep(&self) -> Result<usize> {
+        let queues = self.list()?;
+        let removed = self.run(Box::new(move |txn, now| {
+            let mut removed = 0;
+            for (queue, config) in &queues {
+                let retention_ms = config.retention_secs * 1000;
+                for seq in seqs_of(txn, queue)? {
+                    if let Some(m) = get(txn, queue, seq)?
+                        && m.sent_ms + retention_ms <= now
+                    {
+                        remove_message(txn, queue, seq, &m)?;
+                        removed += 1;
+                    }
+                }
+                let prefix = key(queue, &[]);
+                let mut dedup = txn.open_table(DEDUP)?;
+                let expired: Vec<Vec<u8>> = dedup
+                    .range(prefix.as_slice()..)?
+                    .map_while(|row| row.ok())
+                    .take_while(|(k, _)| k.value().starts_with(&prefix))
+                    .filter(|(_, v)| v.value().1 <= now)
+                    .map(|(k, _)| k.value().to_vec())
+                    .collect();
+                for k in expired {
+                    dedup.remove(k.as_slice())?;
+                    removed += 1;
+                }
+            }
+            Ok(Reply::Moved(removed))
+        }))?;
+        Ok(match removed {
+            Reply::Moved(n) => n as usize,
+            _ => 0,
+        })
+    }
+
     pub(crate) fn stats(&self, queue: &str) -> Result<QueueStats> {
         let now = self.now();
         let txn = self.db.begin_read()?;
