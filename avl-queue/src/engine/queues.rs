@@ -404,14 +404,32 @@ impl Queues {
             pending.committing = true;
             let ops = std::mem::take(&mut pending.ops);
             drop(pending);
-            self.commit(ops);
+            // Whatever happens in the commit (a panic included), the next caller can lead
+            // and every caller of this batch gets an answer.
+            let slots: Vec<Arc<Slot>> = ops.iter().map(|(_, s)| Arc::clone(s)).collect();
+            let committed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(ops)));
+            if committed.is_err() {
+                for slot in &slots {
+                    let mut answer = lock(&slot.answer);
+                    if answer.is_none() {
+                        *answer = Some(Err(QueueError::Io(
+                            "a queue operation failed unexpectedly; nothing of its batch was committed"
+                                .into(),
+                        )));
+                    }
+                }
+            }
             pending = lock(&self.pending);
             pending.committing = false;
             self.done.notify_all();
         }
     }
 
-    /// Runs `ops` in one durable transaction and hands out their answers.
+    /// Runs `ops` in one durable transaction and hands out their answers. An operation
+    /// refused for its input wrote nothing (each checks before it writes) and the others
+    /// commit; one that fails on storage or stored data may have written part of its work,
+    /// so the whole transaction is abandoned and every operation of it fails.
     fn commit(&self, ops: Vec<(Op, Arc<Slot>)>) {
         let now = self.now();
         let begun = self
@@ -433,14 +451,36 @@ impl Queues {
             }
         };
         let mut answers = Vec::with_capacity(ops.len());
+        let mut fatal = None;
         for (op, slot) in ops {
-            answers.push((op(&txn, now), slot));
+            let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&txn, now)))
+                .unwrap_or_else(|_| {
+                    Err(QueueError::Io(
+                        "a queue operation failed unexpectedly".into(),
+                    ))
+                });
+            if let Err(e) = &answer
+                && matches!(e, QueueError::Io(_) | QueueError::Corrupted(_))
+                && fatal.is_none()
+            {
+                fatal = Some(e.to_string());
+            }
+            answers.push((answer, slot));
         }
-        let committed = txn.commit();
+        let committed = match fatal {
+            None => txn.commit().map_err(|e| format!("commit failed: {e}")),
+            Some(why) => {
+                let _ = txn.abort();
+                Err(format!("nothing of this batch was committed: {why}"))
+            }
+        };
         for (answer, slot) in answers {
             let answer = match &committed {
                 Ok(()) => answer,
-                Err(e) => Err(QueueError::Io(format!("commit failed: {e}"))),
+                Err(why) => match answer {
+                    Err(e @ (QueueError::Io(_) | QueueError::Corrupted(_))) => Err(e),
+                    _ => Err(QueueError::Io(why.clone())),
+                },
             };
             *lock(&slot.answer) = Some(answer);
         }
@@ -476,6 +516,26 @@ impl Queues {
         let name = name.to_string();
         self.run(Box::new(move |txn, _| {
             config_of(txn, &name)?;
+            let named_by = {
+                let queues = txn.open_table(QUEUES)?;
+                let mut found = None;
+                for row in queues.iter()? {
+                    let (k, v) = row?;
+                    let config: QueueConfig = serde_json::from_slice(v.value())
+                        .map_err(|e| QueueError::Corrupted(format!("queue config: {e}")))?;
+                    if config.dead_letter.is_some_and(|dl| dl.queue == name) {
+                        found = Some(k.value().to_string());
+                        break;
+                    }
+                }
+                found
+            };
+            if let Some(other) = named_by {
+                return Err(QueueError::invalid(
+                    "queue",
+                    format!("`{name}` is the dead-letter queue of `{other}`"),
+                ));
+            }
             txn.open_table(QUEUES)?.remove(name.as_str())?;
             txn.open_table(META)?.remove(name.as_str())?;
             remove_prefix(txn, MESSAGES, &name)?;
@@ -627,6 +687,10 @@ impl Queues {
                 let Some(stored) = get(txn, &dlq, seq)? else {
                     continue;
                 };
+                // Only messages that came from another queue, and none out on a lease.
+                if stored.source == dlq || (stored.leased && stored.visible_at > now) {
+                    continue;
+                }
                 let Ok(config) = config_of(txn, &stored.source) else {
                     // Its queue is gone: it stays here.
                     continue;
@@ -822,7 +886,8 @@ fn send_one(
                 id.clone()
             }
             None if config.content_based_deduplication => {
-                format!("sha:{:016x}", twox_hash::XxHash3_64::oneshot(&m.body))
+                // A space: no explicit id can have one, so the two never collide.
+                format!(" content {:016x}", twox_hash::XxHash3_64::oneshot(&m.body))
             }
             None => {
                 return Err(QueueError::invalid(
@@ -987,105 +1052,151 @@ fn receive_some(
             in_flight.remove(k.as_slice())?;
         }
     }
-    // Candidates: standard queues in the order they become visible; FIFO queues in
-    // sequence order, the first message of each group whose group has none out.
-    let candidates: Vec<u64> = if config.fifo {
-        let mut seen_groups = HashSet::new();
-        let mut out = Vec::new();
-        let in_flight = txn.open_table(IN_FLIGHT)?;
-        for seq in seqs_of(txn, queue)? {
-            let Some(m) = get(txn, queue, seq)? else {
-                continue;
-            };
-            let group = m.group_id.clone().unwrap_or_default();
-            if !seen_groups.insert(group.clone()) {
-                continue;
-            }
-            if in_flight
-                .get(key(queue, group.as_bytes()).as_slice())?
-                .is_some()
-            {
-                continue;
-            }
-            if m.visible_at <= now {
-                out.push(seq);
-            }
-            if out.len() >= max * 4 {
-                break;
-            }
-        }
-        out
-    } else {
-        let ready = txn.open_table(READY)?;
-        let from = ready_key(queue, 0, 0);
-        let to = ready_key(queue, now, u64::MAX);
-        let mut out = Vec::new();
-        for row in ready.range(from.as_slice()..=to.as_slice())? {
-            let (k, _) = row?;
-            if let Some(seq) = k
-                .value()
-                .get(k.value().len() - 8..)
-                .and_then(|b| b.try_into().ok())
-            {
-                out.push(u64::from_be_bytes(seq));
-            }
-            if out.len() >= max * 4 {
-                break;
-            }
-        }
-        out
-    };
+    // Candidates: standard queues in the order they become visible, read a few at a
+    // time until enough are leased (messages dropped or moved on the way do not count);
+    // FIFO queues in sequence order, the first message of each group with none out.
     let mut got = Vec::new();
-    for seq in candidates {
-        if got.len() >= max {
+    let mut handled: HashSet<u64> = HashSet::new();
+    let mut from = ready_key(queue, 0, 0);
+    let to = ready_key(queue, now, u64::MAX);
+    let mut fifo_done = false;
+    loop {
+        let candidates: Vec<u64> = if config.fifo {
+            if fifo_done {
+                break;
+            }
+            fifo_done = true;
+            fifo_heads(txn, queue, now)?
+        } else {
+            let ready = txn.open_table(READY)?;
+            let mut out = Vec::new();
+            for row in ready.range(from.as_slice()..=to.as_slice())? {
+                let (k, _) = row?;
+                let Some(seq) = k
+                    .value()
+                    .get(k.value().len() - 8..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    continue;
+                };
+                // Past this key next time.
+                from = k.value().to_vec();
+                from.push(0);
+                if handled.insert(seq) {
+                    out.push(seq);
+                }
+                if out.len() >= 32 {
+                    break;
+                }
+            }
+            out
+        };
+        if candidates.is_empty() {
             break;
         }
-        let Some(mut m) = get(txn, queue, seq)? else {
+        for seq in candidates {
+            if got.len() >= max {
+                break;
+            }
+            if let Some(r) = lease_one(txn, queue, &config, seq, lease_ms, retention_ms, now)? {
+                got.push(r);
+            }
+        }
+        // A cap on work per receive: at most this many handled in one transaction.
+        if got.len() >= max || handled.len() > 4096 {
+            break;
+        }
+    }
+    Ok(got)
+}
+
+/// A FIFO queue's receivable group heads, in sequence order.
+fn fifo_heads(txn: &WriteTransaction, queue: &str, now: u64) -> Result<Vec<u64>> {
+    let mut seen_groups = HashSet::new();
+    let mut out = Vec::new();
+    let in_flight = txn.open_table(IN_FLIGHT)?;
+    for seq in seqs_of(txn, queue)? {
+        let Some(m) = get(txn, queue, seq)? else {
             continue;
         };
-        if m.sent_ms + retention_ms <= now {
-            remove_message(txn, queue, seq, &m)?;
+        let group = m.group_id.clone().unwrap_or_default();
+        if !seen_groups.insert(group.clone()) {
             continue;
         }
-        if let Some(dl) = &config.dead_letter
-            && m.receive_count >= dl.max_receive_count
+        if in_flight
+            .get(key(queue, group.as_bytes()).as_slice())?
+            .is_some()
         {
-            // Received as often as allowed: to the dead-letter queue, as it was.
-            remove_message(txn, queue, seq, &m)?;
-            if let Ok(dlq_config) = config_of(txn, &dl.queue) {
+            continue;
+        }
+        if m.visible_at <= now {
+            out.push(seq);
+        }
+    }
+    Ok(out)
+}
+
+/// Leases message `seq` if it is still receivable: drops it past retention, moves it to
+/// the dead-letter queue once received as often as allowed.
+fn lease_one(
+    txn: &WriteTransaction,
+    queue: &str,
+    config: &QueueConfig,
+    seq: u64,
+    lease_ms: u64,
+    retention_ms: u64,
+    now: u64,
+) -> Result<Option<Received>> {
+    let Some(mut m) = get(txn, queue, seq)? else {
+        return Ok(None);
+    };
+    if m.sent_ms + retention_ms <= now {
+        remove_message(txn, queue, seq, &m)?;
+        return Ok(None);
+    }
+    if let Some(dl) = &config.dead_letter
+        && m.receive_count >= dl.max_receive_count
+    {
+        // Received as often as allowed: to the dead-letter queue, as it was (if that
+        // queue is gone, the message stays here and is delivered).
+        match config_of(txn, &dl.queue) {
+            Ok(dlq_config) => {
+                remove_message(txn, queue, seq, &m)?;
                 let mut dead = m.clone();
                 dead.leased = false;
                 dead.nonce = 0;
                 dead.visible_at = now;
                 insert_message(txn, &dl.queue, &dlq_config, dead)?;
+                return Ok(None);
             }
-            continue;
+            Err(QueueError::NoSuchQueue(_)) => {}
+            Err(e) => return Err(e),
         }
-        txn.open_table(READY)?
-            .remove(ready_key(queue, m.visible_at, seq).as_slice())?;
-        m.receive_count += 1;
-        m.nonce = nonce();
-        m.leased = true;
-        m.visible_at = now + lease_ms;
-        txn.open_table(READY)?
-            .insert(ready_key(queue, m.visible_at, seq).as_slice(), ())?;
-        if let Some(group) = &m.group_id {
-            txn.open_table(IN_FLIGHT)?
-                .insert(key(queue, group.as_bytes()).as_slice(), seq)?;
-        }
-        txn.open_table(MESSAGES)?
-            .insert(msg_key(queue, seq).as_slice(), encode(&m)?.as_slice())?;
-        got.push(Received {
-            id: seq,
-            receipt_handle: handle_of(seq, m.nonce),
-            body: m.body,
-            attributes: m.attributes,
-            receive_count: m.receive_count,
-            sent_ms: m.sent_ms,
-            group_id: m.group_id,
-        });
     }
-    Ok(got)
+    txn.open_table(READY)?
+        .remove(ready_key(queue, m.visible_at, seq).as_slice())?;
+    m.receive_count = m.receive_count.saturating_add(1);
+    m.nonce = nonce();
+    m.leased = true;
+    m.visible_at = now + lease_ms;
+    txn.open_table(READY)?
+        .insert(ready_key(queue, m.visible_at, seq).as_slice(), ())?;
+    if let Some(group) = &m.group_id {
+        txn.open_table(IN_FLIGHT)?
+            .insert(key(queue, group.as_bytes()).as_slice(), seq)?;
+    }
+    txn.open_table(MESSAGES)?
+        .insert(msg_key(queue, seq).as_slice(), encode(&m)?.as_slice())?;
+    Ok(Some(Received {
+        id: seq,
+        receipt_handle: handle_of(seq, m.nonce),
+        body: m.body,
+        attributes: m.attributes,
+        receive_count: m.receive_count,
+        sent_ms: m.sent_ms,
+        group_id: m.group_id,
+    }))
 }
 
 fn remove_prefix<V: redb::Value + 'static>(
@@ -1095,12 +1206,14 @@ fn remove_prefix<V: redb::Value + 'static>(
 ) -> Result<()> {
     let prefix = key(queue, &[]);
     let mut t = txn.open_table(table)?;
-    let keys: Vec<Vec<u8>> = t
-        .range(prefix.as_slice()..)?
-        .map_while(|row| row.ok())
-        .map(|(k, _)| k.value().to_vec())
-        .take_while(|k| k.starts_with(&prefix))
-        .collect();
+    let mut keys = Vec::new();
+    for row in t.range(prefix.as_slice()..)? {
+        let (k, _) = row?;
+        if !k.value().starts_with(&prefix) {
+            break;
+        }
+        keys.push(k.value().to_vec());
+    }
     for k in keys {
         t.remove(k.as_slice())?;
     }
