@@ -207,32 +207,11 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
     }
     // The queue: every acknowledged send is either deleted or still there, once.
     let mut left = Vec::new();
-    loop {
+    let mut drain = |left: &mut Vec<u64>| -> bool {
         let got = engine
             .receive("orders.fifo", 10, Some(600), Duration::ZERO)
             .unwrap();
-        if got.is_empty() {
-            // FIFO: one out per group; leases of the killed consumer may still run.
-            std::thread::sleep(Duration::from_millis(1100));
-            let more = engine
-                .receive("orders.fifo", 10, Some(600), Duration::ZERO)
-                .unwrap();
-            if more.is_empty() {
-                break;
-            }
-            for m in more {
-                ids_of
-                    .entry(String::from_utf8(m.body.clone()).unwrap())
-                    .or_default()
-                    .insert(m.id);
-                left.push(m.id);
-                engine
-                    .delete_message("orders.fifo", &m.receipt_handle)
-                    .unwrap();
-            }
-            continue;
-        }
-        for m in got {
+        for m in &got {
             ids_of
                 .entry(String::from_utf8(m.body.clone()).unwrap())
                 .or_default()
@@ -241,6 +220,17 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
             engine
                 .delete_message("orders.fifo", &m.receipt_handle)
                 .unwrap();
+        }
+        !got.is_empty()
+    };
+    loop {
+        if drain(&mut left) {
+            continue;
+        }
+        // FIFO: one out per group; leases of the killed consumer may still run.
+        std::thread::sleep(Duration::from_millis(1100));
+        if !drain(&mut left) {
+            break;
         }
     }
     for (body, ids) in &ids_of {

@@ -538,7 +538,8 @@ fn dead_letter_edge_cases_and_receives_past_dropped_messages() {
     assert!(q.delete_queue("dlq").is_err());
     // Expired messages ahead of a fresh one do not hide it.
     for i in 0..6 {
-        q.send("jobs", SendMessage::new(format!("old {i}"))).unwrap();
+        q.send("jobs", SendMessage::new(format!("old {i}")))
+            .unwrap();
     }
     clock.advance(Duration::from_secs(61));
     q.send("jobs", SendMessage::new("fresh")).unwrap();
@@ -547,13 +548,21 @@ fn dead_letter_edge_cases_and_receives_past_dropped_messages() {
     // Received once and visible again: a receive moves it on and still answers.
     q.send("jobs", SendMessage::new("second")).unwrap();
     let got = q.receive("jobs", 1, None, no_wait()).unwrap();
-    assert_eq!(got[0].body, b"second", "the dead-lettered one does not use up the receive");
+    assert_eq!(
+        got[0].body, b"second",
+        "the dead-lettered one does not use up the receive"
+    );
     assert_eq!(q.queue_stats("dlq").unwrap().available, 1);
     // Redrive leaves messages out on a lease, and those sent to the DLQ itself.
     q.send("dlq", SendMessage::new("sent here")).unwrap();
     let leased = q.receive("dlq", 1, Some(300), no_wait()).unwrap();
     assert_eq!(q.redrive("dlq").unwrap(), 0, "{:?}", leased[0].body);
-    q.change_visibility("dlq", &leased[0].receipt_handle, 0).unwrap();
+    q.change_visibility("dlq", &leased[0].receipt_handle, 0)
+        .unwrap();
     assert_eq!(q.redrive("dlq").unwrap(), 1);
-    assert_eq!(q.queue_stats("dlq").unwrap().available, 1, "its own message stays");
+    assert_eq!(
+        q.queue_stats("dlq").unwrap().available,
+        1,
+        "its own message stays"
+    );
 }

@@ -74,33 +74,22 @@ fn put_and_get(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(15))
         .throughput(Throughput::Bytes(SIZE as u64));
     let mut buf = vec![0u8; 256 << 10];
-    group.bench_function("file", |b| {
-        b.iter(|| {
-            let mut f = std::fs::File::open(&file).unwrap();
-            let mut total = 0;
-            loop {
-                let n = f.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                total += n;
+    let mut drain = |r: &mut dyn Read| {
+        let mut total = 0;
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
             }
-            assert_eq!(total, SIZE);
-        });
+            total += n;
+        }
+        assert_eq!(total, SIZE);
+    };
+    group.bench_function("file", |b| {
+        b.iter(|| drain(&mut std::fs::File::open(&file).unwrap()));
     });
     group.bench_function("store", |b| {
-        b.iter(|| {
-            let (_, mut r) = store.get_object("bench", "object", None).unwrap();
-            let mut total = 0;
-            loop {
-                let n = r.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                total += n;
-            }
-            assert_eq!(total, SIZE);
-        });
+        b.iter(|| drain(&mut store.get_object("bench", "object", None).unwrap().1));
     });
     group.finish();
 }

@@ -115,6 +115,20 @@ fn tower_fn(
     })
 }
 
+/// Puts a kept checksum in the field of its algorithm on any S3 output that has the five.
+macro_rules! set_checksums {
+    ($out:expr, $c:expr) => {
+        set_checksum(
+            $c,
+            &mut $out.checksum_crc32,
+            &mut $out.checksum_crc32c,
+            &mut $out.checksum_crc64nvme,
+            &mut $out.checksum_sha1,
+            &mut $out.checksum_sha256,
+        )
+    };
+}
+
 /// Marks an answer to HEAD with a range: 206, as S3 answers it.
 #[derive(Clone, Copy)]
 struct Partial;
@@ -409,14 +423,7 @@ impl S3 for Front {
             ..Default::default()
         };
         if let Some(c) = &info.options.checksum {
-            set_checksum(
-                c,
-                &mut output.checksum_crc32,
-                &mut output.checksum_crc32c,
-                &mut output.checksum_crc64nvme,
-                &mut output.checksum_sha1,
-                &mut output.checksum_sha256,
-            );
+            set_checksums!(output, c);
             output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
         Ok(S3Response::new(output))
@@ -476,14 +483,7 @@ impl S3 for Front {
             ..Default::default()
         };
         if want_checksum && let Some(c) = &info.options.checksum {
-            set_checksum(
-                c,
-                &mut output.checksum_crc32,
-                &mut output.checksum_crc32c,
-                &mut output.checksum_crc64nvme,
-                &mut output.checksum_sha1,
-                &mut output.checksum_sha256,
-            );
+            set_checksums!(output, c);
             output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
         // response-* query parameters override what is stored, as in S3.
@@ -560,14 +560,7 @@ impl S3 for Front {
             .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
             && let Some(c) = &info.options.checksum
         {
-            set_checksum(
-                c,
-                &mut output.checksum_crc32,
-                &mut output.checksum_crc32c,
-                &mut output.checksum_crc64nvme,
-                &mut output.checksum_sha1,
-                &mut output.checksum_sha256,
-            );
+            set_checksums!(output, c);
             output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
         let mut response = S3Response::new(output);
@@ -872,14 +865,7 @@ impl S3 for Front {
             ..Default::default()
         };
         if let Some(c) = &checksum {
-            set_checksum(
-                c,
-                &mut output.checksum_crc32,
-                &mut output.checksum_crc32c,
-                &mut output.checksum_crc64nvme,
-                &mut output.checksum_sha1,
-                &mut output.checksum_sha256,
-            );
+            set_checksums!(output, c);
         }
         Ok(S3Response::new(output))
     }
@@ -989,14 +975,7 @@ impl S3 for Front {
                             ..Default::default()
                         };
                         if let Some(c) = &p.checksum {
-                            set_checksum(
-                                c,
-                                &mut part.checksum_crc32,
-                                &mut part.checksum_crc32c,
-                                &mut part.checksum_crc64nvme,
-                                &mut part.checksum_sha1,
-                                &mut part.checksum_sha256,
-                            );
+                            set_checksums!(part, c);
                         }
                         part
                     })
