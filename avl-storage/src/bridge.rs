@@ -18,6 +18,10 @@ pub const MAX_UPLOAD_BYTES: u64 = 5 << 30;
 
 /// Frames of an upload in flight between the connection and the store.
 const UPLOAD_FRAMES: usize = 16;
+/// Of a refused upload, at most this much is read and thrown away before the answer,
+/// and for at most this long.
+const DRAIN_LIMIT: u64 = 8 << 20;
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// The size of the pieces a download is read in.
 const DOWNLOAD_PIECE: usize = 256 << 10;
 
@@ -111,6 +115,16 @@ where
                 return;
             }
             if !send(&tx, Ok(Some(frame))).await {
+                // The store refused the upload before reading it all (no such bucket, a
+                // failed condition): read the rest, up to a limit, so the client can finish
+                // sending and read the answer instead of finding the connection closed.
+                let mut drained = 0u64;
+                while drained < DRAIN_LIMIT {
+                    match tokio::time::timeout(UPLOAD_IDLE, body.next()).await {
+                        Ok(Some(Ok(frame))) => drained += frame.len() as u64,
+                        _ => break,
+                    }
+                }
                 return;
             }
         }
@@ -146,7 +160,7 @@ where
         .await
         .map_err(|_| StorageError::Io("the server is stopping".into()))?;
     let (tx, rx) = mpsc::channel(UPLOAD_FRAMES);
-    let forwarding = tokio::spawn(forward(body, length, tx));
+    let mut forwarding = tokio::spawn(forward(body, length, tx));
     let work = tokio::task::spawn_blocking(move || {
         let mut reader = ChannelReader {
             rx,
@@ -157,6 +171,10 @@ where
         write(&mut reader)
     });
     let result = work.await;
+    if matches!(result, Ok(Err(_))) {
+        // Let the rest of a refused body be read (bounded), then answer.
+        let _ = tokio::time::timeout(DRAIN_WAIT, &mut forwarding).await;
+    }
     forwarding.abort();
     result.map_err(|e| StorageError::Io(format!("the upload's work stopped: {e}")))?
 }
