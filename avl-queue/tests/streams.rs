@@ -833,3 +833,96 @@ fn compressed_batches_take_less_room_and_read_back_whole() {
         1
     );
 }
+
+#[test]
+fn compaction_keeps_the_latest_message_of_each_key() {
+    use avl_queue::Compaction;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let make = |tombstone_retention_ms| TopicConfig {
+        segment_bytes: 4096,
+        durability: Durability::Never,
+        compaction: Some(Compaction {
+            tombstone_retention_ms,
+        }),
+        ..TopicConfig::default()
+    };
+    engine.create_topic("profiles", make(3_600_000)).unwrap();
+    engine.create_topic("short", make(0)).unwrap();
+    for topic in ["profiles", "short"] {
+        for round in 0..30u32 {
+            for player in 0..10u32 {
+                let m =
+                    Message::new(format!("p{player} score {round}")).with_key(format!("p{player}"));
+                engine.publish(topic, m).unwrap();
+            }
+            engine
+                .publish(topic, Message::new(format!("no key {round}")))
+                .unwrap();
+        }
+        // p3 is deleted; the tombstone is the last word on it.
+        engine
+            .publish(topic, Message::new("").with_key("p3"))
+            .unwrap();
+        // More after it, so the tombstone's segment is closed too.
+        for i in 0..60u32 {
+            engine
+                .publish(
+                    topic,
+                    Message::new(format!("filler {i} {}", "x".repeat(40))),
+                )
+                .unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    for topic in ["profiles", "short"] {
+        let before = engine.read(topic, 0, 0, 100_000, usize::MAX).unwrap();
+        let removed = engine.compact(topic).unwrap();
+        assert!(removed > 250, "{topic}: {removed} removed");
+        let after = engine.read(topic, 0, 0, 100_000, usize::MAX).unwrap();
+        assert_eq!(before.len() - removed, after.len());
+        // Offsets still rise; each key's latest value is there, once.
+        assert!(after.windows(2).all(|w| w[0].offset < w[1].offset));
+        for player in 0..10u32 {
+            let key = format!("p{player}").into_bytes();
+            let kept: Vec<_> = after
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(&key[..]))
+                .collect();
+            if player == 3 {
+                let tombstones = usize::from(topic == "profiles");
+                assert_eq!(kept.len(), tombstones, "{topic}: p3 {kept:?}");
+            } else {
+                assert_eq!(kept.len(), 1, "{topic}: p{player}");
+                assert_eq!(kept[0].value, format!("p{player} score 29").into_bytes());
+            }
+        }
+        assert_eq!(
+            after.iter().filter(|r| r.key.is_none()).count(),
+            90,
+            "messages without a key all stay"
+        );
+        // Reads from any offset, gaps included, and a second pass removes nothing.
+        let from = after[5].offset - 1;
+        let got = engine.read(topic, 0, from, 3, usize::MAX).unwrap();
+        assert_eq!(got[0].offset, after[5].offset);
+        assert_eq!(engine.compact(topic).unwrap(), 0);
+    }
+    let count = engine
+        .read("short", 0, 0, 100_000, usize::MAX)
+        .unwrap()
+        .len();
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(
+        engine
+            .read("short", 0, 0, 100_000, usize::MAX)
+            .unwrap()
+            .len(),
+        count
+    );
+    let next = engine
+        .publish("short", Message::new("after").with_key("p1"))
+        .unwrap();
+    assert_eq!(next.offset, 391, "offsets go on where they were");
+}

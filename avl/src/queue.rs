@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use avl_core::{Client, ClientConfig, Error, Result, connect};
 use avl_queue::{
-    Compression, DeadLetter, Durability, EntryResult, Message, QueueClient, QueueConfig,
-    QueueService, Record, Retention, SendMessage, TopicConfig,
+    Compaction, Compression, DeadLetter, Durability, EntryResult, Message, QueueClient,
+    QueueConfig, QueueService, Record, Retention, SendMessage, TopicConfig,
 };
 use clap::Subcommand;
 
@@ -38,6 +38,9 @@ pub(crate) enum QueueCommand {
         /// Store batches compressed: none, lz4, zstd or auto.
         #[arg(long, default_value = "none")]
         compression: String,
+        /// Keep only each key's latest message (a keyed empty message deletes the key).
+        #[arg(long)]
+        compact: bool,
     },
     /// Delete a topic with its messages and groups' offsets.
     DeleteTopic {
@@ -219,6 +222,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             retention_bytes,
             retention_messages,
             compression,
+            compact,
         } => {
             let compression = match compression.as_str() {
                 "none" => Compression::None,
@@ -242,6 +246,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                     max_messages: retention_messages,
                 },
                 compression,
+                compaction: compact.then(Compaction::default),
                 ..TopicConfig::default()
             };
             client.create_topic(&topic, config).await?;

@@ -75,6 +75,26 @@ pub struct TopicConfig {
     /// original bytes).
     #[serde(default)]
     pub compression: Compression,
+    /// Keep only the latest message of each key (offsets then skip what went).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<Compaction>,
+}
+
+/// Compaction by key: closed segments keep each key's latest message only; a tombstone
+/// (a keyed message with an empty value) deletes its key, and goes itself after
+/// `tombstone_retention_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// How long a tombstone stays for consumers to see it.
+    pub tombstone_retention_ms: u64,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            tombstone_retention_ms: 24 * 3600 * 1000,
+        }
+    }
 }
 
 /// How a topic's batches are stored.
@@ -112,6 +132,7 @@ impl Default for TopicConfig {
             segment_bytes: 64 << 20,
             retention: Retention::default(),
             compression: Compression::None,
+            compaction: None,
         }
     }
 }
@@ -356,6 +377,21 @@ impl Engine {
                         retention_due = std::time::Instant::now();
                     }
                     if sweep_due.elapsed() >= Duration::from_secs(30) {
+                        if let Some(inner) = weak.upgrade() {
+                            let topics: Vec<Arc<Topic>> = inner
+                                .topics
+                                .read()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .values()
+                                .filter(|t| t.config.compaction.is_some())
+                                .cloned()
+                                .collect();
+                            for t in topics {
+                                if let Err(e) = compact_topic(&t, now_ms()) {
+                                    tracing::warn!(error = %e, "compacting a topic failed");
+                                }
+                            }
+                        }
                         if let Some(inner) = weak.upgrade()
                             && let Err(e) = inner.queues.sweep()
                         {
@@ -397,6 +433,13 @@ impl Engine {
     /// answers how many segment files were deleted.
     pub fn apply_retention(&self) -> Result<usize> {
         apply_retention(&self.inner, now_ms())
+    }
+
+    /// Compacts a topic now (the background thread does it every 30 s for topics with
+    /// compaction); answers how many messages went.
+    pub fn compact(&self, topic: &str) -> Result<usize> {
+        let t = self.topic(topic)?;
+        compact_topic(&t, now_ms())
     }
 
     /// Creates a topic.
@@ -961,6 +1004,17 @@ fn apply_retention(inner: &Inner, now: u64) -> Result<usize> {
     Ok(removed)
 }
 
+fn compact_topic(t: &Topic, now: u64) -> Result<usize> {
+    let Some(c) = t.config.compaction else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for p in &t.partitions {
+        removed += p.compact(c.tombstone_retention_ms, now)?;
+    }
+    Ok(removed)
+}
+
 fn partition_of<'a>(t: &'a Topic, topic: &str, partition: u32) -> Result<&'a Partition> {
     t.partitions
         .get(partition as usize)
@@ -984,6 +1038,7 @@ fn open_topic(
                 config.durability,
                 config.segment_bytes,
                 config.compression.codec(),
+                config.compaction.is_some(),
                 Arc::clone(notifier),
             )
         })

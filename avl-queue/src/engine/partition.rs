@@ -140,6 +140,10 @@ pub(crate) struct Partition {
     segment_bytes: u64,
     /// Batches of more than one message are stored compressed with this.
     compression: Option<avila_compress::Codec>,
+    /// Compacted by key: offsets may skip (what compaction removed).
+    compacted: bool,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
     state: Mutex<State>,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
@@ -211,13 +215,20 @@ impl Partition {
         durability: Durability,
         segment_bytes: u64,
         compression: Option<avila_compress::Codec>,
+        compacted: bool,
         notifier: Arc<Notifier>,
     ) -> Result<Self> {
         create_dir_durably(dir)?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
-            let name = entry?.file_name();
+            let entry = entry?;
+            let name = entry.file_name();
             let name = name.to_string_lossy();
+            // A compaction a crash cut short: the segment it was rewriting is still whole.
+            if name.ends_with(".log.compacting") {
+                std::fs::remove_file(entry.path())?;
+                continue;
+            }
             // Only names this code writes: `+0.log` or `0.log` are not segments.
             if let Some(base) = name
                 .strip_suffix(".log")
@@ -235,7 +246,13 @@ impl Partition {
         let mut changed = false;
         for base in bases {
             let path = segment_path(dir, base);
-            if cut || base != next {
+            // A compacted log may skip offsets, between segments too.
+            let in_place = if compacted {
+                base >= next
+            } else {
+                base == next
+            };
+            if cut || !in_place {
                 // After a torn or damaged segment, or past a gap: not part of the log.
                 // Kept aside rather than deleted, for whoever wants to look.
                 std::fs::rename(&path, path.with_extension("log.orphan"))?;
@@ -248,7 +265,7 @@ impl Partition {
                 .read(true)
                 .write(true)
                 .open(&path)?;
-            let scanned = scan(&file, base, &mut producers)?;
+            let scanned = scan(&file, base, compacted, &mut producers)?;
             next = scanned.next;
             if scanned.len < file.metadata()?.len() {
                 tracing::warn!(file = %path.display(), at = scanned.len, "the log ends inside this segment: cut there");
@@ -290,6 +307,8 @@ impl Partition {
             durability,
             segment_bytes,
             compression,
+            compacted,
+            compacting: Mutex::new(()),
             state: Mutex::new(State {
                 segments,
                 producers,
@@ -336,6 +355,118 @@ impl Partition {
             at = last.offset + 1;
         }
         Ok(end)
+    }
+
+    /// Compacts the closed segments: of each key, only its latest message is kept (a
+    /// tombstone, a keyed message with an empty value, only until `tombstone_ms` after
+    /// it was written); messages without a key stay. Each segment is rewritten beside
+    /// itself, synced, and renamed over the old one; offsets stay what they were.
+    /// Answers how many messages went.
+    pub(crate) fn compact(&self, tombstone_ms: u64, now_ms: u64) -> Result<usize> {
+        let _one = lock(&self.compacting);
+        let end = self.visible.load(Ordering::Acquire);
+        let (start, closed): (u64, Vec<(u64, u64)>) = {
+            let st = lock(&self.state);
+            let start = st.segments.first().map_or(0, |s| s.base);
+            let closed = st.segments[..st.segments.len().saturating_sub(1)]
+                .iter()
+                .map(|s| (s.base, s.len))
+                .collect();
+            (start, closed)
+        };
+        if closed.is_empty() {
+            return Ok(0);
+        }
+        // The latest offset of every key, over the whole log.
+        let mut latest: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        let mut at = start;
+        while at < end {
+            let records = self.read(at, 10_000, 16 << 20)?;
+            let Some(last) = records.last() else { break };
+            let next = last.offset + 1;
+            for r in records {
+                if let Some(k) = r.key {
+                    latest.insert(k, r.offset);
+                }
+            }
+            at = next;
+        }
+        let mut removed = 0;
+        for (i, (base, len)) in closed.iter().enumerate() {
+            let upto = closed.get(i + 1).map_or(u64::MAX, |(b, _)| *b);
+            let mut kept = Vec::new();
+            let mut dropped = 0usize;
+            let mut at = *base;
+            loop {
+                let records = self.read(at.max(start), 10_000, 16 << 20)?;
+                let Some(last) = records.last() else { break };
+                let next = last.offset + 1;
+                let mut past = false;
+                for r in records {
+                    if r.offset >= upto {
+                        past = true;
+                        break;
+                    }
+                    let keep = match &r.key {
+                        None => true,
+                        Some(k) => {
+                            latest.get(k) == Some(&r.offset)
+                                && !(r.value.is_empty()
+                                    && r.timestamp_ms.saturating_add(tombstone_ms) < now_ms)
+                        }
+                    };
+                    if keep {
+                        let m = Message {
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
+                        };
+                        record::encode(&mut kept, r.offset, r.timestamp_ms, r.producer, &m);
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                if past || next >= upto || next >= end {
+                    break;
+                }
+                at = next;
+            }
+            if dropped == 0 {
+                continue;
+            }
+            let path = segment_path(&self.dir, *base);
+            let temp = path.with_extension("log.compacting");
+            {
+                let f = std::fs::File::create(&temp)?;
+                f.write_all_at(&kept, 0)?;
+                f.sync_all()?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&temp)?;
+            let mut producers = Default::default();
+            let scanned = scan(&file, *base, true, &mut producers)?;
+            let mut st = lock(&self.state);
+            // Retention may have taken it meanwhile; nothing else changes a closed segment.
+            let Some(segment) = st
+                .segments
+                .iter_mut()
+                .find(|s| s.base == *base && s.len == *len)
+            else {
+                drop(st);
+                std::fs::remove_file(&temp)?;
+                continue;
+            };
+            std::fs::rename(&temp, &path)?;
+            sync_dir(&self.dir)?;
+            segment.file = Arc::new(file);
+            segment.len = scanned.len;
+            segment.index = scanned.index;
+            segment.indexed_at = scanned.indexed_at;
+            removed += dropped;
+        }
+        Ok(removed)
     }
 
     /// Refuses every later append (the topic is being deleted); waits for any append in
@@ -687,13 +818,13 @@ impl Partition {
                         if r.offset < want || want >= end || out.len() >= max {
                             continue;
                         }
-                        if r.offset != want {
+                        if r.offset != want && !self.compacted {
                             return Err(QueueError::Corrupted(format!(
                                 "offset {} where {want} was expected",
                                 r.offset
                             )));
                         }
-                        want += 1;
+                        want = r.offset + 1;
                         bytes +=
                             record::HEADER_LEN + r.value.len() + r.key.as_ref().map_or(0, Vec::len);
                         out.push(r);
@@ -764,6 +895,7 @@ struct Scanned {
 fn scan(
     file: &File,
     base: u64,
+    gaps: bool,
     producers: &mut std::collections::HashMap<u64, ProducerState>,
 ) -> Result<Scanned> {
     let size = file.metadata()?.len();
@@ -788,12 +920,14 @@ fn scan(
                 Decoded::Batch(rs, n) => (rs, n),
                 Decoded::End => break,
             };
-            if records.first().is_none_or(|r| r.offset != out.next) {
-                break;
+            let follows = |o: u64| if gaps { o >= out.next } else { o == out.next };
+            match records.first() {
+                Some(r) if follows(r.offset) => {}
+                _ => break,
             }
             let pos = out.len + at as u64;
             if out.index.is_empty() || pos >= out.indexed_at + INDEX_EVERY {
-                out.index.push((out.next, pos));
+                out.index.push((records[0].offset, pos));
                 out.indexed_at = pos;
             }
             for r in records {
@@ -801,7 +935,7 @@ fn scan(
                 if let Some((id, sequence)) = r.producer {
                     producers.entry(id).or_default().note(sequence, r.offset);
                 }
-                out.next = out.next.checked_add(1).ok_or_else(|| {
+                out.next = r.offset.checked_add(1).ok_or_else(|| {
                     QueueError::Corrupted("offsets past the largest number".into())
                 })?;
             }
