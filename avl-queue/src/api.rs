@@ -1,12 +1,12 @@
 //! The queue's protocol on the platform transport: one request and one response type,
 //! the same in-process and over HTTP (bytes travel as base64 in the JSON).
 
-use avl_core::{Message as WireMessage, Request};
+use avl_core::{Body, Message as WireMessage, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     Lag, Membership, Message, PartitionInfo, Published, QueueConfig, QueueStats, Received, Record,
-    SendMessage, TopicConfig,
+    SendMessage, StartAt, TopicConfig,
 };
 
 /// A request to the queue service.
@@ -183,6 +183,15 @@ pub enum QueueRequest {
         /// The queue.
         queue: String,
     },
+    /// Every message of the topics matching a pattern, streamed as they are published
+    /// (the answer's body: one JSON [`Delivery`](crate::Delivery) per line).
+    Subscribe {
+        /// NATS-style: `*` one token, `>` the rest.
+        pattern: String,
+        /// From the end (default) or the beginning.
+        #[serde(default)]
+        start: StartAt,
+    },
     /// Where a group stands in each partition of a topic.
     Lag {
         /// The group.
@@ -220,6 +229,7 @@ impl Request for QueueRequest {
             QueueRequest::Redrive { .. } => "Redrive",
             QueueRequest::Purge { .. } => "Purge",
             QueueRequest::QueueStats { .. } => "QueueStats",
+            QueueRequest::Subscribe { .. } => "Subscribe",
         }
     }
 
@@ -246,6 +256,7 @@ impl Request for QueueRequest {
             | QueueRequest::Redrive { queue }
             | QueueRequest::Purge { queue }
             | QueueRequest::QueueStats { queue } => format!("queues/{queue}"),
+            QueueRequest::Subscribe { pattern, .. } => pattern.clone(),
             QueueRequest::ListTopics | QueueRequest::ListQueues => String::new(),
         }
     }
@@ -300,7 +311,7 @@ pub struct TopicSummary {
 }
 
 /// The queue service's answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 #[non_exhaustive]
 pub enum QueueResponse {
@@ -366,6 +377,13 @@ pub enum QueueResponse {
         /// Them.
         stats: QueueStats,
     },
+    /// A subscription's deliveries, streamed in the body as JSON lines until the
+    /// caller hangs up.
+    Deliveries {
+        /// The stream.
+        #[serde(skip)]
+        body: Body,
+    },
     /// A group's lag.
     Lag {
         /// Per partition.
@@ -373,4 +391,25 @@ pub enum QueueResponse {
     },
 }
 
-impl WireMessage for QueueResponse {}
+impl WireMessage for QueueResponse {
+    fn take_body(&mut self) -> Body {
+        match self {
+            QueueResponse::Deliveries { body } => std::mem::take(body),
+            _ => Body::Empty,
+        }
+    }
+
+    fn set_body(&mut self, received: Body) -> avl_core::Result<()> {
+        match self {
+            QueueResponse::Deliveries { body } => {
+                *body = received;
+                Ok(())
+            }
+            _ if received.is_empty() => Ok(()),
+            _ => Err(avl_core::Error::invalid_input(
+                "body",
+                "only Deliveries carries a payload",
+            )),
+        }
+    }
+}

@@ -5,11 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use avl_core::{Context, OpenLocal, Service};
+use futures_util::StreamExt;
 
 use crate::api::{EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary};
 use crate::engine::{
-    Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_BATCH, Membership, Message, PartitionInfo,
-    Published, QueueConfig, QueueStats, Received, Record, SendMessage, TopicConfig,
+    Delivery, Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_BATCH, Membership, Message,
+    PartitionInfo, Published, QueueConfig, QueueStats, Received, Record, SendMessage, StartAt,
+    TopicConfig,
 };
 use crate::error::QueueError;
 
@@ -205,6 +207,12 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
         QueueRequest::QueueStats { queue } => QueueResponse::Stats {
             stats: engine.queue_stats(&queue)?,
         },
+        QueueRequest::Subscribe { .. } => {
+            return Err(QueueError::invalid(
+                "op",
+                "a subscription is answered by the service, not the engine",
+            ));
+        }
         QueueRequest::OffsetForTime {
             topic,
             partition,
@@ -226,6 +234,29 @@ impl Service for QueueService {
         mut request: QueueRequest,
     ) -> avl_core::Result<QueueResponse> {
         let engine = self.engine.clone();
+        if let QueueRequest::Subscribe { pattern, start } = &request {
+            // A subscription waits on the blocking pool as long as it lives: it holds one
+            // of the waiting slots.
+            let Ok(permit) = std::sync::Arc::clone(&self.waiting).try_acquire_owned() else {
+                return Err(avl_core::Error::unavailable(
+                    "too many subscriptions and long polls at once; try again",
+                ));
+            };
+            let subscription = engine
+                .subscribe(pattern, *start)
+                .map_err(avl_core::Error::from)?;
+            let lines = subscription.into_stream().map(move |delivery| {
+                let _held = &permit;
+                let delivery = delivery.map_err(avl_core::Error::from)?;
+                let mut line = serde_json::to_vec(&delivery)
+                    .map_err(|e| avl_core::Error::internal(format!("a delivery: {e}")))?;
+                line.push(b'\n');
+                Ok(bytes::Bytes::from(line))
+            });
+            return Ok(QueueResponse::Deliveries {
+                body: avl_core::Body::from_stream(lines),
+            });
+        }
         let wait = match &mut request {
             QueueRequest::Read { wait_ms, .. } | QueueRequest::Receive { wait_ms, .. } => {
                 Some(wait_ms)
@@ -271,6 +302,39 @@ impl OpenLocal for QueueService {
 #[derive(Debug, Clone)]
 pub struct QueueClient {
     inner: avl_core::Client<QueueService>,
+}
+
+/// A body of JSON lines as deliveries (a line may arrive in pieces).
+fn json_lines(
+    body: avl_core::Body,
+) -> impl futures_util::Stream<Item = avl_core::Result<Delivery>> {
+    futures_util::stream::unfold(
+        (body.into_stream(), Vec::<u8>::new(), false),
+        |(mut stream, mut buf, done)| async move {
+            loop {
+                if let Some(at) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=at).collect();
+                    let parsed = serde_json::from_slice::<Delivery>(&line[..line.len() - 1])
+                        .map_err(|e| avl_core::Error::internal(format!("a delivery line: {e}")));
+                    return Some((parsed, (stream, buf, done)));
+                }
+                if done {
+                    return None;
+                }
+                match stream.next().await {
+                    Some(Ok(piece)) => buf.extend_from_slice(&piece),
+                    Some(Err(e)) => return Some((Err(e), (stream, buf, true))),
+                    None => {
+                        if buf.is_empty() {
+                            return None;
+                        }
+                        let e = avl_core::Error::internal("the subscription ended mid-line");
+                        return Some((Err(e), (stream, Vec::new(), true)));
+                    }
+                }
+            }
+        },
+    )
 }
 
 fn unexpected(response: QueueResponse) -> avl_core::Error {
@@ -588,6 +652,25 @@ impl QueueClient {
             QueueResponse::Stats { stats } => Ok(stats),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Every message of the topics matching `pattern`, as they are published: in-process
+    /// or streamed from a server (one JSON line per message), the same.
+    pub async fn subscribe(
+        &self,
+        pattern: &str,
+        start: StartAt,
+    ) -> avl_core::Result<impl futures_util::Stream<Item = avl_core::Result<Delivery>> + use<>>
+    {
+        let request = QueueRequest::Subscribe {
+            pattern: pattern.into(),
+            start,
+        };
+        let body = match self.inner.call(request).await? {
+            QueueResponse::Deliveries { body } => body,
+            other => return Err(unexpected(other)),
+        };
+        Ok(json_lines(body))
     }
 
     /// Where `group` stands in each partition of `topic`.

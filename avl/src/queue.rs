@@ -6,7 +6,7 @@ use std::time::Duration;
 use avl_core::{Client, ClientConfig, Error, Result, connect};
 use avl_queue::{
     Compaction, Compression, DeadLetter, Durability, EntryResult, Message, QueueClient,
-    QueueConfig, QueueService, Record, Retention, SendMessage, TopicConfig,
+    QueueConfig, QueueService, Record, Retention, SendMessage, StartAt, TopicConfig,
 };
 use clap::Subcommand;
 
@@ -77,6 +77,21 @@ pub(crate) enum QueueCommand {
         /// Wait up to this many seconds for messages when there are none.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+    },
+    /// Follow every topic matching a pattern (`game.*.events`, `game.>`), printing each
+    /// message as it is published (JSON lines).
+    Subscribe {
+        /// The pattern: `*` one token, `>` the rest.
+        pattern: String,
+        /// Start at the beginning of the topics (else only new messages).
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Stop after this many seconds without a message.
+        #[arg(long)]
+        idle: Option<u64>,
     },
     /// Create a queue (standard, or --fifo).
     CreateQueue {
@@ -286,6 +301,37 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             max,
             wait,
         } => consume(&client, &topic, &group, from_beginning, max, wait).await?,
+        QueueCommand::Subscribe {
+            pattern,
+            from_beginning,
+            max,
+            idle,
+        } => {
+            use futures_util::StreamExt;
+            let start = if from_beginning {
+                StartAt::Beginning
+            } else {
+                StartAt::End
+            };
+            let stream = client.subscribe(&pattern, start).await?;
+            let mut stream = std::pin::pin!(stream);
+            let mut printed = 0usize;
+            while max.is_none_or(|m| printed < m) {
+                let next = match idle {
+                    Some(secs) => {
+                        match tokio::time::timeout(Duration::from_secs(secs), stream.next()).await {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        }
+                    }
+                    None => stream.next().await,
+                };
+                let Some(delivery) = next else { break };
+                let d = delivery?;
+                print_record(&d.topic, d.partition, &d.record);
+                printed += 1;
+            }
+        }
         QueueCommand::CreateQueue {
             queue,
             fifo,

@@ -221,12 +221,38 @@ fn queue_commands_work_through_a_server() {
             .spawn()
             .unwrap()
     };
+    // A subscriber to a pattern, streamed from the server, sees messages as they come.
+    let subscriber = {
+        let mut cmd: Command = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", &key)
+            .env("AVL_SECRET_ACCESS_KEY", &secret)
+            .args([
+                "queue",
+                "subscribe",
+                "*",
+                "--from-beginning",
+                "--max",
+                "2",
+                "--idle",
+                "30",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     std::thread::sleep(std::time::Duration::from_millis(700));
     ok(queue(&["publish", "live", "hello"]));
     let out = waiting.wait_with_output().unwrap();
     let got = lines(&text(&out.stdout));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["value"], "hello");
+    ok(queue(&["create-topic", "lively"]));
+    ok(queue(&["publish", "lively", "second topic"]));
+    let out = subscriber.wait_with_output().unwrap();
+    let got = lines(&text(&out.stdout));
+    let values: Vec<&str> = got.iter().map(|l| l["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["hello", "second topic"]);
     let (code, _, _) = served.stop("TERM");
     assert_eq!(code, 0);
 }
