@@ -75,6 +75,71 @@ fn root_credentials(data_dir: &Path) -> Result<(Credentials, bool)> {
     }
 }
 
+/// Server-sent events of a queue subscription: `GET /v1/queue/events?pattern=P[&from=
+/// beginning]`, one `message` event per delivery (its JSON in `data`).
+const QUEUE_EVENTS_PATH: &str = "/v1/queue/events";
+/// Event streams open at once; more are refused (each waits on the blocking pool).
+const QUEUE_EVENT_STREAMS: usize = 64;
+
+/// A query parameter, decoded.
+fn query_value(parts: &http::request::Parts, name: &str) -> Option<String> {
+    parts.uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            urlencoding::decode(&v.replace('+', " "))
+                .map(|v| v.into_owned())
+                .unwrap_or_default()
+        })
+    })
+}
+
+/// The event stream of a subscription.
+async fn queue_events(
+    engine: avl_queue::Engine,
+    slots: Arc<tokio::sync::Semaphore>,
+    parts: http::request::Parts,
+) -> Result<axum::response::Response> {
+    use futures_util::StreamExt;
+    let pattern = query_value(&parts, "pattern")
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::invalid_input("pattern", "required: ?pattern=game.*.events"))?;
+    let start = match query_value(&parts, "from").as_deref() {
+        None | Some("end") => avl_queue::StartAt::End,
+        Some("beginning") => avl_queue::StartAt::Beginning,
+        Some(other) => {
+            return Err(Error::invalid_input(
+                "from",
+                format!("`{other}`: beginning or end"),
+            ));
+        }
+    };
+    let permit = slots
+        .try_acquire_owned()
+        .map_err(|_| Error::unavailable("too many event streams at once; try again"))?;
+    let subscription = engine.subscribe(&pattern, start).map_err(Error::from)?;
+    let events = subscription.into_stream().map(move |delivery| {
+        let _held = &permit;
+        let delivery = delivery.map_err(Error::from)?;
+        let data = serde_json::to_string(&delivery)
+            .map_err(|e| Error::internal(format!("a delivery: {e}")))?;
+        Ok::<_, Error>(bytes::Bytes::from(format!(
+            "id: {}/{}/{}\nevent: message\ndata: {data}\n\n",
+            delivery.topic, delivery.partition, delivery.record.offset
+        )))
+    });
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    Ok(response)
+}
+
 /// Everything that can fail at start-up happens here, before anything is printed or
 /// logged, so a failed start is one line.
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
@@ -114,7 +179,17 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .mount(system)
         .mount(Arc::new(aviladb::DbService::new(db)))
         .mount(Arc::new(avl_storage::StorageService::new(store.clone())))
-        .mount(Arc::new(avl_queue::QueueService::new(queue)))
+        .mount(Arc::new(avl_queue::QueueService::new(queue.clone())))
+        .get_route(
+            QUEUE_EVENTS_PATH,
+            avl_queue::QueueService::NAME,
+            "Subscribe",
+            |parts| query_value(parts, "pattern").unwrap_or_default(),
+            {
+                let slots = Arc::new(tokio::sync::Semaphore::new(QUEUE_EVENT_STREAMS));
+                move |parts| queue_events(queue.clone(), Arc::clone(&slots), parts)
+            },
+        )
         .bind(config)
         .await?;
     let s3 = avl_storage::s3::bind(

@@ -256,3 +256,104 @@ fn queue_commands_work_through_a_server() {
     let (code, _, _) = served.stop("TERM");
     assert_eq!(code, 0);
 }
+
+/// Reads an HTTP response head and then `events` server-sent events from `stream`.
+fn sse_events(stream: &mut std::net::TcpStream, events: usize) -> (String, Vec<String>) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let data: Vec<String> = rest
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+                .collect();
+            if data.len() >= events || !head.starts_with("HTTP/1.1 200") {
+                return (head.to_string(), data);
+            }
+        }
+        let n = stream.read(&mut chunk).unwrap();
+        if n == 0 {
+            let text = String::from_utf8_lossy(&buf).to_string();
+            let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            return (head.to_string(), Vec::new());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn server_sent_events_follow_a_pattern() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let served = Served::start(serve(
+        home.path(),
+        &home.path().join("data"),
+        &["--no-auth"],
+    ));
+    let queue = |args: &[&str]| {
+        let mut cmd: Command = avl(home.path());
+        cmd.env("AVL_ENDPOINT", &served.url)
+            .env("AVL_ACCESS_KEY_ID", "AKIAUNUSED0000000000")
+            .env("AVL_SECRET_ACCESS_KEY", "unused-with-no-auth")
+            .arg("queue")
+            .args(args);
+        run(&mut cmd)
+    };
+    ok(queue(&["create-topic", "game.eu.events"]));
+    ok(queue(&["publish", "game.eu.events", "before"]));
+    let addr = served.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/queue/events?pattern=game.%2A.events&from=beginning HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(queue(&["publish", "game.eu.events", "live"]));
+    let (head, data) = sse_events(&mut stream, 2);
+    assert!(head.contains("text/event-stream"), "{head}");
+    let values: Vec<String> = data
+        .iter()
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_str(d).unwrap();
+            assert_eq!(v["topic"], "game.eu.events");
+            v["record"]["value"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // Values are base64 in the JSON: "before", "live".
+    assert_eq!(values, ["YmVmb3Jl", "bGl2ZQ=="]);
+    // A bad pattern is a clear error.
+    let mut bad = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        bad,
+        "GET /v1/queue/events?pattern=a..b HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (head, _) = sse_events(&mut bad, 1);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    drop(stream);
+    let (code, _, _) = served.stop("TERM");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn server_sent_events_need_a_signature_when_auth_is_on() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let served = Served::start(serve(home.path(), &home.path().join("data"), &[]));
+    let addr = served.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /v1/queue/events?pattern=x HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let (head, _) = sse_events(&mut stream, 1);
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    served.stop("TERM");
+}

@@ -131,6 +131,54 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves `GET {path}` with `handler`, behind the same authentication and
+    /// authorization as mounted services (the action is `service:operation`, the
+    /// resource what `resource` finds in the query): for answers that are not a service
+    /// message, such as a server-sent event stream. The handler gets the request's head
+    /// and answers the whole HTTP response.
+    pub fn get_route<H, Fut>(
+        mut self,
+        path: &str,
+        service: &'static str,
+        operation: &'static str,
+        resource: fn(&http::request::Parts) -> String,
+        handler: H,
+    ) -> Self
+    where
+        H: Fn(http::request::Parts) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Response>> + Send + 'static,
+    {
+        let gate = Arc::clone(&self.gate);
+        let route = move |request: Request| {
+            let gate = Arc::clone(&gate);
+            let handler = handler.clone();
+            async move {
+                let request_id = RequestId::of(&request);
+                let (parts, _) = request.into_parts();
+                let answer = async {
+                    let authenticated = gate.authenticator.authenticate(&parts).await?;
+                    let action = Action { service, operation };
+                    let on = resource(&parts);
+                    if gate
+                        .authorizer
+                        .authorize(&authenticated.principal, &action, &on)
+                        == Decision::Deny
+                    {
+                        return Err(Error::forbidden(format!(
+                            "{} may not {action} on {on}",
+                            authenticated.principal.id
+                        )));
+                    }
+                    handler(parts).await
+                }
+                .await;
+                answer.unwrap_or_else(|e| error_response(e, &request_id))
+            }
+        };
+        self.router = self.router.route(path, get(route));
+        self
+    }
+
     /// Binds the listener and loads TLS, so a bad address, a port in use or malformed
     /// TLS files are reported before anything runs.
     pub async fn bind(self, config: ServeConfig) -> Result<Server> {
