@@ -566,3 +566,45 @@ fn dead_letter_edge_cases_and_receives_past_dropped_messages() {
         "its own message stays"
     );
 }
+
+#[test]
+fn queues_without_a_sync_per_change_keep_what_they_committed_at_a_clean_close() {
+    use avl_queue::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (q, _clock) = engine(dir.path());
+        for (name, durability) in [
+            ("fast", Durability::Never),
+            ("batched", Durability::Interval(20)),
+        ] {
+            q.create_queue(
+                name,
+                QueueConfig {
+                    durability,
+                    ..standard()
+                },
+            )
+            .unwrap();
+            for i in 0..20 {
+                q.send(name, SendMessage::new(format!("{i}"))).unwrap();
+            }
+            let got = q.receive(name, 5, None, no_wait()).unwrap();
+            q.delete_message(name, &got[0].receipt_handle).unwrap();
+        }
+        assert!(
+            q.create_queue(
+                "bad",
+                QueueConfig {
+                    durability: Durability::Interval(0),
+                    ..standard()
+                }
+            )
+            .is_err()
+        );
+    }
+    let (q, _clock) = engine(dir.path());
+    for name in ["fast", "batched"] {
+        let stats = q.queue_stats(name).unwrap();
+        assert_eq!(stats.available + stats.in_flight, 19, "{name}");
+    }
+}

@@ -926,3 +926,35 @@ fn compaction_keeps_the_latest_message_of_each_key() {
         .unwrap();
     assert_eq!(next.offset, 391, "offsets go on where they were");
 }
+
+#[test]
+fn a_zeroed_tail_ends_the_log_where_the_zeros_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        engine
+            .create_topic("t", config(1, Durability::Always, 1 << 20))
+            .unwrap();
+        for i in 0..5u8 {
+            engine.publish("t", Message::new(vec![i; 50])).unwrap();
+        }
+    }
+    // What a file system may leave after a crash: the file longer, the end zeros.
+    let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    f.set_len(len + 4096).unwrap();
+    drop(f);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("t").unwrap()[0].end, 5);
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        len,
+        "the zeros are cut"
+    );
+    assert_eq!(engine.publish("t", Message::new("next")).unwrap().offset, 5);
+    assert_eq!(engine.read("t", 0, 0, 10, usize::MAX).unwrap().len(), 6);
+}

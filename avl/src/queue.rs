@@ -112,6 +112,10 @@ pub(crate) enum QueueCommand {
         /// FIFO: deduplicate by the body when no id is given.
         #[arg(long)]
         content_based_deduplication: bool,
+        /// When changes are acknowledged: `always` (after a sync), `never`, or
+        /// `interval:MS`.
+        #[arg(long, default_value = "always")]
+        durability: String,
     },
     /// Send a message to a queue (its body as text); prints its id.
     Send {
@@ -339,8 +343,10 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             max_receive_count,
             visibility_timeout,
             content_based_deduplication,
+            durability: mode,
         } => {
             let config = QueueConfig {
+                durability: durability(&mode)?,
                 fifo,
                 visibility_timeout_secs: visibility_timeout,
                 content_based_deduplication,

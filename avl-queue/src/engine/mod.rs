@@ -351,6 +351,7 @@ impl Engine {
                 let mut nap = Duration::from_millis(100);
                 let mut retention_due = std::time::Instant::now();
                 let mut sweep_due = std::time::Instant::now();
+                let mut queue_flush_due = std::time::Instant::now();
                 loop {
                     std::thread::sleep(nap);
                     let Some(inner) = weak.upgrade() else { return };
@@ -400,6 +401,28 @@ impl Engine {
                         sweep_due = std::time::Instant::now();
                     }
                     nap = Duration::from_millis(100);
+                    if let Some(inner) = weak.upgrade() {
+                        // Interval queues: one sync for everything committed since the last.
+                        let every = inner
+                            .queues
+                            .list()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|(_, c)| match c.durability {
+                                Durability::Interval(ms) => Some(ms),
+                                _ => None,
+                            })
+                            .min();
+                        if let Some(ms) = every {
+                            nap = nap.min(Duration::from_millis(ms));
+                            if queue_flush_due.elapsed() >= Duration::from_millis(ms) {
+                                if let Err(e) = inner.queues.flush() {
+                                    tracing::warn!(error = %e, "syncing queues failed");
+                                }
+                                queue_flush_due = std::time::Instant::now();
+                            }
+                        }
+                    }
                     for (name, topic, ms) in topics {
                         let every = Duration::from_millis(ms);
                         nap = nap.min(every);
@@ -983,6 +1006,11 @@ impl Engine {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        // Queues that do not sync on every change: what they committed is made durable
+        // at a clean close.
+        if let Err(e) = self.queues.flush() {
+            tracing::warn!(error = %e, "syncing queues at close failed");
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::partition::Durability;
 use super::record::b64;
 use crate::error::{QueueError, Result};
 
@@ -132,6 +133,15 @@ pub struct QueueConfig {
     /// FIFO: a message without a deduplication id is deduplicated by its body's hash.
     #[serde(default)]
     pub content_based_deduplication: bool,
+    /// When sends, receives and deletes are acknowledged: after a sync (`Always`, the
+    /// default; concurrent callers share it), with a sync every so many milliseconds, or
+    /// when the OS writes.
+    #[serde(default = "always")]
+    pub durability: Durability,
+}
+
+fn always() -> Durability {
+    Durability::Always
 }
 
 impl Default for QueueConfig {
@@ -144,6 +154,7 @@ impl Default for QueueConfig {
             max_message_bytes: 1 << 20,
             dead_letter: None,
             content_based_deduplication: false,
+            durability: Durability::Always,
         }
     }
 }
@@ -323,6 +334,8 @@ struct Slot {
 #[derive(Default)]
 struct Pending {
     ops: Vec<(Op, Arc<Slot>)>,
+    /// Some queued operation is for a queue that syncs before it answers.
+    sync: bool,
     committing: bool,
 }
 
@@ -332,6 +345,8 @@ pub(crate) struct Queues {
     clock: Arc<dyn Clock>,
     pending: Mutex<Pending>,
     done: Condvar,
+    /// Commits made without a sync since the last one.
+    unsynced: std::sync::atomic::AtomicBool,
     /// Bumped when something may have become receivable (a send, a release).
     arrived: Mutex<u64>,
     arrived_cv: Condvar,
@@ -369,9 +384,38 @@ impl Queues {
             clock,
             pending: Mutex::new(Pending::default()),
             done: Condvar::new(),
+            unsynced: std::sync::atomic::AtomicBool::new(false),
             arrived: Mutex::new(0),
             arrived_cv: Condvar::new(),
         })
+    }
+
+    /// Whether changes to `queue` wait for a sync (its durability is `Always`; an unknown
+    /// queue's answer is an error anyway).
+    fn syncs(&self, queue: &str) -> bool {
+        let config = (|| -> Result<Option<QueueConfig>> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(QUEUES)?;
+            let Some(v) = table.get(queue)? else {
+                return Ok(None);
+            };
+            Ok(serde_json::from_slice(v.value()).ok())
+        })();
+        !matches!(
+            config,
+            Ok(Some(QueueConfig {
+                durability: Durability::Interval(_) | Durability::Never,
+                ..
+            }))
+        )
+    }
+
+    /// Makes every commit so far durable (what `Interval` queues' background sync does).
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.unsynced.swap(false, Ordering::AcqRel) {
+            self.run(Box::new(|_, _| Ok(Reply::Done)))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn now(&self) -> u64 {
@@ -385,11 +429,19 @@ impl Queues {
 
     /// Runs `op` in the next shared durable transaction; answers what it answered.
     fn run(&self, op: Op) -> Result<Reply> {
+        self.run_as(op, true)
+    }
+
+    /// [`Queues::run`]; `sync` says whether its answer waits for a sync (an `Always`
+    /// queue's, or the queues' own metadata) or not (`Interval` and `Never` queues, whose
+    /// commits a later sync makes durable).
+    fn run_as(&self, op: Op, sync: bool) -> Result<Reply> {
         let slot = Arc::new(Slot {
             answer: Mutex::new(None),
         });
         let mut pending = lock(&self.pending);
         pending.ops.push((op, Arc::clone(&slot)));
+        pending.sync |= sync;
         loop {
             if let Some(answer) = lock(&slot.answer).take() {
                 return answer;
@@ -403,12 +455,13 @@ impl Queues {
             }
             pending.committing = true;
             let ops = std::mem::take(&mut pending.ops);
+            let sync = std::mem::take(&mut pending.sync);
             drop(pending);
             // Whatever happens in the commit (a panic included), the next caller can lead
             // and every caller of this batch gets an answer.
             let slots: Vec<Arc<Slot>> = ops.iter().map(|(_, s)| Arc::clone(s)).collect();
             let committed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(ops)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(ops, sync)));
             if committed.is_err() {
                 for slot in &slots {
                     let mut answer = lock(&slot.answer);
@@ -430,14 +483,20 @@ impl Queues {
     /// refused for its input wrote nothing (each checks before it writes) and the others
     /// commit; one that fails on storage or stored data may have written part of its work,
     /// so the whole transaction is abandoned and every operation of it fails.
-    fn commit(&self, ops: Vec<(Op, Arc<Slot>)>) {
+    fn commit(&self, ops: Vec<(Op, Arc<Slot>)>, sync: bool) {
         let now = self.now();
+        let durability = if sync {
+            RedbDurability::Immediate
+        } else {
+            self.unsynced.store(true, Ordering::Release);
+            RedbDurability::None
+        };
         let begun = self
             .db
             .begin_write()
             .map_err(|e| QueueError::Io(e.to_string()))
             .and_then(|mut txn| {
-                txn.set_durability(RedbDurability::Immediate)
+                txn.set_durability(durability)
                     .map_err(|e| QueueError::Io(e.to_string()))?;
                 Ok(txn)
             });
@@ -571,15 +630,19 @@ impl Queues {
         let queue_name = queue.to_string();
         let results = Arc::new(Mutex::new(Vec::new()));
         let out = Arc::clone(&results);
-        self.run(Box::new(move |txn, now| {
-            let config = config_of(txn, &queue_name)?;
-            let mut answers = Vec::with_capacity(messages.len());
-            for m in messages {
-                answers.push(send_one(txn, &queue_name, &config, m, now));
-            }
-            *lock(&out) = answers;
-            Ok(Reply::Done)
-        }))?;
+        let sync = self.syncs(queue);
+        self.run_as(
+            Box::new(move |txn, now| {
+                let config = config_of(txn, &queue_name)?;
+                let mut answers = Vec::with_capacity(messages.len());
+                for m in messages {
+                    answers.push(send_one(txn, &queue_name, &config, m, now));
+                }
+                *lock(&out) = answers;
+                Ok(Reply::Done)
+            }),
+            sync,
+        )?;
         self.bump();
         let answers = std::mem::take(&mut *lock(&results));
         Ok(answers)
@@ -608,12 +671,16 @@ impl Queues {
         }
         let wait = wait.min(MAX_RECEIVE_WAIT);
         let deadline = Instant::now() + wait;
+        let sync = self.syncs(queue);
         loop {
             let seen = *lock(&self.arrived);
             let queue_name = queue.to_string();
-            let got = match self.run(Box::new(move |txn, now| {
-                receive_some(txn, &queue_name, max, visibility, now).map(Reply::Received)
-            }))? {
+            let got = match self.run_as(
+                Box::new(move |txn, now| {
+                    receive_some(txn, &queue_name, max, visibility, now).map(Reply::Received)
+                }),
+                sync,
+            )? {
                 Reply::Received(got) => got,
                 _ => Vec::new(),
             };
@@ -635,13 +702,17 @@ impl Queues {
     /// Deletes a received message (its lease's handle only).
     pub(crate) fn delete_message(&self, queue: &str, handle: &str) -> Result<()> {
         let (seq, nonce) = parse_handle(handle)?;
+        let sync = self.syncs(queue);
         let queue = queue.to_string();
         let handle = handle.to_string();
-        self.run(Box::new(move |txn, _| {
-            let stored = leased(txn, &queue, seq, nonce, &handle)?;
-            remove_message(txn, &queue, seq, &stored)?;
-            Ok(Reply::Done)
-        }))?;
+        self.run_as(
+            Box::new(move |txn, _| {
+                let stored = leased(txn, &queue, seq, nonce, &handle)?;
+                remove_message(txn, &queue, seq, &stored)?;
+                Ok(Reply::Done)
+            }),
+            sync,
+        )?;
         self.bump();
         Ok(())
     }
@@ -812,6 +883,14 @@ fn check_config(c: &QueueConfig) -> Result<()> {
         return Err(QueueError::invalid(
             "max_message_bytes",
             format!("1 to {}", super::MAX_MESSAGE_BYTES_LIMIT),
+        ));
+    }
+    if let Durability::Interval(ms) = c.durability
+        && !(1..=60_000).contains(&ms)
+    {
+        return Err(QueueError::invalid(
+            "durability",
+            "an interval of 1 to 60000 ms",
         ));
     }
     if let Some(dl) = &c.dead_letter {
