@@ -962,3 +962,48 @@ fn compressible_objects_take_at_most_half_their_size() {
         assert_eq!(read_all(&store, "logs", "a", None), data);
     }
 }
+
+/// DeleteObjects: one transaction, a result per key; a bad key fails alone.
+#[test]
+fn delete_objects_answers_per_key_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_chunks(dir.path());
+    store.create_bucket("bkt").unwrap();
+    for k in ["a", "b", "c"] {
+        store
+            .put_object(
+                "bkt",
+                k,
+                &mut vec![7u8; 20_000].as_slice(),
+                PutOptions::default(),
+            )
+            .unwrap();
+    }
+    let files_before = chunk_files(dir.path());
+    let keys: Vec<String> = ["a", "", "c", "never"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    let results = store.delete_objects("bkt", &keys).unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok() && results[3].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(StorageError::InvalidArgument { .. })
+    ));
+    let left: Vec<String> = store
+        .list_objects("bkt", &ListOptions::default())
+        .unwrap()
+        .objects
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(left, ["b"]);
+    assert!(
+        chunk_files(dir.path()) < files_before,
+        "the chunks went too"
+    );
+    assert!(matches!(
+        store.delete_objects("nope", &keys).unwrap_err(),
+        StorageError::NoSuchBucket(_)
+    ));
+}

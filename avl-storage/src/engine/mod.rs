@@ -874,6 +874,34 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes several objects in one durable transaction (S3's DeleteObjects): a result
+    /// per key, in order; a key that is not valid fails alone, and a key with no object
+    /// succeeds, as in S3.
+    pub fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<Result<()>>> {
+        let txn = self.durable_write()?;
+        let mut results = Vec::with_capacity(keys.len());
+        let mut gone = Vec::new();
+        {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut objects = txn.open_table(OBJECTS)?;
+            for key in keys {
+                if let Err(e) = names::check_key(key) {
+                    results.push(Err(e));
+                    continue;
+                }
+                if let Some(old) = objects.remove(object_key(bucket, key).as_slice())? {
+                    gone.push(decode_record(old.value())?);
+                }
+                results.push(Ok(()));
+            }
+        }
+        txn.commit()?;
+        for old in gone {
+            self.remove_chunks(&old.chunks);
+        }
+        Ok(results)
+    }
+
     /// One page of a bucket's objects in key order (ListObjectsV2's semantics).
     pub fn list_objects(&self, bucket: &str, options: &ListOptions) -> Result<ListPage> {
         let txn = self.inner.db.begin_read()?;

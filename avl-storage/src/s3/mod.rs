@@ -602,21 +602,22 @@ impl S3 for Front {
         let store = self.store.clone();
         let bucket = input.bucket;
         let results = blocking(move || {
-            store.bucket_exists(&bucket)?;
-            Ok(objects
+            // Versioned deletes are refused one by one; the rest go in one transaction.
+            let (versioned, plain): (Vec<_>, Vec<_>) = objects
                 .into_iter()
-                .map(|o| {
-                    let result = if o.version_id.as_deref().is_some_and(|v| v != "null") {
-                        Err(StorageError::invalid(
-                            "VersionId",
-                            "this store keeps one version of an object",
-                        ))
-                    } else {
-                        store.delete_object(&bucket, &o.key)
-                    };
-                    (o.key, result)
-                })
-                .collect::<Vec<_>>())
+                .partition(|o| o.version_id.as_deref().is_some_and(|v| v != "null"));
+            let keys: Vec<String> = plain.into_iter().map(|o| o.key).collect();
+            let mut results: Vec<(String, Result<(), StorageError>)> = keys
+                .iter()
+                .cloned()
+                .zip(store.delete_objects(&bucket, &keys)?)
+                .collect();
+            results.extend(versioned.into_iter().map(|o| {
+                let refused =
+                    StorageError::invalid("VersionId", "this store keeps one version of an object");
+                (o.key, Err(refused))
+            }));
+            Ok(results)
         })
         .await?;
         let mut deleted = Vec::new();
