@@ -115,6 +115,37 @@ fn tower_fn(
     })
 }
 
+/// What every upload (PutObject, UploadPart) checks before reading its body: a body that
+/// was decoded, a length under the limit; answers its input and the digests it must match.
+macro_rules! upload_checks {
+    ($req:ident) => {{
+        decoded_body(&$req)?;
+        let input = $req.input;
+        if let Some(len) = input.content_length
+            && len as u64 > MAX_PUT_BYTES
+        {
+            return Err(s3_error(StorageError::EntityTooLarge {
+                size: len as u64,
+                max: MAX_PUT_BYTES,
+            }));
+        }
+        let expected = Expected::of(
+            &$req.headers,
+            input.content_md5.as_deref(),
+            checksums_in(
+                input.checksum_crc32.as_ref(),
+                input.checksum_crc32c.as_ref(),
+                input.checksum_crc64nvme.as_ref(),
+                input.checksum_sha1.as_ref(),
+                input.checksum_sha256.as_ref(),
+            ),
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            $req.trailing_headers.clone(),
+        )?;
+        (input, expected)
+    }};
+}
+
 /// Puts a kept checksum in the field of its algorithm on any S3 output that has the five.
 macro_rules! set_checksums {
     ($out:expr, $c:expr) => {
@@ -366,29 +397,7 @@ impl S3 for Front {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        decoded_body(&req)?;
-        let input = req.input;
-        if let Some(len) = input.content_length
-            && len as u64 > MAX_PUT_BYTES
-        {
-            return Err(s3_error(StorageError::EntityTooLarge {
-                size: len as u64,
-                max: MAX_PUT_BYTES,
-            }));
-        }
-        let expected = Expected::of(
-            &req.headers,
-            input.content_md5.as_deref(),
-            checksums_in(
-                input.checksum_crc32.as_ref(),
-                input.checksum_crc32c.as_ref(),
-                input.checksum_crc64nvme.as_ref(),
-                input.checksum_sha1.as_ref(),
-                input.checksum_sha256.as_ref(),
-            ),
-            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-            req.trailing_headers.clone(),
-        )?;
+        let (input, expected) = upload_checks!(req);
         let options = put_options(
             input.content_type,
             input.metadata,
@@ -812,30 +821,8 @@ impl S3 for Front {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        decoded_body(&req)?;
-        let input = req.input;
-        if let Some(len) = input.content_length
-            && len as u64 > MAX_PUT_BYTES
-        {
-            return Err(s3_error(StorageError::EntityTooLarge {
-                size: len as u64,
-                max: MAX_PUT_BYTES,
-            }));
-        }
+        let (input, expected) = upload_checks!(req);
         let part_number = part_number(input.part_number)?;
-        let expected = Expected::of(
-            &req.headers,
-            input.content_md5.as_deref(),
-            checksums_in(
-                input.checksum_crc32.as_ref(),
-                input.checksum_crc32c.as_ref(),
-                input.checksum_crc64nvme.as_ref(),
-                input.checksum_sha1.as_ref(),
-                input.checksum_sha256.as_ref(),
-            ),
-            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-            req.trailing_headers.clone(),
-        )?;
         let store = self.store.clone();
         let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
         let (etag_hex, checksum) = write_body(
