@@ -105,30 +105,24 @@ fn need_key(text: &str) -> Result<(String, String)> {
     Ok((bucket, key))
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC), from the SigV4 date avl-core already writes.
 fn time_of(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 as (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let amz = avl_core::sigv4::format_amz_date(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+    );
+    match (
+        amz.get(0..4),
+        amz.get(4..6),
+        amz.get(6..8),
+        amz.get(9..11),
+        amz.get(11..13),
+        amz.get(13..15),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) => {
+            format!("{y}-{mo}-{d} {h}:{mi}:{se}")
+        }
+        _ => amz,
+    }
 }
 
 pub(crate) async fn run(config: &ClientConfig, command: StorageCommand) -> Result<()> {
