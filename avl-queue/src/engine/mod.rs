@@ -262,6 +262,16 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A random number, never 0: std's per-process random hasher keys over a counter, so
+/// no two calls answer alike (producer ids, lease nonces).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish().max(1)
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -718,14 +728,7 @@ impl Engine {
 
     /// A fresh idempotent producer id (random, never 0).
     pub fn new_producer_id() -> u64 {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish().max(1)
+        random_u64()
     }
 
     /// Up to `max` records of a partition from `offset` on (fewer past `max_bytes` of

@@ -310,14 +310,6 @@ fn parse_handle(handle: &str) -> Result<(u64, u64)> {
     ))
 }
 
-fn nonce() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish().max(1)
-}
-
 type Op = Box<dyn FnOnce(&WriteTransaction, u64) -> Result<Reply> + Send>;
 
 /// What an operation answers.
@@ -1256,7 +1248,7 @@ fn lease_one(
     txn.open_table(READY)?
         .remove(ready_key(queue, m.visible_at, seq).as_slice())?;
     m.receive_count = m.receive_count.saturating_add(1);
-    m.nonce = nonce();
+    m.nonce = super::random_u64();
     m.leased = true;
     m.visible_at = now + lease_ms;
     txn.open_table(READY)?
