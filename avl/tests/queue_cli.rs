@@ -188,58 +188,50 @@ fn queue_commands_work_through_a_server() {
     let served = Served::start(serve(home.path(), &home.path().join("data"), &[]));
     let key = exported(&served.stdout, "AVL_ACCESS_KEY_ID").unwrap();
     let secret = exported(&served.stdout, "AVL_SECRET_ACCESS_KEY").unwrap();
-    let queue = |args: &[&str]| {
+    // `avl queue ARGS` against the server.
+    let client = |args: &[&str]| {
         let mut cmd: Command = avl(home.path());
         cmd.env("AVL_ENDPOINT", &served.url)
             .env("AVL_ACCESS_KEY_ID", &key)
             .env("AVL_SECRET_ACCESS_KEY", &secret)
             .arg("queue")
             .args(args);
-        run(&mut cmd)
+        cmd
     };
+    let queue = |args: &[&str]| run(&mut client(args));
     session(&queue);
     // A consumer waiting for a message gets it when it is published.
     ok(queue(&["create-topic", "live"]));
     let waiting = {
-        let mut cmd: Command = avl(home.path());
-        cmd.env("AVL_ENDPOINT", &served.url)
-            .env("AVL_ACCESS_KEY_ID", &key)
-            .env("AVL_SECRET_ACCESS_KEY", &secret)
-            .args([
-                "queue",
-                "consume",
-                "live",
-                "--group",
-                "g",
-                "--from-beginning",
-                "--max",
-                "1",
-                "--wait",
-                "30",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        client(&[
+            "consume",
+            "live",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--max",
+            "1",
+            "--wait",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     // A subscriber to a pattern, streamed from the server, sees messages as they come.
     let subscriber = {
-        let mut cmd: Command = avl(home.path());
-        cmd.env("AVL_ENDPOINT", &served.url)
-            .env("AVL_ACCESS_KEY_ID", &key)
-            .env("AVL_SECRET_ACCESS_KEY", &secret)
-            .args([
-                "queue",
-                "subscribe",
-                "*",
-                "--from-beginning",
-                "--max",
-                "2",
-                "--idle",
-                "30",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        client(&[
+            "subscribe",
+            "*",
+            "--from-beginning",
+            "--max",
+            "2",
+            "--idle",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     std::thread::sleep(std::time::Duration::from_millis(700));
     ok(queue(&["publish", "live", "hello"]));
