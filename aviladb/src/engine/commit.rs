@@ -10,12 +10,15 @@
 //! Catalog changes (databases, collections, indexes) are barriers: each runs alone in a
 //! durable redb commit that is also a checkpoint of the log.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 
 use super::clock::Clock;
 use super::wal::{self, Kind, Log, Wal};
@@ -111,24 +114,200 @@ impl Reply {
 
 struct Job {
     run: JobFn,
-    reply: mpsc::SyncSender<Result<Reply>>,
+    slot: Arc<Slot>,
     /// Runs alone, in a durable commit that checkpoints the log (catalog changes).
     barrier: bool,
 }
 
-/// The handle on the writer thread.
-pub(crate) struct Writer {
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+/// Where a caller waits for its job's answer.
+#[derive(Default)]
+struct Slot {
+    answer: Mutex<Option<Result<Reply>>>,
+    cv: Condvar,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, Option<Result<Reply>>> {
+        self.answer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn finish(&self, answer: Result<Reply>) {
+        *self.lock() = Some(answer);
+        self.cv.notify_one();
+    }
+
+    fn done(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    fn wait(&self) -> Result<Reply> {
+        let mut answer = self.lock();
+        loop {
+            if let Some(answer) = answer.take() {
+                return answer;
+            }
+            answer = self.cv.wait(answer).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Jobs waiting for a leader, in arrival order.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Job>,
+    closed: bool,
+}
+
+/// What callers and the writer thread share: the queue, and the writer's state, whose
+/// holder (the leader) commits groups.
+struct Shared {
+    queue: Mutex<Queue>,
+    state: Mutex<State>,
+    /// Wakes the writer thread: jobs wait that no caller leads, or the writer closes.
+    work: Condvar,
     failed: Arc<AtomicBool>,
 }
 
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state if no one else leads now.
+    fn try_lead(&self) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The next group: every job waiting (up to [`MAX_GROUP`]), or a barrier alone.
+    fn next_group(&self) -> Vec<Job> {
+        let mut queue = self.queue();
+        let mut group = Vec::new();
+        while group.len() < MAX_GROUP {
+            match queue.waiting.front() {
+                Some(job) if job.barrier && !group.is_empty() => break,
+                Some(_) => {}
+                None => break,
+            }
+            let Some(job) = queue.waiting.pop_front() else {
+                break;
+            };
+            let barrier = job.barrier;
+            group.push(job);
+            if barrier {
+                break;
+            }
+        }
+        group
+    }
+
+    /// Commits groups until `mine` is done (a caller that found the state free) or, for
+    /// the writer thread, until nothing waits; then lets go of the state and leaves what
+    /// is still queued to the writer thread.
+    fn lead(&self, mut state: MutexGuard<'_, State>, mine: Option<&Slot>) {
+        loop {
+            if mine.is_some_and(Slot::done) {
+                break;
+            }
+            let group = self.next_group();
+            let Some(first) = group.first() else {
+                break;
+            };
+            if first.barrier {
+                state.barrier(group);
+            } else {
+                state.commit(group);
+                if state
+                    .wal
+                    .as_ref()
+                    .is_some_and(|w| w.written() >= wal::CHECKPOINT_BYTES)
+                {
+                    state.checkpoint();
+                }
+            }
+        }
+        drop(state);
+        // After letting go: a job queued meanwhile, whose caller found the state taken,
+        // is seen here (or taken by a caller that finds the state free).
+        if !self.queue().waiting.is_empty() {
+            self.work.notify_one();
+        }
+    }
+
+    /// The writer thread: commits what callers queued while the state was taken, and
+    /// when nothing waits for a while, runs the chores and checkpoints the log.
+    fn run(&self, chores: Option<&Chores>) {
+        let every = chores.map_or(Duration::from_secs(3600), |c| c.every);
+        loop {
+            {
+                let mut queue = self.queue();
+                // `closed` and the queue change under this lock: checked before
+                // waiting, no wake-up is missed.
+                while queue.waiting.is_empty() {
+                    if queue.closed {
+                        return;
+                    }
+                    let (woken, wait) = self
+                        .work
+                        .wait_timeout(queue, every)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    queue = woken;
+                    if wait.timed_out() && queue.waiting.is_empty() {
+                        drop(queue);
+                        self.idle(chores);
+                        queue = self.queue();
+                    }
+                }
+            }
+            let state = self.state();
+            self.lead(state, None);
+        }
+    }
+
+    /// Nothing waited for a while: chores, and a checkpoint of the log.
+    fn idle(&self, chores: Option<&Chores>) {
+        let Some(mut state) = self.try_lead() else {
+            return;
+        };
+        if let Some(chores) = chores
+            && (chores.due)(&state.db, state.clock.now_micros())
+        {
+            let chore = Arc::clone(&chores.job);
+            state.commit(vec![Job {
+                run: Box::new(move |ctx| chore(ctx)),
+                slot: Arc::new(Slot::default()),
+                barrier: false,
+            }]);
+        }
+        if self.queue().waiting.is_empty() && state.wal.as_ref().is_some_and(|w| w.written() > 0) {
+            state.checkpoint();
+        }
+        self.lead(state, None);
+    }
+}
+
+/// The writer. A caller that finds the state free commits its own job (with whatever
+/// else waits) on its own thread, so a lone writer pays no hand-off between threads;
+/// jobs queued while the state is taken are committed by the writer thread, which also
+/// runs the chores and the idle checkpoints.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
 impl Writer {
-    /// Starts the writer; after each durable commit it publishes the last sequence
-    /// number on `commits`.
     /// Starts the writer. With a commit log, groups are made durable by it; without
     /// one, by redb with `durability`. After each commit it publishes the last sequence
-    /// number on `commits`.
+    /// number on `commits`, and what readers see on `visible`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         db: Arc<Database>,
         durability: Durability,
@@ -137,30 +316,36 @@ impl Writer {
         clock: Arc<dyn Clock>,
         chores: Option<Chores>,
         graphs: Option<Arc<super::graphs::Graphs>>,
+        visible: Arc<super::visible::Visible>,
     ) -> Result<Writer> {
-        let (tx, rx) = mpsc::channel::<Job>();
         let failed = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&failed);
-        let thread = std::thread::Builder::new()
-            .name("aviladb-writer".into())
-            .spawn(move || {
-                let writer = WriterThread {
-                    db: &db,
-                    durability,
-                    wal,
-                    commits: &commits,
-                    clock: &*clock,
-                    seqs: None,
-                    failed: &flag,
-                    catalog: Catalog::new(),
-                    graphs: graphs.as_deref(),
-                };
-                writer.run(&rx, chores.as_ref());
-            })?;
-        Ok(Writer {
-            jobs: Some(tx),
-            thread: Some(thread),
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            state: Mutex::new(State {
+                db,
+                durability,
+                wal,
+                commits,
+                clock,
+                seqs: None,
+                failed: Arc::clone(&failed),
+                catalog: Catalog::new(),
+                graphs,
+                visible,
+            }),
+            work: Condvar::new(),
             failed,
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("aviladb-writer".into())
+                .spawn(move || shared.run(chores.as_ref()))?
+        };
+        Ok(Writer {
+            shared,
+            thread: Some(thread),
+            stopped: false,
         })
     }
 
@@ -181,39 +366,48 @@ impl Writer {
     }
 
     fn send(&self, run: JobFn, barrier: bool) -> Result<Reply> {
-        if self.failed.load(Ordering::SeqCst) {
+        if self.shared.failed.load(Ordering::SeqCst) {
             return Err(failed_error());
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        let sent = self.jobs.as_ref().map(|jobs| {
-            jobs.send(Job {
+        let slot = Arc::new(Slot::default());
+        {
+            let mut queue = self.shared.queue();
+            if queue.closed {
+                return Err(DbError::Unavailable("the database is closed".into()));
+            }
+            queue.waiting.push_back(Job {
                 run,
-                reply,
+                slot: Arc::clone(&slot),
                 barrier,
-            })
-        });
-        if !matches!(sent, Some(Ok(()))) {
-            return Err(DbError::Unavailable("the database is closed".into()));
+            });
         }
-        answer
-            .recv()
-            .map_err(|_| DbError::Unavailable("the database writer stopped".into()))?
+        // Whoever holds the state now takes this job in its next group, or leaves it to
+        // the writer thread when it lets go.
+        if let Some(state) = self.shared.try_lead() {
+            self.shared.lead(state, Some(&slot));
+        }
+        slot.wait()
     }
-}
 
-impl Writer {
     /// Whether a commit failed in a way that only a reopen settles.
     pub(crate) fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        self.shared.failed.load(Ordering::SeqCst)
     }
 
-    /// Closes the queue and waits until the queued groups are done.
+    /// Refuses new jobs, finishes the queued ones and checkpoints the log.
     pub(crate) fn stop(&mut self) {
-        // Closing the channel ends the thread once the queued groups are done.
-        self.jobs.take();
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        self.shared.queue().closed = true;
+        self.shared.work.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        let state = self.shared.state();
+        self.shared.lead(state, None);
+        // Closing: leave nothing to replay.
+        self.shared.state().checkpoint();
     }
 }
 
@@ -243,91 +437,28 @@ fn failed_error() -> DbError {
     )
 }
 
-struct WriterThread<'a> {
-    db: &'a Database,
+/// The writer's state, held by the leader.
+struct State {
+    db: Arc<Database>,
     durability: Durability,
     wal: Option<Wal>,
-    commits: &'a tokio::sync::watch::Sender<u64>,
-    clock: &'a dyn Clock,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    clock: Arc<dyn Clock>,
     seqs: Option<Seqs>,
-    failed: &'a AtomicBool,
+    failed: Arc<AtomicBool>,
     /// Collection metadata as of the last commit.
     catalog: Catalog,
     /// The graph vector indexes, told of each group's vectors before readers see it.
-    graphs: Option<&'a super::graphs::Graphs>,
+    graphs: Option<Arc<super::graphs::Graphs>>,
+    /// Where durable groups are published to readers.
+    visible: Arc<super::visible::Visible>,
 }
 
-impl WriterThread<'_> {
-    fn run(mut self, jobs: &mpsc::Receiver<Job>, chores: Option<&Chores>) {
-        let mut held: Option<Job> = None;
-        loop {
-            let first = match held.take() {
-                Some(job) => job,
-                None => match self.next(jobs, chores) {
-                    Some(job) => job,
-                    None => break,
-                },
-            };
-            if first.barrier {
-                self.barrier(first);
-                continue;
-            }
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match jobs.try_recv() {
-                    Ok(job) if job.barrier => {
-                        held = Some(job);
-                        break;
-                    }
-                    Ok(job) => group.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.commit(group);
-            if self
-                .wal
-                .as_ref()
-                .is_some_and(|w| w.written() >= wal::CHECKPOINT_BYTES)
-            {
-                self.checkpoint();
-            }
-        }
-        // Closing: leave nothing to replay.
-        self.checkpoint();
-    }
-
-    /// The next job; between jobs, chores and idle checkpoints. `None` once closed.
-    fn next(&mut self, jobs: &mpsc::Receiver<Job>, chores: Option<&Chores>) -> Option<Job> {
-        let Some(c) = chores else {
-            return jobs.recv().ok();
-        };
-        loop {
-            match jobs.recv_timeout(c.every) {
-                Ok(job) => return Some(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if (c.due)(self.db, self.clock.now_micros()) {
-                        let (reply, _answer) = mpsc::sync_channel(1);
-                        let chore = Arc::clone(&c.job);
-                        let run: JobFn = Box::new(move |ctx| chore(ctx));
-                        self.commit(vec![Job {
-                            run,
-                            reply,
-                            barrier: false,
-                        }]);
-                    }
-                    if self.wal.as_ref().is_some_and(|w| w.written() > 0) {
-                        self.checkpoint();
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
-            }
-        }
-    }
-
+impl State {
     fn commit(&mut self, group: Vec<Job>) {
         if self.failed.load(Ordering::SeqCst) {
             for job in group {
-                let _ = job.reply.send(Err(failed_error()));
+                job.slot.finish(Err(failed_error()));
             }
             return;
         }
@@ -342,13 +473,15 @@ impl WriterThread<'_> {
     }
 
     /// A catalog change: alone, durable in redb, checkpointing the log.
-    fn barrier(&mut self, job: Job) {
+    fn barrier(&mut self, group: Vec<Job>) {
         if self.failed.load(Ordering::SeqCst) {
-            let _ = job.reply.send(Err(failed_error()));
+            for job in group {
+                job.slot.finish(Err(failed_error()));
+            }
             return;
         }
         let now = self.clock.now_micros();
-        commit_group(self, now, vec![job], true);
+        commit_group(self, now, group, true);
     }
 
     /// Makes every group durable in redb and starts the log again.
@@ -390,10 +523,10 @@ impl WriterThread<'_> {
 
 /// Runs a group in one transaction and answers its callers once it is durable: through
 /// the commit log, or (for a barrier, or without a log) through redb.
-fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barrier: bool) {
+fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) {
     let fail_all = |group: Vec<Job>, e: &DbError| {
         for job in group {
-            let _ = job.reply.send(Err(DbError::Storage(e.to_string())));
+            job.slot.finish(Err(DbError::Storage(e.to_string())));
         }
     };
     let logged = w.wal.is_some() && !barrier;
@@ -436,7 +569,7 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
         },
     };
     let mut answers = Vec::with_capacity(group.len());
-    let mut replies: Vec<mpsc::SyncSender<Result<Reply>>> = Vec::with_capacity(group.len());
+    let mut replies: Vec<Arc<Slot>> = Vec::with_capacity(group.len());
     for job in group {
         let mark = ctx.log.mark();
         let result = (job.run)(&mut ctx);
@@ -444,9 +577,9 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
             Err(e @ (DbError::Storage(_) | DbError::Corrupted(_))) => {
                 // The transaction may be half-written: nothing in it may commit.
                 let message = e.to_string();
-                let _ = job.reply.send(Err(DbError::Storage(message.clone())));
+                job.slot.finish(Err(DbError::Storage(message.clone())));
                 for reply in replies {
-                    let _ = reply.send(Err(DbError::Storage(message.clone())));
+                    reply.finish(Err(DbError::Storage(message.clone())));
                 }
                 return;
             }
@@ -455,7 +588,7 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
             Ok(_) => {}
         }
         answers.push(result);
-        replies.push(job.reply);
+        replies.push(job.slot);
     }
     let (after, raised) = (ctx.seqs, ctx.raised);
     let mut log = std::mem::take(&mut ctx.log);
@@ -482,21 +615,22 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     });
     if let Err(e) = saved {
         for reply in replies {
-            let _ = reply.send(Err(DbError::Storage(e.to_string())));
+            reply.finish(Err(DbError::Storage(e.to_string())));
         }
         return;
     }
-    // Durable first (in the log), visible second (the redb commit).
-    if logged
-        && !log.is_empty()
+    // Written to the log (its write-back starts at once), committed to redb while that
+    // runs, then synced, and only then visible: readers see published snapshots only.
+    let written = logged && !log.is_empty();
+    if written
         && let Some(wal) = w.wal.as_mut()
-        && let Err(e) = wal.append(log.bytes())
+        && let Err(e) = wal.write(log.bytes())
     {
-        // The record may be in the file even though its sync failed: it could come back
-        // after a crash, so nothing may be written after it until a reopen.
+        // The record may be in the file even though it failed: it could come back after
+        // a crash, so nothing may be written after it until a reopen.
         w.failed.store(true, Ordering::SeqCst);
         for reply in replies {
-            let _ = reply.send(Err(DbError::Storage(e.to_string())));
+            reply.finish(Err(DbError::Storage(e.to_string())));
         }
         return;
     }
@@ -504,13 +638,22 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
     let mut changed: Vec<u64> = vectors.iter().map(|v| v.table).collect();
     changed.sort_unstable();
     changed.dedup();
-    let graphs_took = !vectors.is_empty() && w.graphs.is_some();
-    if graphs_took && let Some(graphs) = w.graphs {
-        graphs.record(vectors);
-    }
-    match txn.commit().map_err(DbError::from) {
-        Ok(()) => {
-            if let Some(graphs) = w.graphs
+    let committed = txn.commit().map_err(DbError::from);
+    let commit_failed = committed.is_err();
+    // What readers will see: this group and every one before it.
+    let snapshot = committed.and_then(|()| w.db.begin_read().map_err(DbError::from));
+    let synced = match (&snapshot, written, w.wal.as_ref()) {
+        (Ok(_), true, Some(wal)) => wal.sync(),
+        _ => Ok(()),
+    };
+    match (snapshot, synced) {
+        (Ok(snapshot), Ok(())) => {
+            // The graphs take the group before readers can see it.
+            if let Some(graphs) = &w.graphs {
+                graphs.record(vectors);
+            }
+            w.visible.publish(snapshot);
+            if let Some(graphs) = &w.graphs
                 && !changed.is_empty()
             {
                 graphs.committed(&changed);
@@ -525,21 +668,18 @@ fn commit_group(w: &mut WriterThread<'_>, now_micros: u64, group: Vec<Job>, barr
                 wal.restart(salt);
             }
             for (reply, answer) in replies.into_iter().zip(answers) {
-                let _ = reply.send(answer);
+                reply.finish(answer);
             }
         }
-        Err(e) => {
-            if graphs_took && let Some(graphs) = w.graphs {
-                // They took vectors that are not committed: rebuild them from the tables.
-                graphs.reset();
-            }
-            if (logged && !log.is_empty()) || checkpointed.is_some() {
-                // The log has the group but the file does not, or a checkpoint may or
-                // may not be durable: only a reopen (which replays the log) settles it.
+        (Err(e), _) | (_, Err(e)) => {
+            if !commit_failed || written || checkpointed.is_some() {
+                // Committed but not durable or not visible, in the log but not in the
+                // file, or a checkpoint that may or may not be durable: only a reopen
+                // (which replays the log) settles it.
                 w.failed.store(true, Ordering::SeqCst);
             }
             for reply in replies {
-                let _ = reply.send(Err(DbError::Storage(e.to_string())));
+                reply.finish(Err(DbError::Storage(e.to_string())));
             }
         }
     }

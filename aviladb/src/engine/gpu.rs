@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use avila_math::distance::VectorSlice;
 use avx_gpu::{Placement, VectorSearch};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::graphs::Graphs;
 use super::vector::{VecDef, VectorIndexInfo, floats, vector_table};
@@ -38,7 +38,7 @@ impl GpuCache {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn search(
         &self,
-        db: &Database,
+        visible: &super::visible::Visible,
         graphs: &Graphs,
         index: &VectorIndexInfo,
         metric: avila_math::distance::Metric,
@@ -65,7 +65,7 @@ impl GpuCache {
             Some(entry) => entry,
             None => {
                 // A snapshot taken after reading the version: a later commit moves it.
-                let txn = db.begin_read()?;
+                let txn = visible.read()?;
                 let table = txn.open_table(VecDef::new(&vector_table(index.table)))?;
                 let mut keys = Vec::new();
                 let mut flat = Vec::new();

@@ -282,6 +282,8 @@ pub(crate) struct PendingView {
 pub(crate) struct Graphs {
     dir: PathBuf,
     db: Arc<Database>,
+    /// What readers see; builds read their snapshots from it.
+    visible: Arc<super::visible::Visible>,
     map: Mutex<HashMap<u64, Arc<VectorGraph>>>,
     /// Per vector index (graph or flat), moved after each commit that changes it.
     versions: Mutex<HashMap<u64, u64>>,
@@ -299,6 +301,7 @@ impl Graphs {
     pub(crate) fn open(
         dir: &Path,
         db: Arc<Database>,
+        visible: Arc<super::visible::Visible>,
         indexes: Vec<VectorIndexInfo>,
         stamp: Option<(u64, u64)>,
     ) -> crate::Result<Arc<Graphs>> {
@@ -306,6 +309,7 @@ impl Graphs {
         let graphs = Arc::new(Graphs {
             dir: dir.clone(),
             db,
+            visible,
             map: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
             #[cfg(feature = "gpu")]
@@ -389,23 +393,6 @@ impl Graphs {
         self.wake();
     }
 
-    /// Forgets every graph's state and builds them again from their tables (after a
-    /// group the graphs took failed to commit).
-    pub(crate) fn reset(&self) {
-        for graph in self.map().values() {
-            let mut pending = graph.pending();
-            let mut state = graph.state.write().unwrap_or_else(PoisonError::into_inner);
-            let epoch = pending.epoch + 1;
-            *pending = Pending {
-                epoch,
-                ..Pending::default()
-            };
-            state.graph = None;
-            state.keys = Vec::new();
-        }
-        self.wake();
-    }
-
     /// Notes that a commit changed the vector indexes `tables` (after it is visible).
     pub(crate) fn committed(&self, tables: &[u64]) {
         let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -477,7 +464,8 @@ impl Graphs {
         let info = &graph.info;
         let epoch = graph.epoch();
         let read = || -> crate::Result<(Vec<Key>, Vec<f32>)> {
-            let txn = self.db.begin_read()?;
+            // What readers see: a group is recorded here before it is published.
+            let txn = self.visible.read()?;
             let table = txn.open_table(VecDef::new(&vector_table(info.table)))?;
             let mut keys = Vec::with_capacity(table.len()? as usize);
             let mut flat = Vec::with_capacity(keys.capacity() * info.dimensions);

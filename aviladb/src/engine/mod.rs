@@ -14,8 +14,10 @@ pub(crate) mod record;
 mod snapshot;
 mod ttl;
 pub(crate) mod vector;
+mod visible;
 mod vsearch;
 pub(crate) mod wal;
+mod writeback;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -291,7 +293,6 @@ pub struct Engine {
 }
 
 struct Inner {
-    db: Arc<Database>,
     writer: Writer,
     /// The last committed sequence number, for change-feed waiters.
     commits: Arc<tokio::sync::watch::Sender<u64>>,
@@ -306,6 +307,8 @@ struct Inner {
     catalog_generation: std::sync::atomic::AtomicU64,
     /// The graph vector indexes.
     graphs: Arc<graphs::Graphs>,
+    /// The snapshot readers see (the last durable group).
+    visible: Arc<visible::Visible>,
     #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
     gpu_exact_min: usize,
 }
@@ -316,6 +319,7 @@ impl Drop for Inner {
         self.writer.stop();
         // After a failed commit the file may lag the log: no graph is saved then.
         self.graphs.close(!self.writer.failed());
+        self.visible.clear();
     }
 }
 
@@ -377,7 +381,14 @@ impl Engine {
                 ttl::reclaim(ctx, ttl::RECLAIM_BATCH).map(Reply::Count)
             }),
         };
-        let graphs = graphs::Graphs::open(dir, Arc::clone(&db), graph_indexes(&db)?, clean)?;
+        let visible = Arc::new(visible::Visible::new(&db)?);
+        let graphs = graphs::Graphs::open(
+            dir,
+            Arc::clone(&db),
+            Arc::clone(&visible),
+            graph_indexes(&db)?,
+            clean,
+        )?;
         let writer = match Writer::start(
             Arc::clone(&db),
             durability,
@@ -386,6 +397,7 @@ impl Engine {
             Arc::clone(&options.clock),
             Some(chores),
             Some(Arc::clone(&graphs)),
+            Arc::clone(&visible),
         ) {
             Ok(w) => w,
             Err(e) => {
@@ -395,7 +407,6 @@ impl Engine {
         };
         Ok(Engine {
             inner: Arc::new(Inner {
-                db,
                 writer,
                 commits,
                 snapshots: snapshot::Snapshots::default(),
@@ -404,6 +415,7 @@ impl Engine {
                 catalog: RwLock::new(HashMap::new()),
                 catalog_generation: std::sync::atomic::AtomicU64::new(0),
                 graphs,
+                visible,
                 gpu_exact_min: options.gpu_exact_min,
             }),
         })
@@ -434,7 +446,7 @@ impl Engine {
 
     /// The databases, by name.
     pub fn list_databases(&self) -> Result<Vec<String>> {
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.inner.visible.read()?;
         let dbs = txn.open_table(DATABASES)?;
         let mut names = Vec::new();
         for entry in dbs.iter()? {
@@ -520,7 +532,7 @@ impl Engine {
     /// The collections of a database.
     pub fn list_collections(&self, db: &str) -> Result<Vec<CollectionInfo>> {
         check_name("database", db)?;
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.inner.visible.read()?;
         if txn.open_table(DATABASES)?.get(db)?.is_none() {
             return Err(no_database(db));
         }
@@ -704,7 +716,7 @@ impl Engine {
     pub fn describe_collection(&self, db: &str, coll: &str) -> Result<CollectionInfo> {
         check_name("database", db)?;
         check_name("collection", coll)?;
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.inner.visible.read()?;
         read_collection(&txn, db, coll)
     }
 
@@ -726,7 +738,7 @@ impl Engine {
             .inner
             .catalog_generation
             .load(std::sync::atomic::Ordering::SeqCst);
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.inner.visible.read()?;
         let info = Arc::new(read_collection(&txn, db, name)?);
         let mut cache = self
             .inner
@@ -811,7 +823,7 @@ impl Engine {
         &self,
         db: &str,
         coll: &str,
-    ) -> Result<(Arc<CollectionInfo>, redb::ReadTransaction)> {
+    ) -> Result<(Arc<CollectionInfo>, Arc<redb::ReadTransaction>)> {
         self.snapshot_docs(db, coll)
             .map(|(info, txn, _)| (info, txn))
     }
@@ -823,10 +835,10 @@ impl Engine {
         &self,
         db: &str,
         coll: &str,
-    ) -> Result<(Arc<CollectionInfo>, redb::ReadTransaction, DocsReader)> {
+    ) -> Result<(Arc<CollectionInfo>, Arc<redb::ReadTransaction>, DocsReader)> {
         for attempt in 0..2 {
             let info = self.collection(db, coll)?;
-            let txn = self.inner.db.begin_read()?;
+            let txn = self.inner.visible.read()?;
             let name = docs_table(info.table);
             match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
                 Ok(table) => return Ok((info, txn, table)),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadTransaction, ReadableDatabase, TableDefinition};
+use redb::{ReadTransaction, TableDefinition};
 
 use super::{DocKey, Engine, RawDocument, docs_table, read_collection, record};
 use crate::engine::names::check_id;
@@ -36,7 +36,7 @@ impl Snapshots {
 impl Engine {
     /// Opens a read snapshot for a transaction; answers its id.
     pub fn begin_snapshot(&self) -> Result<u64> {
-        let txn = self.inner.db.begin_read()?;
+        let txn = self.inner.visible.read()?;
         let snapshots = &self.inner.snapshots;
         let mut open = snapshots.lock();
         let now = Instant::now();
@@ -53,7 +53,7 @@ impl Engine {
             .map_or(0, |d| d.as_micros() as u64);
         let id = base.max(snapshots.next.load(Ordering::Relaxed)) + 1;
         snapshots.next.store(id, Ordering::Relaxed);
-        open.insert(id, (Arc::new(txn), now));
+        open.insert(id, (txn, now));
         Ok(id)
     }
 

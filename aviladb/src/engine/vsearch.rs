@@ -215,7 +215,7 @@ impl Search<'_> {
             Err(_) => return Ok(None),
         };
         let Some(found) = engine.inner.graphs.gpu.search(
-            &engine.inner.db,
+            &engine.inner.visible,
             &engine.inner.graphs,
             self.index,
             math_metric(self.index),

@@ -227,8 +227,9 @@ impl Wal {
         ))
     }
 
-    /// Appends a record and syncs it; answers its sequence number.
-    pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64> {
+    /// Writes a record and starts writing it back to the disk, without waiting:
+    /// [`Wal::sync`] makes it durable. Answers its sequence number.
+    pub(crate) fn write(&mut self, payload: &[u8]) -> Result<u64> {
         let lsn = self.next_lsn;
         let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
         record.extend_from_slice(&lsn.to_le_bytes());
@@ -244,9 +245,23 @@ impl Wal {
             self.len = grown;
         }
         write_all_at(&self.file, &record, self.pos)?;
-        self.file.sync_data()?;
+        super::writeback::start(&self.file, self.pos, record.len() as u64);
         self.pos = end.next_multiple_of(ALIGN);
         self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    /// Makes every record written so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync_data()?;
+        Ok(())
+    }
+
+    /// Writes a record and syncs it; answers its sequence number.
+    #[cfg(test)]
+    pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        let lsn = self.write(payload)?;
+        self.sync()?;
         Ok(lsn)
     }
 
