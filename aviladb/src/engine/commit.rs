@@ -114,7 +114,7 @@ impl Reply {
 
 struct Job {
     run: JobFn,
-    slot: Arc<Slot>,
+    answer: Answer,
     /// Runs alone, in a durable commit that checkpoints the log (catalog changes).
     barrier: bool,
 }
@@ -147,6 +147,28 @@ impl Slot {
                 return answer;
             }
             answer = self.cv.wait(answer).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The writer's end of a slot: answering consumes it, and one dropped unanswered (a
+/// panic in the writer) answers with an error, so no caller waits forever.
+struct Answer(Option<Arc<Slot>>);
+
+impl Answer {
+    fn finish(mut self, answer: Result<Reply>) {
+        if let Some(slot) = self.0.take() {
+            slot.finish(answer);
+        }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.finish(Err(DbError::Storage(
+                "the write stopped unexpectedly (see the log); reopen the database".into(),
+            )));
         }
     }
 }
@@ -220,17 +242,26 @@ impl Shared {
             let Some(first) = group.first() else {
                 break;
             };
-            if first.barrier {
-                state.barrier(group);
-            } else {
-                state.commit(group);
-                if state
-                    .wal
-                    .as_ref()
-                    .is_some_and(|w| w.written() >= wal::CHECKPOINT_BYTES)
-                {
-                    state.checkpoint();
+            let barrier = first.barrier;
+            let state = &mut *state;
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if barrier {
+                    state.barrier(group);
+                } else {
+                    state.commit(group);
+                    if state
+                        .wal
+                        .as_ref()
+                        .is_some_and(|w| w.written() >= wal::CHECKPOINT_BYTES)
+                    {
+                        state.checkpoint();
+                    }
                 }
+            }));
+            if done.is_err() {
+                // The group's callers were answered with an error as it unwound; what
+                // it left in redb is settled on close (see `State::close`).
+                state.failed.store(true, Ordering::SeqCst);
             }
         }
         drop(state);
@@ -282,7 +313,7 @@ impl Shared {
             let chore = Arc::clone(&chores.job);
             state.commit(vec![Job {
                 run: Box::new(move |ctx| chore(ctx)),
-                slot: Arc::new(Slot::default()),
+                answer: Answer(None),
                 barrier: false,
             }]);
         }
@@ -377,7 +408,7 @@ impl Writer {
             }
             queue.waiting.push_back(Job {
                 run,
-                slot: Arc::clone(&slot),
+                answer: Answer(Some(Arc::clone(&slot))),
                 barrier,
             });
         }
@@ -387,6 +418,14 @@ impl Writer {
             self.shared.lead(state, Some(&slot));
         }
         slot.wait()
+    }
+
+    /// Tests: makes every later sync of the commit log fail (or not).
+    #[cfg(test)]
+    pub(crate) fn fail_log_syncs(&self, on: bool) {
+        if let Some(wal) = self.shared.state().wal.as_mut() {
+            wal.fail_sync = on;
+        }
     }
 
     /// Whether a commit failed in a way that only a reopen settles.
@@ -406,8 +445,7 @@ impl Writer {
         }
         let state = self.shared.state();
         self.shared.lead(state, None);
-        // Closing: leave nothing to replay.
-        self.shared.state().checkpoint();
+        self.shared.state().close();
     }
 }
 
@@ -458,7 +496,7 @@ impl State {
     fn commit(&mut self, group: Vec<Job>) {
         if self.failed.load(Ordering::SeqCst) {
             for job in group {
-                job.slot.finish(Err(failed_error()));
+                job.answer.finish(Err(failed_error()));
             }
             return;
         }
@@ -476,7 +514,7 @@ impl State {
     fn barrier(&mut self, group: Vec<Job>) {
         if self.failed.load(Ordering::SeqCst) {
             for job in group {
-                job.slot.finish(Err(failed_error()));
+                job.answer.finish(Err(failed_error()));
             }
             return;
         }
@@ -519,6 +557,36 @@ impl State {
             Err(_) => self.failed.store(true, Ordering::SeqCst),
         }
     }
+
+    /// On close, leaves nothing to replay. After a failure this matters most: redb may
+    /// hold a group committed (not durably) whose log record never became durable, and
+    /// redb makes such a commit durable when it closes, under a log whose replay would
+    /// then apply older records over it. A checkpoint covering every record makes the
+    /// file and the log agree (that group applied: its callers had an error, whose
+    /// outcome a reopen decides anyway). If even that fails, the database is never
+    /// closed in this process, so the file keeps its last durable state and the log.
+    fn close(&mut self) {
+        if !self.failed.load(Ordering::SeqCst) {
+            self.checkpoint();
+            return;
+        }
+        let salt = wal::new_salt();
+        let last = self.wal.as_ref().map(Wal::last_lsn);
+        let done = (|| -> Result<()> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            if let Some(last) = last {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(wal::CHECKPOINT_KEY, last)?;
+                meta.insert(wal::SALT_KEY, salt)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if done.is_err() {
+            std::mem::forget(Arc::clone(&self.db));
+        }
+    }
 }
 
 /// Runs a group in one transaction and answers its callers once it is durable: through
@@ -526,7 +594,7 @@ impl State {
 fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) {
     let fail_all = |group: Vec<Job>, e: &DbError| {
         for job in group {
-            job.slot.finish(Err(DbError::Storage(e.to_string())));
+            job.answer.finish(Err(DbError::Storage(e.to_string())));
         }
     };
     let logged = w.wal.is_some() && !barrier;
@@ -569,7 +637,7 @@ fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) 
         },
     };
     let mut answers = Vec::with_capacity(group.len());
-    let mut replies: Vec<Arc<Slot>> = Vec::with_capacity(group.len());
+    let mut replies: Vec<Answer> = Vec::with_capacity(group.len());
     for job in group {
         let mark = ctx.log.mark();
         let result = (job.run)(&mut ctx);
@@ -577,7 +645,7 @@ fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) 
             Err(e @ (DbError::Storage(_) | DbError::Corrupted(_))) => {
                 // The transaction may be half-written: nothing in it may commit.
                 let message = e.to_string();
-                job.slot.finish(Err(DbError::Storage(message.clone())));
+                job.answer.finish(Err(DbError::Storage(message.clone())));
                 for reply in replies {
                     reply.finish(Err(DbError::Storage(message.clone())));
                 }
@@ -588,7 +656,7 @@ fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) 
             Ok(_) => {}
         }
         answers.push(result);
-        replies.push(job.slot);
+        replies.push(job.answer);
     }
     let (after, raised) = (ctx.seqs, ctx.raised);
     let mut log = std::mem::take(&mut ctx.log);
@@ -642,8 +710,10 @@ fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) 
     let commit_failed = committed.is_err();
     // What readers will see: this group and every one before it.
     let snapshot = committed.and_then(|()| w.db.begin_read().map_err(DbError::from));
-    let synced = match (&snapshot, written, w.wal.as_ref()) {
-        (Ok(_), true, Some(wal)) => wal.sync(),
+    // Synced whatever happened to the commit: a record that reached the file may be
+    // replayed, and must not be torn by a later one.
+    let synced = match (written, w.wal.as_ref()) {
+        (true, Some(wal)) => wal.sync(),
         _ => Ok(()),
     };
     match (snapshot, synced) {

@@ -19,6 +19,9 @@ mod vsearch;
 pub(crate) mod wal;
 mod writeback;
 
+#[cfg(test)]
+mod failure_tests;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

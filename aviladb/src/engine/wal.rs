@@ -167,6 +167,9 @@ pub(crate) struct Wal {
     salt: u64,
     /// The file's length: blocks written and synced.
     len: u64,
+    /// Tests: every sync fails.
+    #[cfg(test)]
+    pub(crate) fail_sync: bool,
 }
 
 impl Wal {
@@ -222,6 +225,8 @@ impl Wal {
                 next_lsn: expected,
                 salt,
                 len: data.len() as u64,
+                #[cfg(test)]
+                fail_sync: false,
             },
             records,
         ))
@@ -253,6 +258,10 @@ impl Wal {
 
     /// Makes every record written so far durable.
     pub(crate) fn sync(&self) -> Result<()> {
+        #[cfg(test)]
+        if self.fail_sync {
+            return Err(DbError::Storage("injected sync failure".into()));
+        }
         self.file.sync_data()?;
         Ok(())
     }
