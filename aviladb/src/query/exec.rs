@@ -150,7 +150,13 @@ pub(crate) fn run(
         skip,
         left,
         page_items,
-        items: Vec::new(),
+        // Room for a whole page up front: growing it row by row asks the allocator for
+        // ever larger blocks between the many small ones a row's parsing frees, and
+        // glibc's malloc then consolidates those each time (a fifth of an indexed
+        // query's time, measured).
+        items: Vec::with_capacity(
+            page_items.min(left.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX))),
+        ),
         bytes: 0,
         last: after.clone(),
         more: false,
