@@ -752,6 +752,22 @@ async fn index_suite(client: &Client) {
             "index",
             "sort",
         ),
+        // IN lists read one index range per value (pages resume across them).
+        (
+            "SELECT c.id, c.score FROM c WHERE c.region IN ('sa', 'eu') AND c.score > 3 ORDER BY c.id",
+            "index",
+            "sort",
+        ),
+        (
+            "SELECT c.id FROM c WHERE c.region IN ('ap', 'us', 'zz', 'ap')",
+            "index",
+            "none",
+        ),
+        (
+            "SELECT c.id, c.score FROM c WHERE c.region IN (@r, 'eu') ORDER BY c.score DESC",
+            "index",
+            "sort",
+        ),
         ("SELECT c.id FROM c WHERE c.score = 3", "scan", "none"),
     ];
     for (text, access, order) in cases {

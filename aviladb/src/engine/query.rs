@@ -68,32 +68,13 @@ impl Source for Snapshot<'_> {
             }
             Access::Index {
                 table,
-                start,
-                end,
+                ranges,
                 reverse,
                 ..
             } => {
                 let entries = self.txn.open_table(TableDefinition::<&[u8], &[u8]>::new(
                     &index::index_table(*table),
                 ))?;
-                let mut low = Bound::Included(start.as_slice());
-                let mut high = match end {
-                    Some(e) => Bound::Excluded(e.as_slice()),
-                    None => Bound::Unbounded,
-                };
-                match (after, reverse) {
-                    (Some(a), false) if a >= start.as_slice() => low = Bound::Excluded(a),
-                    (Some(a), true) if end.as_deref().is_none_or(|e| a < e) => {
-                        high = Bound::Excluded(a);
-                    }
-                    _ => {}
-                }
-                if let (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) = (low, high)
-                    && l >= h
-                {
-                    return Ok(());
-                }
-                let range = entries.range::<&[u8]>((low, high))?;
                 let mut visit = |entry: IndexEntry<'_>| -> Result<bool> {
                     let (key, doc_key) = entry?;
                     let Some(record) = docs.get(doc_key.value())? else {
@@ -106,16 +87,45 @@ impl Source for Snapshot<'_> {
                         None => Ok(true),
                     }
                 };
-                if *reverse {
-                    for entry in range.rev() {
-                        if !visit(entry)? {
-                            break;
+                // The ranges are sorted and disjoint: in reading order, each is cut at the
+                // position a page stopped at, and skipped when wholly before it.
+                let in_order: Box<dyn Iterator<Item = &crate::query::plan::IndexRange>> =
+                    if *reverse {
+                        Box::new(ranges.iter().rev())
+                    } else {
+                        Box::new(ranges.iter())
+                    };
+                for (start, end) in in_order {
+                    let mut low = Bound::Included(start.as_slice());
+                    let mut high = match end {
+                        Some(e) => Bound::Excluded(e.as_slice()),
+                        None => Bound::Unbounded,
+                    };
+                    match (after, reverse) {
+                        (Some(a), false) if a >= start.as_slice() => low = Bound::Excluded(a),
+                        (Some(a), true) if end.as_deref().is_none_or(|e| a < e) => {
+                            high = Bound::Excluded(a);
                         }
+                        _ => {}
                     }
-                } else {
-                    for entry in range {
-                        if !visit(entry)? {
-                            break;
+                    if let (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) =
+                        (low, high)
+                        && l >= h
+                    {
+                        continue;
+                    }
+                    let range = entries.range::<&[u8]>((low, high))?;
+                    if *reverse {
+                        for entry in range.rev() {
+                            if !visit(entry)? {
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        for entry in range {
+                            if !visit(entry)? {
+                                return Ok(());
+                            }
                         }
                     }
                 }

@@ -2,13 +2,14 @@
 //! secondary index.
 //!
 //! The planner looks at the `AND`ed conditions of `WHERE` that compare a path with a
-//! constant or parameter (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN` with one value). An
-//! index is usable when its first paths are bound by equality (any number of them,
+//! constant or parameter (`=`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN`). An index is
+//! usable when its first paths are bound by equality or `IN` (any number of them,
 //! possibly none), optionally followed by one path bound by a range, or when it gives the
-//! `ORDER BY` order after those equalities. The best index has the most equalities, then a
-//! range, then the order; ties go to the index declared first. The filter still runs on
-//! every document the index yields, so an index only ever narrows the reading, never the
-//! answer.
+//! `ORDER BY` order after those equalities. `IN` lists make one range per combination of
+//! values (at most [`MAX_RANGES`]), read in index order. The best index has the most
+//! equalities, then a range, then the order; ties go to the index declared first. The
+//! filter still runs on every document the index yields, so an index only ever narrows
+//! the reading, never the answer.
 
 use serde_json::Value;
 
@@ -18,17 +19,20 @@ use super::exec::Explain;
 use super::keys;
 use crate::engine::IndexInfo;
 
+/// A range of index entries: `[start, end)`, `None` for no end.
+pub(crate) type IndexRange = (Vec<u8>, Option<Vec<u8>>);
+
 /// Where rows come from.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Access {
     /// Every document of the collection, in key order (partition key, then id).
     Scan,
-    /// The entries of one index in `[start, end)`, backwards when `reverse`.
+    /// The entries of one index in each `[start, end)` of `ranges` (sorted, disjoint),
+    /// backwards when `reverse`.
     Index {
         name: String,
         table: u64,
-        start: Vec<u8>,
-        end: Option<Vec<u8>>,
+        ranges: Vec<IndexRange>,
         reverse: bool,
     },
 }
@@ -55,10 +59,15 @@ pub(crate) struct Plan {
     range: Option<String>,
 }
 
+/// The most index ranges one plan reads (the product of its `IN` lists' lengths).
+pub(crate) const MAX_RANGES: usize = 256;
+
 /// What the conditions say about one path.
 #[derive(Debug, Default)]
 struct Bounds<'a> {
     eq: Option<&'a Value>,
+    /// `IN` with several values: any of them.
+    any: Option<Vec<&'a Value>>,
     lower: Option<&'a Value>,
     upper: Option<&'a Value>,
 }
@@ -152,16 +161,25 @@ fn bounds<'a>(query: &'a Query, params: &'a Params) -> Vec<(String, Bounds<'a>)>
                 expr,
                 list,
                 negated: false,
-            } if list.len() == 1 => {
+            } if !list.is_empty() => {
                 let Expr::Path(path) = &**expr else { continue };
-                let Some(v) = constant(&list[0], params) else {
+                let Some(values) = list
+                    .iter()
+                    .map(|e| constant(e, params))
+                    .collect::<Option<Vec<_>>>()
+                else {
                     continue;
                 };
                 if path.0.is_empty() {
                     continue;
                 }
                 let i = slot(path, &mut out);
-                out[i].1.eq = out[i].1.eq.or(Some(v));
+                let b = &mut out[i].1;
+                if let [v] = values[..] {
+                    b.eq = b.eq.or(Some(v));
+                } else if b.any.is_none() {
+                    b.any = Some(values);
+                }
             }
             _ => {}
         }
@@ -181,6 +199,7 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
     let bounds = bounds(query, params);
     let find = |pointer: &str| bounds.iter().find(|(p, _)| p == pointer).map(|(_, b)| b);
     let eq_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some());
+    let in_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some() || b.any.is_some());
     // ORDER BY items on paths fixed by equality order nothing.
     let order: Vec<_> = query
         .order_by
@@ -189,18 +208,46 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
         .collect();
     let mut best: Option<(u32, Plan)> = None;
     for index in indexes {
-        let k = index.paths.iter().take_while(|p| eq_bound(p)).count();
-        let mut prefix = Vec::new();
-        for p in &index.paths[..k] {
-            keys::encode_into(&mut prefix, find(p).and_then(|b| b.eq));
+        // The leading paths bound by equality or IN, as long as the ranges stay few.
+        let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut k = 0;
+        for p in &index.paths {
+            if !in_bound(p) {
+                break;
+            }
+            let b = find(p).expect("bound");
+            let values: Vec<&Value> = match (b.eq, &b.any) {
+                (Some(v), _) => vec![v],
+                (None, Some(any)) => any.clone(),
+                (None, None) => break,
+            };
+            if prefixes.len() * values.len() > MAX_RANGES {
+                break;
+            }
+            prefixes = prefixes
+                .iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        keys::encode_into(&mut next, Some(v));
+                        next
+                    })
+                })
+                .collect();
+            k += 1;
         }
+        prefixes.sort();
+        prefixes.dedup();
         let range = index
             .paths
             .get(k)
             .and_then(|p| find(p).map(|b| (p, b)))
             .filter(|(_, b)| b.lower.is_some() || b.upper.is_some());
         let descending = order.first().is_some_and(|o| o.descending);
-        let order_ok = !order.is_empty()
+        // Several prefixes are read one after another: in index order only when the
+        // order starts at the first path they differ in, which is not checked: sorted.
+        let order_ok = prefixes.len() == 1
+            && !order.is_empty()
             && order.len() <= index.paths.len() - k
             && order
                 .iter()
@@ -210,32 +257,34 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
         if score == 0 {
             continue;
         }
-        let (start, end) = match range {
-            None => (prefix.clone(), keys::prefix_end(&prefix)),
-            Some((_, b)) => {
-                let start = match (b.lower, b.upper) {
-                    (Some(lo), _) => [prefix.as_slice(), &keys::encode(Some(lo))].concat(),
-                    (None, Some(hi)) => [prefix.as_slice(), &type_start(hi)].concat(),
-                    (None, None) => prefix.clone(),
-                };
-                let end = match (b.lower, b.upper) {
-                    (_, Some(hi)) => {
-                        keys::prefix_end(&[prefix.as_slice(), &keys::encode(Some(hi))].concat())
-                    }
-                    (Some(lo), None) => {
-                        keys::prefix_end(&[prefix.as_slice(), &type_start(lo)].concat())
-                    }
-                    (None, None) => keys::prefix_end(&prefix),
-                };
-                (start, end)
-            }
-        };
+        let ranges = prefixes
+            .iter()
+            .map(|prefix| match range {
+                None => (prefix.clone(), keys::prefix_end(prefix)),
+                Some((_, b)) => {
+                    let start = match (b.lower, b.upper) {
+                        (Some(lo), _) => [prefix.as_slice(), &keys::encode(Some(lo))].concat(),
+                        (None, Some(hi)) => [prefix.as_slice(), &type_start(hi)].concat(),
+                        (None, None) => prefix.clone(),
+                    };
+                    let end = match (b.lower, b.upper) {
+                        (_, Some(hi)) => {
+                            keys::prefix_end(&[prefix.as_slice(), &keys::encode(Some(hi))].concat())
+                        }
+                        (Some(lo), None) => {
+                            keys::prefix_end(&[prefix.as_slice(), &type_start(lo)].concat())
+                        }
+                        (None, None) => keys::prefix_end(prefix),
+                    };
+                    (start, end)
+                }
+            })
+            .collect();
         let candidate = Plan {
             access: Access::Index {
                 name: index.name.clone(),
                 table: index.table,
-                start,
-                end,
+                ranges,
                 reverse: order_ok && descending,
             },
             sort_in_memory: !order.is_empty() && !order_ok,
