@@ -9,6 +9,9 @@ use avl_storage::{ByteRange, ListOptions, PutOptions, StorageError, Store, Store
 use proptest::prelude::*;
 
 const CHUNK: usize = 64;
+/// The smallest part but the last in the model's store: not a multiple of [`CHUNK`], so
+/// a multipart object's chunks are not all full ones.
+const MIN_PART: usize = 100;
 
 fn small_chunks(dir: &std::path::Path) -> Store {
     Store::open_with(
@@ -16,6 +19,18 @@ fn small_chunks(dir: &std::path::Path) -> Store {
         StoreOptions {
             chunk_size: CHUNK,
             ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The model test's store: small chunks and small parts.
+fn model_store(dir: &std::path::Path) -> Store {
+    Store::open_with(
+        dir,
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: MIN_PART as u64,
         },
     )
     .unwrap()
@@ -47,7 +62,44 @@ enum Op {
     Delete(String),
     List(String, Option<String>, usize),
     Range(String, u64, u64),
+    /// Source, destination, and the content type that replaces the source's (`None`:
+    /// the metadata is copied).
+    Copy(String, String, Option<String>),
+    /// Parts by number (ascending, maybe with gaps), a part uploaded but left out of
+    /// the completion, whether the store reopens before the upload ends, and whether
+    /// it completes (else it is aborted).
+    Multipart {
+        key: String,
+        parts: Vec<(u32, Vec<u8>)>,
+        left_out: Option<Vec<u8>>,
+        reopen: bool,
+        complete: bool,
+    },
     Reopen,
+}
+
+/// What the model keeps of an object.
+#[derive(Debug, Clone)]
+struct Obj {
+    data: Vec<u8>,
+    etag: String,
+    content_type: Option<String>,
+    /// Chunk files it owns: a multipart object's are its parts'.
+    chunks: usize,
+}
+
+/// An object as a PUT (or a copy) writes it: one body, a plain MD5.
+fn single(data: Vec<u8>, content_type: Option<String>) -> Obj {
+    Obj {
+        etag: md5_hex(&data),
+        chunks: data.len().div_ceil(CHUNK),
+        data,
+        content_type,
+    }
+}
+
+fn bytes(len: std::ops::Range<usize>) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), len)
 }
 
 fn key() -> impl Strategy<Value = String> {
@@ -69,13 +121,39 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(p, d, m)| Op::List(p.to_string(), d.map(str::to_string), m)),
         2 => (key(), 0u64..400, 0u64..400).prop_map(|(k, a, b)| Op::Range(k, a, b)),
+        2 => (key(), key(), prop::option::of(Just("text/x-copied")))
+            .prop_map(|(s, d, t)| Op::Copy(s, d, t.map(str::to_string))),
+        2 => (
+            key(),
+            // Parts but the last: mostly at least MIN_PART bytes, sometimes too small.
+            prop::collection::vec(
+                (1u32..3, prop_oneof![9 => bytes(MIN_PART..MIN_PART + 80), 1 => bytes(1..MIN_PART)]),
+                0..3,
+            ),
+            (1u32..3, bytes(0..150)),
+            prop::option::of(bytes(1..80)),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.75),
+        )
+            .prop_map(|(key, mut parts, last, left_out, reopen, complete)| {
+                parts.push(last);
+                let mut number = 0;
+                let parts = parts
+                    .into_iter()
+                    .map(|(gap, body)| {
+                        number += gap;
+                        (number, body)
+                    })
+                    .collect();
+                Op::Multipart { key, parts, left_out, reopen, complete }
+            }),
         1 => Just(Op::Reopen),
     ]
 }
 
 /// The model's listing: every entry (objects and common prefixes) in key order.
 fn model_list(
-    model: &BTreeMap<String, Vec<u8>>,
+    model: &BTreeMap<String, Obj>,
     prefix: &str,
     delimiter: Option<&str>,
 ) -> Vec<(String, bool)> {
@@ -100,16 +178,16 @@ proptest! {
     #[test]
     fn the_store_behaves_like_a_map(ops in prop::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = small_chunks(dir.path());
+        let mut store = model_store(dir.path());
         store.create_bucket("bkt").unwrap();
-        let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut model: BTreeMap<String, Obj> = BTreeMap::new();
         for op in ops {
             match op {
                 Op::Put(k, v) => {
                     let info = store.put_object("bkt", &k, &mut v.as_slice(), PutOptions::default()).unwrap();
                     prop_assert_eq!(info.size, v.len() as u64);
                     prop_assert_eq!(info.etag, md5_hex(&v));
-                    model.insert(k, v);
+                    model.insert(k, single(v, None));
                 }
                 Op::Delete(k) => {
                     store.delete_object("bkt", &k).unwrap();
@@ -137,7 +215,8 @@ proptest! {
                             .chain(page.common_prefixes.iter().map(|p| (p.clone(), true))).collect();
                         entries.sort();
                         for o in &page.objects {
-                            prop_assert_eq!(o.size, model[&o.key].len() as u64);
+                            prop_assert_eq!(o.size, model[&o.key].data.len() as u64);
+                            prop_assert_eq!(&o.etag, &model[&o.key].etag);
                         }
                         let last = entries.last().map(|e| e.0.clone());
                         got.extend(entries);
@@ -159,8 +238,14 @@ proptest! {
                             let e = store.get_object("bkt", &k, None).unwrap_err();
                             prop_assert!(matches!(e, StorageError::NoSuchKey(_)));
                         }
-                        Some(v) => {
-                            prop_assert_eq!(&read_all(&store, "bkt", &k, None), v);
+                        Some(obj) => {
+                            let v = &obj.data;
+                            let (info, mut r) = store.get_object("bkt", &k, None).unwrap();
+                            let mut all = Vec::new();
+                            r.read_to_end(&mut all).unwrap();
+                            prop_assert_eq!(&all, v);
+                            prop_assert_eq!((info.size, &info.etag), (v.len() as u64, &obj.etag));
+                            prop_assert_eq!(&info.options.content_type, &obj.content_type);
                             let (first, last) = (a.min(b), a.max(b));
                             let size = v.len() as u64;
                             match store.get_object("bkt", &k, Some(ByteRange::Inclusive(first, last))) {
@@ -184,15 +269,114 @@ proptest! {
                         }
                     }
                 }
+                Op::Copy(src, dst, replace) => {
+                    let none = avl_storage::Conditions::default();
+                    let options = replace.clone().map(|t| PutOptions {
+                        content_type: Some(t),
+                        ..PutOptions::default()
+                    });
+                    let result = store.copy_object(("bkt", &src), ("bkt", &dst), options, &none, &none);
+                    match model.get(&src).cloned() {
+                        // Onto itself only with new metadata (REPLACE).
+                        _ if src == dst && replace.is_none() => {
+                            let e = result.unwrap_err();
+                            prop_assert!(matches!(e, StorageError::InvalidArgument { .. }), "{}", e);
+                        }
+                        None => {
+                            let e = result.unwrap_err();
+                            prop_assert!(matches!(e, StorageError::NoSuchKey(_)), "{}", e);
+                        }
+                        Some(from) => {
+                            // The copy is written anew: its ETag is its content's MD5, a
+                            // multipart source's too (as S3's CopyObject).
+                            let want = single(from.data, replace.or(from.content_type));
+                            let info = result.unwrap();
+                            prop_assert_eq!((info.size, &info.etag), (want.data.len() as u64, &want.etag));
+                            prop_assert_eq!(&info.options.content_type, &want.content_type);
+                            model.insert(dst, want);
+                        }
+                    }
+                }
+                Op::Multipart { key, parts, left_out, reopen, complete } => {
+                    let content_type = Some("video/mp4".to_string());
+                    let id = store.create_multipart_upload("bkt", &key, PutOptions {
+                        content_type: content_type.clone(),
+                        ..PutOptions::default()
+                    }).unwrap();
+                    let last = parts.last().unwrap().0;
+                    let mut uploaded: Vec<(u32, Vec<u8>)> = parts.clone();
+                    uploaded.extend(left_out.map(|b| (last + 1, b)));
+                    let mut named = Vec::new();
+                    for (number, body) in &uploaded {
+                        let etag = store.upload_part("bkt", &key, &id, *number, &mut body.as_slice()).unwrap();
+                        prop_assert_eq!(&etag, &md5_hex(body));
+                        if *number <= last {
+                            named.push((*number, etag));
+                        }
+                    }
+                    let (listed, more) = store.list_parts("bkt", &key, &id, 0, None).unwrap();
+                    prop_assert!(!more);
+                    let listed: Vec<_> = listed.into_iter().map(|p| (p.part_number, p.size, p.etag)).collect();
+                    let want: Vec<_> = uploaded.iter().map(|(n, b)| (*n, b.len() as u64, md5_hex(b))).collect();
+                    prop_assert_eq!(listed, want);
+                    if reopen {
+                        // An upload and its parts outlive the process.
+                        drop(store);
+                        store = model_store(dir.path());
+                    }
+                    let uploads = store.list_multipart_uploads("bkt", "").unwrap();
+                    prop_assert_eq!(
+                        uploads.iter().map(|u| (u.upload_id.as_str(), u.key.as_str())).collect::<Vec<_>>(),
+                        [(id.as_str(), key.as_str())]
+                    );
+                    // The first part but the last under the minimum fails the completion,
+                    // which changes nothing: the upload is aborted then.
+                    let too_small = parts[..parts.len() - 1].iter().find(|(_, b)| b.len() < MIN_PART);
+                    if complete {
+                        let result = store.complete_multipart_upload("bkt", &key, &id, &named, &Default::default());
+                        match too_small {
+                            Some((number, body)) => {
+                                let e = result.unwrap_err();
+                                prop_assert!(
+                                    matches!(e, StorageError::EntityTooSmall { part, size, min }
+                                        if part == *number && size == body.len() as u64 && min == MIN_PART as u64),
+                                    "{}", e
+                                );
+                            }
+                            None => {
+                                let info = result.unwrap();
+                                let md5s: Vec<u8> = parts.iter().flat_map(|(_, b)| hex::decode(md5_hex(b)).unwrap()).collect();
+                                let whole: Vec<u8> = parts.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+                                let want = Obj {
+                                    etag: format!("{}-{}", md5_hex(&md5s), parts.len()),
+                                    chunks: parts.iter().map(|(_, b)| b.len().div_ceil(CHUNK)).sum(),
+                                    data: whole,
+                                    content_type,
+                                };
+                                prop_assert_eq!((info.size, &info.etag), (want.data.len() as u64, &want.etag));
+                                prop_assert_eq!(&info.options.content_type, &want.content_type);
+                                model.insert(key.clone(), want);
+                            }
+                        }
+                    }
+                    if !complete || too_small.is_some() {
+                        store.abort_multipart_upload("bkt", &key, &id).unwrap();
+                    }
+                    // Completed or aborted, the upload is gone.
+                    prop_assert!(store.list_multipart_uploads("bkt", "").unwrap().is_empty());
+                    let e = store.list_parts("bkt", &key, &id, 0, None).unwrap_err();
+                    prop_assert!(matches!(e, StorageError::NoSuchUpload(_)), "{}", e);
+                }
                 Op::Reopen => {
                     drop(store);
-                    store = small_chunks(dir.path());
+                    store = model_store(dir.path());
                 }
             }
         }
-        // Every chunk file belongs to a stored object: none leaked.
+        // Every chunk file belongs to a stored object: none leaked (parts left out of a
+        // completion, aborted uploads and replaced objects included).
         let chunks = chunk_files(dir.path());
-        let want: usize = model.values().map(|v| v.len().div_ceil(CHUNK)).sum();
+        let want: usize = model.values().map(|o| o.chunks).sum();
         prop_assert_eq!(chunks, want);
     }
 }
