@@ -1,7 +1,9 @@
-//! Group commit: one writer thread takes every write that is waiting, applies them in one
-//! redb transaction, makes them durable with one sync of the commit log (see `wal`), and
-//! only then commits the transaction (readers see it) and answers each caller. Durable
-//! throughput therefore grows with the number of concurrent writers.
+//! Group commit: whoever holds the writer's state (a caller that found it free, or the
+//! writer thread for jobs queued meanwhile) takes every write that is waiting, applies
+//! them in one redb transaction, writes their effects to the commit log (see `wal`),
+//! commits redb while the log's write-back runs, syncs the log, and only then publishes
+//! the group to readers (see `visible`) and answers each caller. Durable throughput
+//! therefore grows with the number of concurrent writers.
 //!
 //! A job must validate before it writes: when it returns a caller error (not found,
 //! conflict, invalid input) it has written nothing, and the group goes on without it. A

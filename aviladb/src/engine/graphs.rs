@@ -155,7 +155,7 @@ impl VectorGraph {
         v.into()
     }
 
-    /// Takes a committed change (on the writer thread: it touches `pending` only).
+    /// Takes a committed change (in the writer: it touches `pending` only).
     fn record(&self, change: VectorChange) {
         let vector = change.vector.map(|v| self.to_space(v));
         let mut pending = self.pending();
@@ -351,7 +351,7 @@ impl Graphs {
         self.map().get(&table).cloned()
     }
 
-    /// Starts keeping a graph for a new index (on the writer thread, in the job that
+    /// Starts keeping a graph for a new index (in the writer, in the job that
     /// creates it); the indexer builds it.
     pub(crate) fn register(&self, info: VectorIndexInfo) {
         self.map()
@@ -360,7 +360,7 @@ impl Graphs {
         self.wake();
     }
 
-    /// Stops keeping the graphs of dropped indexes (on the writer thread).
+    /// Stops keeping the graphs of dropped indexes (in the writer).
     pub(crate) fn forget(&self, tables: impl IntoIterator<Item = u64>) {
         let mut map = self.map();
         for table in tables {

@@ -288,7 +288,7 @@ pub struct DocKey {
     pub id: String,
 }
 
-/// An open AvilaDB engine: one redb file, one writer thread, any number of readers.
+/// An open AvilaDB engine: one redb file, one writer at a time, any number of readers.
 /// Cheap to clone and share (`Send + Sync`).
 #[derive(Clone)]
 pub struct Engine {

@@ -355,7 +355,7 @@ impl Engine {
             let (count, _skipped) = backfill(ctx.txn, &super::docs_table(info.table), &index)?;
             info.vector_indexes.push(index.clone());
             super::save_collection(ctx.txn, &db, &coll, &info)?;
-            // Registered on the writer thread, before any later group: each one's
+            // Registered in the writer, before any later group: each one's
             // vectors reach the graph (its build reads a snapshot taken after this).
             if index.kind == VectorIndexKind::Hnsw {
                 graphs.register(index);
