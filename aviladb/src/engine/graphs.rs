@@ -71,8 +71,6 @@ struct Pending {
     /// cosine), or `None` for a removal.
     changes: HashMap<Key, (u64, Option<Shared>)>,
     stamp: u64,
-    /// Moves on every reset: a build started before one must not be installed.
-    epoch: u64,
 }
 
 /// One graph index.
@@ -224,18 +222,11 @@ impl VectorGraph {
         settled
     }
 
-    fn epoch(&self) -> u64 {
-        self.pending().epoch
-    }
-
-    /// Installs a graph built since `epoch` (`keys` per node). Pending changes apply to
-    /// it afterwards (searches skip their keys' nodes until then).
-    fn install(&self, graph: Hnsw, keys: Vec<Box<[u8]>>, epoch: u64) {
+    /// Installs a built graph (`keys` per node). Pending changes apply to it afterwards
+    /// (searches skip their keys' nodes until then).
+    fn install(&self, graph: Hnsw, keys: Vec<Box<[u8]>>) {
         loop {
             let mut pending = self.pending();
-            if pending.epoch != epoch {
-                return;
-            }
             // Not while holding `pending` for long: the writer records there.
             let mut state = match self.state.try_write() {
                 Ok(guard) => guard,
@@ -323,7 +314,7 @@ impl Graphs {
             if let Some(stamp) = stamp
                 && let Some((g, keys)) = graphs.load(&info, stamp)
             {
-                graph.install(g, keys, 0);
+                graph.install(g, keys);
             }
             graphs.map().insert(info.table, graph);
         }
@@ -462,7 +453,6 @@ impl Graphs {
     /// Builds a graph from a snapshot of its table (changes after it are pending).
     fn build(&self, graph: &VectorGraph) -> bool {
         let info = &graph.info;
-        let epoch = graph.epoch();
         let read = || -> crate::Result<(Vec<Key>, Vec<f32>)> {
             // What readers see: a group is recorded here before it is published.
             let txn = self.visible.read()?;
@@ -493,7 +483,7 @@ impl Graphs {
         let Some(g) = self.link_all(info, &flat) else {
             return false;
         };
-        graph.install(g, keys, epoch);
+        graph.install(g, keys);
         tracing::info!(
             target: "aviladb::vectors",
             "built the vector index on {} in {:.1} s",
@@ -518,7 +508,6 @@ impl Graphs {
 
     /// Rebuilds a graph from its live vectors.
     fn compact(&self, graph: &VectorGraph) {
-        let epoch = graph.epoch();
         let (keys, flat) = {
             let state = graph.read();
             let Some(g) = &state.graph else { return };
@@ -533,7 +522,7 @@ impl Graphs {
             (keys, flat)
         };
         if let Some(g) = self.link_all(&graph.info, &flat) {
-            graph.install(g, keys, epoch);
+            graph.install(g, keys);
         }
     }
 
