@@ -538,17 +538,7 @@ impl State {
             return;
         };
         let salt = wal::new_salt();
-        let done = (|| -> Result<()> {
-            let txn = self.db.begin_write()?;
-            {
-                let mut meta = txn.open_table(META)?;
-                meta.insert(wal::CHECKPOINT_KEY, last)?;
-                meta.insert(wal::SALT_KEY, salt)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })();
-        match done {
+        match self.save_checkpoint(last, salt) {
             Ok(()) => {
                 if let Some(w) = self.wal.as_mut() {
                     w.restart(salt);
@@ -567,27 +557,31 @@ impl State {
     /// file and the log agree (that group applied: its callers had an error, whose
     /// outcome a reopen decides anyway). If even that fails, the database is never
     /// closed in this process, so the file keeps its last durable state and the log.
+    /// Without a log, redb's own close is what makes commits durable.
     fn close(&mut self) {
         if !self.failed.load(Ordering::SeqCst) {
             self.checkpoint();
             return;
         }
-        let salt = wal::new_salt();
-        let last = self.wal.as_ref().map(Wal::last_lsn);
-        let done = (|| -> Result<()> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            if let Some(last) = last {
-                let mut meta = txn.open_table(META)?;
-                meta.insert(wal::CHECKPOINT_KEY, last)?;
-                meta.insert(wal::SALT_KEY, salt)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })();
-        if done.is_err() {
+        let Some(last) = self.wal.as_ref().map(Wal::last_lsn) else {
+            return;
+        };
+        if self.save_checkpoint(last, wal::new_salt()).is_err() {
             std::mem::forget(Arc::clone(&self.db));
         }
+    }
+
+    /// A durable redb commit recording that the file holds every log record up to
+    /// `last`, and the checksum seed of the records after it.
+    fn save_checkpoint(&self, last: u64, salt: u64) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(wal::CHECKPOINT_KEY, last)?;
+            meta.insert(wal::SALT_KEY, salt)?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 }
 
