@@ -199,7 +199,6 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
     let bounds = bounds(query, params);
     let find = |pointer: &str| bounds.iter().find(|(p, _)| p == pointer).map(|(_, b)| b);
     let eq_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some());
-    let in_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some() || b.any.is_some());
     // ORDER BY items on paths fixed by equality order nothing.
     let order: Vec<_> = query
         .order_by
@@ -212,10 +211,9 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
         let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
         let mut k = 0;
         for p in &index.paths {
-            if !in_bound(p) {
+            let Some(b) = find(p) else {
                 break;
-            }
-            let b = find(p).expect("bound");
+            };
             let values: Vec<&Value> = match (b.eq, &b.any) {
                 (Some(v), _) => vec![v],
                 (None, Some(any)) => any.clone(),
