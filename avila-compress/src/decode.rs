@@ -135,6 +135,19 @@ impl Decoder {
         max_output: u64,
         out: &mut Vec<u8>,
     ) -> Result<(FrameHeader, usize)> {
+        self.decode_stream_frame(input, 0, max_output, out)
+    }
+
+    /// Like [`Decoder::decode_frame`], for a frame of a stream whose previous frame had
+    /// checksum `seed` (0 for the first): frames of a stream can then be read one at a
+    /// time, in order, by a reader that does its own I/O.
+    pub fn decode_stream_frame(
+        &mut self,
+        input: &[u8],
+        seed: u64,
+        max_output: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(FrameHeader, usize)> {
         let header = FrameHeader::parse(input)?;
         if header.decoded_len > max_output {
             return Err(Error::TooLarge {
@@ -154,7 +167,7 @@ impl Decoder {
         let stored = header
             .checksum
             .then(|| read_checksum(&input[payload_end..payload_end + CHECKSUM_LEN]));
-        self.decode_payload(&header, payload, stored, 0, out)?;
+        self.decode_payload(&header, payload, stored, seed, out)?;
         Ok((header, frame_len as usize))
     }
 

@@ -162,7 +162,14 @@ pub(crate) fn header_check(header: &[u8]) -> u8 {
 }
 
 /// The content checksum of a frame whose predecessor in the stream had checksum `seed`
-/// (0 for the first frame).
+/// (0 for the first frame): what a frame's trailing checksum holds for its decoded data.
+///
+/// For readers that place a stored payload where they want it themselves (see
+/// [`FrameHeader`]) and check it there, without a copy.
+pub fn content_checksum(data: &[u8], seed: u64) -> u64 {
+    checksum(data, seed)
+}
+
 pub(crate) fn checksum(data: &[u8], seed: u64) -> u64 {
     XxHash3_64::oneshot_with_seed(seed, data)
 }

@@ -36,7 +36,9 @@ pub use codec::{
 pub use decode::{Decoder, Limits, decompress, decompress_into};
 pub use encode::{Encoder, FrameInfo, FrameParts, compress, compress_into};
 pub use error::{Error, ErrorKind, Result};
-pub use frame::{FrameHeader, MAX_OVERHEAD, Method};
+pub use frame::{
+    CHECKSUM_LEN, FrameHeader, MAX_HEADER_LEN, MAX_OVERHEAD, Method, content_checksum,
+};
 pub use stream::{FrameReader, FrameWriter};
 
 /// Parses the header at the start of `frame` without decoding anything.

@@ -211,3 +211,61 @@ fn a_failed_write_loses_nothing_and_can_be_retried() {
     assert!(failures > 0, "the test exercised failures");
     assert_eq!(read_stream(&stream, Limits::default()).unwrap(), data);
 }
+
+/// A reader doing its own I/O walks a stream frame by frame: compressed frames through
+/// `decode_stream_frame` with the previous checksum as seed, stored ones checked in
+/// place with `content_checksum`; a frame moved out of its place fails its check.
+#[test]
+fn frames_of_a_stream_decode_one_at_a_time_with_chained_seeds() {
+    use avila_compress::{CHECKSUM_LEN, Decoder, FrameHeader, Method, content_checksum};
+    let data = [
+        generate(Kind::JsonLogs, 200_000, 3),
+        generate(Kind::Random, 150_000, 4),
+    ]
+    .concat();
+    let options = Options::new(Codec::Auto(Profile::Balanced))
+        .with_block_size(64 << 10)
+        .unwrap();
+    let stream = write_stream(&data, options, 10_000);
+    let mut decoder = Decoder::new();
+    let (mut at, mut seed, mut out, mut methods) = (0, 0u64, Vec::new(), Vec::new());
+    let mut frames = Vec::new();
+    loop {
+        let header = FrameHeader::parse(&stream[at..]).unwrap();
+        let len = header.frame_len() as usize;
+        frames.push((at, len));
+        methods.push(header.method);
+        if header.method == Method::None {
+            let payload = &stream[at + header.header_len..][..header.payload_len as usize];
+            let sum_at = at + header.header_len + payload.len();
+            let stored =
+                u64::from_le_bytes(stream[sum_at..sum_at + CHECKSUM_LEN].try_into().unwrap());
+            assert_eq!(content_checksum(payload, seed), stored);
+            out.extend_from_slice(payload);
+            seed = stored;
+        } else {
+            let (h, used) = decoder
+                .decode_stream_frame(&stream[at..], seed, 1 << 20, &mut out)
+                .unwrap();
+            assert_eq!((h, used), (header, len));
+            seed = u64::from_le_bytes(
+                stream[at + len - CHECKSUM_LEN..at + len]
+                    .try_into()
+                    .unwrap(),
+            );
+        }
+        at += len;
+        if header.end {
+            break;
+        }
+    }
+    assert_eq!(at, stream.len());
+    assert_eq!(out, data);
+    assert!(methods.contains(&Method::None) && methods.contains(&Method::Lz4));
+    // The second frame checked with the first frame's seed (0) instead of its own fails.
+    let (second, _) = frames[1];
+    let err = decoder
+        .decode_stream_frame(&stream[second..], 0, 1 << 20, &mut Vec::new())
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch), "{err}");
+}

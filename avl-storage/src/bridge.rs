@@ -22,8 +22,9 @@ const UPLOAD_FRAMES: usize = 16;
 /// and for at most this long.
 const DRAIN_LIMIT: u64 = 8 << 20;
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
-/// The size of the pieces a download is read in.
-const DOWNLOAD_PIECE: usize = 256 << 10;
+/// The size of the pieces a download is read in: a block, so a stored block is read
+/// straight into the piece.
+const DOWNLOAD_PIECE: usize = crate::BLOCK_SIZE;
 
 /// Sees each piece of an upload as the store reads it (the S3 front's checksums).
 pub(crate) type Observer = Box<dyn FnMut(&[u8]) + Send>;

@@ -41,7 +41,7 @@ pub use api::{BucketInfo, StorageRequest, StorageResponse};
 pub use bridge::MAX_UPLOAD_BYTES;
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{
-    BodyDigest, ByteRange, Checksum, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, Finish,
+    BLOCK_SIZE, BodyDigest, ByteRange, Checksum, Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, Finish,
     ListOptions, ListPage, MAX_KEYS, MAX_METADATA_BYTES, MAX_PART_NUMBER, MIN_PART_SIZE,
     ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PutOptions, STORED_HEADERS, Store,
     StoreOptions, UploadInfo,

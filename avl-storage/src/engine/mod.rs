@@ -4,15 +4,16 @@
 //! - `storage.redb`: tables `meta` (format version, next chunk id), `buckets` (name →
 //!   creation time) and `objects` (bucket, 0x00, key → the object's record as JSON: size,
 //!   ETag, time, content type, user metadata, headers, chunk list).
-//! - `chunks/{xx}/{id:016x}`: one chunk of an object each, an avila-compress frame
-//!   (`Auto`: incompressible data stays raw at no cost; the frame checksums its content),
-//!   named by the engine from a counter: an object key never reaches a path.
+//! - `chunks/{xx}/{id:016x}`: one chunk of an object each, a stream of avila-compress
+//!   frames of at most [`BLOCK_SIZE`] bytes (`Auto` per frame: incompressible data stays
+//!   raw at no cost; each frame checksums its content, seeded by the frame before), named
+//!   by the engine from a counter: an object key never reaches a path.
 //!
 //! A PUT streams its body through one chunk-sized buffer: each chunk is compressed,
 //! written and synced; then the chunks' directories are synced and one durable redb
 //! commit makes the object visible. Only then are the chunks of the object it replaced
 //! deleted. A crash leaves at most unreferenced chunk files, which the next open deletes.
-//! A GET streams chunk by chunk (bounded memory); a range reads only the chunks it
+//! A GET streams block by block (bounded memory); a range decodes only the blocks it
 //! touches.
 
 mod list;
@@ -26,7 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use avila_compress::{Codec, Decoder, Encoder, Limits, Profile};
+use avila_compress::{
+    CHECKSUM_LEN, Codec, Decoder, FrameHeader, FrameWriter, MAX_HEADER_LEN, Method, Options,
+    Profile, content_checksum,
+};
 use md5::{Digest, Md5};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -39,12 +43,25 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BUCKETS: TableDefinition<&str, u64> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const FORMAT_KEY: &str = "format_version";
-const FORMAT_VERSION: u64 = 1;
+/// 2: a chunk file is a stream of frames of at most [`BLOCK_SIZE`] bytes. Version 1
+/// wrote one frame per chunk, which reads as a stream of one frame: a version 1 store
+/// opens and is marked 2 (a build that reads only 1 then refuses it).
+const FORMAT_VERSION: u64 = 2;
 const NEXT_CHUNK: &str = "next_chunk";
 /// The metadata file in the store's directory.
 pub const FILE_NAME: &str = "storage.redb";
 /// The default chunk size: 4 MiB.
 pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+/// The most bytes of a chunk in one frame: a reader checks, and holds, one block at a
+/// time, small enough to stay in a core's cache between its read, its check and its copy.
+pub const BLOCK_SIZE: usize = 256 << 10;
+
+/// How chunk files are framed: `Auto` per block of [`BLOCK_SIZE`], checksums chained.
+fn chunk_options() -> Options {
+    Options::new(Codec::Auto(Profile::Balanced))
+        .with_block_size(BLOCK_SIZE)
+        .unwrap_or_else(|_| Options::new(Codec::Auto(Profile::Balanced)))
+}
 /// The most user metadata, in bytes of names and values (S3's limit).
 pub const MAX_METADATA_BYTES: usize = 2048;
 
@@ -355,13 +372,13 @@ impl Store {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
             match found {
-                None => {
+                None | Some(1) => {
                     meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
                 }
                 Some(FORMAT_VERSION) => {}
                 Some(other) => {
                     return Err(StorageError::UnsupportedFormat(format!(
-                        "object store format version {other}; this build reads {FORMAT_VERSION}"
+                        "object store format version {other}; this build reads 1 and {FORMAT_VERSION}"
                     )));
                 }
             }
@@ -607,8 +624,6 @@ impl Store {
         let mut buf = vec![0u8; self.inner.chunk_size];
         let mut md5 = Md5::new();
         let mut size = 0u64;
-        let mut encoder = Encoder::new(Codec::Auto(Profile::Balanced));
-        let mut frame = Vec::new();
         let mut shards = std::collections::BTreeSet::new();
         loop {
             let n = read_full(body, &mut buf)?;
@@ -632,10 +647,10 @@ impl Store {
                 let hashing = std::thread::Builder::new()
                     .name("avl-storage-md5".into())
                     .spawn_scoped(s, || md5.update(data));
-                frame.clear();
-                encoder.encode_into(data, &mut frame);
                 let mut file = std::fs::File::create(&path)?;
-                file.write_all(&frame)?;
+                let mut frames = FrameWriter::new(&mut file, chunk_options());
+                frames.write_all(data)?;
+                frames.finish()?;
                 file.sync_all()?;
                 match hashing {
                     Ok(h) => h
@@ -817,7 +832,8 @@ impl Store {
             starts,
             pos: start,
             end,
-            current: None,
+            cursor: None,
+            block: None,
             frame: Vec::new(),
             decoded: Vec::new(),
             decoder: Decoder::new(),
@@ -974,7 +990,13 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// The bytes of an object (or of a range of it), one chunk in memory at a time.
+/// The bytes of an object (or of a range of it), one block in memory at a time.
+///
+/// A chunk file is a stream of frames of at most [`BLOCK_SIZE`] bytes each. The reader
+/// walks a chunk's frames with positioned reads: a stored (incompressible) block that
+/// the caller's buffer can take whole is read straight into it and checked there; any
+/// other block is read into the reader's buffer, checked or decoded, and copied out.
+/// No byte reaches the caller before its block's checksum has passed.
 pub struct ObjectReader {
     store: Store,
     chunks: Vec<Chunk>,
@@ -983,12 +1005,14 @@ pub struct ObjectReader {
     /// Position in the object of the next byte to give.
     pos: u64,
     end: u64,
-    /// The decoded chunk holding `pos`: (its start in the object, its bytes).
-    current: Option<Current>,
-    /// The last chunk file read (its allocation serves the next one); a stored
-    /// (uncompressed) chunk is read from here, checked, without another copy.
+    /// The chunk file being read, standing at its next frame.
+    cursor: Option<Cursor>,
+    /// The checked block holding `pos`, if the reader holds one.
+    block: Option<Block>,
+    /// The last frame read whole (its allocation serves the next); a stored block is
+    /// served from here.
     frame: Vec<u8>,
-    /// The last compressed chunk, decoded.
+    /// The last compressed block, decoded.
     decoded: Vec<u8>,
     decoder: Decoder,
 }
@@ -1002,15 +1026,72 @@ impl std::fmt::Debug for ObjectReader {
     }
 }
 
-/// The chunk holding the reader's position.
+/// An open chunk file and where its next frame is.
+struct Cursor {
+    file: std::fs::File,
+    /// The chunk's index in the object's list.
+    index: usize,
+    file_len: u64,
+    /// File offset of the next frame.
+    offset: u64,
+    /// Position in the object of the next frame's first byte.
+    next: u64,
+    /// The checksum of the frame before: the next frame's seed.
+    seed: u64,
+    /// The chunk's final frame has been read.
+    done: bool,
+    /// A few bytes of the file read ahead (a checksum and the header after it), so a
+    /// block costs two reads: its payload, then its checksum with the next header.
+    ahead: [u8; AHEAD],
+    ahead_at: u64,
+    ahead_len: usize,
+}
+
+/// Bytes read ahead at a time: a checksum and the longest frame header.
+const AHEAD: usize = CHECKSUM_LEN + MAX_HEADER_LEN + 28;
+
+impl Cursor {
+    /// `len` (at most [`AHEAD`]) bytes of the file at `offset`, fewer at its end.
+    fn small_read(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+        let have =
+            offset >= self.ahead_at && offset + len as u64 <= self.ahead_at + self.ahead_len as u64;
+        if !have {
+            let want = (AHEAD as u64).min(self.file_len.saturating_sub(offset)) as usize;
+            read_exact_at(&self.file, &mut self.ahead[..want], offset)?;
+            self.ahead_at = offset;
+            self.ahead_len = want;
+        }
+        let from = (offset - self.ahead_at) as usize;
+        let to = (from + len).min(self.ahead_len);
+        Ok(&self.ahead[from..to])
+    }
+}
+
+/// A checked block, ready to copy out.
 #[derive(Debug, Clone, Copy)]
-struct Current {
+struct Block {
     /// Where it starts in the object.
     start: u64,
     /// Its bytes: `frame[at..at + len]` when stored, else `decoded[..len]`.
     in_frame: bool,
     at: usize,
     len: usize,
+}
+
+fn corrupted(what: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(StorageError::Corrupted(what.to_string()))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 impl ObjectReader {
@@ -1024,61 +1105,178 @@ impl ObjectReader {
         self.end - self.pos
     }
 
-    /// Loads the chunk holding `pos`.
-    fn load(&mut self) -> std::io::Result<()> {
-        let at = self
+    /// Opens the chunk holding `pos`, standing at its first frame.
+    fn open_chunk(&mut self) -> std::io::Result<()> {
+        let index = self
             .starts
             .partition_point(|&s| s <= self.pos)
             .saturating_sub(1);
-        if let (Some(&start), Some(c)) = (self.starts.get(at), self.chunks.get(at))
-            && self.pos < start + c.len
-        {
-            let failed = |e: std::io::Error| {
-                std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
-            };
-            // The buffers of the chunk before are reused: a fresh one per chunk costs
-            // more in page faults than the copy.
-            self.current = None;
-            self.frame.clear();
-            std::fs::File::open(self.store.chunk_path(c.id))
-                .and_then(|mut f| f.read_to_end(&mut self.frame))
-                .map_err(failed)?;
-            let corrupted = |e: avila_compress::Error| {
-                std::io::Error::other(StorageError::Corrupted(e.to_string()))
-            };
-            let current = match self
-                .decoder
-                .decode_borrowed(&self.frame, &Limits::new(c.len))
-                .map_err(corrupted)?
+        let (Some(&start), Some(c)) = (self.starts.get(index), self.chunks.get(index)) else {
+            return Err(corrupted("the object has no chunks"));
+        };
+        if self.pos >= start + c.len {
+            return Err(corrupted("the object's chunks are shorter than its size"));
+        }
+        let file = std::fs::File::open(self.store.chunk_path(c.id)).map_err(|e| {
+            std::io::Error::other(format!("chunk {:016x} of the object: {e}", c.id))
+        })?;
+        let file_len = file.metadata()?.len();
+        self.cursor = Some(Cursor {
+            file,
+            index,
+            file_len,
+            offset: 0,
+            next: start,
+            seed: 0,
+            done: false,
+            ahead: [0; AHEAD],
+            ahead_at: 0,
+            ahead_len: 0,
+        });
+        Ok(())
+    }
+
+    /// Reads frames until one holds `pos`; gives its bytes to `buf` when the block is
+    /// stored and `buf` takes it whole (answering how many), else loads it as
+    /// `self.block` (answering 0).
+    fn advance(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let stale = self.cursor.as_ref().is_none_or(|c| {
+            let chunk_end = self.starts[c.index] + self.chunks[c.index].len;
+            c.done || self.pos < c.next || self.pos >= chunk_end
+        });
+        if stale {
+            self.open_chunk()?;
+        }
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Err(corrupted("no chunk open"));
+        };
+        let chunk = self.chunks[cursor.index];
+        let chunk_end = self.starts[cursor.index] + chunk.len;
+        let in_chunk =
+            |e: avila_compress::Error| corrupted(format!("chunk {:016x}: {e}", chunk.id));
+        loop {
+            let head = cursor.small_read(cursor.offset, MAX_HEADER_LEN)?;
+            let header = FrameHeader::parse(head).map_err(in_chunk)?;
+            let frame_len = header.frame_len();
+            let start = cursor.next;
+            let block_end = start.saturating_add(header.decoded_len);
+            if block_end > chunk_end
+                || (header.end && block_end != chunk_end)
+                || cursor.offset.saturating_add(frame_len) > cursor.file_len
+                || (header.end && cursor.offset + frame_len != cursor.file_len)
+                || (header.method == Method::None && header.payload_len != header.decoded_len)
             {
-                std::borrow::Cow::Borrowed(payload) => Current {
+                return Err(corrupted(format!(
+                    "chunk {:016x} does not hold the {} bytes its object names",
+                    chunk.id, chunk.len
+                )));
+            }
+            let len = header.decoded_len as usize;
+            let payload_at = cursor.offset + header.header_len as u64;
+            let sum_at = payload_at + header.payload_len;
+            let stored_sum = |cursor: &mut Cursor| -> std::io::Result<Option<u64>> {
+                if !header.checksum {
+                    return Ok(None);
+                }
+                let bytes = cursor.small_read(sum_at, CHECKSUM_LEN)?;
+                let mut sum = [0u8; CHECKSUM_LEN];
+                if bytes.len() < CHECKSUM_LEN {
+                    return Err(corrupted("a frame's checksum is cut off"));
+                }
+                sum.copy_from_slice(bytes);
+                Ok(Some(u64::from_le_bytes(sum)))
+            };
+            let step = |cursor: &mut Cursor, sum: Option<u64>| -> std::io::Result<()> {
+                cursor.seed = sum.unwrap_or(cursor.seed);
+                cursor.offset += frame_len;
+                cursor.next = block_end;
+                cursor.done = header.end;
+                if block_end == chunk_end && !header.end {
+                    // The chunk's bytes are all read: what follows must be an empty final
+                    // frame ending the file (its bytes are usually read ahead already).
+                    let head = cursor.small_read(cursor.offset, MAX_HEADER_LEN)?;
+                    let last = FrameHeader::parse(head).map_err(in_chunk)?;
+                    let sum_at = cursor.offset + last.header_len as u64;
+                    let whole = last.end
+                        && last.decoded_len == 0
+                        && last.payload_len == 0
+                        && cursor.offset + last.frame_len() == cursor.file_len;
+                    let sum_ok = !last.checksum || {
+                        let expected = content_checksum(&[], cursor.seed).to_le_bytes();
+                        let bytes = cursor.small_read(sum_at, CHECKSUM_LEN)?;
+                        bytes.len() == CHECKSUM_LEN && bytes == expected
+                    };
+                    if !whole || !sum_ok {
+                        return Err(corrupted(format!(
+                            "chunk {:016x} does not end after its {} bytes",
+                            chunk.id, chunk.len
+                        )));
+                    }
+                    cursor.offset = cursor.file_len;
+                    cursor.done = true;
+                }
+                Ok(())
+            };
+            if self.pos >= block_end {
+                // A block before the range: only its checksum is read, as the next seed.
+                let sum = stored_sum(cursor)?;
+                step(cursor, sum)?;
+                if header.end {
+                    return Err(corrupted("the object's chunks are shorter than its size"));
+                }
+                continue;
+            }
+            if header.method == Method::None
+                && self.pos == start
+                && buf.len() >= len
+                && self.end - self.pos >= len as u64
+            {
+                // The caller's buffer takes the stored block whole: read it there.
+                read_exact_at(&cursor.file, &mut buf[..len], payload_at)?;
+                let sum = stored_sum(cursor)?;
+                if sum.is_some_and(|s| s != content_checksum(&buf[..len], cursor.seed)) {
+                    return Err(in_chunk(avila_compress::Error::ChecksumMismatch));
+                }
+                step(cursor, sum)?;
+                return Ok(len);
+            }
+            self.frame.clear();
+            self.frame.resize(frame_len as usize, 0);
+            read_exact_at(&cursor.file, &mut self.frame, cursor.offset)?;
+            let sum_in_frame = header.checksum.then(|| {
+                let mut sum = [0u8; CHECKSUM_LEN];
+                sum.copy_from_slice(&self.frame[self.frame.len() - CHECKSUM_LEN..]);
+                u64::from_le_bytes(sum)
+            });
+            let block = if header.method == Method::None {
+                let at = header.header_len;
+                if sum_in_frame
+                    .is_some_and(|s| s != content_checksum(&self.frame[at..at + len], cursor.seed))
+                {
+                    return Err(in_chunk(avila_compress::Error::ChecksumMismatch));
+                }
+                Block {
                     start,
                     in_frame: true,
-                    at: (payload.as_ptr() as usize).saturating_sub(self.frame.as_ptr() as usize),
-                    len: payload.len(),
-                },
-                std::borrow::Cow::Owned(bytes) => {
-                    self.decoded = bytes;
-                    Current {
-                        start,
-                        in_frame: false,
-                        at: 0,
-                        len: self.decoded.len(),
-                    }
+                    at,
+                    len,
+                }
+            } else {
+                self.decoded.clear();
+                self.decoder
+                    .decode_stream_frame(&self.frame, cursor.seed, len as u64, &mut self.decoded)
+                    .map_err(in_chunk)?;
+                Block {
+                    start,
+                    in_frame: false,
+                    at: 0,
+                    len,
                 }
             };
-            if current.len as u64 != c.len {
-                return Err(std::io::Error::other(StorageError::Corrupted(format!(
-                    "chunk {:016x} holds {} bytes, not {}",
-                    c.id, current.len, c.len
-                ))));
-            }
-            self.current = Some(current);
-            return Ok(());
+            step(cursor, sum_in_frame)?;
+            self.block = Some(block);
+            return Ok(0);
         }
-        Err(std::io::Error::other(StorageError::Corrupted(
-            "the object's chunks are shorter than its size".into(),
-        )))
     }
 }
 
@@ -1108,22 +1306,26 @@ impl Read for ObjectReader {
         if self.pos >= self.end || buf.is_empty() {
             return Ok(0);
         }
-        let inside = |c: &Option<Current>, pos: u64| {
-            c.as_ref()
-                .is_some_and(|c| pos >= c.start && pos < c.start + c.len as u64)
-        };
-        if !inside(&self.current, self.pos) {
-            self.load()?;
+        let holds = |b: &Block, pos: u64| pos >= b.start && pos < b.start + b.len as u64;
+        if !self.block.is_some_and(|b| holds(&b, self.pos)) {
+            self.block = None;
+            let n = self.advance(buf)?;
+            if n > 0 {
+                self.pos += n as u64;
+                return Ok(n);
+            }
         }
-        let Some(c) = self.current else {
-            return Ok(0);
+        let Some(b) = self.block.filter(|b| holds(b, self.pos)) else {
+            return Err(corrupted(
+                "a block does not hold the position it was read for",
+            ));
         };
-        let bytes = if c.in_frame {
-            &self.frame[c.at..c.at + c.len]
+        let bytes = if b.in_frame {
+            &self.frame[b.at..b.at + b.len]
         } else {
-            &self.decoded[..c.len]
+            &self.decoded[..b.len]
         };
-        let at = (self.pos - c.start) as usize;
+        let at = (self.pos - b.start) as usize;
         let n = buf
             .len()
             .min(bytes.len() - at)
