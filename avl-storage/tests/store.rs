@@ -990,25 +990,39 @@ fn s3_details() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_chunks(dir.path());
     store.create_bucket("bkt").unwrap();
+    let crc = avl_storage::Checksum {
+        algorithm: "CRC32".into(),
+        value: "rfPzYw==".into(),
+    };
+    let with_crc = PutOptions {
+        checksum: Some(crc.clone()),
+        ..PutOptions::default()
+    };
     let info = store
-        .put_object("bkt", "k", &mut &b"data"[..], PutOptions::default())
+        .put_object("bkt", "k", &mut &b"data"[..], with_crc)
         .unwrap();
-    // Copying onto itself needs REPLACE; a copy source's 304 is a 412.
+    // Copying onto itself needs REPLACE (a missing source is still NoSuchKey); a copy
+    // source's 304 is a 412.
     let none = Conditions::default();
-    assert!(
-        store
-            .copy_object(("bkt", "k"), ("bkt", "k"), None, &none, &none)
-            .is_err()
-    );
+    assert!(matches!(
+        store.copy_object(("bkt", "k"), ("bkt", "k"), None, &none, &none),
+        Err(StorageError::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        store.copy_object(("bkt", "nope"), ("bkt", "nope"), None, &none, &none),
+        Err(StorageError::NoSuchKey(_))
+    ));
+    let replaced = PutOptions {
+        content_type: Some("text/plain".into()),
+        ..PutOptions::default()
+    };
     store
-        .copy_object(
-            ("bkt", "k"),
-            ("bkt", "k"),
-            Some(PutOptions::default()),
-            &none,
-            &none,
-        )
+        .copy_object(("bkt", "k"), ("bkt", "k"), Some(replaced), &none, &none)
         .unwrap();
+    // New metadata, same bytes: the checksum stays with them.
+    let head = store.head_object("bkt", "k").unwrap();
+    assert_eq!(head.options.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(head.options.checksum, Some(crc));
     let same = Conditions {
         if_none_match: Some(format!("\"{}\"", info.etag)),
         ..Conditions::default()

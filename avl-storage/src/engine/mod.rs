@@ -854,16 +854,25 @@ impl Store {
         source_conditions: &Conditions,
         conditions: &Conditions,
     ) -> Result<ObjectInfo> {
+        // The source is looked up first: a missing one is NoSuchKey, as S3 answers, even
+        // when the copy would also be onto itself.
+        let (info, mut reader) = self
+            .get_object_if(source.0, source.1, None, source_conditions)
+            .map_err(copy_condition)?;
         if source == destination && options.is_none() {
             return Err(StorageError::invalid(
                 "x-amz-copy-source",
                 "copying an object onto itself needs new metadata (REPLACE)",
             ));
         }
-        let (info, mut reader) = self
-            .get_object_if(source.0, source.1, None, source_conditions)
-            .map_err(copy_condition)?;
-        let options = options.unwrap_or(info.options);
+        // New metadata (REPLACE) leaves the bytes as they are, so their checksum stands.
+        let options = match options {
+            Some(mut o) => {
+                o.checksum = o.checksum.or(info.options.checksum);
+                o
+            }
+            None => info.options,
+        };
         self.put_object_if(
             destination.0,
             destination.1,
