@@ -212,6 +212,19 @@ fn damaged_chunk_files_fail_the_reads_that_reach_them() {
         assert!(corrupted(&e), "{e}");
     }
 
+    // A frame without a checksum (the store never writes one) is not taken unchecked.
+    let unchecked = avila_compress::compress(
+        &data,
+        avila_compress::Options::new(Codec::None).with_checksum(false),
+    );
+    std::fs::write(&path, &unchecked).unwrap();
+    for piece in [2 << 20, 1000] {
+        let e = read_with(&store, "obj", None, piece)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(corrupted(&e), "{e}");
+    }
+
     std::fs::write(&path, &good).unwrap();
     assert!(read_with(&store, "obj", None, BLOCK_SIZE).unwrap() == data);
 }

@@ -999,7 +999,8 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// The bytes of an object (or of a range of it), one block in memory at a time.
+/// The bytes of an object (or of a range of it), one block in memory at a time (a chunk
+/// written by format version 1 is one block).
 ///
 /// A chunk file is a stream of frames of at most [`BLOCK_SIZE`] bytes each. The reader
 /// walks a chunk's frames with positioned reads: a stored (incompressible) block that
@@ -1066,6 +1067,9 @@ impl Cursor {
             offset >= self.ahead_at && offset + len as u64 <= self.ahead_at + self.ahead_len as u64;
         if !have {
             let want = (AHEAD as u64).min(self.file_len.saturating_sub(offset)) as usize;
+            // Emptied first: a read that fails partway must not leave old bytes
+            // standing for this offset.
+            self.ahead_len = 0;
             read_exact_at(&self.file, &mut self.ahead[..want], offset)?;
             self.ahead_at = offset;
             self.ahead_len = want;
@@ -1180,23 +1184,27 @@ impl ObjectReader {
                     chunk.id, chunk.len
                 )));
             }
+            if !header.checksum {
+                // The store writes every frame with one: a frame without is not ours.
+                return Err(corrupted(format!(
+                    "chunk {:016x} has a frame without a checksum",
+                    chunk.id
+                )));
+            }
             let len = header.decoded_len as usize;
             let payload_at = cursor.offset + header.header_len as u64;
             let sum_at = payload_at + header.payload_len;
-            let stored_sum = |cursor: &mut Cursor| -> std::io::Result<Option<u64>> {
-                if !header.checksum {
-                    return Ok(None);
-                }
+            let stored_sum = |cursor: &mut Cursor| -> std::io::Result<u64> {
                 let bytes = cursor.small_read(sum_at, CHECKSUM_LEN)?;
                 let mut sum = [0u8; CHECKSUM_LEN];
                 if bytes.len() < CHECKSUM_LEN {
                     return Err(corrupted("a frame's checksum is cut off"));
                 }
                 sum.copy_from_slice(bytes);
-                Ok(Some(u64::from_le_bytes(sum)))
+                Ok(u64::from_le_bytes(sum))
             };
-            let step = |cursor: &mut Cursor, sum: Option<u64>| -> std::io::Result<()> {
-                cursor.seed = sum.unwrap_or(cursor.seed);
+            let step = |cursor: &mut Cursor, sum: u64| -> std::io::Result<()> {
+                cursor.seed = sum;
                 cursor.offset += frame_len;
                 cursor.next = block_end;
                 cursor.done = header.end;
@@ -1207,15 +1215,15 @@ impl ObjectReader {
                     let last = FrameHeader::parse(head).map_err(in_chunk)?;
                     let sum_at = cursor.offset + last.header_len as u64;
                     let whole = last.end
+                        && last.checksum
                         && last.decoded_len == 0
                         && last.payload_len == 0
                         && cursor.offset + last.frame_len() == cursor.file_len;
-                    let sum_ok = !last.checksum || {
+                    let sum_ok = whole && {
                         let expected = content_checksum(&[], cursor.seed).to_le_bytes();
-                        let bytes = cursor.small_read(sum_at, CHECKSUM_LEN)?;
-                        bytes.len() == CHECKSUM_LEN && bytes == expected
+                        cursor.small_read(sum_at, CHECKSUM_LEN)? == expected
                     };
-                    if !whole || !sum_ok {
+                    if !sum_ok {
                         return Err(corrupted(format!(
                             "chunk {:016x} does not end after its {} bytes",
                             chunk.id, chunk.len
@@ -1243,7 +1251,7 @@ impl ObjectReader {
                 // The caller's buffer takes the stored block whole: read it there.
                 read_exact_at(&cursor.file, &mut buf[..len], payload_at)?;
                 let sum = stored_sum(cursor)?;
-                if sum.is_some_and(|s| s != content_checksum(&buf[..len], cursor.seed)) {
+                if sum != content_checksum(&buf[..len], cursor.seed) {
                     return Err(in_chunk(avila_compress::Error::ChecksumMismatch));
                 }
                 step(cursor, sum)?;
@@ -1252,16 +1260,14 @@ impl ObjectReader {
             self.frame.clear();
             self.frame.resize(frame_len as usize, 0);
             read_exact_at(&cursor.file, &mut self.frame, cursor.offset)?;
-            let sum_in_frame = header.checksum.then(|| {
+            let sum_in_frame = {
                 let mut sum = [0u8; CHECKSUM_LEN];
                 sum.copy_from_slice(&self.frame[self.frame.len() - CHECKSUM_LEN..]);
                 u64::from_le_bytes(sum)
-            });
+            };
             let block = if header.method == Method::None {
                 let at = header.header_len;
-                if sum_in_frame
-                    .is_some_and(|s| s != content_checksum(&self.frame[at..at + len], cursor.seed))
-                {
+                if sum_in_frame != content_checksum(&self.frame[at..at + len], cursor.seed) {
                     return Err(in_chunk(avila_compress::Error::ChecksumMismatch));
                 }
                 Block {
