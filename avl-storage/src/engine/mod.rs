@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 pub use list::{ListOptions, ListPage, MAX_KEYS, ObjectSummary};
-pub use multipart::{MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, UploadInfo};
+pub use multipart::{
+    CombineChecksums, MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, UploadChecksum, UploadInfo,
+};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BUCKETS: TableDefinition<&str, u64> = TableDefinition::new("buckets");

@@ -30,7 +30,28 @@ struct UploadRecord {
     key: String,
     initiated_ms: u64,
     options: PutOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<UploadChecksum>,
 }
+
+/// The checksum an upload's object is to have, as S3's CreateMultipartUpload asks for
+/// it (`x-amz-checksum-algorithm`, `x-amz-checksum-type`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadChecksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// `FULL_OBJECT` (the checksum of the whole object's bytes) rather than `COMPOSITE`
+    /// (the checksum of the parts' checksums, with `-N`).
+    pub full_object: bool,
+}
+
+/// Called when an upload completes, before anything is committed, with the checksum its
+/// creation asked for and each named part's size and kept checksum, in order: answers
+/// the object's checksum, or an error that abandons the completion.
+pub type CombineChecksums<'a> = &'a mut dyn FnMut(
+    Option<&UploadChecksum>,
+    &[(u64, Option<super::Checksum>)],
+) -> Result<Option<super::Checksum>>;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PartRecord {
@@ -126,6 +147,19 @@ impl Store {
         key: &str,
         options: PutOptions,
     ) -> Result<String> {
+        self.create_multipart_upload_with(bucket, key, options, None)
+    }
+
+    /// [`Store::create_multipart_upload`] that keeps the checksum the object is to have:
+    /// [`Store::upload_checksum`] answers it, and completion hands it to its
+    /// [`CombineChecksums`].
+    pub fn create_multipart_upload_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        options: PutOptions,
+        checksum: Option<UploadChecksum>,
+    ) -> Result<String> {
         super::names::check_key(key)?;
         super::check_options(&options)?;
         let id = new_upload_id()?;
@@ -134,6 +168,7 @@ impl Store {
             key: key.to_string(),
             initiated_ms: now_ms(),
             options,
+            checksum,
         };
         let txn = self.inner.db.begin_write()?;
         {
@@ -143,6 +178,18 @@ impl Store {
         }
         txn.commit()?;
         Ok(id)
+    }
+
+    /// The checksum an upload's creation asked for (`NoSuchUpload` if it is not there).
+    pub fn upload_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<UploadChecksum>> {
+        Ok(self
+            .upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?
+            .checksum)
     }
 
     fn upload(
@@ -330,6 +377,27 @@ impl Store {
         parts: &[(u32, String)],
         conditions: &Conditions,
     ) -> Result<ObjectInfo> {
+        self.complete_multipart_upload_with(
+            bucket,
+            key,
+            upload_id,
+            parts,
+            conditions,
+            &mut |_, _| Ok(None),
+        )
+    }
+
+    /// [`Store::complete_multipart_upload`] whose object gets the checksum `combine`
+    /// answers from its parts' checksums.
+    pub fn complete_multipart_upload_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        conditions: &Conditions,
+        combine: CombineChecksums<'_>,
+    ) -> Result<ObjectInfo> {
         if parts.is_empty() {
             return Err(StorageError::invalid("parts", "at least one part"));
         }
@@ -341,6 +409,7 @@ impl Store {
         let mut chunks = Vec::new();
         let mut md5s = Md5::new();
         let mut size = 0u64;
+        let mut sums = Vec::with_capacity(parts.len());
         for (i, (number, etag)) in parts.iter().enumerate() {
             let Some((_, part)) = all.iter().find(|(n, _)| n == number) else {
                 return Err(StorageError::InvalidPart(format!(
@@ -364,12 +433,18 @@ impl Store {
             );
             chunks.extend_from_slice(&part.chunks);
             size += part.size;
+            sums.push((part.size, part.checksum.clone()));
+        }
+        // The parts read here are the ones committed: the commit fails if one changed.
+        let mut options = upload.options;
+        if let Some(sum) = combine(upload.checksum.as_ref(), &sums)? {
+            options.checksum = Some(sum);
         }
         let record = ObjectRecord {
             size,
             etag: format!("{}-{}", hex::encode(md5s.finalize()), parts.len()),
             last_modified_ms: now_ms(),
-            options: upload.options,
+            options,
             chunks,
         };
         let named: HashSet<u32> = parts.iter().map(|p| p.0).collect();

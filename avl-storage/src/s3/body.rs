@@ -104,6 +104,24 @@ impl Expected {
         Ok(expected)
     }
 
+    /// A part of an upload created with a checksum algorithm: a part that gives none
+    /// gets one computed; one that gives another algorithm is refused, as S3 does.
+    pub(super) fn upload_algorithm(&mut self, algorithm: &str) -> S3Result<()> {
+        match self.algorithm {
+            None => self.algorithm = known(algorithm),
+            Some(given) if given == algorithm => {}
+            Some(given) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                    algorithm.to_ascii_lowercase(),
+                    given.to_ascii_lowercase()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn hasher(&self) -> Option<ChecksumHasher> {
         let mut h = ChecksumHasher::default();
         match self.algorithm? {
@@ -171,7 +189,7 @@ impl Expected {
     }
 }
 
-fn known(name: &str) -> Option<&'static str> {
+pub(super) fn known(name: &str) -> Option<&'static str> {
     ALGORITHMS
         .into_iter()
         .find(|a| a.eq_ignore_ascii_case(name))

@@ -8,6 +8,7 @@
 //! size holds a few frames and one chunk in memory.
 
 mod body;
+mod checksums;
 mod convert;
 
 use std::net::SocketAddr;
@@ -433,7 +434,7 @@ impl S3 for Front {
         };
         if let Some(c) = &info.options.checksum {
             set_checksums!(output, c);
-            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+            output.checksum_type = Some(checksums::kind_of(c));
         }
         Ok(S3Response::new(output))
     }
@@ -493,7 +494,7 @@ impl S3 for Front {
         };
         if want_checksum && let Some(c) = &info.options.checksum {
             set_checksums!(output, c);
-            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+            output.checksum_type = Some(checksums::kind_of(c));
         }
         // response-* query parameters override what is stored, as in S3.
         override_with(&mut output.content_type, input.response_content_type);
@@ -570,7 +571,7 @@ impl S3 for Front {
             && let Some(c) = &info.options.checksum
         {
             set_checksums!(output, c);
-            output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+            output.checksum_type = Some(checksums::kind_of(c));
         }
         let mut response = S3Response::new(output);
         if ranged {
@@ -805,14 +806,30 @@ impl S3 for Front {
                 ("expires", input.expires.as_ref().map(http_date)),
             ],
         );
+        let checksum = checksums::requested(
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            input.checksum_type.as_ref().map(|t| t.as_str()),
+        )?;
         let store = self.store.clone();
         let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let kept = checksum.clone();
         let upload_id =
-            blocking(move || store.create_multipart_upload(&bucket, &key, options)).await?;
+            blocking(move || store.create_multipart_upload_with(&bucket, &key, options, kept))
+                .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
+            checksum_algorithm: checksum
+                .as_ref()
+                .map(|c| ChecksumAlgorithm::from(c.algorithm.clone())),
+            checksum_type: checksum.as_ref().map(|c| {
+                ChecksumType::from_static(if c.full_object {
+                    ChecksumType::FULL_OBJECT
+                } else {
+                    ChecksumType::COMPOSITE
+                })
+            }),
             ..Default::default()
         }))
     }
@@ -821,10 +838,22 @@ impl S3 for Front {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let (input, expected) = upload_checks!(req);
+        let (input, mut expected) = upload_checks!(req);
         let part_number = part_number(input.part_number)?;
         let store = self.store.clone();
         let (bucket, key, upload_id) = (input.bucket, input.key, input.upload_id);
+        let asked = {
+            let (store, bucket, key, id) = (
+                store.clone(),
+                bucket.clone(),
+                key.clone(),
+                upload_id.clone(),
+            );
+            blocking(move || store.upload_checksum(&bucket, &key, &id)).await?
+        };
+        if let Some(asked) = &asked {
+            expected.upload_algorithm(&asked.algorithm)?;
+        }
         let (etag_hex, checksum) = write_body(
             &self.uploads,
             input.body,
@@ -1055,9 +1084,60 @@ impl S3 for Front {
                     .e_tag
                     .map(|t| t.value().to_string())
                     .ok_or_else(|| s3_error!(MalformedXML, "a part without an ETag"))?;
-                Ok((number, tag))
+                let sum = checksums_in(
+                    p.checksum_crc32.as_ref(),
+                    p.checksum_crc32c.as_ref(),
+                    p.checksum_crc64nvme.as_ref(),
+                    p.checksum_sha1.as_ref(),
+                    p.checksum_sha256.as_ref(),
+                )
+                .into_iter()
+                .next();
+                Ok(((number, tag), sum))
             })
             .collect::<S3Result<Vec<_>>>()?;
+        let (parts, part_sums): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let whole = checksums_in(
+            input.checksum_crc32.as_ref(),
+            input.checksum_crc32c.as_ref(),
+            input.checksum_crc64nvme.as_ref(),
+            input.checksum_sha1.as_ref(),
+            input.checksum_sha256.as_ref(),
+        )
+        .into_iter()
+        .next();
+        let numbers: Vec<u32> = parts.iter().map(|p| p.0).collect();
+        let mut combine = move |asked: Option<&crate::UploadChecksum>,
+                                kept: &[(u64, Option<crate::Checksum>)]|
+              -> Result<Option<crate::Checksum>, StorageError> {
+            // A part's checksum in the request must be the one kept with the part.
+            for ((given, (_, kept)), number) in part_sums.iter().zip(kept).zip(&numbers) {
+                if let Some((algorithm, value)) = given
+                    && kept
+                        .as_ref()
+                        .is_none_or(|k| k.algorithm != *algorithm || k.value != value.trim())
+                {
+                    return Err(StorageError::InvalidPart(format!(
+                        "part {number}: its {algorithm} checksum is not the one it was uploaded with"
+                    )));
+                }
+            }
+            let sum = match asked {
+                Some(asked) => checksums::combine(asked, kept)?,
+                None => None,
+            };
+            if let Some((algorithm, value)) = &whole {
+                let matches = sum
+                    .as_ref()
+                    .is_some_and(|s| s.algorithm == *algorithm && s.value == value.trim());
+                if !matches {
+                    return Err(StorageError::BadDigest(format!(
+                        "The {algorithm} you specified did not match the calculated checksum."
+                    )));
+                }
+            }
+            Ok(sum)
+        };
         if parts.is_empty() {
             return Err(s3_error!(
                 MalformedXML,
@@ -1072,16 +1152,28 @@ impl S3 for Front {
         let store = self.store.clone();
         let (bucket, key, upload_id) = (input.bucket.clone(), input.key.clone(), input.upload_id);
         let info = blocking(move || {
-            store.complete_multipart_upload(&bucket, &key, &upload_id, &parts, &conditions)
+            store.complete_multipart_upload_with(
+                &bucket,
+                &key,
+                &upload_id,
+                &parts,
+                &conditions,
+                &mut combine,
+            )
         })
         .await?;
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
+        let mut output = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(etag(&info.etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
             ..Default::default()
-        }))
+        };
+        if let Some(c) = &info.options.checksum {
+            set_checksums!(output, c);
+            output.checksum_type = Some(checksums::kind_of(c));
+        }
+        Ok(S3Response::new(output))
     }
 
     async fn abort_multipart_upload(

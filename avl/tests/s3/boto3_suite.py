@@ -365,6 +365,64 @@ def checksums():
 
 
 @check
+def multipart_checksums():
+    a, b = os.urandom(5 * MIB), os.urandom(1000)
+    raw = lambda d: zlib.crc32(d).to_bytes(4, "big")
+    b64 = lambda r: base64.b64encode(r).decode()
+    # COMPOSITE, the default for CRC32: the CRC32 of the parts' CRC32s, then -N.
+    up = s3.create_multipart_upload(Bucket="assets", Key="mp-composite", ChecksumAlgorithm="CRC32")
+    assert up.get("ChecksumAlgorithm") == "CRC32" and up.get("ChecksumType") == "COMPOSITE", up
+    uid = up["UploadId"]
+    # A part must use the upload's algorithm.
+    expect("InvalidRequest", 400, s3.upload_part, Bucket="assets", Key="mp-composite", UploadId=uid,
+           PartNumber=1, Body=a, ChecksumAlgorithm="SHA256")
+    parts = []
+    for n, data in [(1, a), (2, b)]:
+        r = s3.upload_part(Bucket="assets", Key="mp-composite", UploadId=uid, PartNumber=n, Body=data,
+                           ChecksumAlgorithm="CRC32")
+        assert r["ChecksumCRC32"] == b64(raw(data)), r
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    # A part's checksum in the request must be the part's.
+    bad = [dict(parts[0]), parts[1]]
+    bad[0]["ChecksumCRC32"] = b64(raw(b"other"))
+    expect("InvalidPart", 400, s3.complete_multipart_upload, Bucket="assets", Key="mp-composite", UploadId=uid,
+           MultipartUpload={"Parts": bad})
+    done = s3.complete_multipart_upload(Bucket="assets", Key="mp-composite", UploadId=uid,
+                                        MultipartUpload={"Parts": parts})
+    composite = b64(raw(raw(a) + raw(b))) + "-2"
+    assert done.get("ChecksumCRC32") == composite and done.get("ChecksumType") == "COMPOSITE", done
+    head = s3.head_object(Bucket="assets", Key="mp-composite", ChecksumMode="ENABLED")
+    assert head.get("ChecksumCRC32") == composite and head.get("ChecksumType") == "COMPOSITE", head
+    got = s3.get_object(Bucket="assets", Key="mp-composite", ChecksumMode="ENABLED")
+    assert got["Body"].read() == a + b
+
+    # FULL_OBJECT: the CRC32 of the whole object, combined from the parts' without
+    # reading them; boto3 checks it against the bytes of the GET.
+    up = s3.create_multipart_upload(Bucket="assets", Key="mp-full", ChecksumAlgorithm="CRC32",
+                                    ChecksumType="FULL_OBJECT")
+    assert up.get("ChecksumType") == "FULL_OBJECT", up
+    uid = up["UploadId"]
+    parts = []
+    for n, data in [(1, a), (2, b)]:
+        r = s3.upload_part(Bucket="assets", Key="mp-full", UploadId=uid, PartNumber=n, Body=data,
+                           ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    whole = b64(raw(a + b))
+    # A whole-object checksum given at completion must match.
+    expect("BadDigest", 400, s3.complete_multipart_upload, Bucket="assets", Key="mp-full", UploadId=uid,
+           MultipartUpload={"Parts": parts}, ChecksumCRC32=b64(raw(b"other")), ChecksumType="FULL_OBJECT")
+    done = s3.complete_multipart_upload(Bucket="assets", Key="mp-full", UploadId=uid,
+                                        MultipartUpload={"Parts": parts}, ChecksumCRC32=whole,
+                                        ChecksumType="FULL_OBJECT")
+    assert done.get("ChecksumCRC32") == whole and done.get("ChecksumType") == "FULL_OBJECT", done
+    got = s3.get_object(Bucket="assets", Key="mp-full", ChecksumMode="ENABLED")
+    assert got.get("ChecksumCRC32") == whole and got["Body"].read() == a + b, got
+    # What S3 refuses at creation.
+    expect("InvalidRequest", 400, s3.create_multipart_upload, Bucket="assets", Key="x",
+           ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT")
+
+
+@check
 def presigned_urls():
     s3.put_object(Bucket="assets", Key="shared.txt", Body=b"shared")
     # boto3 presigns with SigV2 by default here, and with SigV4 when asked.
