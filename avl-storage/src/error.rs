@@ -48,6 +48,14 @@ pub enum StorageError {
         /// The object's size.
         size: u64,
     },
+    /// A part number past the object's parts (a GET or HEAD with `partNumber`).
+    #[error("part {part} is not satisfiable: the object has {parts} part(s)")]
+    InvalidPartNumber {
+        /// The part asked for.
+        part: u32,
+        /// The object's parts (1 for an object not uploaded in parts).
+        parts: u32,
+    },
     /// A condition (`If-Match`, `If-None-Match: *`, `If-Unmodified-Since`) failed:
     /// nothing was changed.
     #[error("precondition failed: {0}")]
@@ -120,6 +128,7 @@ impl StorageError {
             StorageError::InvalidArgument { .. } => "InvalidArgument",
             StorageError::KeyTooLong { .. } => "KeyTooLongError",
             StorageError::InvalidRange { .. } => "InvalidRange",
+            StorageError::InvalidPartNumber { .. } => "InvalidPartNumber",
             StorageError::PreconditionFailed(_) => "PreconditionFailed",
             StorageError::NotModified => "NotModified",
             StorageError::NoSuchUpload(_) => "NoSuchUpload",
@@ -153,7 +162,8 @@ impl StorageError {
             StorageError::InvalidBucketName { .. }
             | StorageError::InvalidArgument { .. }
             | StorageError::KeyTooLong { .. }
-            | StorageError::InvalidRange { .. } => ErrorCode::InvalidInput,
+            | StorageError::InvalidRange { .. }
+            | StorageError::InvalidPartNumber { .. } => ErrorCode::InvalidInput,
             StorageError::Corrupted(_) => ErrorCode::Corrupted,
             StorageError::UnsupportedFormat(_) | StorageError::Io(_) => ErrorCode::Internal,
         }

@@ -714,6 +714,23 @@ fn multipart_uploads_complete_from_their_parts_without_copying() {
         read_all(&store, "bkt", "big", Some(ByteRange::Inclusive(140, 290))),
         &whole[140..]
     );
+    // Each part reads back on its own (S3's partNumber), the count with it.
+    let none = avl_storage::Conditions::default();
+    assert_eq!(info.parts, Some(3));
+    for (n, want) in [(1, &p1), (2, &p2), (3, &p3)] {
+        let (got, mut r) = store.get_object_part_if("bkt", "big", n, &none).unwrap();
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes).unwrap();
+        assert_eq!((&bytes, got.parts), (want, Some(3)), "part {n}");
+        let (_, bounds) = store.head_object_part_if("bkt", "big", n, &none).unwrap();
+        assert_eq!(bounds.1 - bounds.0, want.len() as u64);
+    }
+    for n in [0, 4] {
+        assert!(matches!(
+            store.get_object_part_if("bkt", "big", n, &none),
+            Err(StorageError::InvalidPartNumber { parts: 3, .. })
+        ));
+    }
     assert_eq!(
         store
             .head_object("bkt", "big")
@@ -1024,6 +1041,16 @@ fn s3_details() {
     let head = store.head_object("bkt", "k").unwrap();
     assert_eq!(head.options.content_type.as_deref(), Some("text/plain"));
     assert_eq!(head.options.checksum, Some(crc));
+    // An object not uploaded in parts is one part.
+    assert_eq!(head.parts, None);
+    let (_, mut whole) = store.get_object_part_if("bkt", "k", 1, &none).unwrap();
+    let mut bytes = Vec::new();
+    whole.read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes, b"data");
+    assert!(matches!(
+        store.head_object_part_if("bkt", "k", 2, &none),
+        Err(StorageError::InvalidPartNumber { part: 2, parts: 1 })
+    ));
     let same = Conditions {
         if_none_match: Some(format!("\"{}\"", info.etag)),
         ..Conditions::default()

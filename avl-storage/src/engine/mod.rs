@@ -254,6 +254,32 @@ struct ObjectRecord {
     #[serde(flatten)]
     options: PutOptions,
     chunks: Vec<Chunk>,
+    /// The sizes of the parts of an object made by a multipart upload, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parts: Vec<u64>,
+}
+
+impl ObjectRecord {
+    /// Where part `part` (from 1) lies in the object: an object not uploaded in parts
+    /// is one part.
+    fn part_bounds(&self, part: u32) -> Result<(u64, u64)> {
+        let count = self.parts.len().max(1) as u32;
+        if part == 0 || part > count {
+            return Err(StorageError::InvalidPartNumber { part, parts: count });
+        }
+        if self.parts.is_empty() {
+            return Ok((0, self.size));
+        }
+        let start: u64 = self.parts[..part as usize - 1].iter().sum();
+        Ok((start, start + self.parts[part as usize - 1]))
+    }
+}
+
+/// Which bytes of an object a reader gives.
+#[derive(Debug, Clone, Copy)]
+enum Select {
+    Range(Option<ByteRange>),
+    Part(u32),
 }
 
 /// An object's metadata, as HEAD answers.
@@ -270,6 +296,9 @@ pub struct ObjectInfo {
     /// Content type, user metadata and stored headers.
     #[serde(flatten)]
     pub options: PutOptions,
+    /// How many parts a multipart upload made it of (`None` for a single PUT or a copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
 }
 
 /// A byte range of a GET, as in an HTTP `Range` header.
@@ -601,6 +630,7 @@ impl Store {
             last_modified_ms: now_ms(),
             options,
             chunks,
+            parts: Vec::new(),
         };
         match self.commit_with(bucket, key, &record, conditions, |_| Ok(())) {
             Ok(old) => {
@@ -786,7 +816,35 @@ impl Store {
         range: Option<ByteRange>,
         conditions: &Conditions,
     ) -> Result<(ObjectInfo, ObjectReader)> {
-        self.open_reader(bucket, key, range, Some(conditions))
+        self.open_reader(bucket, key, Select::Range(range), Some(conditions))
+    }
+
+    /// One part (from 1) of an object, as S3's GET with `partNumber`: the bytes that
+    /// part `part` of its multipart upload held (an object not uploaded in parts is one
+    /// part); past the last part, `InvalidPartNumber`.
+    pub fn get_object_part_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        part: u32,
+        conditions: &Conditions,
+    ) -> Result<(ObjectInfo, ObjectReader)> {
+        self.open_reader(bucket, key, Select::Part(part), Some(conditions))
+    }
+
+    /// [`Store::head_object_if`] for one part: the metadata and where the part lies,
+    /// `[start, end)`.
+    pub fn head_object_part_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        part: u32,
+        conditions: &Conditions,
+    ) -> Result<(ObjectInfo, (u64, u64))> {
+        let record = self.record(bucket, key)?;
+        conditions.check_read(&record.etag, record.last_modified_ms)?;
+        let bounds = record.part_bounds(part)?;
+        Ok((info_of(key, record), bounds))
     }
 
     /// An object's metadata and a reader of its bytes (or of `range` of them), which
@@ -797,14 +855,14 @@ impl Store {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, ObjectReader)> {
-        self.open_reader(bucket, key, range, None)
+        self.open_reader(bucket, key, Select::Range(range), None)
     }
 
     fn open_reader(
         &self,
         bucket: &str,
         key: &str,
-        range: Option<ByteRange>,
+        select: Select,
         conditions: Option<&Conditions>,
     ) -> Result<(ObjectInfo, ObjectReader)> {
         // The record is read and its chunks pinned under the pins' lock: a replace that
@@ -814,9 +872,10 @@ impl Store {
         if let Some(c) = conditions {
             c.check_read(&record.etag, record.last_modified_ms)?;
         }
-        let (start, end) = match range {
-            Some(r) => r.resolve(record.size)?,
-            None => (0, record.size),
+        let (start, end) = match select {
+            Select::Range(Some(r)) => r.resolve(record.size)?,
+            Select::Range(None) => (0, record.size),
+            Select::Part(part) => record.part_bounds(part)?,
         };
         for c in &record.chunks {
             *pins.count.entry(c.id).or_insert(0) += 1;
@@ -963,6 +1022,7 @@ fn info_of(key: &str, r: ObjectRecord) -> ObjectInfo {
         etag: r.etag,
         last_modified_ms: r.last_modified_ms,
         options: r.options,
+        parts: (!r.parts.is_empty()).then_some(r.parts.len() as u32),
     }
 }
 

@@ -446,6 +446,7 @@ impl Store {
             last_modified_ms: now_ms(),
             options,
             chunks,
+            parts: sums.iter().map(|(size, _)| *size).collect(),
         };
         let named: HashSet<u32> = parts.iter().map(|p| p.0).collect();
         let used: Vec<(u32, Vec<Chunk>)> = all

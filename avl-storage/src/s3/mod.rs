@@ -266,7 +266,13 @@ fn s3_error(e: StorageError) -> S3Error {
     if code == S3ErrorCode::InternalError {
         tracing::error!(error = %e, "object store failure");
     }
-    S3Error::with_message(code, e.to_string())
+    let unsatisfiable = matches!(e, StorageError::InvalidPartNumber { .. });
+    let mut error = S3Error::with_message(code, e.to_string());
+    if unsatisfiable {
+        // A code s3s does not know, with S3's status.
+        error.set_status_code(axum::http::StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+    error
 }
 
 fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> {
@@ -445,12 +451,7 @@ impl S3 for Front {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         no_versions(input.version_id.as_ref())?;
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "reading one part of an object (partNumber) is not supported"
-            ));
-        }
+        let part = part_asked(input.part_number, input.range.is_some())?;
         let conditions = read_conditions(
             input.if_match.as_ref(),
             input.if_none_match.as_ref(),
@@ -460,10 +461,14 @@ impl S3 for Front {
         let range = input.range.map(byte_range);
         let store = self.store.clone();
         let (bucket, key) = (input.bucket, input.key);
-        let (info, reader) =
-            blocking(move || store.get_object_if(&bucket, &key, range, &conditions)).await?;
+        let (info, reader) = blocking(move || match part {
+            Some(part) => store.get_object_part_if(&bucket, &key, part, &conditions),
+            None => store.get_object_if(&bucket, &key, range, &conditions),
+        })
+        .await?;
         let length = reader.remaining();
-        let content_range = range.map(|_| {
+        let partial = range.is_some() || (part.is_some() && info.size > 0);
+        let content_range = partial.then(|| {
             let start = reader.position();
             if length == 0 {
                 format!("bytes */{}", info.size)
@@ -475,11 +480,13 @@ impl S3 for Front {
             .checksum_mode
             .as_ref()
             .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-            && range.is_none();
+            && range.is_none()
+            && part.is_none();
         let mut output = GetObjectOutput {
             body: Some(object_stream(reader)),
             content_length: Some(length as i64),
             content_range,
+            parts_count: part.and(info.parts).map(|n| n as i32),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(timestamp(info.last_modified_ms)),
@@ -523,13 +530,7 @@ impl S3 for Front {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         no_versions(input.version_id.as_ref())?;
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "reading one part of an object (partNumber) is not supported"
-            ));
-        }
-        let ranged = input.range.is_some();
+        let part = part_asked(input.part_number, input.range.is_some())?;
         let conditions = read_conditions(
             input.if_match.as_ref(),
             input.if_none_match.as_ref(),
@@ -538,20 +539,32 @@ impl S3 for Front {
         );
         let store = self.store.clone();
         let (bucket, key) = (input.bucket, input.key);
-        let info = blocking(move || store.head_object_if(&bucket, &key, &conditions)).await?;
-        let (content_length, content_range) = match input.range.map(byte_range) {
+        let (info, part_bounds) = blocking(move || match part {
+            Some(part) => store
+                .head_object_part_if(&bucket, &key, part, &conditions)
+                .map(|(info, bounds)| (info, Some(bounds))),
+            None => store
+                .head_object_if(&bucket, &key, &conditions)
+                .map(|info| (info, None)),
+        })
+        .await?;
+        let bounds = match (input.range.map(byte_range), part_bounds) {
+            (Some(r), _) => Some(r.resolve(info.size).map_err(s3_error)?),
+            (None, Some(bounds)) if info.size > 0 => Some(bounds),
+            _ => None,
+        };
+        let ranged = bounds.is_some();
+        let (content_length, content_range) = match bounds {
             None => (info.size, None),
-            Some(r) => {
-                let (start, end) = r.resolve(info.size).map_err(s3_error)?;
-                (
-                    end - start,
-                    Some(format!("bytes {start}-{}/{}", end.max(1) - 1, info.size)),
-                )
-            }
+            Some((start, end)) => (
+                end - start,
+                Some(format!("bytes {start}-{}/{}", end.max(1) - 1, info.size)),
+            ),
         };
         let mut output = HeadObjectOutput {
             content_length: Some(content_length as i64),
             content_range,
+            parts_count: part.and(info.parts).map(|n| n as i32),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(etag(&info.etag)),
             last_modified: Some(timestamp(info.last_modified_ms)),
@@ -568,6 +581,7 @@ impl S3 for Front {
             .checksum_mode
             .as_ref()
             .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+            && part.is_none()
             && let Some(c) = &info.options.checksum
         {
             set_checksums!(output, c);
@@ -1188,6 +1202,20 @@ impl S3 for Front {
         response.status = Some(axum::http::StatusCode::NO_CONTENT);
         Ok(response)
     }
+}
+
+/// The part a GET or HEAD asks for with `partNumber` (not together with a range).
+fn part_asked(part: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
+    let Some(part) = part else {
+        return Ok(None);
+    };
+    if ranged {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    part_number(part).map(Some)
 }
 
 fn part_number(n: i32) -> S3Result<u32> {

@@ -421,6 +421,16 @@ def multipart_checksums():
     expect("InvalidRequest", 400, s3.create_multipart_upload, Bucket="assets", Key="x",
            ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT")
 
+    # One part at a time (partNumber), as SDK transfer managers download.
+    first = s3.get_object(Bucket="assets", Key="mp-full", PartNumber=1)
+    assert first["PartsCount"] == 2 and first["ContentLength"] == len(a), first
+    assert first["ContentRange"] == f"bytes 0-{len(a) - 1}/{len(a) + len(b)}", first
+    assert first["Body"].read() == a
+    second = s3.head_object(Bucket="assets", Key="mp-full", PartNumber=2)
+    assert second["PartsCount"] == 2 and second["ContentLength"] == len(b), second
+    expect("InvalidPartNumber", 416, s3.get_object, Bucket="assets", Key="mp-full", PartNumber=3)
+    expect("InvalidRequest", 400, s3.get_object, Bucket="assets", Key="mp-full", PartNumber=1, Range="bytes=0-1")
+
 
 @check
 def presigned_urls():
