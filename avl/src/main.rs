@@ -74,6 +74,10 @@ enum Command {
         /// Turn authentication off: anyone who can connect has every right.
         #[arg(long)]
         no_auth: bool,
+        /// Abort multipart uploads left unfinished this many seconds after they began,
+        /// reclaiming their parts (0: never; default 7 days, as S3's usual lifecycle rule).
+        #[arg(long, value_name = "SECONDS", default_value_t = 7 * 24 * 3600)]
+        abandoned_uploads_after: u64,
         /// Log line format (logs go to stderr; filter with AVL_LOG, e.g. `debug`).
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -187,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
             s3_listen,
             s3_domain,
             no_auth,
+            abandoned_uploads_after,
             log_format,
         } => {
             let tls = match (tls_cert, tls_key) {
@@ -200,6 +205,7 @@ fn run(cli: Cli) -> Result<()> {
                 s3_listen,
                 s3_domains: s3_domain,
                 no_auth,
+                abandoned_uploads_after: std::time::Duration::from_secs(abandoned_uploads_after),
             };
             init_logging(log_format);
             runtime()?.block_on(serve::run(args))

@@ -27,6 +27,28 @@ pub(crate) struct ServeArgs {
     pub(crate) s3_listen: SocketAddr,
     pub(crate) s3_domains: Vec<String>,
     pub(crate) no_auth: bool,
+    /// Multipart uploads older than this are aborted (zero: never).
+    pub(crate) abandoned_uploads_after: std::time::Duration,
+}
+
+/// Aborts the object store's multipart uploads older than `age`, now and then, for as
+/// long as the server runs: their parts' space comes back.
+async fn reclaim_abandoned_uploads(store: avl_storage::Store, age: std::time::Duration) {
+    let every = (age / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3600),
+    );
+    let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        tokio::time::sleep(every).await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.abort_stale_uploads(age_ms)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(uploads = n, "aborted abandoned multipart uploads"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reclaiming abandoned uploads failed"),
+            Err(e) => tracing::warn!(error = %e, "reclaiming abandoned uploads stopped"),
+        }
+    }
 }
 
 /// Creates the data directory, checks it is writable, and locks it for this process.
@@ -192,6 +214,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         )
         .bind(config)
         .await?;
+    let reclaimer = (!args.abandoned_uploads_after.is_zero()).then(|| {
+        tokio::spawn(reclaim_abandoned_uploads(
+            store.clone(),
+            args.abandoned_uploads_after,
+        ))
+    });
     let s3 = avl_storage::s3::bind(
         store,
         avl_storage::s3::S3Options {
@@ -246,6 +274,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         s3.run(until_stopped(stopped)),
         signal,
     );
+    if let Some(task) = reclaimer {
+        task.abort();
+    }
     api?;
     s3?;
     println!("stopped");

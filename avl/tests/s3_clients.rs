@@ -136,7 +136,11 @@ fn no_auth_lets_unsigned_requests_in() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let (served, endpoint, cert) = serve_tls(home.path(), &["--no-auth"]);
+    // Uploads abandoned for 2 seconds are reclaimed (the script waits for it).
+    let (served, endpoint, cert) = serve_tls(
+        home.path(),
+        &["--no-auth", "--abandoned-uploads-after", "2"],
+    );
     let mut cmd = Command::new("python3");
     cmd.arg(suite("no_auth.py"));
     client_env(&mut cmd, home.path(), &endpoint, &cert);

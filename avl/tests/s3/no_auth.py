@@ -31,4 +31,21 @@ try:
 except streaming.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "InvalidRequest", e.response
     assert "when_required" in e.response["Error"]["Message"], e.response
+
+# The server runs with --abandoned-uploads-after 2: an upload left unfinished is
+# aborted and its part reclaimed a few seconds later.
+import time
+
+upload = signed.create_multipart_upload(Bucket="open", Key="abandoned")["UploadId"]
+signed.upload_part(Bucket="open", Key="abandoned", UploadId=upload, PartNumber=1, Body=b"part")
+assert [u["UploadId"] for u in signed.list_multipart_uploads(Bucket="open").get("Uploads", [])] == [upload]
+deadline = time.time() + 20
+while signed.list_multipart_uploads(Bucket="open").get("Uploads"):
+    assert time.time() < deadline, "the abandoned upload was not reclaimed"
+    time.sleep(0.5)
+try:
+    signed.list_parts(Bucket="open", Key="abandoned", UploadId=upload)
+    raise AssertionError("the reclaimed upload still lists parts")
+except signed.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "NoSuchUpload", e.response
 print("no-auth: ok")
