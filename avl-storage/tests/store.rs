@@ -714,6 +714,24 @@ fn multipart_uploads_complete_from_their_parts_without_copying() {
         read_all(&store, "bkt", "big", Some(ByteRange::Inclusive(140, 290))),
         &whole[140..]
     );
+    // The same completion sent again (its answer lost) answers as the first one did;
+    // another part list for that upload does not.
+    let done = [(1, q(&e1)), (2, e2.clone()), (3, e3.clone())];
+    let again = store
+        .complete_multipart_upload("bkt", "big", &id, &done, &Default::default())
+        .unwrap();
+    assert_eq!(
+        (again.etag.as_str(), again.size),
+        (info.etag.as_str(), info.size)
+    );
+    assert!(matches!(
+        store.complete_multipart_upload("bkt", "big", &id, &done[..2], &Default::default()),
+        Err(StorageError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        store.complete_multipart_upload("bkt", "other", &id, &done, &Default::default()),
+        Err(StorageError::NoSuchUpload(_))
+    ));
     // Each part reads back on its own (S3's partNumber), the count with it.
     let none = avl_storage::Conditions::default();
     assert_eq!(info.parts, Some(3));
@@ -776,6 +794,11 @@ fn multipart_uploads_complete_from_their_parts_without_copying() {
     );
     assert_eq!(store.abort_stale_uploads(0).unwrap(), 1);
     assert_eq!(chunk_files(dir.path()), 7);
+    // Completions are forgotten with stale uploads: a retry now is NoSuchUpload.
+    assert!(matches!(
+        store.complete_multipart_upload("bkt", "big", &id, &done, &Default::default()),
+        Err(StorageError::NoSuchUpload(_))
+    ));
     // Create-only completion.
     let id4 = store
         .create_multipart_upload("bkt", "big", PutOptions::default())

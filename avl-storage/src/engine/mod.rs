@@ -418,6 +418,7 @@ impl Store {
             txn.open_table(OBJECTS)?;
             txn.open_table(multipart::UPLOADS)?;
             txn.open_table(multipart::PARTS)?;
+            txn.open_table(multipart::COMPLETED)?;
             next
         };
         txn.commit()?;

@@ -5,7 +5,8 @@
 //! Tables: `uploads` (upload id → bucket, key, time, options) and `parts` (upload id,
 //! part number big-endian → size, ETag, time, chunks). Parts' chunks count as referenced
 //! until the upload completes (the parts left out are deleted then) or is aborted;
-//! [`Store::abort_stale_uploads`] reclaims abandoned ones.
+//! [`Store::abort_stale_uploads`] reclaims abandoned ones. Table `completed` (upload id →
+//! bucket, key, ETag, time) lets a completion sent again answer as the first one did.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -19,6 +20,9 @@ use crate::error::{Result, StorageError};
 
 pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
+/// Completed uploads (upload id → bucket, key, ETag, time), so a completion sent again
+/// (a client that never saw the answer retries) answers as the first one did.
+pub(super) const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
 /// S3's smallest part (but the last): 5 MiB.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// The highest part number.
@@ -61,6 +65,14 @@ struct PartRecord {
     chunks: Vec<Chunk>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checksum: Option<super::Checksum>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompletedRecord {
+    bucket: String,
+    key: String,
+    etag: String,
+    completed_ms: u64,
 }
 
 /// An upload in progress.
@@ -398,6 +410,61 @@ impl Store {
         conditions: &Conditions,
         combine: CombineChecksums<'_>,
     ) -> Result<ObjectInfo> {
+        match self.complete_once(bucket, key, upload_id, parts, conditions, combine) {
+            Err(StorageError::NoSuchUpload(_)) => {
+                self.completed_before(bucket, key, upload_id, parts)
+            }
+            done => done,
+        }
+    }
+
+    /// A completion sent again for an upload that completed (its answer lost on the
+    /// way): the object it made, if it is still the one at `key` and `parts` are the
+    /// ones it was made of (S3 answers such a retry as the first time); else
+    /// `NoSuchUpload`.
+    fn completed_before(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<ObjectInfo> {
+        let gone = || StorageError::NoSuchUpload(upload_id.to_string());
+        let done: CompletedRecord = {
+            let txn = self.inner.db.begin_read()?;
+            let table = txn.open_table(COMPLETED)?;
+            let Some(v) = table.get(upload_id)? else {
+                return Err(gone());
+            };
+            decode(v.value(), "completion record")?
+        };
+        let mut md5s = Md5::new();
+        for (_, etag) in parts {
+            let Ok(digest) = hex::decode(etag.trim_matches('"')) else {
+                return Err(gone());
+            };
+            md5s.update(digest);
+        }
+        let asked = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
+        if done.bucket != bucket || done.key != key || done.etag != asked {
+            return Err(gone());
+        }
+        match self.record(bucket, key) {
+            Ok(record) if record.etag == done.etag => Ok(info_of(key, record)),
+            Ok(_) | Err(StorageError::NoSuchKey(_)) => Err(gone()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn complete_once(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        conditions: &Conditions,
+        combine: CombineChecksums<'_>,
+    ) -> Result<ObjectInfo> {
         if parts.is_empty() {
             return Err(StorageError::invalid("parts", "at least one part"));
         }
@@ -455,11 +522,19 @@ impl Store {
             .map(|(n, p)| (*n, p.chunks.clone()))
             .collect();
         let mut leftover: Vec<Chunk> = Vec::new();
+        let completed = encode(&CompletedRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: record.etag.clone(),
+            completed_ms: record.last_modified_ms,
+        })?;
         let old = self.commit_with(bucket, key, &record, conditions, |txn| {
             let removed = txn.open_table(UPLOADS)?.remove(upload_id)?.is_some();
             if !removed {
                 return Err(StorageError::NoSuchUpload(upload_id.to_string()));
             }
+            txn.open_table(COMPLETED)?
+                .insert(upload_id, completed.as_slice())?;
             // The parts as this transaction sees them: one replaced since they were read
             // fails the completion, so the object never names a deleted chunk.
             let mut table = txn.open_table(PARTS)?;
@@ -550,6 +625,35 @@ impl Store {
         Ok(chunks)
     }
 
+    /// Drops the completion records from before `cutoff` (ms since the epoch).
+    fn forget_completions(&self, cutoff: u64) -> Result<()> {
+        let old: Vec<String> = {
+            let txn = self.inner.db.begin_read()?;
+            let table = txn.open_table(COMPLETED)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (id, v) = row?;
+                let done: CompletedRecord = decode(v.value(), "completion record")?;
+                if done.completed_ms <= cutoff {
+                    out.push(id.value().to_string());
+                }
+            }
+            out
+        };
+        if old.is_empty() {
+            return Ok(());
+        }
+        let txn = self.inner.db.begin_write()?;
+        {
+            let mut table = txn.open_table(COMPLETED)?;
+            for id in &old {
+                table.remove(id.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Whether bucket `bucket` has uploads in progress (in a write transaction).
     pub(super) fn uploads_in_txn(txn: &redb::WriteTransaction, bucket: &str) -> Result<bool> {
         let uploads = txn.open_table(UPLOADS)?;
@@ -562,9 +666,12 @@ impl Store {
         Ok(false)
     }
 
-    /// Aborts every upload created more than `age_ms` ago; answers how many.
+    /// Aborts every upload created more than `age_ms` ago; answers how many. Also
+    /// forgets uploads completed more than `age_ms` ago (a completion sent again after
+    /// that is `NoSuchUpload`).
     pub fn abort_stale_uploads(&self, age_ms: u64) -> Result<usize> {
         let cutoff = now_ms().saturating_sub(age_ms);
+        self.forget_completions(cutoff)?;
         let stale: Vec<String> = {
             let txn = self.inner.db.begin_read()?;
             let uploads = txn.open_table(UPLOADS)?;

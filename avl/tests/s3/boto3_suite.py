@@ -278,6 +278,11 @@ def multipart():
     assert got["ContentType"] == "application/x-big"
     assert body("assets", "big.bin", Range=f"bytes={5 * MIB - 2}-{5 * MIB + 1}") == (part1 + part2)[5 * MIB - 2:5 * MIB + 2]
     expect("NoSuchUpload", 404, s3.list_parts, Bucket="assets", Key="big.bin", UploadId=uid)
+    # The completion sent again (a retry whose first answer was lost) answers the same.
+    again = s3.complete_multipart_upload(Bucket="assets", Key="big.bin", UploadId=uid,
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
+                                                                    {"PartNumber": 2, "ETag": e2}]})
+    assert again["ETag"] == done["ETag"], again
     # A small part other than the last, and an aborted upload.
     up = s3.create_multipart_upload(Bucket="assets", Key="small.bin")["UploadId"]
     f1 = s3.upload_part(Bucket="assets", Key="small.bin", UploadId=up, PartNumber=1, Body=b"tiny")["ETag"]
