@@ -145,6 +145,20 @@ pub(super) fn referenced_chunks(txn: &redb::ReadTransaction, out: &mut HashSet<u
     Ok(())
 }
 
+/// A reader that shows what it reads.
+struct Observed<'a, R> {
+    inner: R,
+    observe: &'a mut dyn FnMut(&[u8]),
+}
+
+impl<R: Read> Read for Observed<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.observe)(&buf[..n]);
+        Ok(n)
+    }
+}
+
 fn new_upload_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| StorageError::Io(e.to_string()))?;
@@ -314,10 +328,41 @@ impl Store {
         range: Option<super::ByteRange>,
         conditions: &Conditions,
     ) -> Result<String> {
-        let (_, mut reader) = self
+        self.upload_part_copy_with(
+            bucket,
+            key,
+            upload_id,
+            part_number,
+            (source_bucket, source_key, range),
+            conditions,
+            &mut |_| {},
+            &mut |_| Ok(None),
+        )
+    }
+
+    /// [`Store::upload_part_copy`] that shows each piece of the copied bytes to
+    /// `observe` as it is read and hands the part's digest to `finish` (as
+    /// [`Store::upload_part_with`]): how a checksum of the copy is made and kept.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload_part_copy_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        (source_bucket, source_key, range): (&str, &str, Option<super::ByteRange>),
+        conditions: &Conditions,
+        observe: &mut dyn FnMut(&[u8]),
+        finish: super::Finish<'_>,
+    ) -> Result<String> {
+        let (_, reader) = self
             .get_object_if(source_bucket, source_key, range, conditions)
             .map_err(super::copy_condition)?;
-        self.upload_part(bucket, key, upload_id, part_number, &mut reader)
+        let mut observed = Observed {
+            inner: reader,
+            observe,
+        };
+        self.upload_part_with(bucket, key, upload_id, part_number, &mut observed, finish)
     }
 
     /// The parts of an upload after `marker`, at most `max` (1000 when `None`); answers

@@ -104,6 +104,17 @@ impl Expected {
         Ok(expected)
     }
 
+    /// Nothing given to compare with: only `algorithm` (a name [`known`] accepts) to
+    /// compute and keep, as for a part copied into an upload that asked for one.
+    pub(super) fn compute(algorithm: &str) -> Expected {
+        Expected {
+            md5: None,
+            algorithm: known(algorithm),
+            value: None,
+            trailer: None,
+        }
+    }
+
     /// A part of an upload created with a checksum algorithm: a part that gives none
     /// gets one computed; one that gives another algorithm is refused, as S3 does.
     pub(super) fn upload_algorithm(&mut self, algorithm: &str) -> S3Result<()> {
@@ -122,7 +133,7 @@ impl Expected {
         Ok(())
     }
 
-    fn hasher(&self) -> Option<ChecksumHasher> {
+    pub(super) fn hasher(&self) -> Option<ChecksumHasher> {
         let mut h = ChecksumHasher::default();
         match self.algorithm? {
             "CRC32" => h.crc32 = Some(Default::default()),
@@ -135,7 +146,7 @@ impl Expected {
     }
 
     /// Checks the digest and the computed checksum; answers the checksum to keep.
-    fn check(
+    pub(super) fn check(
         &self,
         digest: &BodyDigest,
         hasher: Option<ChecksumHasher>,

@@ -932,24 +932,43 @@ impl S3 for Front {
                     ));
                 }
             }
-            store.upload_part_copy(
+            // An upload that asked for a checksum gets one for the copied part too.
+            let asked = store.upload_checksum(&bucket, &key, &upload_id)?;
+            let expected = Expected::compute(asked.as_ref().map_or("", |a| &a.algorithm));
+            let hasher = std::cell::RefCell::new(expected.hasher());
+            let mut kept = None;
+            let etag = store.upload_part_copy_with(
                 &bucket,
                 &key,
                 &upload_id,
                 part_number,
-                &source_bucket,
-                &source_key,
-                range,
+                (&source_bucket, &source_key, range),
                 &conditions,
-            )
+                &mut |piece| {
+                    if let Some(h) = hasher.borrow_mut().as_mut() {
+                        h.update(piece);
+                    }
+                },
+                &mut |digest| {
+                    let sum = expected.check(digest, hasher.borrow_mut().take())?;
+                    kept.clone_from(&sum);
+                    Ok(sum)
+                },
+            )?;
+            Ok((etag, kept))
         })
         .await?;
+        let (etag_hex, checksum) = etag_hex;
+        let mut result = CopyPartResult {
+            e_tag: Some(etag(&etag_hex)),
+            last_modified: Some(timestamp(crate::engine::now_ms())),
+            ..Default::default()
+        };
+        if let Some(c) = &checksum {
+            set_checksums!(result, c);
+        }
         Ok(S3Response::new(UploadPartCopyOutput {
-            copy_part_result: Some(CopyPartResult {
-                e_tag: Some(etag(&etag_hex)),
-                last_modified: Some(timestamp(crate::engine::now_ms())),
-                ..Default::default()
-            }),
+            copy_part_result: Some(result),
             ..Default::default()
         }))
     }

@@ -426,6 +426,18 @@ def multipart_checksums():
     expect("InvalidRequest", 400, s3.create_multipart_upload, Bucket="assets", Key="x",
            ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT")
 
+    # A part copied into an upload that asked for CRC32 gets one too.
+    uid = s3.create_multipart_upload(Bucket="assets", Key="mp-copy", ChecksumAlgorithm="CRC32")["UploadId"]
+    r1 = s3.upload_part(Bucket="assets", Key="mp-copy", UploadId=uid, PartNumber=1, Body=a,
+                        ChecksumAlgorithm="CRC32")
+    r2 = s3.upload_part_copy(Bucket="assets", Key="mp-copy", UploadId=uid, PartNumber=2,
+                             CopySource={"Bucket": "assets", "Key": "mp-full"},
+                             CopySourceRange=f"bytes=0-{len(b) - 1}")["CopyPartResult"]
+    assert r2.get("ChecksumCRC32") == b64(raw(a[:len(b)])), r2
+    done = s3.complete_multipart_upload(Bucket="assets", Key="mp-copy", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": r1["ETag"]}, {"PartNumber": 2, "ETag": r2["ETag"]}]})
+    assert done.get("ChecksumCRC32") == b64(raw(raw(a) + raw(a[:len(b)]))) + "-2", done
+
     # One part at a time (partNumber), as SDK transfer managers download.
     first = s3.get_object(Bucket="assets", Key="mp-full", PartNumber=1)
     assert first["PartsCount"] == 2 and first["ContentLength"] == len(a), first
