@@ -41,10 +41,10 @@ pub use api::{BucketInfo, StorageRequest, StorageResponse};
 pub use bridge::MAX_UPLOAD_BYTES;
 pub use engine::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use engine::{
-    BLOCK_SIZE, BodyDigest, ByteRange, Checksum, CombineChecksums, Conditions, DEFAULT_CHUNK_SIZE,
-    FILE_NAME, Finish, ListOptions, ListPage, MAX_KEYS, MAX_METADATA_BYTES, MAX_PART_NUMBER,
-    MIN_PART_SIZE, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PutOptions, STORED_HEADERS,
-    Store, StoreOptions, UploadChecksum, UploadInfo,
+    BLOCK_SIZE, BodyDigest, ByteRange, COMPLETION_MEMORY_MS, Checksum, CombineChecksums,
+    Conditions, DEFAULT_CHUNK_SIZE, FILE_NAME, Finish, ListOptions, ListPage, MAX_KEYS,
+    MAX_METADATA_BYTES, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectInfo, ObjectReader, ObjectSummary,
+    PartInfo, PutOptions, STORED_HEADERS, Store, StoreOptions, UploadChecksum, UploadInfo,
 };
 pub use error::{Result, StorageError};
 pub use service::{DATA_SUBDIR, ObjectData, StorageClient, StorageService};

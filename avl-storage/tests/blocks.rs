@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use avila_compress::corpus::{Kind, generate};
 use avila_compress::{Codec, Profile};
 use avl_storage::{BLOCK_SIZE, ByteRange, PutOptions, StorageError, Store, StoreOptions};
+use redb::ReadableTable;
 
 const CHUNK: usize = 1 << 20;
 
@@ -270,4 +271,75 @@ fn stores_written_one_frame_per_chunk_still_read() {
         .put_object("bkt", "new", &mut data.as_slice(), PutOptions::default())
         .unwrap();
     assert!(read_with(&store, "new", None, 4096).unwrap() == data);
+}
+
+/// A record whose part sizes do not add up (a damaged file) is Corrupted on a part
+/// read, never an overflow.
+#[test]
+fn part_sizes_that_do_not_add_up_are_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: 10,
+        },
+    )
+    .unwrap();
+    store.create_bucket("bkt").unwrap();
+    let id = store
+        .create_multipart_upload("bkt", "mp", PutOptions::default())
+        .unwrap();
+    let e1 = store
+        .upload_part("bkt", "mp", &id, 1, &mut &[1u8; 20][..])
+        .unwrap();
+    let e2 = store
+        .upload_part("bkt", "mp", &id, 2, &mut &[2u8; 5][..])
+        .unwrap();
+    store
+        .complete_multipart_upload("bkt", "mp", &id, &[(1, e1), (2, e2)], &Default::default())
+        .unwrap();
+    drop(store);
+    for parts in [format!("[{},1]", u64::MAX), "[20,500]".to_string()] {
+        {
+            let db = redb::Database::create(dir.path().join(avl_storage::FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut objects = txn
+                    .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("objects"))
+                    .unwrap();
+                let key = b"bkt\0mp".as_slice();
+                let record = objects.get(key).unwrap().unwrap().value().to_vec();
+                let mut record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+                record["parts"] = serde_json::from_str(&parts).unwrap();
+                objects
+                    .insert(key, serde_json::to_vec(&record).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = store_with_parts(dir.path());
+        let none = avl_storage::Conditions::default();
+        assert!(matches!(
+            store.get_object_part_if("bkt", "mp", 2, &none),
+            Err(StorageError::Corrupted(_))
+        ));
+        assert!(matches!(
+            store.head_object_part_if("bkt", "mp", 1, &none),
+            Err(StorageError::Corrupted(_))
+        ));
+        // The whole object still reads.
+        assert_eq!(read_with(&store, "mp", None, 4096).unwrap().len(), 25);
+    }
+}
+
+fn store_with_parts(dir: &Path) -> Store {
+    Store::open_with(
+        dir,
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: 10,
+        },
+    )
+    .unwrap()
 }

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StorageError};
 pub use list::{ListOptions, ListPage, MAX_KEYS, ObjectSummary};
 pub use multipart::{
-    CombineChecksums, MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, UploadChecksum, UploadInfo,
+    COMPLETION_MEMORY_MS, CombineChecksums, MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo,
+    UploadChecksum, UploadInfo,
 };
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -270,8 +271,18 @@ impl ObjectRecord {
         if self.parts.is_empty() {
             return Ok((0, self.size));
         }
+        let total = self
+            .parts
+            .iter()
+            .try_fold(0u64, |sum, &p| sum.checked_add(p))
+            .filter(|&sum| sum == self.size)
+            .ok_or_else(|| {
+                StorageError::Corrupted("the object's part sizes do not add up to its size".into())
+            })?;
         let start: u64 = self.parts[..part as usize - 1].iter().sum();
-        Ok((start, start + self.parts[part as usize - 1]))
+        let end = start + self.parts[part as usize - 1];
+        debug_assert!(end <= total);
+        Ok((start, end))
     }
 }
 
@@ -419,6 +430,7 @@ impl Store {
             txn.open_table(multipart::UPLOADS)?;
             txn.open_table(multipart::PARTS)?;
             txn.open_table(multipart::COMPLETED)?;
+            txn.open_table(multipart::COMPLETED_ORDER)?;
             next
         };
         txn.commit()?;

@@ -23,6 +23,40 @@ pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pa
 /// Completed uploads (upload id → bucket, key, ETag, time), so a completion sent again
 /// (a client that never saw the answer retries) answers as the first one did.
 pub(super) const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
+/// The same completions by time (ms big-endian, then upload id), so old ones are found
+/// and dropped without reading them all.
+pub(super) const COMPLETED_ORDER: TableDefinition<&[u8], ()> =
+    TableDefinition::new("completed_order");
+/// How long a completion is remembered for a retry (S3 answers retries for a while too).
+pub const COMPLETION_MEMORY_MS: u64 = 24 * 3600 * 1000;
+/// The most old completions one completion drops (the rest go with the next ones).
+const PRUNE_BATCH: usize = 64;
+
+fn order_key(ms: u64, upload_id: &str) -> Vec<u8> {
+    let mut k = ms.to_be_bytes().to_vec();
+    k.extend_from_slice(upload_id.as_bytes());
+    k
+}
+
+/// Drops up to `max` completions from before `cutoff` (ms), oldest first, in `txn`.
+fn drop_completions(txn: &redb::WriteTransaction, cutoff: u64, max: usize) -> Result<()> {
+    let mut order = txn.open_table(COMPLETED_ORDER)?;
+    let mut old = Vec::new();
+    for row in order.range(..order_key(cutoff, "").as_slice())? {
+        if old.len() == max {
+            break;
+        }
+        old.push(row?.0.value().to_vec());
+    }
+    let mut completed = txn.open_table(COMPLETED)?;
+    for k in old {
+        order.remove(k.as_slice())?;
+        if let Ok(id) = std::str::from_utf8(&k[8.min(k.len())..]) {
+            completed.remove(id)?;
+        }
+    }
+    Ok(())
+}
 /// S3's smallest part (but the last): 5 MiB.
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// The highest part number.
@@ -580,6 +614,13 @@ impl Store {
             }
             txn.open_table(COMPLETED)?
                 .insert(upload_id, completed.as_slice())?;
+            txn.open_table(COMPLETED_ORDER)?
+                .insert(order_key(record.last_modified_ms, upload_id).as_slice(), ())?;
+            drop_completions(
+                txn,
+                record.last_modified_ms.saturating_sub(COMPLETION_MEMORY_MS),
+                PRUNE_BATCH,
+            )?;
             // The parts as this transaction sees them: one replaced since they were read
             // fails the completion, so the object never names a deleted chunk.
             let mut table = txn.open_table(PARTS)?;
@@ -672,29 +713,8 @@ impl Store {
 
     /// Drops the completion records from before `cutoff` (ms since the epoch).
     fn forget_completions(&self, cutoff: u64) -> Result<()> {
-        let old: Vec<String> = {
-            let txn = self.inner.db.begin_read()?;
-            let table = txn.open_table(COMPLETED)?;
-            let mut out = Vec::new();
-            for row in table.iter()? {
-                let (id, v) = row?;
-                let done: CompletedRecord = decode(v.value(), "completion record")?;
-                if done.completed_ms <= cutoff {
-                    out.push(id.value().to_string());
-                }
-            }
-            out
-        };
-        if old.is_empty() {
-            return Ok(());
-        }
         let txn = self.inner.db.begin_write()?;
-        {
-            let mut table = txn.open_table(COMPLETED)?;
-            for id in &old {
-                table.remove(id.as_str())?;
-            }
-        }
+        drop_completions(&txn, cutoff.saturating_add(1), usize::MAX)?;
         txn.commit()?;
         Ok(())
     }
@@ -713,7 +733,8 @@ impl Store {
 
     /// Aborts every upload created more than `age_ms` ago; answers how many. Also
     /// forgets uploads completed more than `age_ms` ago (a completion sent again after
-    /// that is `NoSuchUpload`).
+    /// that is `NoSuchUpload`); each completion forgets those older than
+    /// [`COMPLETION_MEMORY_MS`] by itself.
     pub fn abort_stale_uploads(&self, age_ms: u64) -> Result<usize> {
         let cutoff = now_ms().saturating_sub(age_ms);
         self.forget_completions(cutoff)?;

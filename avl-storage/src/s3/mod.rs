@@ -467,7 +467,8 @@ impl S3 for Front {
         })
         .await?;
         let length = reader.remaining();
-        let partial = range.is_some() || (part.is_some() && info.size > 0);
+        // An empty part answers 200 with no range, as an empty object does.
+        let partial = range.is_some() || (part.is_some() && length > 0);
         let content_range = partial.then(|| {
             let start = reader.position();
             if length == 0 {
@@ -548,19 +549,18 @@ impl S3 for Front {
                 .map(|info| (info, None)),
         })
         .await?;
-        let bounds = match (input.range.map(byte_range), part_bounds) {
-            (Some(r), _) => Some(r.resolve(info.size).map_err(s3_error)?),
-            (None, Some(bounds)) if info.size > 0 => Some(bounds),
-            _ => None,
+        let span = |(start, end): (u64, u64)| {
+            let range = format!("bytes {start}-{}/{}", end.max(1) - 1, info.size);
+            (end - start, Some(range))
         };
-        let ranged = bounds.is_some();
-        let (content_length, content_range) = match bounds {
-            None => (info.size, None),
-            Some((start, end)) => (
-                end - start,
-                Some(format!("bytes {start}-{}/{}", end.max(1) - 1, info.size)),
-            ),
+        let (content_length, content_range) = match (input.range.map(byte_range), part_bounds) {
+            (Some(r), _) => span(r.resolve(info.size).map_err(s3_error)?),
+            (None, Some(bounds)) if bounds.1 > bounds.0 => span(bounds),
+            // An empty part answers 200 with no range, as an empty object does.
+            (None, Some(_)) => (0, None),
+            (None, None) => (info.size, None),
         };
+        let ranged = content_range.is_some();
         let mut output = HeadObjectOutput {
             content_length: Some(content_length as i64),
             content_range,
