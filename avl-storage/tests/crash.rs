@@ -1,8 +1,10 @@
-//! Crash test: a child process PUTs objects (several chunks each, some replacing earlier
+//! Crash tests. One: a child process PUTs objects (several chunks each, some replacing earlier
 //! ones, some deleted) from several threads and reports each acknowledgement; the parent
 //! kills it with SIGKILL at a random point, reopens the store, and checks that every
 //! acknowledged object is there with its exact bytes, that every visible object is whole
-//! (its bytes match its ETag), and that no chunk file is left that no object names.
+//! (its bytes match its ETag), and that no chunk file is left that no object names. The
+//! other does the same with multipart uploads killed during parts and completions (see
+//! `acknowledged_completions_survive_sigkill`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -224,5 +226,245 @@ fn acknowledged_puts_survive_sigkill() {
             .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
             .sum();
         assert_eq!(files, chunks_named, "round {round}: chunk files leaked");
+    }
+}
+
+const MULTIPART_CHILD_ENV: &str = "AVL_STORAGE_CRASH_MULTIPART_DIR";
+
+/// The multipart store: parts down to one chunk.
+fn open_multipart(dir: &str) -> Store {
+    Store::open_with(
+        dir,
+        StoreOptions {
+            chunk_size: CHUNK,
+            min_part_size: CHUNK as u64,
+        },
+    )
+    .unwrap()
+}
+
+/// The parts of upload `n` of a thread: two or three, of a few chunks each.
+fn parts_of(name: &str, n: u64) -> Vec<Vec<u8>> {
+    (0..2 + n % 2).map(|p| content(name, n * 10 + p)).collect()
+}
+
+/// The multipart ETag of `parts`, as S3 makes it.
+fn multipart_etag(parts: &[Vec<u8>]) -> String {
+    use md5::{Digest, Md5};
+    let digests: Vec<u8> = parts.iter().flat_map(|p| Md5::digest(p).to_vec()).collect();
+    format!("{}-{}", hex::encode(Md5::digest(&digests)), parts.len())
+}
+
+/// The child of the multipart crash test: uploads in parts and completes, from two
+/// threads; every fifth upload is left unfinished, every seventh aborted.
+#[test]
+fn crash_child_multipart() {
+    let Ok(dir) = std::env::var(MULTIPART_CHILD_ENV) else {
+        return;
+    };
+    let round: u64 = std::env::var("AVL_STORAGE_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = open_multipart(&dir);
+    match store.create_bucket("parts") {
+        Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let store = store.clone();
+            let out = Arc::clone(&out);
+            std::thread::spawn(move || {
+                for n in 0u64.. {
+                    // Every fourth upload replaces the object of the one before it.
+                    let name = format!("m{round}-t{t}-{}", if n % 4 == 3 { n - 1 } else { n });
+                    let parts = parts_of(&name, n);
+                    let id = store
+                        .create_multipart_upload("parts", &name, PutOptions::default())
+                        .unwrap();
+                    let mut tags = Vec::new();
+                    for (i, p) in parts.iter().enumerate() {
+                        let tag = store
+                            .upload_part("parts", &name, &id, i as u32 + 1, &mut p.as_slice())
+                            .unwrap();
+                        tags.push((i as u32 + 1, tag));
+                    }
+                    let line = if n % 5 == 4 {
+                        format!("open {name} {n}")
+                    } else if n % 7 == 6 {
+                        store.abort_multipart_upload("parts", &name, &id).unwrap();
+                        format!("abort {name} {n}")
+                    } else {
+                        let info = store
+                            .complete_multipart_upload(
+                                "parts",
+                                &name,
+                                &id,
+                                &tags,
+                                &Default::default(),
+                            )
+                            .unwrap();
+                        assert_eq!(info.etag, multipart_etag(&parts));
+                        format!("done {name} {n}")
+                    };
+                    let mut out = out.lock().unwrap();
+                    writeln!(out, "{line}").unwrap();
+                    out.flush().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Multipart uploads and completions killed at random moments: every acknowledged
+/// completion is there with its bytes; every visible object is whole (each part's bytes
+/// match its ETag); uploads left open still complete after the restart; and the chunk
+/// files are exactly those of the objects and of the open uploads' parts.
+#[test]
+fn acknowledged_completions_survive_sigkill() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(MULTIPART_CHILD_ENV).is_ok() {
+        return;
+    }
+    use md5::{Digest, Md5};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = 0x0bad_cafe_1234_5678u64;
+    // The upload number of the last acknowledged completion of each name.
+    let mut acked: HashMap<String, u64> = HashMap::new();
+    let rounds: u64 = std::env::var("AVL_STORAGE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(8);
+    for round in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_multipart",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MULTIPART_CHILD_ENV, &path)
+            .env("AVL_STORAGE_CRASH_ROUND", round.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let kill_after = 3 + (rng % 25) as usize;
+        let mut seen = 0;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let ["done", name, n] = line.split(' ').collect::<Vec<_>>().as_slice() {
+                acked.insert(name.to_string(), n.parse().unwrap());
+            }
+            seen += 1;
+            if seen >= kill_after {
+                child.kill().unwrap();
+                break;
+            }
+        }
+        child.wait().unwrap();
+        assert!(
+            seen >= kill_after,
+            "round {round}: the child stopped on its own"
+        );
+
+        let store = open_multipart(&path);
+        let read = |key: &str, part: Option<u32>| -> Vec<u8> {
+            let (_, mut r) = match part {
+                Some(p) => store
+                    .get_object_part_if("parts", key, p, &Default::default())
+                    .unwrap(),
+                None => store.get_object("parts", key, None).unwrap(),
+            };
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            got
+        };
+        for (name, n) in &acked {
+            let got = read(name, None);
+            // A later upload of the same name may have completed unacknowledged.
+            let ok = (*n..n + 5).any(|m| got == parts_of(name, m).concat());
+            assert!(ok, "round {round}: {name} lost its acknowledged bytes");
+        }
+        // Every visible object is whole, part by part; count the chunks it names.
+        let mut chunks_named = 0;
+        let page = store
+            .list_objects("parts", &ListOptions::default())
+            .unwrap();
+        assert!(!page.is_truncated);
+        for o in &page.objects {
+            let info = store.head_object("parts", &o.key).unwrap();
+            let parts: Vec<Vec<u8>> = (1..=info.parts.unwrap())
+                .map(|p| read(&o.key, Some(p)))
+                .collect();
+            assert_eq!(
+                multipart_etag(&parts),
+                o.etag,
+                "round {round}: {} is torn",
+                o.key
+            );
+            chunks_named += parts.iter().map(|p| p.len().div_ceil(CHUNK)).sum::<usize>();
+        }
+        // Uploads left open keep their parts; completing them works now.
+        for upload in store.list_multipart_uploads("parts", "").unwrap() {
+            let (parts, _) = store
+                .list_parts("parts", &upload.key, &upload.upload_id, 0, None)
+                .unwrap();
+            chunks_named += parts
+                .iter()
+                .map(|p| (p.size as usize).div_ceil(CHUNK))
+                .sum::<usize>();
+        }
+        let files: usize = std::fs::read_dir(dir.path().join("chunks"))
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum();
+        assert_eq!(files, chunks_named, "round {round}: chunk files leaked");
+        for upload in store.list_multipart_uploads("parts", "").unwrap() {
+            let (parts, _) = store
+                .list_parts("parts", &upload.key, &upload.upload_id, 0, None)
+                .unwrap();
+            if parts.is_empty() {
+                // Killed before its first part.
+                store
+                    .abort_multipart_upload("parts", &upload.key, &upload.upload_id)
+                    .unwrap();
+                continue;
+            }
+            let tags: Vec<(u32, String)> = parts
+                .iter()
+                .map(|p| (p.part_number, p.etag.clone()))
+                .collect();
+            let info = store
+                .complete_multipart_upload(
+                    "parts",
+                    &upload.key,
+                    &upload.upload_id,
+                    &tags,
+                    &Default::default(),
+                )
+                .unwrap();
+            let got = read(&upload.key, None);
+            let digests: Vec<u8> = parts
+                .iter()
+                .flat_map(|p| hex::decode(&p.etag).unwrap())
+                .collect();
+            assert_eq!(
+                info.etag,
+                format!("{}-{}", hex::encode(Md5::digest(&digests)), parts.len())
+            );
+            assert_eq!(got.len() as u64, info.size);
+            acked.remove(&upload.key);
+        }
     }
 }
