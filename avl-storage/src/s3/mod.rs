@@ -672,6 +672,19 @@ impl S3 for Front {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        // The destination's If-Match / If-None-Match (S3 checks them as for a PUT); this
+        // s3s's CopyObjectInput has no fields for them, so they come from the headers.
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+        };
+        let conditions = Conditions {
+            if_match: header("if-match"),
+            if_none_match: header("if-none-match"),
+            ..Conditions::default()
+        };
         let input = req.input;
         let (source_bucket, source_key) = source_of(&input.copy_source)?;
         let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
@@ -711,7 +724,7 @@ impl S3 for Front {
                 (&bucket, &key),
                 options,
                 &source_conditions,
-                &Conditions::default(),
+                &conditions,
             )
         })
         .await?;

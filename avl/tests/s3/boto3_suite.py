@@ -207,6 +207,24 @@ def copies():
     expect("PreconditionFailed", 412, s3.copy_object, Bucket="assets", Key="x",
            CopySource={"Bucket": "assets", "Key": "src"}, CopySourceIfMatch='"0000"')
 
+    # The destination's own conditions, as for a PUT (sent as headers).
+    def with_header(name, value):
+        c = client()
+        c.meta.events.register("before-sign.s3.CopyObject",
+                               lambda request, **kwargs: request.headers.__setitem__(name, value))
+        return c
+    expect("PreconditionFailed", 412, with_header("If-None-Match", "*").copy_object, Bucket="logs.2026",
+           Key="dst", CopySource={"Bucket": "assets", "Key": "src"})
+    expect("PreconditionFailed", 412, with_header("If-Match", '"0000"').copy_object, Bucket="logs.2026",
+           Key="dst", CopySource={"Bucket": "assets", "Key": "src"})
+    assert body("logs.2026", "dst") == b"copied bytes"
+    current = s3.head_object(Bucket="logs.2026", Key="dst")["ETag"]
+    with_header("If-Match", current).copy_object(Bucket="logs.2026", Key="dst",
+                                                 CopySource={"Bucket": "assets", "Key": "src"})
+    with_header("If-None-Match", "*").copy_object(Bucket="logs.2026", Key="fresh",
+                                                  CopySource={"Bucket": "assets", "Key": "src"})
+    s3.delete_object(Bucket="logs.2026", Key="fresh")
+
 
 @check
 def listings():
