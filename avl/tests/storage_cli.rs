@@ -102,6 +102,10 @@ fn session(home: &Path, storage: &dyn Fn(&[&str]) -> Output) {
     );
     assert!(!nothing.exists());
 
+    // One object, then the rest.
+    ok(storage(&["rm", "s3://assets/copy.txt"]));
+    assert!(!storage(&["cat", "s3://assets/copy.txt"]).status.success());
+    assert!(ok(storage(&["ls", "s3://assets", "--recursive"])).contains("docs/small.txt"));
     ok(storage(&["rm", "s3://assets/", "--recursive"]));
     assert_eq!(ok(storage(&["ls", "s3://assets", "--recursive"])), "");
     ok(storage(&["rb", "s3://assets"]));

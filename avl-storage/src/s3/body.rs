@@ -251,3 +251,56 @@ pub(super) async fn write_body<T: Send + 'static>(
 pub(super) fn object_stream(reader: ObjectReader) -> StreamingBlob {
     StreamingBlob::wrap(bridge::read_pieces(reader))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const DATA: &[u8] = b"123456789";
+    /// Each algorithm's value for `DATA` (the standard check values), base64.
+    const VECTORS: [(&str, &str); 5] = [
+        ("CRC32", "y/Q5Jg=="),
+        ("CRC32C", "4waSgw=="),
+        ("CRC64NVME", "rosUhgp5mIg="),
+        ("SHA1", "98O8HYCOBHMq32eZZczDTKeuNEE="),
+        ("SHA256", "FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU="),
+    ];
+
+    fn run(expected: &Expected) -> Result<Option<Checksum>, StorageError> {
+        let mut hasher = expected.hasher();
+        if let Some(h) = hasher.as_mut() {
+            h.update(&DATA[..4]);
+            h.update(&DATA[4..]);
+        }
+        let digest = BodyDigest {
+            size: DATA.len() as u64,
+            md5: String::new(),
+        };
+        expected.check(&digest, hasher)
+    }
+
+    fn given(algorithm: &'static str, value: &str) -> Expected {
+        let headers = http::HeaderMap::new();
+        Expected::of(&headers, None, vec![(algorithm, value.into())], None, None).unwrap()
+    }
+
+    /// Every algorithm S3 names is computed right, kept, and checked against what a
+    /// request says.
+    #[test]
+    fn every_algorithm_is_computed_and_checked() {
+        for (algorithm, value) in VECTORS {
+            let kept = run(&Expected::compute(algorithm)).unwrap().unwrap();
+            assert_eq!(
+                (kept.algorithm.as_str(), kept.value.as_str()),
+                (algorithm, value)
+            );
+            assert_eq!(run(&given(algorithm, value)).unwrap(), Some(kept));
+            assert!(matches!(
+                run(&given(algorithm, "AAAAAA==")),
+                Err(StorageError::BadDigest(_))
+            ));
+        }
+        assert_eq!(run(&Expected::compute("MD5")).unwrap(), None);
+    }
+}

@@ -262,6 +262,8 @@ def listings():
     raw = s3.list_objects_v2(Bucket="gallery", Prefix="a ", EncodingType="url")
     assert [o["Key"] for o in raw["Contents"]] == ["a%20b%2Bc.txt"], raw["Contents"]
     assert raw["Prefix"] == "a%20", raw["Prefix"]
+    raw = s3.list_objects(Bucket="gallery", Prefix="a ", EncodingType="url")
+    assert [o["Key"] for o in raw["Contents"]] == ["a%20b%2Bc.txt"], raw["Contents"]
     expect("InvalidArgument", 400, s3.list_objects_v2, Bucket="gallery", ContinuationToken="zz")
     expect("NoSuchBucket", 404, s3.list_objects_v2, Bucket="missing-bucket")
     result = s3.delete_objects(Bucket="gallery", Delete={"Objects": [{"Key": k} for k in keys] + [{"Key": "never-there"}]})
@@ -296,6 +298,12 @@ def multipart():
     assert got["ContentType"] == "application/x-big"
     assert body("assets", "big.bin", Range=f"bytes={5 * MIB - 2}-{5 * MIB + 1}") == (part1 + part2)[5 * MIB - 2:5 * MIB + 2]
     expect("NoSuchUpload", 404, s3.list_parts, Bucket="assets", Key="big.bin", UploadId=uid)
+    # Create-only completion: the key exists now, so If-None-Match: * fails.
+    up = s3.create_multipart_upload(Bucket="assets", Key="big.bin")["UploadId"]
+    e = s3.upload_part(Bucket="assets", Key="big.bin", UploadId=up, PartNumber=1, Body=b"new")["ETag"]
+    expect("PreconditionFailed", 412, s3.complete_multipart_upload, Bucket="assets", Key="big.bin", UploadId=up,
+           MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}, IfNoneMatch="*")
+    s3.abort_multipart_upload(Bucket="assets", Key="big.bin", UploadId=up)
     # The completion sent again (a retry whose first answer was lost) answers the same.
     again = s3.complete_multipart_upload(Bucket="assets", Key="big.bin", UploadId=uid,
                                          MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1},
@@ -366,6 +374,8 @@ def checksums():
     # boto3 checks a returned checksum against the bytes it reads.
     got = s3.get_object(Bucket="assets", Key="sum", ChecksumMode="ENABLED")
     assert got["ChecksumSHA256"] == sha and got["Body"].read() == data
+    r = s3.put_object(Bucket="assets", Key="sum1", Body=data, ChecksumAlgorithm="SHA1")
+    assert r["ChecksumSHA1"] == base64.b64encode(hashlib.sha1(data).digest()).decode(), r
     # The SDK's default over TLS: CRC32 in the trailer of an aws-chunked body.
     r = s3.put_object(Bucket="assets", Key="crc", Body=data)
     crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()

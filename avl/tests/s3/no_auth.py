@@ -32,6 +32,29 @@ except streaming.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "InvalidRequest", e.response
     assert "when_required" in e.response["Error"]["Message"], e.response
 
+# A body over S3's 5 GiB limit is refused from its Content-Length, before any of it is
+# read: EntityTooLarge, as S3's XML.
+import http.client
+import ssl
+from urllib.parse import urlparse
+
+url = urlparse(ENDPOINT)
+conn = http.client.HTTPSConnection(url.hostname, url.port, context=ssl.create_default_context(cafile=CA),
+                                   timeout=30)
+conn.putrequest("PUT", "/open/huge")
+conn.putheader("Content-Length", str(6 << 30))
+conn.putheader("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+conn.endheaders()
+reply = conn.getresponse()
+text = reply.read().decode()
+assert reply.status == 400 and "<Code>EntityTooLarge</Code>" in text, (reply.status, text)
+conn.close()
+try:
+    signed.head_object(Bucket="open", Key="huge")
+    raise AssertionError("a refused body was stored")
+except signed.exceptions.ClientError as e:
+    assert e.response["Error"]["Code"] == "404", e.response
+
 # The server runs with --abandoned-uploads-after 2: an upload left unfinished is
 # aborted and its part reclaimed a few seconds later.
 import time
