@@ -56,6 +56,10 @@ pub enum StorageError {
         /// The object's parts (1 for an object not uploaded in parts).
         parts: u32,
     },
+    /// A chunk of a signed streaming upload (aws-chunked) failed its signature: nothing
+    /// was stored.
+    #[error("a chunk's signature does not match: {0}")]
+    SignatureDoesNotMatch(String),
     /// A condition (`If-Match`, `If-None-Match: *`, `If-Unmodified-Since`) failed:
     /// nothing was changed.
     #[error("precondition failed: {0}")]
@@ -129,6 +133,7 @@ impl StorageError {
             StorageError::KeyTooLong { .. } => "KeyTooLongError",
             StorageError::InvalidRange { .. } => "InvalidRange",
             StorageError::InvalidPartNumber { .. } => "InvalidPartNumber",
+            StorageError::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             StorageError::PreconditionFailed(_) => "PreconditionFailed",
             StorageError::NotModified => "NotModified",
             StorageError::NoSuchUpload(_) => "NoSuchUpload",
@@ -157,6 +162,7 @@ impl StorageError {
             | StorageError::BadDigest(_)
             | StorageError::IncompleteBody(_) => ErrorCode::InvalidInput,
             StorageError::EntityTooLarge { .. } => ErrorCode::TooLarge,
+            StorageError::SignatureDoesNotMatch(_) => ErrorCode::Unauthenticated,
             StorageError::BucketAlreadyExists(_) => ErrorCode::AlreadyExists,
             StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
             StorageError::InvalidBucketName { .. }
