@@ -70,8 +70,12 @@ impl Read for ChannelReader {
     }
 }
 
-/// How long an upload may send nothing before it is abandoned.
-const UPLOAD_IDLE: Duration = Duration::from_secs(60);
+/// How long an upload may send nothing before it is abandoned (S3's RequestTimeout
+/// comes after about as long).
+const UPLOAD_IDLE: Duration = Duration::from_secs(20);
+/// How long an upload waits for a slot before it is answered `SlowDown`: a client never
+/// hangs behind uploads that take their time (SDKs retry a 503 with backoff).
+const SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Sends `frame`; false when the store's side has stopped listening.
 async fn send(tx: &mpsc::Sender<Frame>, frame: Frame) -> bool {
@@ -93,7 +97,7 @@ where
                 Err(_) => {
                     let idle = UPLOAD_IDLE.as_secs();
                     let why = format!("the client sent nothing for {idle} s");
-                    send(&tx, Err(StorageError::IncompleteBody(why))).await;
+                    send(&tx, Err(StorageError::RequestTimeout(why))).await;
                     return;
                 }
             };
@@ -164,10 +168,15 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let _slot = slots
-        .acquire()
-        .await
-        .map_err(|_| StorageError::Io("the server is stopping".into()))?;
+    let _slot = match tokio::time::timeout(SLOT_WAIT, slots.acquire()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) => return Err(StorageError::Io("the server is stopping".into())),
+        Err(_) => {
+            return Err(StorageError::SlowDown(
+                "every upload slot is taken; retry later".into(),
+            ));
+        }
+    };
     let (tx, rx) = mpsc::channel(UPLOAD_FRAMES);
     let mut forwarding = tokio::spawn(forward(body, length, tx));
     let work = tokio::task::spawn_blocking(move || {
@@ -256,5 +265,39 @@ mod tests {
             StorageError::from(e),
             StorageError::EntityTooLarge { .. }
         ));
+    }
+
+    /// With every slot taken, an upload is answered SlowDown after a short wait
+    /// instead of waiting for as long as the others take; once a slot is free, it goes.
+    #[test]
+    fn uploads_past_the_slots_are_told_to_slow_down() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let slots = Semaphore::new(1);
+            let held = slots.acquire().await.unwrap();
+            let body = || {
+                Some(futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
+                    Bytes::from_static(b"abc"),
+                )]))
+            };
+            let read_all = |r: &mut dyn Read| {
+                let mut out = Vec::new();
+                r.read_to_end(&mut out)?;
+                Ok(out)
+            };
+            let started = std::time::Instant::now();
+            let refused = write_body(&slots, body(), Some(3), None, read_all).await;
+            assert!(
+                matches!(refused, Err(StorageError::SlowDown(_))),
+                "{refused:?}"
+            );
+            assert!(started.elapsed() < SLOT_WAIT + Duration::from_secs(5));
+            drop(held);
+            let taken = write_body(&slots, body(), Some(3), None, read_all).await;
+            assert_eq!(taken.unwrap(), b"abc");
+        });
     }
 }

@@ -56,6 +56,12 @@ pub enum StorageError {
         /// The object's parts (1 for an object not uploaded in parts).
         parts: u32,
     },
+    /// Too many uploads are in progress; retry later (S3's `SlowDown`, 503).
+    #[error("slow down: {0}")]
+    SlowDown(String),
+    /// The client sent nothing for too long during an upload (S3's `RequestTimeout`).
+    #[error("request timeout: {0}")]
+    RequestTimeout(String),
     /// A chunk of a signed streaming upload (aws-chunked) failed its signature: nothing
     /// was stored.
     #[error("a chunk's signature does not match: {0}")]
@@ -134,6 +140,8 @@ impl StorageError {
             StorageError::InvalidRange { .. } => "InvalidRange",
             StorageError::InvalidPartNumber { .. } => "InvalidPartNumber",
             StorageError::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            StorageError::SlowDown(_) => "SlowDown",
+            StorageError::RequestTimeout(_) => "RequestTimeout",
             StorageError::PreconditionFailed(_) => "PreconditionFailed",
             StorageError::NotModified => "NotModified",
             StorageError::NoSuchUpload(_) => "NoSuchUpload",
@@ -163,6 +171,8 @@ impl StorageError {
             | StorageError::IncompleteBody(_) => ErrorCode::InvalidInput,
             StorageError::EntityTooLarge { .. } => ErrorCode::TooLarge,
             StorageError::SignatureDoesNotMatch(_) => ErrorCode::Unauthenticated,
+            StorageError::SlowDown(_) => ErrorCode::RateLimited,
+            StorageError::RequestTimeout(_) => ErrorCode::InvalidInput,
             StorageError::BucketAlreadyExists(_) => ErrorCode::AlreadyExists,
             StorageError::BucketNotEmpty(_) => ErrorCode::Conflict,
             StorageError::InvalidBucketName { .. }

@@ -10,6 +10,7 @@
 mod body;
 mod checksums;
 mod convert;
+mod guard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,15 @@ fn tower_fn(
     axum::routing::any(move |request: axum::extract::Request| {
         let service = service.clone();
         async move {
+            let request = match guard::screen(request).await {
+                Ok(request) => request,
+                Err(mut refused) => {
+                    if let Some(code) = outcome_of(refused.status()) {
+                        refused.extensions_mut().insert(code);
+                    }
+                    return refused;
+                }
+            };
             match service.call(request.map(s3s::Body::http_body_unsync)).await {
                 Ok(response) => {
                     let mut response = response.map(axum::body::Body::new);
@@ -177,6 +187,8 @@ fn outcome_of(status: axum::http::StatusCode) -> Option<avl_core::ErrorCode> {
         413 => ErrorCode::TooLarge,
         429 | 503 => ErrorCode::Unavailable,
         400..=499 => ErrorCode::InvalidInput,
+        // What this store does not implement: the request's, not the server's, failing.
+        501 => ErrorCode::InvalidInput,
         _ => ErrorCode::Internal,
     })
 }

@@ -3,6 +3,7 @@ bodies included) still work with the root key pair. An unsigned aws-chunked body
 the SDK sends over TLS by default) is refused with a clear error rather than stored with
 its framing. Run by avl/tests/s3_clients.rs."""
 
+import base64
 import os
 
 import boto3
@@ -54,6 +55,43 @@ try:
     raise AssertionError("a refused body was stored")
 except signed.exceptions.ClientError as e:
     assert e.response["Error"]["Code"] == "404", e.response
+
+# Sub-resources this store does not implement change nothing (s3s alone would route
+# DELETE ?acl to DeleteBucket and PUT ?torrent to PutObject).
+def raw(method, path, body=b"", headers=None):
+    c = http.client.HTTPSConnection(url.hostname, url.port, context=ssl.create_default_context(cafile=CA),
+                                    timeout=30)
+    c.request(method, path, body=body, headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD", **(headers or {})})
+    r = c.getresponse()
+    out = (r.status, r.read().decode())
+    c.close()
+    return out
+
+
+for method, path in [("DELETE", "/open?acl"), ("DELETE", "/open?versioning"), ("DELETE", "/open/a?tagging"),
+                     ("PUT", "/open/a?torrent"), ("PUT", "/open/a?restore"), ("GET", "/open/a?attributes")]:
+    status, text = raw(method, path, b"OVERWRITTEN" if method == "PUT" else b"")
+    assert status == 501 and "<Code>NotImplemented</Code>" in text, (method, path, status, text)
+assert signed.get_object(Bucket="open", Key="a")["Body"].read() == b"unsigned"
+signed.head_bucket(Bucket="open")
+
+# DeleteObjects needs an integrity header, and it must match (else nothing is deleted).
+import hashlib
+
+doc = b'<Delete><Object><Key>a</Key></Object></Delete>'
+status, text = raw("POST", "/open?delete", doc)
+assert status == 400 and "<Code>InvalidRequest</Code>" in text, (status, text)
+wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+status, text = raw("POST", "/open?delete", doc, {"Content-MD5": wrong})
+assert status == 400 and "<Code>BadDigest</Code>" in text, (status, text)
+status, text = raw("POST", "/open?delete", doc, {"x-amz-checksum-crc32": "AAAAAA=="})
+assert status == 400 and "<Code>BadDigest</Code>" in text, (status, text)
+status, text = raw("POST", "/open?delete", doc, {"Content-MD5": "!!!"})
+assert status == 400 and "<Code>InvalidDigest</Code>" in text, (status, text)
+assert signed.get_object(Bucket="open", Key="a")["Body"].read() == b"unsigned"
+right = base64.b64encode(hashlib.md5(doc).digest()).decode()
+status, text = raw("POST", "/open?delete", doc, {"Content-MD5": right})
+assert status == 200 and "<Deleted>" in text, (status, text)
 
 # The server runs with --abandoned-uploads-after 2: an upload left unfinished is
 # aborted and its part reclaimed a few seconds later.

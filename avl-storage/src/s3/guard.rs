@@ -1,0 +1,171 @@
+//! What the front checks before s3s sees a request:
+//! - sub-resources this store does not implement: s3s routes a request by its method and
+//!   the sub-resources it knows, and ignores the others, so `DELETE /bucket?acl` would
+//!   reach DeleteBucket and `PUT /key?torrent` PutObject. They are answered
+//!   `NotImplemented` and change nothing.
+//! - DeleteObjects' integrity header: S3 requires `Content-MD5` or an `x-amz-checksum-*`
+//!   on it and checks the body against it; s3s parses the body without looking.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use md5::{Digest, Md5};
+use s3s::checksum::ChecksumHasher;
+
+/// S3's sub-resources that name operations this store does not have.
+const UNSUPPORTED: [&str; 30] = [
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metadataTable",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "session",
+    "tagging",
+    "torrent",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// The largest DeleteObjects body read (1,000 keys of 1,024 bytes fit with room).
+const MAX_DELETE_BODY: usize = 4 << 20;
+
+/// S3's XML error answer.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message></Error>",
+        escape(message)
+    );
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+/// The request, let through (a DeleteObjects body read and checked), or the answer.
+pub(super) async fn screen(request: Request) -> Result<Request, Response> {
+    let keys: Vec<&str> = request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .map(|pair| pair.split('=').next().unwrap_or(""))
+        .collect();
+    if let Some(key) = keys.iter().find(|k| UNSUPPORTED.contains(k)) {
+        return Err(error(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            &format!("this store does not implement the `{key}` sub-resource"),
+        ));
+    }
+    if request.method() != axum::http::Method::POST || !keys.contains(&"delete") {
+        return Ok(request);
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_DELETE_BODY).await else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "MaxMessageLengthExceeded",
+            "Your request was too big.",
+        ));
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let checksums = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"]
+        .into_iter()
+        .filter_map(|a| header(&format!("x-amz-checksum-{a}")).map(|v| (a, v)))
+        .collect::<Vec<_>>();
+    let md5 = header("content-md5");
+    if md5.is_none() && checksums.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Missing required header for this request: Content-MD5 or x-amz-checksum-*",
+        ));
+    }
+    if let Some(md5) = md5 {
+        let Some(given) = BASE64.decode(md5).ok().filter(|d| d.len() == 16) else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "InvalidDigest",
+                "The Content-MD5 you specified was invalid.",
+            ));
+        };
+        if given != Md5::digest(&bytes).as_slice() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+            ));
+        }
+    }
+    for (algorithm, given) in checksums {
+        let mut hasher = ChecksumHasher::default();
+        match algorithm {
+            "crc32" => hasher.crc32 = Some(Default::default()),
+            "crc32c" => hasher.crc32c = Some(Default::default()),
+            "crc64nvme" => hasher.crc64nvme = Some(Default::default()),
+            "sha1" => hasher.sha1 = Some(Default::default()),
+            _ => hasher.sha256 = Some(Default::default()),
+        }
+        hasher.update(&bytes);
+        let sums = hasher.finalize();
+        let computed = [
+            sums.checksum_crc32,
+            sums.checksum_crc32c,
+            sums.checksum_crc64nvme,
+            sums.checksum_sha1,
+            sums.checksum_sha256,
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or_default();
+        if computed != given {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "BadDigest",
+                &format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    algorithm.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
