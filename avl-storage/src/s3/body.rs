@@ -134,15 +134,7 @@ impl Expected {
     }
 
     pub(super) fn hasher(&self) -> Option<ChecksumHasher> {
-        let mut h = ChecksumHasher::default();
-        match self.algorithm? {
-            "CRC32" => h.crc32 = Some(Default::default()),
-            "CRC32C" => h.crc32c = Some(Default::default()),
-            "CRC64NVME" => h.crc64nvme = Some(Default::default()),
-            "SHA1" => h.sha1 = Some(Default::default()),
-            _ => h.sha256 = Some(Default::default()),
-        }
-        Some(h)
+        hasher_for(self.algorithm?)
     }
 
     /// Checks the digest and the computed checksum; answers the checksum to keep.
@@ -161,15 +153,7 @@ impl Expected {
         let (Some(algorithm), Some(hasher)) = (self.algorithm, hasher) else {
             return Ok(None);
         };
-        let sums = hasher.finalize();
-        let value = match algorithm {
-            "CRC32" => sums.checksum_crc32,
-            "CRC32C" => sums.checksum_crc32c,
-            "CRC64NVME" => sums.checksum_crc64nvme,
-            "SHA1" => sums.checksum_sha1,
-            _ => sums.checksum_sha256,
-        }
-        .unwrap_or_default();
+        let value = finish(hasher);
         let wanted = match (&self.value, &self.trailer) {
             (Some(v), _) => Some(v.clone()),
             (None, Some((name, trailers))) => {
@@ -198,6 +182,35 @@ impl Expected {
             value,
         }))
     }
+}
+
+/// A hasher of the one checksum `algorithm` (a name [`known`] accepts, any case).
+pub(super) fn hasher_for(algorithm: &str) -> Option<ChecksumHasher> {
+    let mut h = ChecksumHasher::default();
+    match known(algorithm)? {
+        "CRC32" => h.crc32 = Some(Default::default()),
+        "CRC32C" => h.crc32c = Some(Default::default()),
+        "CRC64NVME" => h.crc64nvme = Some(Default::default()),
+        "SHA1" => h.sha1 = Some(Default::default()),
+        _ => h.sha256 = Some(Default::default()),
+    }
+    Some(h)
+}
+
+/// The value (base64) of the one checksum a [`hasher_for`] hasher computes.
+pub(super) fn finish(hasher: ChecksumHasher) -> String {
+    let sums = hasher.finalize();
+    [
+        sums.checksum_crc32,
+        sums.checksum_crc32c,
+        sums.checksum_crc64nvme,
+        sums.checksum_sha1,
+        sums.checksum_sha256,
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or_default()
 }
 
 pub(super) fn known(name: &str) -> Option<&'static str> {

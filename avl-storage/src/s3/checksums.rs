@@ -5,7 +5,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use s3s::checksum::ChecksumHasher;
 use s3s::dto::ChecksumType;
 use s3s::{S3Result, s3_error};
 
@@ -113,28 +112,16 @@ pub(super) fn combine(
         let bytes = whole.unwrap_or(0).to_be_bytes();
         BASE64.encode(&bytes[8 - width..])
     } else {
-        let mut hasher = ChecksumHasher::default();
-        match wanted.algorithm.as_str() {
-            "CRC32" => hasher.crc32 = Some(Default::default()),
-            "CRC32C" => hasher.crc32c = Some(Default::default()),
-            "SHA1" => hasher.sha1 = Some(Default::default()),
-            "SHA256" => hasher.sha256 = Some(Default::default()),
-            _ => return Ok(None),
+        if wanted.algorithm == "CRC64NVME" {
+            return Ok(None);
         }
+        let Some(mut hasher) = super::body::hasher_for(&wanted.algorithm) else {
+            return Ok(None);
+        };
         for (_, digest) in &digests {
             hasher.update(digest);
         }
-        let sums = hasher.finalize();
-        let value = [
-            sums.checksum_crc32,
-            sums.checksum_crc32c,
-            sums.checksum_sha1,
-            sums.checksum_sha256,
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap_or_default();
+        let value = super::body::finish(hasher);
         format!("{value}-{}", parts.len())
     };
     Ok(Some(Checksum {

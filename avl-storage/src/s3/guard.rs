@@ -13,7 +13,6 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest, Md5};
-use s3s::checksum::ChecksumHasher;
 
 /// S3's sub-resources that name operations this store does not have.
 const UNSUPPORTED: [&str; 30] = [
@@ -135,27 +134,11 @@ pub(super) async fn screen(request: Request) -> Result<Request, Response> {
         }
     }
     for (algorithm, given) in checksums {
-        let mut hasher = ChecksumHasher::default();
-        match algorithm {
-            "crc32" => hasher.crc32 = Some(Default::default()),
-            "crc32c" => hasher.crc32c = Some(Default::default()),
-            "crc64nvme" => hasher.crc64nvme = Some(Default::default()),
-            "sha1" => hasher.sha1 = Some(Default::default()),
-            _ => hasher.sha256 = Some(Default::default()),
-        }
+        let Some(mut hasher) = super::body::hasher_for(algorithm) else {
+            continue;
+        };
         hasher.update(&bytes);
-        let sums = hasher.finalize();
-        let computed = [
-            sums.checksum_crc32,
-            sums.checksum_crc32c,
-            sums.checksum_crc64nvme,
-            sums.checksum_sha1,
-            sums.checksum_sha256,
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap_or_default();
+        let computed = super::body::finish(hasher);
         if computed != given {
             return Err(error(
                 StatusCode::BAD_REQUEST,
