@@ -48,45 +48,33 @@ fn open(dir: &str) -> Store {
     .unwrap()
 }
 
-/// The child: runs only when the parent starts this test binary with `CHILD_ENV` set.
-#[test]
-fn crash_child_writer() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// In a child (started with `env` naming its store's directory): the store, with
+/// `bucket` made, and the round; `None` in the parent's own run.
+fn child_store(env: &str, open: fn(&str) -> Store, bucket: &str) -> Option<(Store, u64)> {
+    let dir = std::env::var(env).ok()?;
     let round: u64 = std::env::var("AVL_STORAGE_CRASH_ROUND")
         .unwrap()
         .parse()
         .unwrap();
     let store = open(&dir);
-    match store.create_bucket("crash") {
+    match store.create_bucket(bucket) {
         Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => {}
         Err(e) => panic!("{e}"),
     }
+    Some((store, round))
+}
+
+/// Runs `step(thread, n)` for n = 0, 1, ... on `threads` threads until the process is
+/// killed, printing each line it answers (an acknowledgement) as soon as it is done.
+fn acknowledge_forever(threads: u64, step: impl Fn(u64, u64) -> String + Send + Sync + 'static) {
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let threads: Vec<_> = (0..THREADS)
+    let step = Arc::new(step);
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let store = store.clone();
-            let out = Arc::clone(&out);
+            let (out, step) = (Arc::clone(&out), Arc::clone(&step));
             std::thread::spawn(move || {
                 for n in 0u64.. {
-                    // Every third write replaces the object written two before it.
-                    let (name, version) = if n % 3 == 2 {
-                        (format!("r{round}-t{t}-{}", n - 2), n)
-                    } else {
-                        (format!("r{round}-t{t}-{n}"), n)
-                    };
-                    let line = if n % 7 == 6 {
-                        let gone = format!("r{round}-t{t}-{}", n - 1);
-                        store.delete_object("crash", &gone).unwrap();
-                        format!("del {gone} {t} {n}")
-                    } else {
-                        let data = content(&name, version);
-                        store
-                            .put_object("crash", &name, &mut data.as_slice(), PutOptions::default())
-                            .unwrap();
-                        format!("put {name} {version} {t} {n}")
-                    };
+                    let line = step(t, n);
                     let mut out = out.lock().unwrap();
                     writeln!(out, "{line}").unwrap();
                     out.flush().unwrap();
@@ -94,9 +82,81 @@ fn crash_child_writer() {
             })
         })
         .collect();
-    for t in threads {
-        let _ = t.join();
+    for h in handles {
+        let _ = h.join();
     }
+}
+
+/// Starts the child test `name` on `dir` for `round`, hands each line it prints to
+/// `on_line`, and kills it with SIGKILL after `kill_after` lines; fails if it stopped
+/// on its own first.
+fn run_child_until_killed(
+    name: &str,
+    env: &str,
+    dir: &std::path::Path,
+    round: u64,
+    kill_after: usize,
+    mut on_line: impl FnMut(&str),
+) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .env("AVL_STORAGE_CRASH_ROUND", round.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = 0;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        on_line(&line);
+        seen += 1;
+        if seen >= kill_after {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        seen >= kill_after,
+        "round {round}: the child stopped on its own"
+    );
+}
+
+/// The next number of an xorshift sequence.
+fn next(rng: &mut u64) -> u64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    *rng
+}
+
+/// The child: runs only when the parent starts this test binary with `CHILD_ENV` set.
+#[test]
+fn crash_child_writer() {
+    let Some((store, round)) = child_store(CHILD_ENV, open, "crash") else {
+        return;
+    };
+    acknowledge_forever(THREADS as u64, move |t, n| {
+        // Every third write replaces the object written two before it.
+        let (name, version) = if n % 3 == 2 {
+            (format!("r{round}-t{t}-{}", n - 2), n)
+        } else {
+            (format!("r{round}-t{t}-{n}"), n)
+        };
+        if n % 7 == 6 {
+            let gone = format!("r{round}-t{t}-{}", n - 1);
+            store.delete_object("crash", &gone).unwrap();
+            format!("del {gone} {t} {n}")
+        } else {
+            let data = content(&name, version);
+            store
+                .put_object("crash", &name, &mut data.as_slice(), PutOptions::default())
+                .unwrap();
+            format!("put {name} {version} {t} {n}")
+        }
+    });
 }
 
 #[test]
@@ -105,7 +165,6 @@ fn acknowledged_puts_survive_sigkill() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = 0x5eed_9876_abcd_ef01u64;
     // The last acknowledged state of each name: Some(version) or deleted.
     let mut acked: HashMap<String, Option<u64>> = HashMap::new();
@@ -114,31 +173,16 @@ fn acknowledged_puts_survive_sigkill() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(8);
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env("AVL_STORAGE_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let kill_after = 5 + (rng % 60) as usize;
-        let mut seen = 0;
+        let kill_after = 5 + (next(&mut rng) % 60) as usize;
         // Per thread, the last operation acknowledged.
         let mut last: HashMap<u64, u64> = HashMap::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let parts: Vec<&str> = line.split(' ').collect();
-            match parts.as_slice() {
+        run_child_until_killed(
+            "crash_child_writer",
+            CHILD_ENV,
+            dir.path(),
+            round,
+            kill_after,
+            |line| match line.split(' ').collect::<Vec<_>>().as_slice() {
                 ["put", name, v, t, n] => {
                     acked.insert(name.to_string(), Some(v.parse().unwrap()));
                     last.insert(t.parse().unwrap(), n.parse().unwrap());
@@ -147,15 +191,9 @@ fn acknowledged_puts_survive_sigkill() {
                     acked.insert(name.to_string(), None);
                     last.insert(t.parse().unwrap(), n.parse().unwrap());
                 }
-                _ => continue,
-            }
-            seen += 1;
-            if seen >= kill_after {
-                child.kill().unwrap();
-                break;
-            }
-        }
-        child.wait().unwrap();
+                _ => {}
+            },
+        );
         // The operation each thread had in flight may or may not have happened: a delete
         // in flight may have removed an acknowledged object.
         let maybe_deleted: Vec<String> = (0..THREADS as u64)
@@ -259,66 +297,36 @@ fn multipart_etag(parts: &[Vec<u8>]) -> String {
 /// threads; every fifth upload is left unfinished, every seventh aborted.
 #[test]
 fn crash_child_multipart() {
-    let Ok(dir) = std::env::var(MULTIPART_CHILD_ENV) else {
+    let Some((store, round)) = child_store(MULTIPART_CHILD_ENV, open_multipart, "parts") else {
         return;
     };
-    let round: u64 = std::env::var("AVL_STORAGE_CRASH_ROUND")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let store = open_multipart(&dir);
-    match store.create_bucket("parts") {
-        Ok(()) | Err(StorageError::BucketAlreadyExists(_)) => {}
-        Err(e) => panic!("{e}"),
-    }
-    let out = Arc::new(Mutex::new(std::io::stdout()));
-    let threads: Vec<_> = (0..2u64)
-        .map(|t| {
-            let store = store.clone();
-            let out = Arc::clone(&out);
-            std::thread::spawn(move || {
-                for n in 0u64.. {
-                    // Every fourth upload replaces the object of the one before it.
-                    let name = format!("m{round}-t{t}-{}", if n % 4 == 3 { n - 1 } else { n });
-                    let parts = parts_of(&name, n);
-                    let id = store
-                        .create_multipart_upload("parts", &name, PutOptions::default())
-                        .unwrap();
-                    let mut tags = Vec::new();
-                    for (i, p) in parts.iter().enumerate() {
-                        let tag = store
-                            .upload_part("parts", &name, &id, i as u32 + 1, &mut p.as_slice())
-                            .unwrap();
-                        tags.push((i as u32 + 1, tag));
-                    }
-                    let line = if n % 5 == 4 {
-                        format!("open {name} {n}")
-                    } else if n % 7 == 6 {
-                        store.abort_multipart_upload("parts", &name, &id).unwrap();
-                        format!("abort {name} {n}")
-                    } else {
-                        let info = store
-                            .complete_multipart_upload(
-                                "parts",
-                                &name,
-                                &id,
-                                &tags,
-                                &Default::default(),
-                            )
-                            .unwrap();
-                        assert_eq!(info.etag, multipart_etag(&parts));
-                        format!("done {name} {n}")
-                    };
-                    let mut out = out.lock().unwrap();
-                    writeln!(out, "{line}").unwrap();
-                    out.flush().unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        let _ = t.join();
-    }
+    acknowledge_forever(2, move |t, n| {
+        // Every fourth upload replaces the object of the one before it.
+        let name = format!("m{round}-t{t}-{}", if n % 4 == 3 { n - 1 } else { n });
+        let parts = parts_of(&name, n);
+        let id = store
+            .create_multipart_upload("parts", &name, PutOptions::default())
+            .unwrap();
+        let mut tags = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let tag = store
+                .upload_part("parts", &name, &id, i as u32 + 1, &mut p.as_slice())
+                .unwrap();
+            tags.push((i as u32 + 1, tag));
+        }
+        if n % 5 == 4 {
+            format!("open {name} {n}")
+        } else if n % 7 == 6 {
+            store.abort_multipart_upload("parts", &name, &id).unwrap();
+            format!("abort {name} {n}")
+        } else {
+            let info = store
+                .complete_multipart_upload("parts", &name, &id, &tags, &Default::default())
+                .unwrap();
+            assert_eq!(info.etag, multipart_etag(&parts));
+            format!("done {name} {n}")
+        }
+    });
 }
 
 /// Multipart uploads and completions killed at random moments: every acknowledged
@@ -333,7 +341,6 @@ fn acknowledged_completions_survive_sigkill() {
     use md5::{Digest, Md5};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap().to_string();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = 0x0bad_cafe_1234_5678u64;
     // The upload number of the last acknowledged completion of each name.
     let mut acked: HashMap<String, u64> = HashMap::new();
@@ -342,40 +349,18 @@ fn acknowledged_completions_survive_sigkill() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(8);
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash_child_multipart",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(MULTIPART_CHILD_ENV, &path)
-            .env("AVL_STORAGE_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let kill_after = 3 + (rng % 25) as usize;
-        let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let ["done", name, n] = line.split(' ').collect::<Vec<_>>().as_slice() {
-                acked.insert(name.to_string(), n.parse().unwrap());
-            }
-            seen += 1;
-            if seen >= kill_after {
-                child.kill().unwrap();
-                break;
-            }
-        }
-        child.wait().unwrap();
-        assert!(
-            seen >= kill_after,
-            "round {round}: the child stopped on its own"
+        let kill_after = 3 + (next(&mut rng) % 25) as usize;
+        run_child_until_killed(
+            "crash_child_multipart",
+            MULTIPART_CHILD_ENV,
+            dir.path(),
+            round,
+            kill_after,
+            |line| {
+                if let ["done", name, n] = line.split(' ').collect::<Vec<_>>().as_slice() {
+                    acked.insert(name.to_string(), n.parse().unwrap());
+                }
+            },
         );
 
         let store = open_multipart(&path);
