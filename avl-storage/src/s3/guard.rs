@@ -5,6 +5,9 @@
 //!   `NotImplemented` and change nothing.
 //! - DeleteObjects' integrity header: S3 requires `Content-MD5` or an `x-amz-checksum-*`
 //!   on it and checks the body against it; s3s parses the body without looking.
+//! - headers HTTP says to ignore when invalid, which s3s refuses: a `Range` whose first
+//!   byte is past its last, and conditional dates that are not HTTP dates (those in the
+//!   older RFC 850 and asctime forms are rewritten in the form s3s reads).
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -71,8 +74,45 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
+/// Drops or rewrites the headers HTTP says to ignore when invalid (see the module).
+fn tidy_headers(headers: &mut axum::http::HeaderMap) {
+    let backwards = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+        .is_some_and(|(first, last)| first > last);
+    if backwards {
+        headers.remove(axum::http::header::RANGE);
+    }
+    for name in [
+        axum::http::header::IF_MODIFIED_SINCE,
+        axum::http::header::IF_UNMODIFIED_SINCE,
+    ] {
+        let Some(value) = headers.get(&name) else {
+            continue;
+        };
+        match value
+            .to_str()
+            .ok()
+            .map(|v| httpdate::parse_http_date(v.trim()))
+        {
+            Some(Ok(time)) => {
+                if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(time)) {
+                    headers.insert(name, v);
+                }
+            }
+            _ => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
 /// The request, let through (a DeleteObjects body read and checked), or the answer.
-pub(super) async fn screen(request: Request) -> Result<Request, Response> {
+pub(super) async fn screen(mut request: Request) -> Result<Request, Response> {
+    tidy_headers(request.headers_mut());
     let keys: Vec<&str> = request
         .uri()
         .query()

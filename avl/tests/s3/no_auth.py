@@ -75,6 +75,15 @@ for method, path in [("DELETE", "/open?acl"), ("DELETE", "/open?versioning"), ("
 assert signed.get_object(Bucket="open", Key="a")["Body"].read() == b"unsigned"
 signed.head_bucket(Bucket="open")
 
+# Headers HTTP says to ignore when invalid are ignored; dates in the older HTTP forms
+# are read.
+whole = b"signed, streamed"
+assert raw("GET", "/open/b", headers={"Range": "bytes=5-3"}) == (200, whole.decode())
+assert raw("GET", "/open/b", headers={"If-Modified-Since": "yesterday"}) == (200, whole.decode())
+assert raw("GET", "/open/b", headers={"If-Modified-Since": "Sun Nov  6 08:49:37 2044"})[0] == 304
+assert raw("GET", "/open/b", headers={"If-Unmodified-Since": "Sunday, 06-Nov-94 08:49:37 GMT"})[0] == 412
+assert raw("GET", "/open/b", headers={"Range": "bytes=1-3"}) == (206, whole[1:4].decode())
+
 # DeleteObjects needs an integrity header, and it must match (else nothing is deleted).
 import hashlib
 
