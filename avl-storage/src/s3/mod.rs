@@ -1142,16 +1142,15 @@ impl S3 for Front {
                     .e_tag
                     .map(|t| t.value().to_string())
                     .ok_or_else(|| s3_error!(MalformedXML, "a part without an ETag"))?;
-                let sum = checksums_in(
+                // Every checksum a part names is compared, not only the first.
+                let sums = checksums_in(
                     p.checksum_crc32.as_ref(),
                     p.checksum_crc32c.as_ref(),
                     p.checksum_crc64nvme.as_ref(),
                     p.checksum_sha1.as_ref(),
                     p.checksum_sha256.as_ref(),
-                )
-                .into_iter()
-                .next();
-                Ok(((number, tag), sum))
+                );
+                Ok(((number, tag), sums))
             })
             .collect::<S3Result<Vec<_>>>()?;
         let (parts, part_sums): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
@@ -1170,14 +1169,15 @@ impl S3 for Front {
               -> Result<Option<crate::Checksum>, StorageError> {
             // A part's checksum in the request must be the one kept with the part.
             for ((given, (_, kept)), number) in part_sums.iter().zip(kept).zip(&numbers) {
-                if let Some((algorithm, value)) = given
-                    && kept
+                for (algorithm, value) in given {
+                    if kept
                         .as_ref()
                         .is_none_or(|k| k.algorithm != *algorithm || k.value != value.trim())
-                {
-                    return Err(StorageError::InvalidPart(format!(
-                        "part {number}: its {algorithm} checksum is not the one it was uploaded with"
-                    )));
+                    {
+                        return Err(StorageError::InvalidPart(format!(
+                            "part {number}: its {algorithm} checksum is not the one it was uploaded with"
+                        )));
+                    }
                 }
             }
             let sum = match asked {

@@ -420,6 +420,10 @@ def multipart_checksums():
     bad[0]["ChecksumCRC32"] = b64(raw(b"other"))
     expect("InvalidPart", 400, s3.complete_multipart_upload, Bucket="assets", Key="mp-composite", UploadId=uid,
            MultipartUpload={"Parts": bad})
+    # A second checksum that is not the part's is checked too, not only the first.
+    two = [dict(parts[0], ChecksumSHA1=b64(b"x" * 20)), parts[1]]
+    expect("InvalidPart", 400, s3.complete_multipart_upload, Bucket="assets", Key="mp-composite", UploadId=uid,
+           MultipartUpload={"Parts": two})
     done = s3.complete_multipart_upload(Bucket="assets", Key="mp-composite", UploadId=uid,
                                         MultipartUpload={"Parts": parts})
     composite = b64(raw(raw(a) + raw(b))) + "-2"
