@@ -188,10 +188,14 @@ fn acknowledged_writes_survive_sigkill() {
                 .filter(|p| !p.is_empty())
                 .map(|p| p.parse().unwrap())
                 .collect();
-            // A grid of integer points is full of ties, the hard case for a graph:
-            // a wide candidate list finds each point.
+            // A grid of integer points is full of ties, the hard case for a graph, and
+            // this one has holes (rounds killed early leave rows short): a walk can stop
+            // in a dead end of the lattice, a point the row before it reached that is
+            // nearer than anything next to it. Seen past round 100 with a 512-wide
+            // list; the widest list (4,096) searches past such dead ends, so what is
+            // checked is that the point is in the index, not how good a walk is here.
             let mut query = aviladb::VectorQuery::new("/at", parts, 1);
-            query.ef = Some(512);
+            query.ef = Some(4096);
             let hits = c
                 .vector_query(&query)
                 .unwrap_or_else(|e| panic!("round {round}: {e}: {:?}", c.describe()));
