@@ -155,7 +155,8 @@ where
 /// Streams `body` into `write`, run on the blocking pool with a reader of it (which
 /// `observer` watches). At most `slots` uploads hold a blocking thread at once; the body
 /// ends only when it arrived whole (its `length`, if given, matched; it stayed under
-/// [`MAX_UPLOAD_BYTES`]; it never went quiet for a minute).
+/// [`MAX_UPLOAD_BYTES`]; it never went quiet for [`UPLOAD_IDLE`]). An upload that finds
+/// no slot within [`SLOT_WAIT`] is answered `SlowDown`.
 pub(crate) async fn write_body<T, S, E>(
     slots: &Semaphore,
     body: Option<S>,

@@ -861,7 +861,7 @@ impl Store {
     }
 
     /// An object's metadata and a reader of its bytes (or of `range` of them), which
-    /// reads one chunk at a time.
+    /// reads one block at a time.
     pub fn get_object(
         &self,
         bucket: &str,

@@ -72,7 +72,7 @@ pub(super) fn kind_of(c: &Checksum) -> ChecksumType {
 }
 
 /// The object's checksum from its parts' (size, checksum), in order; `None` when a part
-/// has no checksum of the upload's algorithm (a part copied with UploadPartCopy).
+/// has no checksum of the upload's algorithm (only parts an older build stored).
 pub(super) fn combine(
     wanted: &UploadChecksum,
     parts: &[(u64, Option<Checksum>)],

@@ -4,8 +4,9 @@
 //! credentials come from an avl-core [`KeyStore`].
 //!
 //! The store is synchronous: each request runs its store calls on Tokio's blocking pool,
-//! and bodies cross between the two through bounded channels, so a PUT or a GET of any
-//! size holds a few frames and one chunk in memory.
+//! and bodies cross between the two (uploads through a bounded channel, downloads a
+//! piece at a time), so a PUT of any size holds a few frames and one chunk in memory, a
+//! GET one block and one piece.
 
 mod body;
 mod checksums;
