@@ -3,9 +3,9 @@
 //! object's chunk list is the parts' lists in order, nothing is copied), abort.
 //!
 //! Tables: `uploads` (upload id → bucket, key, time, options) and `parts` (upload id,
-//! part number big-endian → size, ETag, time, chunks, checksum). Parts' chunks count as referenced
-//! until the upload completes (the parts left out are deleted then) or is aborted;
-//! [`Store::abort_stale_uploads`] reclaims abandoned ones. Table `completed` (upload id →
+//! part number big-endian → size, ETag, time, chunks, checksum). Parts' chunks count as
+//! referenced until the upload completes (the parts left out are deleted then) or is
+//! aborted; [`Store::abort_stale_uploads`] reclaims abandoned ones. Table `completed` (upload id →
 //! bucket, key, ETag, time), with `completed_order` (time, upload id) to prune it, lets a
 //! completion sent again answer as the first one did.
 
