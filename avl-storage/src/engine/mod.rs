@@ -1153,6 +1153,61 @@ impl Cursor {
         let to = (from + len).min(self.ahead_len);
         Ok(&self.ahead[from..to])
     }
+
+    /// The frame checksum stored at `at`.
+    fn checksum_at(&mut self, at: u64) -> std::io::Result<u64> {
+        let bytes = self.small_read(at, CHECKSUM_LEN)?;
+        if bytes.len() < CHECKSUM_LEN {
+            return Err(corrupted("a frame's checksum is cut off"));
+        }
+        Ok(le_u64(bytes))
+    }
+
+    /// Moves past a frame of `frame_len` bytes whose block ends at `block_end` in the
+    /// object, with checksum `sum` (the next frame's seed). Past the last of `chunk`'s
+    /// bytes (ending at `chunk_end`), what follows must be an empty final frame ending
+    /// the file (its bytes are usually read ahead already).
+    fn step(
+        &mut self,
+        frame: &FrameHeader,
+        block_end: u64,
+        sum: u64,
+        (chunk, chunk_end): (Chunk, u64),
+    ) -> std::io::Result<()> {
+        self.seed = sum;
+        self.offset += frame.frame_len();
+        self.next = block_end;
+        self.done = frame.end;
+        if block_end < chunk_end || frame.end {
+            return Ok(());
+        }
+        let not_ended = || {
+            corrupted(format!(
+                "chunk {:016x} does not end after its {} bytes",
+                chunk.id, chunk.len
+            ))
+        };
+        let last = FrameHeader::parse(self.small_read(self.offset, MAX_HEADER_LEN)?)
+            .map_err(|_| not_ended())?;
+        let empty_end = last.end
+            && last.checksum
+            && last.decoded_len == 0
+            && last.payload_len == 0
+            && self.offset + last.frame_len() == self.file_len;
+        let expected = content_checksum(&[], self.seed);
+        if !empty_end || self.checksum_at(self.offset + last.header_len as u64)? != expected {
+            return Err(not_ended());
+        }
+        self.offset = self.file_len;
+        self.done = true;
+        Ok(())
+    }
+}
+
+fn le_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(b)
 }
 
 /// A checked block, ready to copy out.
@@ -1269,50 +1324,11 @@ impl ObjectReader {
             let len = header.decoded_len as usize;
             let payload_at = cursor.offset + header.header_len as u64;
             let sum_at = payload_at + header.payload_len;
-            let stored_sum = |cursor: &mut Cursor| -> std::io::Result<u64> {
-                let bytes = cursor.small_read(sum_at, CHECKSUM_LEN)?;
-                let mut sum = [0u8; CHECKSUM_LEN];
-                if bytes.len() < CHECKSUM_LEN {
-                    return Err(corrupted("a frame's checksum is cut off"));
-                }
-                sum.copy_from_slice(bytes);
-                Ok(u64::from_le_bytes(sum))
-            };
-            let step = |cursor: &mut Cursor, sum: u64| -> std::io::Result<()> {
-                cursor.seed = sum;
-                cursor.offset += frame_len;
-                cursor.next = block_end;
-                cursor.done = header.end;
-                if block_end == chunk_end && !header.end {
-                    // The chunk's bytes are all read: what follows must be an empty final
-                    // frame ending the file (its bytes are usually read ahead already).
-                    let head = cursor.small_read(cursor.offset, MAX_HEADER_LEN)?;
-                    let last = FrameHeader::parse(head).map_err(in_chunk)?;
-                    let sum_at = cursor.offset + last.header_len as u64;
-                    let whole = last.end
-                        && last.checksum
-                        && last.decoded_len == 0
-                        && last.payload_len == 0
-                        && cursor.offset + last.frame_len() == cursor.file_len;
-                    let sum_ok = whole && {
-                        let expected = content_checksum(&[], cursor.seed).to_le_bytes();
-                        cursor.small_read(sum_at, CHECKSUM_LEN)? == expected
-                    };
-                    if !sum_ok {
-                        return Err(corrupted(format!(
-                            "chunk {:016x} does not end after its {} bytes",
-                            chunk.id, chunk.len
-                        )));
-                    }
-                    cursor.offset = cursor.file_len;
-                    cursor.done = true;
-                }
-                Ok(())
-            };
+            let this = (chunk, chunk_end);
             if self.pos >= block_end {
                 // A block before the range: only its checksum is read, as the next seed.
-                let sum = stored_sum(cursor)?;
-                step(cursor, sum)?;
+                let sum = cursor.checksum_at(sum_at)?;
+                cursor.step(&header, block_end, sum, this)?;
                 if header.end {
                     return Err(corrupted("the object's chunks are shorter than its size"));
                 }
@@ -1325,21 +1341,17 @@ impl ObjectReader {
             {
                 // The caller's buffer takes the stored block whole: read it there.
                 read_exact_at(&cursor.file, &mut buf[..len], payload_at)?;
-                let sum = stored_sum(cursor)?;
+                let sum = cursor.checksum_at(sum_at)?;
                 if sum != content_checksum(&buf[..len], cursor.seed) {
                     return Err(in_chunk(avila_compress::Error::ChecksumMismatch));
                 }
-                step(cursor, sum)?;
+                cursor.step(&header, block_end, sum, this)?;
                 return Ok(len);
             }
             self.frame.clear();
             self.frame.resize(frame_len as usize, 0);
             read_exact_at(&cursor.file, &mut self.frame, cursor.offset)?;
-            let sum_in_frame = {
-                let mut sum = [0u8; CHECKSUM_LEN];
-                sum.copy_from_slice(&self.frame[self.frame.len() - CHECKSUM_LEN..]);
-                u64::from_le_bytes(sum)
-            };
+            let sum_in_frame = le_u64(&self.frame[self.frame.len() - CHECKSUM_LEN..]);
             let block = if header.method == Method::None {
                 let at = header.header_len;
                 if sum_in_frame != content_checksum(&self.frame[at..at + len], cursor.seed) {
@@ -1363,7 +1375,7 @@ impl ObjectReader {
                     len,
                 }
             };
-            step(cursor, sum_in_frame)?;
+            cursor.step(&header, block_end, sum_in_frame, this)?;
             self.block = Some(block);
             return Ok(0);
         }
