@@ -5,9 +5,9 @@
 //! Tables: `uploads` (upload id → bucket, key, time, options) and `parts` (upload id,
 //! part number big-endian → size, ETag, time, chunks, checksum). Parts' chunks count as
 //! referenced until the upload completes (the parts left out are deleted then) or is
-//! aborted; [`Store::abort_stale_uploads`] reclaims abandoned ones. Table `completed` (upload id →
-//! bucket, key, ETag, time), with `completed_order` (time, upload id) to prune it, lets a
-//! completion sent again answer as the first one did.
+//! aborted; [`Store::abort_stale_uploads`] reclaims abandoned ones. Table `completed`
+//! (upload id → bucket, key, ETag), with `completed_order` (time, upload id) to prune
+//! it, lets a completion sent again answer as the first one did.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -21,7 +21,7 @@ use crate::error::{Result, StorageError};
 
 pub(super) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub(super) const PARTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("parts");
-/// Completed uploads (upload id → bucket, key, ETag, time), so a completion sent again
+/// Completed uploads (upload id → bucket, key, ETag), so a completion sent again
 /// (a client that never saw the answer retries) answers as the first one did.
 pub(super) const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
 /// The same completions by time (ms big-endian, then upload id), so old ones are found
@@ -107,7 +107,6 @@ struct CompletedRecord {
     bucket: String,
     key: String,
     etag: String,
-    completed_ms: u64,
 }
 
 /// An upload in progress.
@@ -192,6 +191,16 @@ impl<R: Read> Read for Observed<'_, R> {
         (self.observe)(&buf[..n]);
         Ok(n)
     }
+}
+
+/// S3's ETag of an object made of parts with these ETags (hex MD5s, quoted or not): the
+/// MD5 of their MD5s, then `-N`; `None` if one is not hex.
+fn multipart_etag(parts: &[(u32, String)]) -> Option<String> {
+    let mut md5s = Md5::new();
+    for (_, etag) in parts {
+        md5s.update(hex::decode(etag.trim_matches('"')).ok()?);
+    }
+    Some(format!("{}-{}", hex::encode(md5s.finalize()), parts.len()))
 }
 
 fn new_upload_id() -> Result<String> {
@@ -518,14 +527,7 @@ impl Store {
             };
             decode(v.value(), "completion record")?
         };
-        let mut md5s = Md5::new();
-        for (_, etag) in parts {
-            let Ok(digest) = hex::decode(etag.trim_matches('"')) else {
-                return Err(gone());
-            };
-            md5s.update(digest);
-        }
-        let asked = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
+        let asked = multipart_etag(parts).ok_or_else(gone)?;
         if done.bucket != bucket || done.key != key || done.etag != asked {
             return Err(gone());
         }
@@ -554,7 +556,6 @@ impl Store {
         let upload = self.upload(&self.inner.db.begin_read()?, bucket, key, upload_id)?;
         let all = self.all_parts(upload_id)?;
         let mut chunks = Vec::new();
-        let mut md5s = Md5::new();
         let mut size = 0u64;
         let mut sums = Vec::with_capacity(parts.len());
         for (i, (number, etag)) in parts.iter().enumerate() {
@@ -575,9 +576,6 @@ impl Store {
                     min: self.inner.min_part_size,
                 });
             }
-            md5s.update(
-                hex::decode(&part.etag).map_err(|_| StorageError::Corrupted("part ETag".into()))?,
-            );
             chunks.extend_from_slice(&part.chunks);
             size += part.size;
             sums.push((part.size, part.checksum.clone()));
@@ -587,9 +585,12 @@ impl Store {
         if let Some(sum) = combine(upload.checksum.as_ref(), &sums)? {
             options.checksum = Some(sum);
         }
+        // The request's ETags are the parts' (checked above).
+        let etag =
+            multipart_etag(parts).ok_or_else(|| StorageError::Corrupted("part ETag".into()))?;
         let record = ObjectRecord {
             size,
-            etag: format!("{}-{}", hex::encode(md5s.finalize()), parts.len()),
+            etag,
             last_modified_ms: now_ms(),
             options,
             chunks,
@@ -606,7 +607,6 @@ impl Store {
             bucket: bucket.to_string(),
             key: key.to_string(),
             etag: record.etag.clone(),
-            completed_ms: record.last_modified_ms,
         })?;
         let old = self.commit_with(bucket, key, &record, conditions, |txn| {
             let removed = txn.open_table(UPLOADS)?.remove(upload_id)?.is_some();
