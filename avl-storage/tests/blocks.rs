@@ -13,12 +13,13 @@ use redb::ReadableTable;
 
 const CHUNK: usize = 1 << 20;
 
+/// 1 MiB chunks (four blocks each), and parts down to 10 bytes.
 fn store(dir: &Path) -> Store {
     Store::open_with(
         dir,
         StoreOptions {
             chunk_size: CHUNK,
-            ..StoreOptions::default()
+            min_part_size: 10,
         },
     )
     .unwrap()
@@ -281,28 +282,21 @@ fn stores_written_one_frame_per_chunk_still_read() {
 #[test]
 fn part_sizes_that_do_not_add_up_are_corrupted() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(
-        dir.path(),
-        StoreOptions {
-            chunk_size: CHUNK,
-            min_part_size: 10,
-        },
-    )
-    .unwrap();
-    store.create_bucket("bkt").unwrap();
-    let id = store
-        .create_multipart_upload("bkt", "mp", PutOptions::default())
-        .unwrap();
-    let e1 = store
-        .upload_part("bkt", "mp", &id, 1, &mut &[1u8; 20][..])
-        .unwrap();
-    let e2 = store
-        .upload_part("bkt", "mp", &id, 2, &mut &[2u8; 5][..])
-        .unwrap();
-    store
-        .complete_multipart_upload("bkt", "mp", &id, &[(1, e1), (2, e2)], &Default::default())
-        .unwrap();
-    drop(store);
+    {
+        let s = store(dir.path());
+        s.create_bucket("bkt").unwrap();
+        let id = s
+            .create_multipart_upload("bkt", "mp", PutOptions::default())
+            .unwrap();
+        let e1 = s
+            .upload_part("bkt", "mp", &id, 1, &mut &[1u8; 20][..])
+            .unwrap();
+        let e2 = s
+            .upload_part("bkt", "mp", &id, 2, &mut &[2u8; 5][..])
+            .unwrap();
+        s.complete_multipart_upload("bkt", "mp", &id, &[(1, e1), (2, e2)], &Default::default())
+            .unwrap();
+    }
     for parts in [format!("[{},1]", u64::MAX), "[20,500]".to_string()] {
         {
             let db = redb::Database::create(dir.path().join(avl_storage::FILE_NAME)).unwrap();
@@ -321,30 +315,19 @@ fn part_sizes_that_do_not_add_up_are_corrupted() {
             }
             txn.commit().unwrap();
         }
-        let store = store_with_parts(dir.path());
+        let s = store(dir.path());
         let none = avl_storage::Conditions::default();
         assert!(matches!(
-            store.get_object_part_if("bkt", "mp", 2, &none),
+            s.get_object_part_if("bkt", "mp", 2, &none),
             Err(StorageError::Corrupted(_))
         ));
         assert!(matches!(
-            store.head_object_part_if("bkt", "mp", 1, &none),
+            s.head_object_part_if("bkt", "mp", 1, &none),
             Err(StorageError::Corrupted(_))
         ));
         // The whole object still reads.
-        assert_eq!(read_with(&store, "mp", None, 4096).unwrap().len(), 25);
+        assert_eq!(read_with(&s, "mp", None, 4096).unwrap().len(), 25);
     }
-}
-
-fn store_with_parts(dir: &Path) -> Store {
-    Store::open_with(
-        dir,
-        StoreOptions {
-            chunk_size: CHUNK,
-            min_part_size: 10,
-        },
-    )
-    .unwrap()
 }
 
 /// A range reads only the chunks it touches: with the first chunk's file gone, a range
