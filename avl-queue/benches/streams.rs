@@ -72,7 +72,7 @@ fn always(secs: f64) -> (f64, f64, Vec<Duration>) {
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let info = engine.partitions("t").unwrap()[0];
+    let info = engine.partitions("t").unwrap()[0].clone();
     let mut lat = latencies;
     lat.sort_unstable();
     (

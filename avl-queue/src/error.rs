@@ -92,6 +92,19 @@ pub enum QueueError {
     /// Stored data failed its checks.
     #[error("corrupted data: {0}")]
     Corrupted(String),
+    /// Offsets `from..to` of a partition failed their checks when the log was opened:
+    /// they are never served; a reader goes on by seeking to `to`.
+    #[error(
+        "offsets {from}..{to} of partition {partition} are damaged on disk and cannot be read; seek to {to} to go on"
+    )]
+    Damaged {
+        /// The partition.
+        partition: u32,
+        /// The first damaged offset.
+        from: u64,
+        /// The first offset after them that reads.
+        to: u64,
+    },
     /// A sync failed: what was written since the last one may not be durable, so the
     /// partition takes no more writes until it is reopened.
     #[error("the partition's log cannot be made durable: {0}")]
@@ -127,7 +140,7 @@ impl QueueError {
                 ErrorCode::InvalidInput
             }
             QueueError::TooLarge { .. } => ErrorCode::TooLarge,
-            QueueError::Corrupted(_) => ErrorCode::Corrupted,
+            QueueError::Corrupted(_) | QueueError::Damaged { .. } => ErrorCode::Corrupted,
             QueueError::SyncFailed(_) => ErrorCode::Unavailable,
             QueueError::Io(_) => ErrorCode::Internal,
         }

@@ -1,6 +1,6 @@
 //! The stream engine against a model: what was published is read back at its offsets,
-//! across segment files and reopenings; torn tails are cut; bad input is refused with
-//! nothing written.
+//! across segment files and reopenings; torn tails are cut; damage is reported and never
+//! served; bad input is refused with nothing written.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -127,7 +127,7 @@ proptest! {
             }
         }
         for (p, log) in model.iter().enumerate() {
-            let info = engine.partitions("t").unwrap()[p];
+            let info = engine.partitions("t").unwrap()[p].clone();
             prop_assert_eq!((info.start, info.end), (0, log.len() as u64));
             let lag = &engine.lag("g", "t").unwrap()[p];
             prop_assert_eq!(lag.committed, committed.get(&(p as u32)).copied());
@@ -165,22 +165,158 @@ fn a_torn_tail_is_cut_and_the_log_goes_on() {
     assert_eq!(all.len(), 10);
     assert_eq!(all[9].value, b"after");
     assert_eq!(all[8].value, vec![8u8; 100]);
-    drop(engine);
+}
 
-    // A flipped byte in the middle ends the log there, in this segment and after it.
-    let bytes = std::fs::read(&segment).unwrap();
-    let mut damaged = bytes.clone();
-    let middle = bytes.len() / 2;
-    damaged[middle] ^= 0xff;
-    std::fs::write(&segment, &damaged).unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
-    let end = engine.partitions("t").unwrap()[0].end;
-    assert!(end < 10, "{end}");
-    let kept = engine.read("t", 0, 0, 100, usize::MAX).unwrap();
-    assert_eq!(kept.len() as u64, end);
-    for (i, r) in kept.iter().enumerate() {
-        assert_eq!(r.value, vec![i as u8; 100]);
+/// Flips the bits of `mask` in the byte at `at` of `path`.
+fn flip(path: &std::path::Path, at: usize, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= mask;
+    std::fs::write(path, &bytes).unwrap();
+}
+
+fn values(records: &[avl_queue::Record]) -> Vec<Vec<u8>> {
+    records.iter().map(|r| r.value.clone()).collect()
+}
+
+#[test]
+fn damage_mid_segment_is_reported_never_served_nor_skipped() {
+    // A flipped bit in a value, then in a length field (the next record must be found
+    // byte by byte), then in a compressed batch.
+    for (case, at_in_record) in [("value", 100usize), ("length", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = Engine::open(dir.path()).unwrap();
+            engine
+                .create_topic("t", config(1, Durability::Always, 1 << 20))
+                .unwrap();
+            for i in 0..10u8 {
+                engine.publish("t", Message::new(vec![i; 100])).unwrap();
+            }
+        }
+        let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+        let record = std::fs::metadata(&segment).unwrap().len() as usize / 10;
+        flip(&segment, 4 * record + at_in_record, 0x04);
+        for round in 0..2 {
+            let engine = Engine::open(dir.path()).unwrap();
+            let info = &engine.partitions("t").unwrap()[0];
+            assert_eq!(
+                info.end,
+                10 + round,
+                "{case}: nothing after the damage is lost"
+            );
+            assert_eq!(info.damaged, vec![(4, 5)], "{case}");
+            // A read from before stops short of it; one of it is an error; one after
+            // it reads.
+            let before = engine.read("t", 0, 0, 100, usize::MAX).unwrap();
+            assert_eq!(
+                values(&before),
+                (0..4u8).map(|i| vec![i; 100]).collect::<Vec<_>>()
+            );
+            match engine.read("t", 0, 4, 100, usize::MAX) {
+                Err(
+                    e @ QueueError::Damaged {
+                        partition: 0,
+                        from: 4,
+                        to: 5,
+                    },
+                ) => {
+                    assert_eq!(e.code(), avl_core::ErrorCode::Corrupted);
+                    assert!(e.to_string().contains("seek to 5"), "{e}");
+                }
+                other => panic!("{case}: {other:?}"),
+            }
+            let after = engine.read("t", 0, 5, 100, usize::MAX).unwrap();
+            assert_eq!(after.len(), 5 + round as usize, "{case}");
+            assert_eq!(after[0].value, vec![5u8; 100]);
+            assert_eq!(after[4].value, vec![9u8; 100]);
+            // Offsets go on after the end, never over what is damaged.
+            let next = engine.publish("t", Message::new("more")).unwrap();
+            assert_eq!(next.offset, 10 + round, "{case}");
+            // Seeking by time and compaction pass over it.
+            assert_eq!(engine.offset_for_time("t", 0, 0).unwrap(), 0);
+        }
     }
+
+    // A subscription reports the damage once and goes on after it.
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut c = config(1, Durability::Always, 1 << 20);
+        c.compression = avl_queue::Compression::Zstd;
+        engine.create_topic("t", c).unwrap();
+        engine.publish("t", Message::new("first")).unwrap();
+        let batch: Vec<Message> = (0..5u8).map(|i| Message::new(vec![i; 300])).collect();
+        engine.publish_batch("t", batch).unwrap();
+        engine.publish("t", Message::new("last")).unwrap();
+    }
+    let len = std::fs::metadata(&segment).unwrap().len() as usize;
+    // The middle of the file is inside the compressed batch (offsets 1..6).
+    flip(&segment, len / 2, 0x01);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("t").unwrap()[0].damaged, vec![(1, 6)]);
+    let mut sub = engine
+        .subscribe("t", avl_queue::StartAt::Beginning)
+        .unwrap();
+    let first = sub.next(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(first.record.value, b"first");
+    assert!(matches!(
+        sub.next(Duration::from_secs(1)),
+        Err(QueueError::Damaged { from: 1, to: 6, .. })
+    ));
+    let last = sub.next(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(
+        (last.record.offset, &last.record.value[..]),
+        (6, &b"last"[..])
+    );
+}
+
+#[test]
+fn damage_at_the_end_of_a_closed_segment_is_reported_and_later_segments_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        // Four records of 1,050 bytes per segment.
+        engine
+            .create_topic("t", config(1, Durability::Always, 4096))
+            .unwrap();
+        for i in 0..12u8 {
+            engine.publish("t", Message::new(vec![i; 1000])).unwrap();
+        }
+    }
+    let part = dir.path().join("topics/t/0");
+    let first = part.join(format!("{:020}.log", 0));
+    let len = std::fs::metadata(&first).unwrap().len() as usize;
+    // The last record of the first segment, and nothing whole after it there.
+    flip(&first, len - 10, 0x80);
+    let engine = Engine::open(dir.path()).unwrap();
+    let info = &engine.partitions("t").unwrap()[0];
+    assert_eq!((info.end, info.damaged.clone()), (12, vec![(3, 4)]));
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().len() as usize,
+        len,
+        "not cut"
+    );
+    assert_eq!(engine.read("t", 0, 0, 100, usize::MAX).unwrap().len(), 3);
+    assert!(matches!(
+        engine.read("t", 0, 3, 100, usize::MAX),
+        Err(QueueError::Damaged { from: 3, to: 4, .. })
+    ));
+    let rest = engine.read("t", 0, 4, 100, usize::MAX).unwrap();
+    assert_eq!(
+        values(&rest),
+        (4..12u8).map(|i| vec![i; 1000]).collect::<Vec<_>>()
+    );
+    // A segment file lost in the middle is reported the same way.
+    drop(engine);
+    std::fs::remove_file(part.join(format!("{:020}.log", 4))).unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    assert_eq!(engine.partitions("t").unwrap()[0].damaged, vec![(3, 8)]);
+    assert!(matches!(
+        engine.read("t", 0, 5, 1, usize::MAX),
+        Err(QueueError::Damaged { from: 3, to: 8, .. })
+    ));
+    assert_eq!(engine.read("t", 0, 8, 100, usize::MAX).unwrap().len(), 4);
 }
 
 #[test]
@@ -424,7 +560,7 @@ fn retention_drops_whole_segments_from_the_head() {
     std::thread::sleep(Duration::from_millis(5));
     assert!(engine.apply_retention().unwrap() > 0);
     let kept = |topic: &str| {
-        let p = engine.partitions(topic).unwrap()[0];
+        let p = engine.partitions(topic).unwrap()[0].clone();
         (p.start, p.end)
     };
     let (start, end) = kept("count");
@@ -566,7 +702,7 @@ fn a_deleted_topic_takes_no_more_writes_and_stray_files_are_not_segments() {
         .unwrap();
     writer.join().unwrap();
     // Whatever the writer put in the new topic is whole and dense.
-    let info = engine.partitions("t").unwrap()[0];
+    let info = engine.partitions("t").unwrap()[0].clone();
     assert_eq!(
         engine
             .read("t", 0, 0, usize::MAX, usize::MAX)

@@ -187,7 +187,7 @@ pub struct Published {
 }
 
 /// A partition's readable range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionInfo {
     /// The partition.
     pub partition: u32,
@@ -198,6 +198,10 @@ pub struct PartitionInfo {
     /// Syncs of its log since the engine opened (messages per sync show how well
     /// concurrent producers share them).
     pub syncs: u64,
+    /// Offset ranges (`from..to`) that failed their checks when the log was opened:
+    /// reads of them answer [`QueueError::Damaged`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<(u64, u64)>,
 }
 
 /// A group's position in one partition.
@@ -578,6 +582,7 @@ impl Engine {
                     start,
                     end,
                     syncs: p.syncs(),
+                    damaged: p.damaged(),
                 }
             })
             .collect())
@@ -751,6 +756,11 @@ impl Engine {
                 offset,
                 start,
                 end,
+            },
+            QueueError::Damaged { from, to, .. } => QueueError::Damaged {
+                partition,
+                from,
+                to,
             },
             other => other,
         })

@@ -12,8 +12,13 @@
 //! so a consumer never sees a message that a crash could take back.
 //!
 //! **Recovery.** Opening reads every segment, checking each record's CRC and that offsets
-//! run on without a gap; the first record that fails ends the log: the file is cut there
-//! (a torn tail) and later segments are removed.
+//! run on without a gap. A record that fails with nothing whole after it in the last
+//! segment is a torn tail: the file is cut there. One that fails with checked records
+//! after it (looked for byte by byte) is damage: its offsets up to the next record that
+//! reads are remembered as damaged and reported, and every read of them answers
+//! [`QueueError::Damaged`], so they are neither served nor skipped without a word; the
+//! records after them stay. The same holds for the end of a closed segment that falls
+//! short of the next segment's first offset.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -120,6 +125,8 @@ struct State {
     failed: Option<String>,
     /// The topic was deleted: appends still holding it are refused.
     deleted: bool,
+    /// Offset ranges (`from..to`, ascending) found damaged at open.
+    damaged: Vec<(u64, u64)>,
     buf: Vec<u8>,
 }
 
@@ -244,19 +251,21 @@ impl Partition {
         let mut next = bases.first().copied().unwrap_or(0);
         let mut cut = false;
         let mut changed = false;
-        for base in bases {
+        let mut damaged: Vec<(u64, u64)> = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(dir, base);
-            // A compacted log may skip offsets, between segments too.
-            let in_place = if compacted {
-                base >= next
-            } else {
-                base == next
-            };
-            if cut || !in_place {
-                // After a torn or damaged segment, or past a gap: not part of the log.
-                // Kept aside rather than deleted, for whoever wants to look.
+            if !compacted && base > next && !cut {
+                // Offsets missing between the segments: the end of the one before did
+                // not read.
+                tracing::error!(file = %path.display(), from = next, to = base, "offsets before this segment are damaged or missing");
+                damaged.push((next, base));
+                next = base;
+            }
+            if cut || base < next {
+                // Overlapping the log before it: not part of the log. Kept aside
+                // rather than deleted, for whoever wants to look.
                 std::fs::rename(&path, path.with_extension("log.orphan"))?;
-                tracing::warn!(file = %path.display(), "a segment after the end of the log was set aside");
+                tracing::error!(file = %path.display(), "a segment overlapping the log was set aside");
                 cut = true;
                 changed = true;
                 continue;
@@ -266,11 +275,26 @@ impl Partition {
                 .write(true)
                 .open(&path)?;
             let scanned = scan(&file, base, compacted, &mut producers)?;
+            for &(from, to) in &scanned.damaged {
+                tracing::error!(file = %path.display(), from, to, "damaged records in this segment: reads of them fail");
+            }
+            damaged.extend_from_slice(&scanned.damaged);
             next = scanned.next;
-            if scanned.len < file.metadata()?.len() {
-                tracing::warn!(file = %path.display(), at = scanned.len, "the log ends inside this segment: cut there");
+            let last = i + 1 == bases.len();
+            let file_len = file.metadata()?.len();
+            if !last && scanned.len < file_len {
+                // A closed segment ends in bytes that do not read: its offsets up to the
+                // next segment's first are damaged.
+                let to = bases[i + 1];
+                tracing::error!(file = %path.display(), at = scanned.len, from = next, to, "a closed segment ends in damaged records: reads of them fail");
+                if to > next {
+                    damaged.push((next, to));
+                    next = to;
+                }
+            }
+            if last && scanned.len < file_len {
+                tracing::warn!(file = %path.display(), at = scanned.len, "the log ends inside this segment (a torn tail): cut there");
                 file.set_len(scanned.len)?;
-                cut = true;
             }
             segments.push(Segment {
                 base,
@@ -317,6 +341,7 @@ impl Partition {
                 dir_dirty: false,
                 failed: None,
                 deleted: false,
+                damaged,
                 buf: Vec::new(),
             }),
             sync: Mutex::new(SyncState {
@@ -347,7 +372,15 @@ impl Partition {
         };
         let mut at = start;
         while at < end {
-            let records = self.read(at, 1000, 4 << 20)?;
+            let records = match self.read(at, 1000, 4 << 20) {
+                Ok(records) => records,
+                // What cannot be read holds no timestamp to find.
+                Err(QueueError::Damaged { to, .. }) => {
+                    at = to;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Some(last) = records.last() else { break };
             if let Some(r) = records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
                 return Ok(r.offset);
@@ -365,14 +398,14 @@ impl Partition {
     pub(crate) fn compact(&self, tombstone_ms: u64, now_ms: u64) -> Result<usize> {
         let _one = lock(&self.compacting);
         let end = self.visible.load(Ordering::Acquire);
-        let (start, closed): (u64, Vec<(u64, u64)>) = {
+        let (start, closed, damaged) = {
             let st = lock(&self.state);
             let start = st.segments.first().map_or(0, |s| s.base);
-            let closed = st.segments[..st.segments.len().saturating_sub(1)]
+            let closed: Vec<(u64, u64)> = st.segments[..st.segments.len().saturating_sub(1)]
                 .iter()
                 .map(|s| (s.base, s.len))
                 .collect();
-            (start, closed)
+            (start, closed, st.damaged.clone())
         };
         if closed.is_empty() {
             return Ok(0);
@@ -381,7 +414,14 @@ impl Partition {
         let mut latest: std::collections::HashMap<Vec<u8>, u64> = Default::default();
         let mut at = start;
         while at < end {
-            let records = self.read(at, 10_000, 16 << 20)?;
+            let records = match self.read(at, 10_000, 16 << 20) {
+                Ok(records) => records,
+                Err(QueueError::Damaged { to, .. }) => {
+                    at = to;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Some(last) = records.last() else { break };
             let next = last.offset + 1;
             for r in records {
@@ -394,6 +434,11 @@ impl Partition {
         let mut removed = 0;
         for (i, (base, len)) in closed.iter().enumerate() {
             let upto = closed.get(i + 1).map_or(u64::MAX, |(b, _)| *b);
+            // A segment with damage stays as it is: rewriting it would drop what cannot
+            // be read without a word.
+            if damaged.iter().any(|&(from, to)| from < upto && to > *base) {
+                continue;
+            }
             let mut kept = Vec::new();
             let mut dropped = 0usize;
             let mut at = *base;
@@ -500,13 +545,21 @@ impl Partition {
                 total -= head.len;
                 drop_count += 1;
             }
-            st.segments.drain(..drop_count).map(|s| s.base).collect()
+            let doomed = st.segments.drain(..drop_count).map(|s| s.base).collect();
+            let start = st.segments.first().map_or(0, |s| s.base);
+            st.damaged.retain(|&(_, to)| to > start);
+            doomed
         };
         for base in &doomed {
             // A removal a crash undoes is redone by the next pass.
             std::fs::remove_file(segment_path(&self.dir, *base))?;
         }
         Ok(doomed.len())
+    }
+
+    /// Offset ranges (`from..to`) found damaged at open.
+    pub(crate) fn damaged(&self) -> Vec<(u64, u64)> {
+        lock(&self.state).damaged.clone()
     }
 
     /// Syncs done since the partition was opened.
@@ -769,8 +822,10 @@ impl Partition {
 
     /// Up to `max` records from `offset` on (at most `max_bytes` of them after the
     /// first), of those visible.
+    /// Offsets found damaged at open answer [`QueueError::Damaged`]; a read from before
+    /// them stops short of them.
     pub(crate) fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Result<Vec<Record>> {
-        let end = self.visible.load(Ordering::Acquire);
+        let mut end = self.visible.load(Ordering::Acquire);
         let found: Vec<(u64, Arc<File>, u64, u64)> = {
             let st = lock(&self.state);
             let start = st.segments.first().map_or(0, |s| s.base);
@@ -781,6 +836,18 @@ impl Partition {
                     start,
                     end,
                 });
+            }
+            if let Some(&(from, to)) = st.damaged.iter().find(|&&(_, to)| offset < to)
+                && from <= offset
+            {
+                return Err(QueueError::Damaged {
+                    partition: 0,
+                    from,
+                    to,
+                });
+            }
+            if let Some(&(from, _)) = st.damaged.iter().find(|&&(from, _)| from > offset) {
+                end = end.min(from);
             }
             let first = st
                 .segments
@@ -815,7 +882,7 @@ impl Partition {
                     at += n;
                     progressed = true;
                     for r in records {
-                        if r.offset < want || want >= end || out.len() >= max {
+                        if r.offset < want || r.offset >= end || out.len() >= max {
                             continue;
                         }
                         if r.offset != want && !self.compacted {
@@ -888,10 +955,15 @@ struct Scanned {
     newest_ms: u64,
     index: Vec<(u64, u64)>,
     indexed_at: u64,
+    /// Offset ranges (`from..to`) of records that failed their checks with checked
+    /// records after them.
+    damaged: Vec<(u64, u64)>,
 }
 
 /// Reads a segment a window at a time, checking each record and that offsets run on
-/// from `base`; stops at the first that does not.
+/// from `base`. At the first that does not, it looks further for one that does: the
+/// offsets between are damaged and it goes on from there; when none does, the log ends
+/// where the last good record ended.
 fn scan(
     file: &File,
     base: u64,
@@ -905,8 +977,11 @@ fn scan(
         newest_ms: 0,
         index: Vec::new(),
         indexed_at: 0,
+        damaged: Vec::new(),
     };
     let mut window = Vec::new();
+    // After damage, the next record gets an index entry whatever its distance.
+    let mut index_next = false;
     while out.len < size {
         let want = (READ_WINDOW as u64)
             .max(window.capacity() as u64)
@@ -926,9 +1001,10 @@ fn scan(
                 _ => break,
             }
             let pos = out.len + at as u64;
-            if out.index.is_empty() || pos >= out.indexed_at + INDEX_EVERY {
+            if out.index.is_empty() || index_next || pos >= out.indexed_at + INDEX_EVERY {
                 out.index.push((records[0].offset, pos));
                 out.indexed_at = pos;
+                index_next = false;
             }
             for r in records {
                 out.newest_ms = out.newest_ms.max(r.timestamp_ms);
@@ -946,14 +1022,69 @@ fn scan(
             let declared = record::declared_len(&window).unwrap_or(0) as u64;
             let need = record::HEADER_LEN as u64 + declared;
             if need <= window.len() as u64 || out.len + need > size {
-                break;
+                // Nothing whole and in order here: damage, if a good record follows.
+                let Some((pos, offset)) = resync(file, out.len, size, out.next)? else {
+                    break;
+                };
+                if offset > out.next {
+                    out.damaged.push((out.next, offset));
+                }
+                out.len = pos;
+                out.next = offset;
+                index_next = true;
+                window = Vec::new();
+            } else {
+                window = Vec::with_capacity(need as usize);
             }
-            window = Vec::with_capacity(need as usize);
             continue;
         }
         out.len += at as u64;
     }
     Ok(out)
+}
+
+/// Looks from byte `from` of a segment of `size` bytes for the first position holding a
+/// whole, checked record (or batch) whose offset is at least `next`; the offsets before
+/// it are damaged. Answers its position and first offset.
+fn resync(file: &File, from: u64, size: u64, next: u64) -> Result<Option<(u64, u64)>> {
+    // Bytes of a header and the offset that starts every body.
+    const PEEK: usize = record::HEADER_LEN + 8;
+    // A candidate's offset this far past `next` is not taken for one (a cheap test
+    // before its CRC is computed).
+    const REACH: u64 = 1 << 40;
+    let mut window = vec![0u8; READ_WINDOW];
+    let mut base = from;
+    while base + PEEK as u64 <= size {
+        let n = (READ_WINDOW as u64).min(size - base) as usize;
+        file.read_exact_at(&mut window[..n], base)?;
+        let positions = n + 1 - PEEK;
+        for i in 0..positions {
+            let head = &window[i..i + PEEK];
+            let Some(len) = record::declared_len(head) else {
+                continue;
+            };
+            let pos = base + i as u64;
+            if len < 8 || pos + (record::HEADER_LEN + len) as u64 > size {
+                continue;
+            }
+            let offset = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+            if offset < next || offset - next > REACH {
+                continue;
+            }
+            let mut whole = vec![0u8; record::HEADER_LEN + len];
+            file.read_exact_at(&mut whole, pos)?;
+            let first = match record::decode(&whole) {
+                Decoded::Record(r, _) => r.offset,
+                Decoded::Batch(rs, _) => rs.first().map_or(offset, |r| r.offset),
+                Decoded::End => continue,
+            };
+            if first >= next {
+                return Ok(Some((pos, first)));
+            }
+        }
+        base += positions as u64;
+    }
+    Ok(None)
 }
 
 /// Creates `dir` (and its parents) and syncs each new entry's parent directory, so the

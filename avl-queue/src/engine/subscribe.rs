@@ -163,6 +163,11 @@ impl Subscription {
                         continue;
                     }
                     Err(QueueError::NoSuchTopic(_) | QueueError::TopicDeleted) => continue,
+                    // Reported once; the subscription goes on after the damage.
+                    Err(e @ QueueError::Damaged { to, .. }) => {
+                        self.positions.insert((topic, partition), to);
+                        return Err(e);
+                    }
                     Err(e) => return Err(e),
                 };
             if let Some(last) = records.last() {
@@ -222,6 +227,10 @@ impl Subscription {
                 match waited {
                     Ok((back, Ok(Some(d)))) => return Some((Ok(d), Some(back))),
                     Ok((back, Ok(None))) => sub = back,
+                    // Damage is reported and the stream goes on past it.
+                    Ok((back, Err(e @ QueueError::Damaged { .. }))) => {
+                        return Some((Err(e), Some(back)));
+                    }
                     Ok((_, Err(e))) => return Some((Err(e), None)),
                     Err(e) => {
                         let stopped =
