@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{
     Lag, Membership, Message, PartitionInfo, Published, QueueConfig, QueueStats, Received, Record,
-    SendMessage, StartAt, TopicConfig,
+    SeekTo, SendMessage, StartAt, TopicConfig,
 };
 
 /// A request to the queue service.
@@ -65,6 +65,19 @@ pub enum QueueRequest {
         partition: u32,
         /// The next offset the group will read.
         offset: u64,
+    },
+    /// Moves a group's committed position (one partition, or every one); answered
+    /// with its lag from there.
+    Seek {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// One partition (every one when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition: Option<u32>,
+        /// Where.
+        to: SeekTo,
     },
     /// Joins (or renews) a member of a group on a topic.
     JoinGroup {
@@ -168,6 +181,13 @@ pub enum QueueRequest {
         /// Hidden this much longer (0: visible now).
         secs: u64,
     },
+    /// Changes the visibility of up to 10 received messages in one commit.
+    ChangeVisibilityBatch {
+        /// The queue.
+        queue: String,
+        /// A handle and its new visibility each.
+        entries: Vec<VisibilityEntry>,
+    },
     /// Moves a dead-letter queue's messages back to their queues.
     Redrive {
         /// The dead-letter queue.
@@ -214,6 +234,7 @@ impl Request for QueueRequest {
             QueueRequest::Read { .. } => "Read",
             QueueRequest::CommitOffset { .. } => "CommitOffset",
             QueueRequest::Lag { .. } => "Lag",
+            QueueRequest::Seek { .. } => "Seek",
             QueueRequest::JoinGroup { .. } => "JoinGroup",
             QueueRequest::Heartbeat { .. } => "Heartbeat",
             QueueRequest::LeaveGroup { .. } => "LeaveGroup",
@@ -226,6 +247,7 @@ impl Request for QueueRequest {
             QueueRequest::Receive { .. } => "Receive",
             QueueRequest::DeleteMessages { .. } => "DeleteMessages",
             QueueRequest::ChangeVisibility { .. } => "ChangeVisibility",
+            QueueRequest::ChangeVisibilityBatch { .. } => "ChangeVisibilityBatch",
             QueueRequest::Redrive { .. } => "Redrive",
             QueueRequest::Purge { .. } => "Purge",
             QueueRequest::QueueStats { .. } => "QueueStats",
@@ -243,6 +265,7 @@ impl Request for QueueRequest {
             | QueueRequest::OffsetForTime { topic, .. } => topic.clone(),
             QueueRequest::CommitOffset { group, topic, .. }
             | QueueRequest::Lag { group, topic }
+            | QueueRequest::Seek { group, topic, .. }
             | QueueRequest::JoinGroup { group, topic, .. }
             | QueueRequest::Heartbeat { group, topic, .. }
             | QueueRequest::LeaveGroup { group, topic, .. }
@@ -253,6 +276,7 @@ impl Request for QueueRequest {
             | QueueRequest::Receive { queue, .. }
             | QueueRequest::DeleteMessages { queue, .. }
             | QueueRequest::ChangeVisibility { queue, .. }
+            | QueueRequest::ChangeVisibilityBatch { queue, .. }
             | QueueRequest::Redrive { queue }
             | QueueRequest::Purge { queue }
             | QueueRequest::QueueStats { queue } => format!("queues/{queue}"),
@@ -269,6 +293,15 @@ pub struct QueueSummary {
     pub name: String,
     /// How it behaves.
     pub config: QueueConfig,
+}
+
+/// A received message's new visibility, in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisibilityEntry {
+    /// Its receipt handle.
+    pub receipt_handle: String,
+    /// Hidden this much longer (0: visible now).
+    pub secs: u64,
 }
 
 /// One entry of a batch: done, or why not (a stable code and a message).
@@ -364,6 +397,11 @@ pub enum QueueResponse {
     },
     /// A result per handle deleted.
     Deleted {
+        /// In order.
+        results: Vec<EntryResult<()>>,
+    },
+    /// A result per visibility changed.
+    Changed {
         /// In order.
         results: Vec<EntryResult<()>>,
     },

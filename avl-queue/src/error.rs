@@ -56,6 +56,14 @@ pub enum QueueError {
         /// The one given.
         got: u64,
     },
+    /// The group never committed an offset on the topic and has no members there.
+    #[error("the group `{group}` is not known on topic `{topic}`")]
+    NoSuchGroup {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+    },
     /// Not a member of the group (never joined, left, or its session ran out): join
     /// again.
     #[error("`{0}` is not a member of the group: join it again")]
@@ -135,7 +143,7 @@ impl QueueError {
             QueueError::OutOfOrderSequence { .. } | QueueError::StaleGeneration { .. } => {
                 ErrorCode::Conflict
             }
-            QueueError::UnknownMember(_) => ErrorCode::NotFound,
+            QueueError::UnknownMember(_) | QueueError::NoSuchGroup { .. } => ErrorCode::NotFound,
             QueueError::OffsetOutOfRange { .. } | QueueError::InvalidArgument { .. } => {
                 ErrorCode::InvalidInput
             }

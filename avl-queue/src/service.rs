@@ -7,11 +7,12 @@ use std::time::Duration;
 use avl_core::{Context, OpenLocal, Service};
 use futures_util::StreamExt;
 
-use crate::api::{EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary};
+use crate::api::{
+    EntryResult, QueueRequest, QueueResponse, QueueSummary, TopicSummary, VisibilityEntry,
+};
 use crate::engine::{
-    Delivery, Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, MAX_QUEUE_BATCH, Membership, Message,
-    PartitionInfo, Published, QueueConfig, QueueStats, Received, Record, SendMessage, StartAt,
-    TopicConfig,
+    Delivery, Engine, Lag, MAX_MESSAGE_BYTES_LIMIT, Membership, Message, PartitionInfo, Published,
+    QueueConfig, QueueStats, Received, Record, SeekTo, SendMessage, StartAt, TopicConfig,
 };
 use crate::error::QueueError;
 
@@ -96,6 +97,14 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
             engine.commit_offset(&group, &topic, partition, offset)?;
             QueueResponse::Done
         }
+        QueueRequest::Seek {
+            group,
+            topic,
+            partition,
+            to,
+        } => QueueResponse::Lag {
+            lag: engine.seek(&group, &topic, partition, to)?,
+        },
         QueueRequest::Lag { group, topic } => QueueResponse::Lag {
             lag: engine.lag(&group, &topic)?,
         },
@@ -175,20 +184,26 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
         QueueRequest::DeleteMessages {
             queue,
             receipt_handles,
-        } => {
-            if receipt_handles.is_empty() || receipt_handles.len() > MAX_QUEUE_BATCH {
-                return Err(QueueError::invalid(
-                    "receipt_handles",
-                    format!("1 to {MAX_QUEUE_BATCH}"),
-                ));
-            }
-            QueueResponse::Deleted {
-                results: receipt_handles
-                    .iter()
-                    .map(|h| EntryResult::from(engine.delete_message(&queue, h)))
-                    .collect(),
-            }
-        }
+        } => QueueResponse::Deleted {
+            results: engine
+                .delete_message_batch(&queue, receipt_handles)?
+                .into_iter()
+                .map(EntryResult::from)
+                .collect(),
+        },
+        QueueRequest::ChangeVisibilityBatch { queue, entries } => QueueResponse::Changed {
+            results: engine
+                .change_visibility_batch(
+                    &queue,
+                    entries
+                        .into_iter()
+                        .map(|e| (e.receipt_handle, e.secs))
+                        .collect(),
+                )?
+                .into_iter()
+                .map(EntryResult::from)
+                .collect(),
+        },
         QueueRequest::ChangeVisibility {
             queue,
             receipt_handle,
@@ -451,6 +466,26 @@ impl QueueClient {
         .await
     }
 
+    /// Moves a group's committed position; answers its lag from there.
+    pub async fn seek(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: Option<u32>,
+        to: SeekTo,
+    ) -> avl_core::Result<Vec<Lag>> {
+        let request = QueueRequest::Seek {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            to,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::Lag { lag } => Ok(lag),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn membership(&self, request: QueueRequest) -> avl_core::Result<Membership> {
         match self.inner.call(request).await? {
             QueueResponse::Membership { membership } => Ok(membership),
@@ -614,6 +649,38 @@ impl QueueClient {
             queue: queue.into(),
             receipt_handle: receipt_handle.into(),
             secs,
+        })
+        .await
+    }
+
+    /// Changes the visibility of up to 10 received messages: a result per entry.
+    pub async fn change_visibility_batch(
+        &self,
+        queue: &str,
+        entries: Vec<VisibilityEntry>,
+    ) -> avl_core::Result<Vec<EntryResult<()>>> {
+        let request = QueueRequest::ChangeVisibilityBatch {
+            queue: queue.into(),
+            entries,
+        };
+        match self.inner.call(request).await? {
+            QueueResponse::Changed { results } => Ok(results),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Drops every message of a queue.
+    pub async fn purge(&self, queue: &str) -> avl_core::Result<()> {
+        self.done(QueueRequest::Purge {
+            queue: queue.into(),
+        })
+        .await
+    }
+
+    /// Deletes a queue and its messages.
+    pub async fn delete_queue(&self, queue: &str) -> avl_core::Result<()> {
+        self.done(QueueRequest::DeleteQueue {
+            queue: queue.into(),
         })
         .await
     }

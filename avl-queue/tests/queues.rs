@@ -1,6 +1,6 @@
 //! Queues against a model with a controllable clock: leases, expiry, redelivery, receive
 //! counts, dead letters after exactly N receives, FIFO group order, deduplication at
-//! 4:59 and 5:01, delays, single-use receipt handles, restarts.
+//! 4:59 and 5:01 (and by content), delays, batches, single-use receipt handles, restarts.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -166,6 +166,203 @@ proptest! {
             let batch = q.receive("dead", 10, Some(600), no_wait()).unwrap();
             if batch.is_empty() { break; }
             got_dead.extend(batch.into_iter().map(|r| (r.body, r.receive_count - 1)));
+        }
+        got_dead.sort();
+        dead.sort();
+        prop_assert_eq!(got_dead, dead);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FifoOp {
+    /// Group, body, explicit deduplication id (else by content).
+    Send(u8, u8, Option<u8>),
+    Receive(usize, Option<u64>),
+    /// Handles by index, deleted in one batch.
+    DeleteBatch(Vec<usize>),
+    /// A nack: visible again in this many seconds.
+    Nack(usize, u64),
+    Advance(u64),
+    Reopen,
+}
+
+fn fifo_op() -> impl Strategy<Value = FifoOp> {
+    prop_oneof![
+        4 => (0u8..3, 0u8..6, proptest::option::of(0u8..4))
+            .prop_map(|(g, b, d)| FifoOp::Send(g, b, d)),
+        4 => (1usize..=10, proptest::option::of(0u64..40)).prop_map(|(m, v)| FifoOp::Receive(m, v)),
+        2 => proptest::collection::vec(0usize..10, 1..4).prop_map(FifoOp::DeleteBatch),
+        1 => (0usize..10, 0u64..40).prop_map(|(h, s)| FifoOp::Nack(h, s)),
+        2 => prop_oneof![0u64..45, 250u64..320].prop_map(FifoOp::Advance),
+        1 => Just(FifoOp::Reopen),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct FifoMessage {
+    group: u8,
+    body: Vec<u8>,
+    visible_at: u64,
+    receive_count: u32,
+    handle: Option<String>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A FIFO queue (deduplication by id and by content, a FIFO dead-letter queue after
+    /// 3 receives): one message of a group out at a time, the oldest first; duplicates
+    /// within 5 minutes answer the first message's id; batch deletes and nacks.
+    #[test]
+    fn a_fifo_queue_behaves_like_the_model(ops in proptest::collection::vec(fifo_op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut q, mut clock) = engine(dir.path());
+        let fifo = QueueConfig { fifo: true, content_based_deduplication: true, ..standard() };
+        q.create_queue("dead.fifo", fifo.clone()).unwrap();
+        q.create_queue("jobs.fifo", QueueConfig {
+            dead_letter: Some(DeadLetter { queue: "dead.fifo".into(), max_receive_count: 3 }),
+            ..fifo
+        }).unwrap();
+        let mut now = START;
+        let mut model: BTreeMap<u64, FifoMessage> = BTreeMap::new();
+        let mut dedup: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut dead: Vec<(Vec<u8>, u32)> = Vec::new();
+        let mut handles: Vec<(u64, String)> = Vec::new();
+        for op in ops {
+            match op {
+                FifoOp::Send(group, body, id) => {
+                    let body = vec![b'a' + body];
+                    let mut m = SendMessage::new(body.clone()).in_group(format!("g{group}"));
+                    let key = match id {
+                        Some(d) => {
+                            m = m.dedup(format!("d{d}"));
+                            format!("d{d}")
+                        }
+                        None => format!("content {body:?}"),
+                    };
+                    let got = q.send("jobs.fifo", m).unwrap();
+                    match dedup.get(&key) {
+                        Some(&(first, expires)) if expires > now => {
+                            prop_assert_eq!(got, first, "a duplicate within 5 minutes");
+                        }
+                        _ => {
+                            prop_assert!(!model.contains_key(&got));
+                            prop_assert!(model.keys().all(|&k| k < got), "ids rise");
+                            dedup.insert(key, (got, now + 5 * 60 * 1000));
+                            model.insert(got, FifoMessage { group, body, visible_at: now, receive_count: 0, handle: None });
+                        }
+                    }
+                }
+                FifoOp::Receive(max, vt) => {
+                    let got = q.receive("jobs.fifo", max, vt, no_wait()).unwrap();
+                    // Each group's oldest message, if it is not out on a lease; those
+                    // received 3 times go to the dead-letter queue and their group's
+                    // next one is looked at.
+                    let mut want = Vec::new();
+                    let mut leased_groups = std::collections::HashSet::new();
+                    loop {
+                        let mut heads = Vec::new();
+                        let mut seen = std::collections::HashSet::new();
+                        for (&id, m) in &model {
+                            if seen.insert(m.group) && m.visible_at <= now && !leased_groups.contains(&m.group) {
+                                heads.push(id);
+                            }
+                        }
+                        if heads.is_empty() {
+                            break;
+                        }
+                        let mut dropped = false;
+                        for id in heads {
+                            if want.len() == max {
+                                break;
+                            }
+                            if model[&id].receive_count >= 3 {
+                                let m = model.remove(&id).unwrap();
+                                dead.push((m.body, m.receive_count));
+                                dropped = true;
+                                continue;
+                            }
+                            leased_groups.insert(model[&id].group);
+                            want.push(id);
+                        }
+                        if !dropped || want.len() >= max {
+                            break;
+                        }
+                    }
+                    let got_ids: Vec<u64> = got.iter().map(|r| r.id).collect();
+                    prop_assert_eq!(&got_ids, &want);
+                    for r in got {
+                        let m = model.get_mut(&r.id).unwrap();
+                        m.receive_count += 1;
+                        prop_assert_eq!(r.receive_count, m.receive_count);
+                        prop_assert_eq!(&r.body, &m.body);
+                        prop_assert_eq!(r.group_id.clone(), Some(format!("g{}", m.group)));
+                        m.visible_at = now + vt.unwrap_or(30) * 1000;
+                        m.handle = Some(r.receipt_handle.clone());
+                        handles.push((r.id, r.receipt_handle));
+                    }
+                }
+                FifoOp::DeleteBatch(picks) => {
+                    let chosen: Vec<(u64, String)> = picks.iter().filter_map(|&i| handles.get(i).cloned()).collect();
+                    if chosen.is_empty() {
+                        continue;
+                    }
+                    let results = q.delete_message_batch(
+                        "jobs.fifo",
+                        chosen.iter().map(|(_, h)| h.clone()).collect(),
+                    ).unwrap();
+                    prop_assert_eq!(results.len(), chosen.len());
+                    for ((id, handle), result) in chosen.iter().zip(results) {
+                        let live = model.get(id).is_some_and(|m| m.handle.as_deref() == Some(handle.as_str()));
+                        match result {
+                            Ok(()) => {
+                                prop_assert!(live, "a stale handle deleted a message");
+                                model.remove(id);
+                            }
+                            Err(QueueError::InvalidReceiptHandle(_)) => prop_assert!(!live, "a live handle was refused"),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                FifoOp::Nack(i, secs) => {
+                    let Some((id, handle)) = handles.get(i).cloned() else { continue };
+                    let live = model.get(&id).is_some_and(|m| {
+                        m.handle.as_deref() == Some(handle.as_str()) && m.visible_at > now
+                    });
+                    match q.nack("jobs.fifo", &handle, secs) {
+                        Ok(()) => {
+                            prop_assert!(live);
+                            model.get_mut(&id).unwrap().visible_at = now + secs * 1000;
+                        }
+                        Err(QueueError::InvalidReceiptHandle(_)) => prop_assert!(!live),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                FifoOp::Advance(secs) => {
+                    clock.advance(Duration::from_secs(secs));
+                    now += secs * 1000;
+                }
+                FifoOp::Reopen => {
+                    drop(q);
+                    let clock2 = Arc::new(ManualClock::at(now));
+                    q = Engine::open_with_clock(dir.path(), clock2.clone()).unwrap();
+                    clock = clock2;
+                }
+            }
+            let stats = q.queue_stats("jobs.fifo").unwrap();
+            prop_assert_eq!(stats.available + stats.in_flight + stats.delayed, model.len() as u64);
+            let dead_stats = q.queue_stats("dead.fifo").unwrap();
+            prop_assert_eq!(dead_stats.available + dead_stats.in_flight, dead.len() as u64);
+        }
+        // The dead letters are the messages received 3 times, with their counts.
+        let mut got_dead = Vec::new();
+        loop {
+            let batch = q.receive("dead.fifo", 10, Some(600), no_wait()).unwrap();
+            if batch.is_empty() { break; }
+            for r in batch {
+                q.delete_message("dead.fifo", &r.receipt_handle).unwrap();
+                got_dead.push((r.body, r.receive_count - 1));
+            }
         }
         got_dead.sort();
         dead.sort();
@@ -607,4 +804,207 @@ fn queues_without_a_sync_per_change_keep_what_they_committed_at_a_clean_close() 
         let stats = q.queue_stats(name).unwrap();
         assert_eq!(stats.available + stats.in_flight, 19, "{name}");
     }
+}
+
+fn invalid<T: std::fmt::Debug>(r: avl_queue::Result<T>, field: &str) {
+    match r {
+        Err(QueueError::InvalidArgument { field: f, .. }) => assert_eq!(f, field),
+        other => panic!("{field}: {other:?}"),
+    }
+}
+
+#[test]
+fn batches_answer_per_entry_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _clock) = engine(dir.path());
+    q.create_queue("jobs", standard()).unwrap();
+    for b in 0..3u8 {
+        q.send("jobs", SendMessage::new(vec![b])).unwrap();
+    }
+    let got = q.receive("jobs", 10, None, no_wait()).unwrap();
+    let h: Vec<String> = got.iter().map(|r| r.receipt_handle.clone()).collect();
+    // 0 or 11 entries: refused whole, nothing changed.
+    invalid(q.delete_message_batch("jobs", vec![]), "receipt_handles");
+    invalid(
+        q.delete_message_batch("jobs", vec![h[0].clone(); 11]),
+        "receipt_handles",
+    );
+    invalid(q.change_visibility_batch("jobs", vec![]), "entries");
+    assert_eq!(q.queue_stats("jobs").unwrap().in_flight, 3);
+    // A result per entry; the bad ones change nothing.
+    let changed = q
+        .change_visibility_batch(
+            "jobs",
+            vec![
+                (h[0].clone(), 0),
+                ("garbage".into(), 5),
+                (h[1].clone(), 12 * 3600 + 1),
+                (h[2].clone(), 12 * 3600),
+            ],
+        )
+        .unwrap();
+    assert!(changed[0].is_ok() && changed[3].is_ok(), "{changed:?}");
+    assert!(matches!(
+        changed[1],
+        Err(QueueError::InvalidReceiptHandle(_))
+    ));
+    assert!(matches!(
+        &changed[2],
+        Err(QueueError::InvalidArgument { field, .. }) if field == "visibility_timeout"
+    ));
+    // Message 0 is back (nacked at once) under a new lease.
+    let again = q.receive("jobs", 10, None, no_wait()).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].body.as_slice(), again[0].receive_count),
+        (&[0u8][..], 2)
+    );
+    let deleted = q
+        .delete_message_batch(
+            "jobs",
+            vec![
+                h[0].clone(),
+                again[0].receipt_handle.clone(),
+                h[2].clone(),
+                h[2].clone(),
+            ],
+        )
+        .unwrap();
+    let ok: Vec<bool> = deleted.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [false, true, true, false], "{deleted:?}");
+    assert_eq!(q.queue_stats("jobs").unwrap().in_flight, 1);
+    // An unknown queue fails the whole batch.
+    assert!(matches!(
+        q.delete_message_batch("nope", vec![h[1].clone()]),
+        Err(QueueError::NoSuchQueue(_))
+    ));
+}
+
+#[test]
+fn every_queue_limit_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, _clock) = engine(dir.path());
+    // Names.
+    for bad in ["", "a/b", "..", "with space", &"x".repeat(250)] {
+        invalid(q.create_queue(bad, standard()), "queue");
+    }
+    // Settings.
+    invalid(
+        q.create_queue(
+            "q",
+            QueueConfig {
+                max_message_bytes: 16 * 1024 * 1024 + 1,
+                ..standard()
+            },
+        ),
+        "max_message_bytes",
+    );
+    invalid(
+        q.create_queue(
+            "q",
+            QueueConfig {
+                visibility_timeout_secs: 12 * 3600 + 1,
+                ..standard()
+            },
+        ),
+        "visibility_timeout_secs",
+    );
+    assert!(q.list_queues().unwrap().is_empty());
+    // The default message limit is 1 MiB; 16 MiB can be allowed.
+    q.create_queue("jobs", standard()).unwrap();
+    q.send("jobs", SendMessage::new(vec![1u8; 1 << 20]))
+        .unwrap();
+    assert!(matches!(
+        q.send("jobs", SendMessage::new(vec![1u8; (1 << 20) + 1])),
+        Err(QueueError::TooLarge { max, .. }) if max == 1 << 20
+    ));
+    q.create_queue(
+        "big",
+        QueueConfig {
+            max_message_bytes: 16 << 20,
+            ..standard()
+        },
+    )
+    .unwrap();
+    q.send("big", SendMessage::new(vec![1u8; 16 << 20]))
+        .unwrap();
+    // Attributes, delays, visibility, long polls, batch sizes.
+    let mut m = SendMessage::new("x");
+    for i in 0..11 {
+        m.attributes.insert(format!("a{i}"), "v".into());
+    }
+    invalid(q.send("jobs", m), "attributes");
+    invalid(
+        q.send("jobs", SendMessage::new("x").delayed(901)),
+        "delay_secs",
+    );
+    q.send("jobs", SendMessage::new("x").delayed(900)).unwrap();
+    invalid(
+        q.receive("jobs", 1, Some(12 * 3600 + 1), no_wait()),
+        "visibility_timeout",
+    );
+    invalid(
+        q.receive("jobs", 1, None, Duration::from_millis(20_001)),
+        "wait",
+    );
+    invalid(q.receive("jobs", 0, None, no_wait()), "max");
+    invalid(q.receive("jobs", 11, None, no_wait()), "max");
+    invalid(
+        q.send_batch("jobs", (0..11).map(|_| SendMessage::new("x")).collect()),
+        "messages",
+    );
+    // A 20 s long poll is allowed (a message is there: it answers at once).
+    let got = q.receive("jobs", 1, None, Duration::from_secs(20)).unwrap();
+    assert_eq!(got.len(), 1);
+    invalid(
+        q.change_visibility("jobs", &got[0].receipt_handle, 12 * 3600 + 1),
+        "visibility_timeout",
+    );
+    assert!(matches!(
+        q.delete_message("jobs", "12-34-56"),
+        Err(QueueError::InvalidReceiptHandle(_))
+    ));
+    // FIFO ids: 128 printable characters at most.
+    q.create_queue(
+        "f.fifo",
+        QueueConfig {
+            fifo: true,
+            content_based_deduplication: true,
+            ..standard()
+        },
+    )
+    .unwrap();
+    let long = "x".repeat(128);
+    q.send("f.fifo", SendMessage::new("a").in_group(&long).dedup(&long))
+        .unwrap();
+    invalid(
+        q.send("f.fifo", SendMessage::new("a").in_group("x".repeat(129))),
+        "group_id",
+    );
+    invalid(
+        q.send(
+            "f.fifo",
+            SendMessage::new("a").in_group("g").dedup("x".repeat(129)),
+        ),
+        "deduplication_id",
+    );
+    invalid(
+        q.send(
+            "f.fifo",
+            SendMessage::new("a").in_group("g").dedup("with space"),
+        ),
+        "deduplication_id",
+    );
+    // By content: the same body twice is one message.
+    let first = q
+        .send("f.fifo", SendMessage::new("same").in_group("g"))
+        .unwrap();
+    let second = q
+        .send("f.fifo", SendMessage::new("same").in_group("h"))
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(q.queue_stats("f.fifo").unwrap().available, 2);
+    // Nothing refused was stored.
+    let stats = q.queue_stats("jobs").unwrap();
+    assert_eq!(stats.available + stats.in_flight + stats.delayed, 2);
 }

@@ -129,6 +129,14 @@ proptest! {
         for (p, log) in model.iter().enumerate() {
             let info = engine.partitions("t").unwrap()[p].clone();
             prop_assert_eq!((info.start, info.end), (0, log.len() as u64));
+            if committed.is_empty() {
+                // A group that never committed is not known.
+                prop_assert!(
+                    matches!(engine.lag("g", "t"), Err(QueueError::NoSuchGroup { .. })),
+                    "an unknown group"
+                );
+                continue;
+            }
             let lag = &engine.lag("g", "t").unwrap()[p];
             prop_assert_eq!(lag.committed, committed.get(&(p as u32)).copied());
             prop_assert_eq!(lag.lag, log.len() as u64 - lag.committed.unwrap_or(0));
@@ -422,12 +430,16 @@ fn bad_input_is_refused_and_writes_nothing() {
     for i in 0..65 {
         headers = headers.with_header(format!("h{i}"), "v");
     }
-    assert!(engine.publish("t", headers).is_err());
-    assert!(
+    assert!(matches!(
+        engine.publish("t", headers).unwrap_err(),
+        QueueError::InvalidArgument { field, .. } if field == "headers"
+    ));
+    assert!(matches!(
         engine
             .publish_batch("t", vec![Message::new("x"); 10_001])
-            .is_err()
-    );
+            .unwrap_err(),
+        QueueError::InvalidArgument { field, .. } if field == "messages"
+    ));
     assert!(engine.partitions("t").unwrap().iter().all(|p| p.end == 0));
     assert!(matches!(
         engine.publish("nope", Message::new("x")).unwrap_err(),
@@ -587,7 +599,10 @@ fn retention_drops_whole_segments_from_the_head() {
             .unwrap_err(),
         QueueError::OffsetOutOfRange { .. }
     ));
-    assert_eq!(engine.lag("g", "count").unwrap()[0].lag, 500 - start);
+    let lag = engine
+        .seek("g", "count", None, avl_queue::SeekTo::Beginning)
+        .unwrap();
+    assert_eq!(lag[0].lag, 500 - start);
     drop(engine);
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(engine.partitions("count").unwrap()[0].start, start);
@@ -805,6 +820,64 @@ fn seeking_by_time_finds_the_first_message_at_or_after_it() {
     );
     assert_eq!(engine.offset_for_time("t", 0, later).unwrap(), 200);
     assert_eq!(engine.offset_for_time("t", 0, u64::MAX).unwrap(), 201);
+}
+
+#[test]
+fn a_group_seeks_to_the_beginning_the_end_an_offset_or_a_time() {
+    use avl_queue::SeekTo;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine
+        .create_topic("t", config(2, Durability::Never, 4096))
+        .unwrap();
+    // Two keys that land in different partitions: 5 messages each.
+    let p0 = partition_for_key(&[0], 2);
+    let other = (1u8..).find(|k| partition_for_key(&[*k], 2) != p0).unwrap();
+    for i in 0..10u8 {
+        let key = if i % 2 == 0 { 0 } else { other };
+        engine
+            .publish("t", Message::new(vec![i]).with_key(vec![key]))
+            .unwrap();
+    }
+    // A group nobody joined or committed for is unknown.
+    assert!(matches!(
+        engine.lag("g", "t"),
+        Err(QueueError::NoSuchGroup { .. })
+    ));
+    let lag = engine.seek("g", "t", None, SeekTo::End).unwrap();
+    assert!(lag.iter().all(|l| l.lag == 0 && l.committed == Some(5)));
+    let lag = engine.seek("g", "t", Some(p0), SeekTo::Beginning).unwrap();
+    assert_eq!(lag[p0 as usize].lag, 5);
+    assert_eq!(lag[1 - p0 as usize].lag, 0, "the other partition stays");
+    let lag = engine.seek("g", "t", Some(p0), SeekTo::Offset(3)).unwrap();
+    assert_eq!(lag[p0 as usize].committed, Some(3));
+    assert_eq!(engine.committed_offset("g", "t", p0).unwrap(), Some(3));
+    // By time: the first message at or after it.
+    let records = engine.read("t", p0, 0, 10, usize::MAX).unwrap();
+    let at = records[2].timestamp_ms;
+    let want = records
+        .iter()
+        .find(|r| r.timestamp_ms >= at)
+        .unwrap()
+        .offset;
+    let lag = engine.seek("g", "t", Some(p0), SeekTo::Time(at)).unwrap();
+    assert_eq!(lag[p0 as usize].committed, Some(want));
+    let lag = engine.seek("g", "t", None, SeekTo::Time(u64::MAX)).unwrap();
+    assert!(lag.iter().all(|l| l.lag == 0));
+    // Out of range, an unknown partition or topic: errors, nothing moved.
+    assert!(matches!(
+        engine.seek("g", "t", Some(p0), SeekTo::Offset(6)),
+        Err(QueueError::OffsetOutOfRange { offset: 6, .. })
+    ));
+    assert!(matches!(
+        engine.seek("g", "t", Some(7), SeekTo::End),
+        Err(QueueError::NoSuchPartition { .. })
+    ));
+    assert!(matches!(
+        engine.seek("g", "nope", None, SeekTo::End),
+        Err(QueueError::NoSuchTopic(_))
+    ));
+    assert_eq!(engine.committed_offset("g", "t", p0).unwrap(), Some(5));
 }
 
 #[test]

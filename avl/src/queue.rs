@@ -6,7 +6,7 @@ use std::time::Duration;
 use avl_core::{Client, ClientConfig, Error, Result, connect};
 use avl_queue::{
     Compaction, Compression, DeadLetter, Durability, EntryResult, Message, QueueClient,
-    QueueConfig, QueueService, Record, Retention, SendMessage, StartAt, TopicConfig,
+    QueueConfig, QueueService, Record, Retention, SeekTo, SendMessage, StartAt, TopicConfig,
 };
 use clap::Subcommand;
 
@@ -77,6 +77,30 @@ pub(crate) enum QueueCommand {
         /// Wait up to this many seconds for messages when there are none.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+    },
+    /// Move a consumer group's position (every partition, or one): to the beginning,
+    /// the end, an offset or a time. Prints its lag from there.
+    Seek {
+        /// The topic.
+        topic: String,
+        /// The consumer group.
+        #[arg(long)]
+        group: String,
+        /// Only this partition.
+        #[arg(long)]
+        partition: Option<u32>,
+        /// To the first message kept.
+        #[arg(long, group = "to", required = true)]
+        to_beginning: bool,
+        /// To the end (only new messages).
+        #[arg(long, group = "to")]
+        to_end: bool,
+        /// To this offset.
+        #[arg(long, group = "to")]
+        to_offset: Option<u64>,
+        /// To the first message published at or after this time (ms since the epoch).
+        #[arg(long, group = "to")]
+        to_time: Option<u64>,
     },
     /// Follow every topic matching a pattern (`game.*.events`, `game.>`), printing each
     /// message as it is published (JSON lines).
@@ -389,6 +413,28 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                         message,
                     ));
                 }
+            }
+        }
+        QueueCommand::Seek {
+            topic,
+            group,
+            partition,
+            to_beginning: _,
+            to_end,
+            to_offset,
+            to_time,
+        } => {
+            let to = match (to_end, to_offset, to_time) {
+                (true, _, _) => SeekTo::End,
+                (_, Some(o), _) => SeekTo::Offset(o),
+                (_, _, Some(t)) => SeekTo::Time(t),
+                _ => SeekTo::Beginning,
+            };
+            for l in client.seek(&group, &topic, partition, to).await? {
+                println!(
+                    "{}",
+                    serde_json::to_string(&l).map_err(|e| Error::internal(e.to_string()))?
+                );
             }
         }
         QueueCommand::Receive {

@@ -83,6 +83,66 @@ fn session(queue: &dyn Fn(&[&str]) -> Output) {
         .map(|l| l["lag"].as_u64().unwrap())
         .sum();
     assert_eq!(lag, 0);
+    // Seeking moves the group: back to the beginning, then to the end.
+    let total = |out: &str| -> u64 { lines(out).iter().map(|l| l["lag"].as_u64().unwrap()).sum() };
+    let back = ok(queue(&[
+        "seek",
+        "game.events",
+        "--group",
+        "scores",
+        "--to-beginning",
+    ]));
+    assert_eq!(total(&back), 6);
+    let again = ok(queue(&[
+        "consume",
+        "game.events",
+        "--group",
+        "scores",
+        "--max",
+        "10",
+    ]));
+    assert_eq!(lines(&again).len(), 6);
+    ok(queue(&[
+        "seek",
+        "game.events",
+        "--group",
+        "scores",
+        "--to-offset",
+        "0",
+        "--partition",
+        "1",
+    ]));
+    let end = ok(queue(&[
+        "seek",
+        "game.events",
+        "--group",
+        "scores",
+        "--to-end",
+    ]));
+    assert_eq!(total(&end), 0);
+    let out = queue(&[
+        "seek",
+        "game.events",
+        "--group",
+        "scores",
+        "--to-offset",
+        "99",
+        "--partition",
+        "0",
+    ]);
+    assert!(
+        text(&out.stderr).starts_with("error: InvalidInput: offset 99"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = queue(&["seek", "game.events", "--group", "scores"]);
+    assert!(!out.status.success(), "a seek needs a place to go");
+    let out = queue(&["stats", "game.events", "--group", "nobody"]);
+    assert!(
+        text(&out.stderr).starts_with("error: NotFound: the group `nobody`"),
+        "{}",
+        text(&out.stderr)
+    );
     // A new group without --from-beginning starts at the end.
     assert!(ok(queue(&["consume", "game.events", "--group", "late"])).is_empty());
 
@@ -133,6 +193,31 @@ fn session(queue: &dyn Fn(&[&str]) -> Output) {
     let again = lines(&ok(queue(&["receive", "jobs", "--wait", "2"])));
     let handle = again[0]["receipt_handle"].as_str().unwrap().to_string();
     assert_eq!(ok(queue(&["ack", "jobs", &handle])), "deleted\n");
+    // Up to --max at once.
+    for i in 0..3 {
+        ok(queue(&["send", "jobs", &format!("batch {i}")]));
+    }
+    let three = lines(&ok(queue(&["receive", "jobs", "--max", "10"])));
+    assert_eq!(three.len(), 3);
+    let out = queue(&["receive", "jobs", "--max", "11"]);
+    assert!(
+        text(&out.stderr).starts_with("error: InvalidInput: max"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = queue(&["receive", "jobs", "--wait", "21"]);
+    assert!(
+        text(&out.stderr).starts_with("error: InvalidInput: wait"),
+        "{}",
+        text(&out.stderr)
+    );
+    for m in &three {
+        ok(queue(&[
+            "ack",
+            "jobs",
+            m["receipt_handle"].as_str().unwrap(),
+        ]));
+    }
     let out = queue(&["ack", "jobs", &handle]);
     assert!(
         text(&out.stderr).starts_with("error: InvalidInput: the receipt handle"),

@@ -122,6 +122,18 @@ impl Groups {
         Ok(g.membership(member))
     }
 
+    /// Whether the group has a live member on the topic.
+    pub(crate) fn has_members(&self, group: &str, topic: &str, now: Instant) -> bool {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .get(&(group.to_string(), topic.to_string()))
+            .is_some_and(|g| {
+                g.members
+                    .values()
+                    .any(|m| now.saturating_duration_since(m.last_seen) <= m.timeout)
+            })
+    }
+
     pub(crate) fn heartbeat(
         &self,
         group: &str,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability as RedbDurability, ReadableDatabase, ReadableTable, TableDefinition,
@@ -204,6 +204,20 @@ pub struct PartitionInfo {
     pub damaged: Vec<(u64, u64)>,
 }
 
+/// Where [`Engine::seek`] moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeekTo {
+    /// The first offset kept.
+    Beginning,
+    /// The end: only messages published from now on.
+    End,
+    /// This offset (within `start..=end`).
+    Offset(u64),
+    /// The first message published at or after this time (ms since the epoch).
+    Time(u64),
+}
+
 /// A group's position in one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lag {
@@ -297,6 +311,13 @@ fn topic_of_offset_key(key: &[u8]) -> Option<&[u8]> {
     let rest = &key[key.iter().position(|&b| b == 0)? + 1..];
     let topic = rest.get(..rest.len().checked_sub(5)?)?;
     (rest.get(topic.len()) == Some(&0)).then_some(topic)
+}
+
+/// The one answer of a batch of one.
+fn only<T>(mut answers: Vec<Result<T>>) -> Result<T> {
+    answers
+        .pop()
+        .unwrap_or_else(|| Err(QueueError::Io("a batch of one answered nothing".into())))
 }
 
 /// The partition a key goes to: a stable hash, the same across restarts and versions.
@@ -915,11 +936,7 @@ impl Engine {
     /// Sends one message; answers its id (a FIFO duplicate within the deduplication
     /// window answers the original's).
     pub fn send(&self, queue: &str, message: SendMessage) -> Result<u64> {
-        self.inner
-            .queues
-            .send(queue, vec![message])?
-            .pop()
-            .unwrap_or_else(|| Err(QueueError::Io("a send answered nothing".into())))
+        only(self.inner.queues.send(queue, vec![message])?)
     }
 
     /// Sends up to 10 messages: a result per message.
@@ -945,15 +962,40 @@ impl Engine {
     /// Deletes (acknowledges) a received message by its receipt handle: only the
     /// handle of its current lease works.
     pub fn delete_message(&self, queue: &str, receipt_handle: &str) -> Result<()> {
-        self.inner.queues.delete_message(queue, receipt_handle)
+        only(
+            self.inner
+                .queues
+                .delete_messages(queue, vec![receipt_handle.to_string()])?,
+        )
+    }
+
+    /// Deletes up to 10 received messages in one commit: a result per handle.
+    pub fn delete_message_batch(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> Result<Vec<Result<()>>> {
+        self.inner.queues.delete_messages(queue, receipt_handles)
     }
 
     /// Changes how long a received message stays hidden (a heartbeat extends it; 0
     /// makes it visible at once).
     pub fn change_visibility(&self, queue: &str, receipt_handle: &str, secs: u64) -> Result<()> {
-        self.inner
-            .queues
-            .change_visibility(queue, receipt_handle, secs)
+        only(
+            self.inner
+                .queues
+                .change_visibility(queue, vec![(receipt_handle.to_string(), secs)])?,
+        )
+    }
+
+    /// Changes the visibility of up to 10 received messages, `(receipt handle,
+    /// seconds)` each, in one commit: a result per entry.
+    pub fn change_visibility_batch(
+        &self,
+        queue: &str,
+        entries: Vec<(String, u64)>,
+    ) -> Result<Vec<Result<()>>> {
+        self.inner.queues.change_visibility(queue, entries)
     }
 
     /// Gives a received message back, to be received again after `delay_secs`.
@@ -999,6 +1041,36 @@ impl Engine {
             .map(|v| v.value()))
     }
 
+    /// Moves `group`'s committed position on `topic` (one partition, or every one) to
+    /// `to`, durably; answers the lag from there. Like committing by hand, it is not
+    /// fenced: members reading meanwhile may commit over it.
+    pub fn seek(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: Option<u32>,
+        to: SeekTo,
+    ) -> Result<Vec<Lag>> {
+        let partitions: Vec<u32> = match partition {
+            Some(p) => vec![p],
+            None => (0..self.partitions(topic)?.len() as u32).collect(),
+        };
+        for p in partitions {
+            let (start, end) = {
+                let t = self.topic(topic)?;
+                partition_of(&t, topic, p)?.bounds()
+            };
+            let offset = match to {
+                SeekTo::Beginning => start,
+                SeekTo::End => end,
+                SeekTo::Offset(o) => o,
+                SeekTo::Time(ms) => self.offset_for_time(topic, p, ms)?,
+            };
+            self.commit_offset(group, topic, p, offset)?;
+        }
+        self.lag(group, topic)
+    }
+
     /// How far behind `group` is in each partition of `topic`.
     pub fn lag(&self, group: &str, topic: &str) -> Result<Vec<Lag>> {
         let mut out = Vec::new();
@@ -1010,6 +1082,15 @@ impl Engine {
                 committed,
                 end: info.end,
                 lag: info.end.saturating_sub(from),
+            });
+        }
+        // A group is known on a topic once it committed there or while it has members.
+        if out.iter().all(|l| l.committed.is_none())
+            && !self.inner.groups.has_members(group, topic, Instant::now())
+        {
+            return Err(QueueError::NoSuchGroup {
+                group: group.to_string(),
+                topic: topic.to_string(),
             });
         }
         Ok(out)

@@ -127,6 +127,8 @@ struct State {
     deleted: bool,
     /// Offset ranges (`from..to`, ascending) found damaged at open.
     damaged: Vec<(u64, u64)>,
+    /// The newest timestamp written (ms).
+    newest_ms: u64,
     buf: Vec<u8>,
 }
 
@@ -326,6 +328,7 @@ impl Partition {
         if changed {
             sync_dir(dir)?;
         }
+        let newest_ms = segments.iter().map(|s| s.newest_ms).max().unwrap_or(0);
         Ok(Partition {
             dir: dir.to_path_buf(),
             durability,
@@ -342,6 +345,7 @@ impl Partition {
                 failed: None,
                 deleted: false,
                 damaged,
+                newest_ms,
                 buf: Vec::new(),
             }),
             sync: Mutex::new(SyncState {
@@ -598,6 +602,10 @@ impl Partition {
             if let Some(why) = &st.failed {
                 return Err(QueueError::SyncFailed(why.clone()));
             }
+            // Timestamps never go back within a partition (callers read the clock before
+            // they take the lock, and the clock itself may step back).
+            let now_ms = now_ms.max(st.newest_ms);
+            st.newest_ms = now_ms;
             // Resent messages (a prefix, since sequence numbers rise) keep their offsets.
             let mut offsets = Vec::with_capacity(messages.len());
             let mut fresh = messages;

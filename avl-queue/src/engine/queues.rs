@@ -628,7 +628,7 @@ impl Queues {
                 let config = config_of(txn, &queue_name)?;
                 let mut answers = Vec::with_capacity(messages.len());
                 for m in messages {
-                    answers.push(send_one(txn, &queue_name, &config, m, now));
+                    answers.push(fatal_or(send_one(txn, &queue_name, &config, m, now))?);
                 }
                 *lock(&out) = answers;
                 Ok(Reply::Done)
@@ -661,7 +661,16 @@ impl Queues {
                 format!("0 to {MAX_VISIBILITY_SECS} s"),
             ));
         }
-        let wait = wait.min(MAX_RECEIVE_WAIT);
+        if wait > MAX_RECEIVE_WAIT {
+            return Err(QueueError::invalid(
+                "wait",
+                format!(
+                    "{} ms; at most {} s",
+                    wait.as_millis(),
+                    MAX_RECEIVE_WAIT.as_secs()
+                ),
+            ));
+        }
         let deadline = Instant::now() + wait;
         let sync = self.syncs(queue);
         loop {
@@ -691,52 +700,66 @@ impl Queues {
         }
     }
 
-    /// Deletes a received message (its lease's handle only).
-    pub(crate) fn delete_message(&self, queue: &str, handle: &str) -> Result<()> {
-        let (seq, nonce) = parse_handle(handle)?;
+    /// Deletes received messages (each by its lease's handle only), up to 10 in one
+    /// commit: a result per handle.
+    pub(crate) fn delete_messages(
+        &self,
+        queue: &str,
+        handles: Vec<String>,
+    ) -> Result<Vec<Result<()>>> {
+        check_batch_len("receipt_handles", handles.len())?;
         let sync = self.syncs(queue);
         let queue = queue.to_string();
-        let handle = handle.to_string();
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let out = Arc::clone(&results);
         self.run_as(
             Box::new(move |txn, _| {
-                let stored = leased(txn, &queue, seq, nonce, &handle)?;
-                remove_message(txn, &queue, seq, &stored)?;
+                config_of(txn, &queue)?;
+                let mut answers = Vec::with_capacity(handles.len());
+                for handle in handles {
+                    let one = parse_handle(&handle).and_then(|(seq, nonce)| {
+                        let stored = leased(txn, &queue, seq, nonce, &handle)?;
+                        remove_message(txn, &queue, seq, &stored)
+                    });
+                    answers.push(fatal_or(one)?);
+                }
+                *lock(&out) = answers;
                 Ok(Reply::Done)
             }),
             sync,
         )?;
         self.bump();
-        Ok(())
+        Ok(std::mem::take(&mut *lock(&results)))
     }
 
-    /// Makes a received message visible again in `secs` (0: at once; a nack with delay).
-    pub(crate) fn change_visibility(&self, queue: &str, handle: &str, secs: u64) -> Result<()> {
-        if secs > MAX_VISIBILITY_SECS {
-            return Err(QueueError::invalid(
-                "visibility_timeout",
-                format!("0 to {MAX_VISIBILITY_SECS} s"),
-            ));
-        }
-        let (seq, nonce) = parse_handle(handle)?;
+    /// Changes how long received messages stay hidden, `(handle, seconds)` each (0:
+    /// visible at once; a nack with delay), up to 10 in one commit: a result per entry.
+    /// A lease that already ran out is refused (the message may be another's by now).
+    pub(crate) fn change_visibility(
+        &self,
+        queue: &str,
+        entries: Vec<(String, u64)>,
+    ) -> Result<Vec<Result<()>>> {
+        check_batch_len("entries", entries.len())?;
+        let sync = self.syncs(queue);
         let queue = queue.to_string();
-        let handle = handle.to_string();
-        self.run(Box::new(move |txn, now| {
-            let mut stored = leased(txn, &queue, seq, nonce, &handle)?;
-            if stored.visible_at <= now {
-                // The lease ran out: the message may be another receiver's by now.
-                return Err(QueueError::InvalidReceiptHandle(handle));
-            }
-            txn.open_table(READY)?
-                .remove(ready_key(&queue, stored.visible_at, seq).as_slice())?;
-            stored.visible_at = now + secs * 1000;
-            txn.open_table(READY)?
-                .insert(ready_key(&queue, stored.visible_at, seq).as_slice(), ())?;
-            txn.open_table(MESSAGES)?
-                .insert(msg_key(&queue, seq).as_slice(), encode(&stored)?.as_slice())?;
-            Ok(Reply::Done)
-        }))?;
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let out = Arc::clone(&results);
+        self.run_as(
+            Box::new(move |txn, now| {
+                config_of(txn, &queue)?;
+                let mut answers = Vec::with_capacity(entries.len());
+                for (handle, secs) in entries {
+                    let one = change_one(txn, &queue, &handle, secs, now);
+                    answers.push(fatal_or(one)?);
+                }
+                *lock(&out) = answers;
+                Ok(Reply::Done)
+            }),
+            sync,
+        )?;
         self.bump();
-        Ok(())
+        Ok(std::mem::take(&mut *lock(&results)))
     }
 
     /// Moves every message of a dead-letter queue back to the queue it came from.
@@ -1084,6 +1107,57 @@ fn seqs_of(txn: &WriteTransaction, queue: &str) -> Result<Vec<u64>> {
     Ok(out)
 }
 
+/// 1 to 10 entries.
+fn check_batch_len(field: &str, len: usize) -> Result<()> {
+    if (1..=MAX_QUEUE_BATCH).contains(&len) {
+        Ok(())
+    } else {
+        Err(QueueError::invalid(
+            field,
+            format!("{len} in a batch; 1 to {MAX_QUEUE_BATCH}"),
+        ))
+    }
+}
+
+/// One entry's answer in a batch, unless it failed on storage or stored data: then the
+/// operation fails, and its transaction (which may hold part of the entry) with it.
+fn fatal_or<T>(answer: Result<T>) -> Result<Result<T>> {
+    match answer {
+        Err(e @ (QueueError::Io(_) | QueueError::Corrupted(_))) => Err(e),
+        other => Ok(other),
+    }
+}
+
+/// Moves the end of a lease: visible `secs` from now.
+fn change_one(
+    txn: &WriteTransaction,
+    queue: &str,
+    handle: &str,
+    secs: u64,
+    now: u64,
+) -> Result<()> {
+    if secs > MAX_VISIBILITY_SECS {
+        return Err(QueueError::invalid(
+            "visibility_timeout",
+            format!("{secs} s; 0 to {MAX_VISIBILITY_SECS} s"),
+        ));
+    }
+    let (seq, nonce) = parse_handle(handle)?;
+    let mut stored = leased(txn, queue, seq, nonce, handle)?;
+    if stored.visible_at <= now {
+        // The lease ran out: the message may be another receiver's by now.
+        return Err(QueueError::InvalidReceiptHandle(handle.to_string()));
+    }
+    txn.open_table(READY)?
+        .remove(ready_key(queue, stored.visible_at, seq).as_slice())?;
+    stored.visible_at = now + secs * 1000;
+    txn.open_table(READY)?
+        .insert(ready_key(queue, stored.visible_at, seq).as_slice(), ())?;
+    txn.open_table(MESSAGES)?
+        .insert(msg_key(queue, seq).as_slice(), encode(&stored)?.as_slice())?;
+    Ok(())
+}
+
 /// Leases up to `max` receivable messages.
 fn receive_some(
     txn: &WriteTransaction,
@@ -1137,7 +1211,9 @@ fn receive_some(
                 break;
             }
             fifo_done = true;
-            fifo_heads(txn, queue, now)?
+            let heads = fifo_heads(txn, queue, now)?;
+            handled.extend(heads.iter().copied());
+            heads
         } else {
             let ready = txn.open_table(READY)?;
             let mut out = Vec::new();
@@ -1170,8 +1246,11 @@ fn receive_some(
             if got.len() >= max {
                 break;
             }
-            if let Some(r) = lease_one(txn, queue, &config, seq, lease_ms, retention_ms, now)? {
-                got.push(r);
+            match lease_one(txn, queue, &config, seq, lease_ms, retention_ms, now)? {
+                Some(r) => got.push(r),
+                // A FIFO group whose head went (dead-lettered, or past retention) has a
+                // new head: look again.
+                None => fifo_done = false,
             }
         }
         // A cap on work per receive: at most this many handled in one transaction.
