@@ -1,11 +1,13 @@
 //! A Jepsen-style history check: a child process runs an idempotent stream producer, a
-//! FIFO queue sender and a FIFO consumer at once, printing every acknowledgement; the
-//! parent kills it with SIGKILL at random points and restarts it, each time telling it
-//! where to resume (so it resends whatever was in doubt, with the same sequence numbers
-//! and deduplication ids). At the end the history must show: no acknowledged message
-//! lost, none duplicated (the producer's resends and the sender's dropped), order kept
-//! in the partition and the FIFO group, and no message delivered again after its
-//! deletion was acknowledged.
+//! plain one, a FIFO queue sender and consumer, and a standard queue sender and
+//! consumer at once, printing every acknowledgement; the parent kills it with SIGKILL at
+//! random points and restarts it, each time telling it where to resume (so it resends
+//! whatever was in doubt, with the same sequence numbers and deduplication ids). At the
+//! end the history must show: no acknowledged message lost, none duplicated where
+//! duplicates are dropped (the idempotent producer's resends, the FIFO sender's), each
+//! plain acknowledgement at the offset it named with offsets running on, order kept in
+//! the partition and the FIFO group, and no message delivered again after its deletion
+//! was acknowledged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -31,6 +33,8 @@ fn history_child() {
     };
     let stream_from: u64 = std::env::var("FROM_SEQ").unwrap().parse().unwrap();
     let queue_from: u64 = std::env::var("FROM_MSG").unwrap().parse().unwrap();
+    let plain_from: u64 = std::env::var("FROM_PLAIN").unwrap().parse().unwrap();
+    let job_from: u64 = std::env::var("FROM_JOB").unwrap().parse().unwrap();
     let engine = Engine::open(&dir).unwrap();
     if engine.list_topics().is_empty() {
         engine
@@ -44,12 +48,28 @@ fn history_child() {
             )
             .unwrap();
     }
+    if engine.list_topics().len() == 1 {
+        engine
+            .create_topic("plain", TopicConfig::default())
+            .unwrap();
+    }
     if engine.list_queues().unwrap().is_empty() {
         engine
             .create_queue(
                 "orders.fifo",
                 QueueConfig {
                     fifo: true,
+                    visibility_timeout_secs: 1,
+                    ..QueueConfig::default()
+                },
+            )
+            .unwrap();
+    }
+    if engine.list_queues().unwrap().len() == 1 {
+        engine
+            .create_queue(
+                "jobs",
+                QueueConfig {
                     visibility_timeout_secs: 1,
                     ..QueueConfig::default()
                 },
@@ -74,6 +94,39 @@ fn history_child() {
                     .unwrap();
                 say(format!("published {seq} {}", offsets.len()));
                 seq += 3;
+            }
+        });
+        s.spawn(|| {
+            let mut n = plain_from;
+            loop {
+                let at = engine
+                    .publish("plain", avl_queue::Message::new(format!("plain {n}")))
+                    .unwrap();
+                say(format!("appended {n} {}", at.offset));
+                n += 1;
+            }
+        });
+        s.spawn(|| {
+            let mut n = job_from;
+            loop {
+                let id = engine
+                    .send("jobs", SendMessage::new(format!("job {n}")))
+                    .unwrap();
+                say(format!("queued {n} {id}"));
+                n += 1;
+            }
+        });
+        s.spawn(|| {
+            loop {
+                let got = engine
+                    .receive("jobs", 3, None, Duration::from_millis(50))
+                    .unwrap();
+                for m in got {
+                    say(format!("got {}", m.id));
+                    if engine.delete_message("jobs", &m.receipt_handle).is_ok() {
+                        say(format!("done {}", m.id));
+                    }
+                }
             }
         });
         s.spawn(|| {
@@ -122,6 +175,14 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
     let mut received_order: Vec<u64> = Vec::new();
     // Each order's body must arrive as one message id, however often it was resent.
     let mut ids_of: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    // The plain producer: what it resumes at, and each acknowledged offset.
+    let mut next_plain = 0u64;
+    let mut appended: BTreeMap<u64, u64> = BTreeMap::new(); // offset -> n
+    // The standard queue: acknowledged sends, deliveries, acknowledged deletes.
+    let mut next_job = 0u64;
+    let mut queued: BTreeMap<u64, u64> = BTreeMap::new(); // job n -> id
+    let mut got_jobs: BTreeSet<u64> = BTreeSet::new();
+    let mut done_jobs: BTreeSet<u64> = BTreeSet::new();
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -134,6 +195,8 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
             .env(CHILD_ENV, dir.path())
             .env("FROM_SEQ", next_seq.to_string())
             .env("FROM_MSG", next_msg.to_string())
+            .env("FROM_PLAIN", next_plain.to_string())
+            .env("FROM_JOB", next_job.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -170,6 +233,30 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
                 "deleted" => {
                     deleted.insert(f[1].parse().unwrap());
                 }
+                "appended" => {
+                    let n: u64 = f[1].parse().unwrap();
+                    let offset: u64 = f[2].parse().unwrap();
+                    if let Some(before) = appended.insert(offset, n) {
+                        panic!("offset {offset} acknowledged for {before} and {n}");
+                    }
+                    next_plain = next_plain.max(n + 1);
+                }
+                "queued" => {
+                    let n: u64 = f[1].parse().unwrap();
+                    queued.insert(n, f[2].parse().unwrap());
+                    next_job = next_job.max(n + 1);
+                }
+                "got" => {
+                    let id: u64 = f[1].parse().unwrap();
+                    assert!(
+                        !done_jobs.contains(&id),
+                        "job message {id} was delivered after its deletion was acknowledged"
+                    );
+                    got_jobs.insert(id);
+                }
+                "done" => {
+                    done_jobs.insert(f[1].parse().unwrap());
+                }
                 _ => {}
             }
         };
@@ -204,6 +291,50 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
     );
     for r in &records {
         assert_eq!(r.value, payload(r.producer.unwrap().1));
+    }
+    // The plain producer: offsets run on from 0, each acknowledged one holds what was
+    // published there; resends after a kill may repeat a message (at least once), and
+    // acknowledgements come in rising offsets.
+    let plain = engine.read("plain", 0, 0, usize::MAX, usize::MAX).unwrap();
+    for (i, r) in plain.iter().enumerate() {
+        assert_eq!(r.offset, i as u64, "plain offsets do not run on");
+    }
+    for (&offset, &n) in &appended {
+        let r = plain
+            .get(offset as usize)
+            .unwrap_or_else(|| panic!("acknowledged plain offset {offset} is gone"));
+        assert_eq!(r.value, format!("plain {n}").into_bytes());
+    }
+    let ns: Vec<u64> = appended.values().copied().collect();
+    assert!(
+        ns.windows(2).all(|w| w[0] < w[1]),
+        "later messages were acknowledged at earlier offsets"
+    );
+    // The standard queue: every acknowledged send was delivered, or is still there; no
+    // message acknowledged deleted is there.
+    let mut jobs_left = BTreeSet::new();
+    loop {
+        let got = engine
+            .receive("jobs", 10, Some(600), Duration::from_millis(1100))
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            assert!(
+                !done_jobs.contains(&m.id),
+                "job {} came back after its deletion",
+                m.id
+            );
+            jobs_left.insert(m.id);
+            engine.delete_message("jobs", &m.receipt_handle).unwrap();
+        }
+    }
+    for (n, id) in &queued {
+        assert!(
+            got_jobs.contains(id) || jobs_left.contains(id),
+            "job {n} (message {id}) was acknowledged and is gone undelivered"
+        );
     }
     // The queue: every acknowledged send is either deleted or still there, once.
     let mut left = Vec::new();
