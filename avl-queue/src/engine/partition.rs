@@ -402,14 +402,15 @@ impl Partition {
     pub(crate) fn compact(&self, tombstone_ms: u64, now_ms: u64) -> Result<usize> {
         let _one = lock(&self.compacting);
         let end = self.visible.load(Ordering::Acquire);
-        let (start, closed, damaged) = {
+        let (start, closed, active_base, damaged) = {
             let st = lock(&self.state);
             let start = st.segments.first().map_or(0, |s| s.base);
             let closed: Vec<(u64, u64)> = st.segments[..st.segments.len().saturating_sub(1)]
                 .iter()
                 .map(|s| (s.base, s.len))
                 .collect();
-            (start, closed, st.damaged.clone())
+            let active_base = st.segments.last().map_or(0, |s| s.base);
+            (start, closed, active_base, st.damaged.clone())
         };
         if closed.is_empty() {
             return Ok(0);
@@ -437,7 +438,9 @@ impl Partition {
         }
         let mut removed = 0;
         for (i, (base, len)) in closed.iter().enumerate() {
-            let upto = closed.get(i + 1).map_or(u64::MAX, |(b, _)| *b);
+            // The segment's records end where the next one's start (the active one's,
+            // after the last closed one).
+            let upto = closed.get(i + 1).map_or(active_base, |(b, _)| *b);
             // A segment with damage stays as it is: rewriting it would drop what cannot
             // be read without a word.
             if damaged.iter().any(|&(from, to)| from < upto && to > *base) {
