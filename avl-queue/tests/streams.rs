@@ -951,6 +951,32 @@ fn subscriptions_wake_on_new_messages_in_matching_topics() {
     assert_eq!(seen, ["10", "before", "live", "new topic"]);
 }
 
+#[test]
+fn a_topic_created_again_is_followed_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    engine.create_topic("rc", TopicConfig::default()).unwrap();
+    let old: Vec<Message> = (0..5).map(|i| Message::new(format!("old{i}"))).collect();
+    engine.publish_batch("rc", old).unwrap();
+    let mut sub = engine
+        .subscribe("rc", avl_queue::StartAt::Beginning)
+        .unwrap();
+    for _ in 0..5 {
+        sub.next(Duration::from_secs(1)).unwrap().unwrap();
+    }
+    // Deleted, created and written again between two looks: none of it is skipped.
+    engine.delete_topic("rc").unwrap();
+    engine.create_topic("rc", TopicConfig::default()).unwrap();
+    let new: Vec<Message> = (0..8).map(|i| Message::new(format!("new{i}"))).collect();
+    engine.publish_batch("rc", new).unwrap();
+    let mut got = Vec::new();
+    while let Some(d) = sub.next(Duration::from_millis(300)).unwrap() {
+        got.push(String::from_utf8(d.record.value).unwrap());
+    }
+    let want: Vec<String> = (0..8).map(|i| format!("new{i}")).collect();
+    assert_eq!(got, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_is_an_async_stream() {
     use futures_util::StreamExt;

@@ -235,6 +235,8 @@ struct Topic {
     config: TopicConfig,
     partitions: Vec<Partition>,
     round_robin: AtomicU64,
+    /// Tells this topic from one of the same name created after it was deleted.
+    incarnation: u64,
 }
 
 struct Inner {
@@ -768,25 +770,62 @@ impl Engine {
         max_bytes: usize,
     ) -> Result<Vec<Record>> {
         let t = self.topic(topic)?;
-        let p = partition_of(&t, topic, partition)?;
-        p.read(offset, max, max_bytes).map_err(|e| match e {
-            QueueError::OffsetOutOfRange {
-                offset, start, end, ..
-            } => QueueError::OffsetOutOfRange {
-                partition,
-                offset,
-                start,
-                end,
-            },
-            QueueError::Damaged { from, to, .. } => QueueError::Damaged {
-                partition,
-                from,
-                to,
-            },
-            other => other,
-        })
+        read_in(&t, topic, partition, offset, max, max_bytes)
     }
 
+    /// Which incarnation of `topic` is there now, if any.
+    pub(crate) fn incarnation(&self, topic: &str) -> Option<u64> {
+        self.topic(topic).ok().map(|t| t.incarnation)
+    }
+
+    /// [`Engine::read`] of one incarnation of `topic`: `None` when the topic there now is
+    /// another (deleted and created again).
+    pub(crate) fn read_incarnation(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<Record>>> {
+        let t = self.topic(topic)?;
+        if t.incarnation != incarnation {
+            return Ok(None);
+        }
+        read_in(&t, topic, partition, offset, max, max_bytes).map(Some)
+    }
+}
+
+/// Reads a partition of `t` (named `topic`), its errors naming the partition.
+fn read_in(
+    t: &Topic,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<Record>> {
+    let p = partition_of(t, topic, partition)?;
+    p.read(offset, max, max_bytes).map_err(|e| match e {
+        QueueError::OffsetOutOfRange {
+            offset, start, end, ..
+        } => QueueError::OffsetOutOfRange {
+            partition,
+            offset,
+            start,
+            end,
+        },
+        QueueError::Damaged { from, to, .. } => QueueError::Damaged {
+            partition,
+            from,
+            to,
+        },
+        other => other,
+    })
+}
+
+impl Engine {
     /// [`Engine::read`] that waits up to `wait` for a record when there is none yet.
     pub fn read_wait(
         &self,
@@ -1169,5 +1208,6 @@ fn open_topic(
         config,
         partitions,
         round_robin: AtomicU64::new(0),
+        incarnation: random_u64(),
     })
 }

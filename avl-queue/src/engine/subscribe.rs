@@ -79,8 +79,8 @@ pub struct Subscription {
     engine: Engine,
     pattern: String,
     start: StartAt,
-    /// Next offset per (topic, partition) followed.
-    positions: HashMap<(String, u32), u64>,
+    /// Per (topic, partition) followed: the topic's incarnation and the next offset.
+    positions: HashMap<(String, u32), (u64, u64)>,
     ready: VecDeque<Delivery>,
     /// Topics found after the first look were created after the subscription: all of
     /// them is new.
@@ -125,15 +125,26 @@ impl Subscription {
             .collect();
         self.positions.retain(|(t, _), _| topics.contains(t));
         for topic in topics {
-            let Ok(partitions) = self.engine.partitions(&topic) else {
+            let (Ok(partitions), Some(incarnation)) = (
+                self.engine.partitions(&topic),
+                self.engine.incarnation(&topic),
+            ) else {
                 continue;
             };
+            // A topic deleted and created again since the last look is new: all of it.
+            let renewed = self
+                .positions
+                .iter()
+                .any(|((t, _), (i, _))| *t == topic && *i != incarnation);
+            if renewed {
+                self.positions.retain(|(t, _), _| *t != topic);
+            }
             for p in partitions {
                 self.positions
                     .entry((topic.clone(), p.partition))
                     .or_insert(match self.start {
-                        StartAt::End if !self.looked => p.end,
-                        _ => p.start,
+                        StartAt::End if !self.looked && !renewed => (incarnation, p.end),
+                        _ => (incarnation, p.start),
                     });
             }
         }
@@ -148,31 +159,37 @@ impl Subscription {
             if self.ready.len() >= max {
                 break;
             }
-            let Some(&at) = self.positions.get(&(topic.clone(), partition)) else {
+            let Some(&(incarnation, at)) = self.positions.get(&(topic.clone(), partition)) else {
                 continue;
             };
-            let records =
-                match self
-                    .engine
-                    .read(&topic, partition, at, max - self.ready.len(), 4 << 20)
-                {
-                    Ok(r) => r,
-                    // Retention moved the start past us: go on from the new start.
-                    Err(QueueError::OffsetOutOfRange { start, .. }) if at < start => {
-                        self.positions.insert((topic, partition), start);
-                        continue;
-                    }
-                    Err(QueueError::NoSuchTopic(_) | QueueError::TopicDeleted) => continue,
-                    // Reported once; the subscription goes on after the damage.
-                    Err(e @ QueueError::Damaged { to, .. }) => {
-                        self.positions.insert((topic, partition), to);
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                };
+            let records = match self.engine.read_incarnation(
+                &topic,
+                incarnation,
+                partition,
+                at,
+                max - self.ready.len(),
+                4 << 20,
+            ) {
+                Ok(Some(r)) => r,
+                // Deleted and created again: the next look follows the new one.
+                Ok(None) => continue,
+                // Retention moved the start past us: go on from the new start.
+                Err(QueueError::OffsetOutOfRange { start, .. }) if at < start => {
+                    self.positions
+                        .insert((topic, partition), (incarnation, start));
+                    continue;
+                }
+                Err(QueueError::NoSuchTopic(_) | QueueError::TopicDeleted) => continue,
+                // Reported once; the subscription goes on after the damage.
+                Err(e @ QueueError::Damaged { to, .. }) => {
+                    self.positions.insert((topic, partition), (incarnation, to));
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(last) = records.last() {
                 self.positions
-                    .insert((topic.clone(), partition), last.offset + 1);
+                    .insert((topic.clone(), partition), (incarnation, last.offset + 1));
             }
             self.ready
                 .extend(records.into_iter().map(|record| Delivery {
