@@ -79,6 +79,16 @@ pub enum QueueError {
         /// The group's.
         current: u64,
     },
+    /// The partition is another member's in this generation.
+    #[error("member `{member}` does not own partition {partition} in generation {generation}")]
+    NotOwner {
+        /// The member.
+        member: String,
+        /// The partition it committed for.
+        partition: u32,
+        /// The generation (the current one).
+        generation: u64,
+    },
     /// A message, batch, name or setting outside the limits; the field says which.
     #[error("{field}: {reason}")]
     InvalidArgument {
@@ -140,9 +150,9 @@ impl QueueError {
             QueueError::TopicExists(_) | QueueError::QueueExists(_) => ErrorCode::AlreadyExists,
             QueueError::NoSuchQueue(_) => ErrorCode::NotFound,
             QueueError::InvalidReceiptHandle(_) => ErrorCode::InvalidInput,
-            QueueError::OutOfOrderSequence { .. } | QueueError::StaleGeneration { .. } => {
-                ErrorCode::Conflict
-            }
+            QueueError::OutOfOrderSequence { .. }
+            | QueueError::StaleGeneration { .. }
+            | QueueError::NotOwner { .. } => ErrorCode::Conflict,
             QueueError::UnknownMember(_) | QueueError::NoSuchGroup { .. } => ErrorCode::NotFound,
             QueueError::OffsetOutOfRange { .. } | QueueError::InvalidArgument { .. } => {
                 ErrorCode::InvalidInput

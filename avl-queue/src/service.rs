@@ -80,7 +80,13 @@ fn handle(engine: &Engine, request: QueueRequest) -> Result<QueueResponse, Queue
             wait_ms,
         } => {
             let max = max.clamp(1, 10_000);
-            let wait = Duration::from_millis(wait_ms).min(MAX_READ_WAIT);
+            let wait = Duration::from_millis(wait_ms);
+            if wait > MAX_READ_WAIT {
+                return Err(QueueError::invalid(
+                    "wait_ms",
+                    format!("{wait_ms}; at most {}", MAX_READ_WAIT.as_millis()),
+                ));
+            }
             let records = if wait.is_zero() {
                 engine.read(&topic, partition, offset, max, 16 << 20)?
             } else {

@@ -43,6 +43,20 @@ async fn suite(client: &QueueClient) {
     assert_eq!(err.code(), ErrorCode::InvalidInput);
     let lag = client.seek("g", "t", None, SeekTo::End).await.unwrap();
     assert_eq!(lag[0].lag, 0);
+    // Reads wait up to 20 s; longer is refused, as for queues.
+    let err = client
+        .read("t", 0, 0, 10, Duration::from_secs(21))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidInput);
+    assert_eq!(
+        client
+            .read("t", 0, 0, 10, Duration::from_secs(20))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
 
     // Queues: batches answer per entry.
     client

@@ -765,6 +765,15 @@ fn group_members_share_partitions_and_stale_ones_are_fenced() {
     let moved = *b.partitions.first().unwrap();
     let e = engine.commit_as_member(&a, "g", "t", moved, 0).unwrap_err();
     assert!(matches!(e, QueueError::StaleGeneration { .. }), "{e}");
+    // In the current generation, a partition another member owns is refused, by name.
+    let e = engine
+        .commit_as_member(&a2, "g", "t", moved, 0)
+        .unwrap_err();
+    assert!(
+        matches!(e, QueueError::NotOwner { partition, .. } if partition == moved),
+        "{e}"
+    );
+    assert_eq!(e.code(), avl_core::ErrorCode::Conflict);
     engine.commit_as_member(&b, "g", "t", moved, 0).unwrap();
     // B stops heartbeating: its session runs out and A gets everything back.
     std::thread::sleep(Duration::from_millis(2500));
@@ -869,6 +878,17 @@ fn a_group_seeks_to_the_beginning_the_end_an_offset_or_a_time() {
         engine.seek("g", "t", Some(p0), SeekTo::Offset(6)),
         Err(QueueError::OffsetOutOfRange { offset: 6, .. })
     ));
+    // One more message in one partition: offset 6 fits it, not the other, so neither
+    // moves.
+    engine
+        .publish("t", Message::new("one more").with_key(vec![0]))
+        .unwrap();
+    assert!(matches!(
+        engine.seek("g", "t", None, SeekTo::Offset(6)),
+        Err(QueueError::OffsetOutOfRange { offset: 6, .. })
+    ));
+    assert_eq!(engine.committed_offset("g", "t", p0).unwrap(), Some(5));
+    engine.seek("g", "t", None, SeekTo::Offset(5)).unwrap();
     assert!(matches!(
         engine.seek("g", "t", Some(7), SeekTo::End),
         Err(QueueError::NoSuchPartition { .. })
@@ -893,12 +913,23 @@ fn patterns_match_like_nats() {
     assert!(!topic_matches("scores", "scores.eu"));
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
-    for bad in ["", "a..b", "a.>.b", "a b", "a.**"] {
+    for bad in ["", "a.>.b", "a b", "a.**", "a/b"] {
         assert!(
             engine.subscribe(bad, avl_queue::StartAt::End).is_err(),
             "{bad}"
         );
     }
+    // Every topic name can be named by a pattern, empty tokens included.
+    assert!(topic_matches("a..b", "a..b"));
+    assert!(topic_matches(".hidden", ".hidden"));
+    assert!(topic_matches("a.*.b", "a..b"));
+    engine.create_topic("a..b", TopicConfig::default()).unwrap();
+    engine.publish("a..b", Message::new("found")).unwrap();
+    let mut sub = engine
+        .subscribe("a..b", avl_queue::StartAt::Beginning)
+        .unwrap();
+    let got = sub.next(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(got.record.value, b"found");
 }
 
 #[test]

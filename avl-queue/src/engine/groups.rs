@@ -199,15 +199,22 @@ impl Groups {
         if !g.members.contains_key(member) {
             return Err(unknown(member));
         }
-        let owns = g
-            .assignment
-            .get(member)
-            .is_some_and(|ps| ps.contains(&partition));
-        if g.generation != generation || !owns {
+        if g.generation != generation {
             return Err(QueueError::StaleGeneration {
                 member: member.to_string(),
                 generation,
                 current: g.generation,
+            });
+        }
+        let owns = g
+            .assignment
+            .get(member)
+            .is_some_and(|ps| ps.contains(&partition));
+        if !owns {
+            return Err(QueueError::NotOwner {
+                member: member.to_string(),
+                partition,
+                generation,
             });
         }
         // A commit shows the member is alive, as a heartbeat does.

@@ -850,17 +850,24 @@ impl Engine {
         partition: u32,
         offset: u64,
     ) -> Result<()> {
+        self.commit_offsets(group, topic, &[(partition, offset)])
+    }
+
+    /// Commits several partitions' offsets in one durable transaction, all or none.
+    fn commit_offsets(&self, group: &str, topic: &str, offsets: &[(u32, u64)]) -> Result<()> {
         check_name("group", group)?;
         let t = self.topic(topic)?;
-        let p = partition_of(&t, topic, partition)?;
-        let (start, end) = p.bounds();
-        if offset < start || offset > end {
-            return Err(QueueError::OffsetOutOfRange {
-                partition,
-                offset,
-                start,
-                end,
-            });
+        for &(partition, offset) in offsets {
+            let p = partition_of(&t, topic, partition)?;
+            let (start, end) = p.bounds();
+            if offset < start || offset > end {
+                return Err(QueueError::OffsetOutOfRange {
+                    partition,
+                    offset,
+                    start,
+                    end,
+                });
+            }
         }
         let mut txn = self.inner.db.begin_write()?;
         txn.set_durability(RedbDurability::Immediate)
@@ -870,8 +877,12 @@ impl Engine {
         if txn.open_table(TOPICS)?.get(topic)?.is_none() {
             return Err(QueueError::NoSuchTopic(topic.to_string()));
         }
-        txn.open_table(OFFSETS)?
-            .insert(offset_key(group, topic, partition).as_slice(), offset)?;
+        {
+            let mut table = txn.open_table(OFFSETS)?;
+            for &(partition, offset) in offsets {
+                table.insert(offset_key(group, topic, partition).as_slice(), offset)?;
+            }
+        }
         txn.commit()?;
         Ok(())
     }
@@ -1094,6 +1105,7 @@ impl Engine {
             Some(p) => vec![p],
             None => (0..self.partitions(topic)?.len() as u32).collect(),
         };
+        let mut offsets = Vec::with_capacity(partitions.len());
         for p in partitions {
             let (start, end) = {
                 let t = self.topic(topic)?;
@@ -1105,8 +1117,10 @@ impl Engine {
                 SeekTo::Offset(o) => o,
                 SeekTo::Time(ms) => self.offset_for_time(topic, p, ms)?,
             };
-            self.commit_offset(group, topic, p, offset)?;
+            offsets.push((p, offset));
         }
+        // Every partition or none.
+        self.commit_offsets(group, topic, &offsets)?;
         self.lag(group, topic)
     }
 

@@ -54,13 +54,15 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 
 fn check_pattern(pattern: &str) -> Result<()> {
     let tokens: Vec<&str> = pattern.split('.').collect();
+    // Empty tokens are allowed: topic names may hold `..` or start with `.`, and a
+    // pattern must be able to name them.
     let ok = !pattern.is_empty()
+        && pattern.len() <= super::MAX_NAME_LEN
         && tokens.iter().enumerate().all(|(i, t)| {
-            !t.is_empty()
-                && (*t == "*"
-                    || (*t == ">" && i == tokens.len() - 1)
-                    || t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+            *t == "*"
+                || (*t == ">" && i == tokens.len() - 1)
+                || t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         });
     if ok {
         Ok(())
@@ -73,6 +75,9 @@ fn check_pattern(pattern: &str) -> Result<()> {
         ))
     }
 }
+
+/// The most message bytes a subscription reads ahead of its subscriber.
+const FILL_BYTES: usize = 4 << 20;
 
 /// A subscription to the topics matching a pattern.
 pub struct Subscription {
@@ -155,8 +160,11 @@ impl Subscription {
     /// Reads what is there now from every partition followed.
     fn fill(&mut self, max: usize) -> Result<()> {
         let keys: Vec<(String, u32)> = self.positions.keys().cloned().collect();
+        // Bytes held for the subscriber: at most this much (and one message) at a time,
+        // however many partitions have something.
+        let mut held: usize = self.ready.iter().map(|d| d.record.value.len()).sum();
         for (topic, partition) in keys {
-            if self.ready.len() >= max {
+            if self.ready.len() >= max || held >= FILL_BYTES {
                 break;
             }
             let Some(&(incarnation, at)) = self.positions.get(&(topic.clone(), partition)) else {
@@ -168,7 +176,7 @@ impl Subscription {
                 partition,
                 at,
                 max - self.ready.len(),
-                4 << 20,
+                FILL_BYTES - held,
             ) {
                 Ok(Some(r)) => r,
                 // Deleted and created again: the next look follows the new one.
@@ -191,6 +199,7 @@ impl Subscription {
                 self.positions
                     .insert((topic.clone(), partition), (incarnation, last.offset + 1));
             }
+            held += records.iter().map(|r| r.value.len()).sum::<usize>();
             self.ready
                 .extend(records.into_iter().map(|record| Delivery {
                     topic: topic.clone(),
@@ -257,5 +266,36 @@ impl Subscription {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Durability, Message, TopicConfig};
+
+    #[test]
+    fn a_subscription_reads_ahead_a_bounded_number_of_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let config = TopicConfig {
+            partitions: 8,
+            durability: Durability::Never,
+            max_message_bytes: 1 << 20,
+            ..TopicConfig::default()
+        };
+        engine.create_topic("big", config).unwrap();
+        for i in 0..32u8 {
+            let m = Message::new(vec![i; (1 << 20) - 64]).with_key(vec![i]);
+            engine.publish("big", m).unwrap();
+        }
+        let mut sub = engine.subscribe("big", StartAt::Beginning).unwrap();
+        let mut count = 0;
+        while sub.next(Duration::from_millis(100)).unwrap().is_some() {
+            count += 1;
+            let held: usize = sub.ready.iter().map(|d| d.record.value.len()).sum();
+            assert!(held <= FILL_BYTES + (1 << 20), "{held} bytes read ahead");
+        }
+        assert_eq!(count, 32);
     }
 }
