@@ -41,6 +41,15 @@ const READY: TableDefinition<&[u8], ()> = TableDefinition::new("queue_ready");
 const IN_FLIGHT: TableDefinition<&[u8], u64> = TableDefinition::new("queue_in_flight");
 const DEDUP: TableDefinition<&[u8], (u64, u64)> = TableDefinition::new("queue_dedup");
 const META: TableDefinition<&str, u64> = TableDefinition::new("queue_meta");
+/// FIFO: (queue, group, 0, seq) for every message of a group, so its next one is found
+/// without a scan.
+const GROUP_MESSAGES: TableDefinition<&[u8], ()> = TableDefinition::new("queue_group_messages");
+/// FIFO: (queue, seq) → group of each group's oldest message (its head), in seq order:
+/// what a receive looks at, instead of every stored message.
+const HEADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("queue_fifo_heads");
+/// A `META` key (no queue name starts with a space): set once the FIFO tables above
+/// cover every stored message.
+const HEADS_BUILT: &str = " fifo heads";
 
 /// The longest visibility timeout (12 hours).
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
@@ -249,6 +258,16 @@ pub struct QueueStats {
     pub delayed: u64,
 }
 
+/// What a stored message says of its state, read without its body.
+#[derive(Debug, Clone, Deserialize)]
+struct Meta {
+    #[serde(default)]
+    group_id: Option<String>,
+    sent_ms: u64,
+    visible_at: u64,
+    leased: bool,
+}
+
 /// A message as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
@@ -294,6 +313,36 @@ fn encode(m: &Stored) -> Result<Vec<u8>> {
 
 fn decode(bytes: &[u8]) -> Result<Stored> {
     serde_json::from_slice(bytes).map_err(|e| QueueError::Corrupted(format!("queued message: {e}")))
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<Meta> {
+    serde_json::from_slice(bytes).map_err(|e| QueueError::Corrupted(format!("queued message: {e}")))
+}
+
+/// (queue, group, 0, seq): group ids are printable ASCII, so the 0 ends the group.
+fn group_key(queue: &str, group: &str, seq: u64) -> Vec<u8> {
+    let mut k = group_prefix(queue, group);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn group_prefix(queue: &str, group: &str) -> Vec<u8> {
+    let mut k = key(queue, group.as_bytes());
+    k.push(0);
+    k
+}
+
+/// The oldest message of `group` still stored.
+fn first_of_group(txn: &WriteTransaction, queue: &str, group: &str) -> Result<Option<u64>> {
+    let prefix = group_prefix(queue, group);
+    let table = txn.open_table(GROUP_MESSAGES)?;
+    let first = table.range(prefix.as_slice()..)?.next().transpose()?;
+    Ok(first.and_then(|(k, _)| {
+        k.value()
+            .strip_prefix(prefix.as_slice())
+            .and_then(|rest| <[u8; 8]>::try_from(rest).ok())
+            .map(u64::from_be_bytes)
+    }))
 }
 
 /// `{seq:x}-{nonce:x}`.
@@ -369,7 +418,13 @@ impl Queues {
         txn.open_table(READY)?;
         txn.open_table(IN_FLIGHT)?;
         txn.open_table(DEDUP)?;
-        txn.open_table(META)?;
+        txn.open_table(GROUP_MESSAGES)?;
+        txn.open_table(HEADS)?;
+        let built = txn.open_table(META)?.get(HEADS_BUILT)?.is_some();
+        if !built {
+            build_heads(&txn)?;
+            txn.open_table(META)?.insert(HEADS_BUILT, 1)?;
+        }
         txn.commit()?;
         Ok(Queues {
             db,
@@ -593,6 +648,8 @@ impl Queues {
             remove_prefix(txn, READY, &name)?;
             remove_prefix(txn, IN_FLIGHT, &name)?;
             remove_prefix(txn, DEDUP, &name)?;
+            remove_prefix(txn, GROUP_MESSAGES, &name)?;
+            remove_prefix(txn, HEADS, &name)?;
             Ok(Reply::Done)
         }))
         .map(|_| ())
@@ -719,7 +776,13 @@ impl Queues {
                 for handle in handles {
                     let one = parse_handle(&handle).and_then(|(seq, nonce)| {
                         let stored = leased(txn, &queue, seq, nonce, &handle)?;
-                        remove_message(txn, &queue, seq, &stored)
+                        remove_message(
+                            txn,
+                            &queue,
+                            seq,
+                            stored.visible_at,
+                            stored.group_id.as_deref(),
+                        )
                     });
                     answers.push(fatal_or(one)?);
                 }
@@ -781,7 +844,13 @@ impl Queues {
                     // Its queue is gone: it stays here.
                     continue;
                 };
-                remove_message(txn, &dlq, seq, &stored)?;
+                remove_message(
+                    txn,
+                    &dlq,
+                    seq,
+                    stored.visible_at,
+                    stored.group_id.as_deref(),
+                )?;
                 let mut back = stored.clone();
                 back.receive_count = 0;
                 back.leased = false;
@@ -807,6 +876,8 @@ impl Queues {
             remove_prefix(txn, MESSAGES, &queue)?;
             remove_prefix(txn, READY, &queue)?;
             remove_prefix(txn, IN_FLIGHT, &queue)?;
+            remove_prefix(txn, GROUP_MESSAGES, &queue)?;
+            remove_prefix(txn, HEADS, &queue)?;
             Ok(Reply::Done)
         }))
         .map(|_| ())
@@ -820,13 +891,27 @@ impl Queues {
             let mut removed = 0;
             for (queue, config) in &queues {
                 let retention_ms = config.retention_secs * 1000;
-                for seq in seqs_of(txn, queue)? {
-                    if let Some(m) = get(txn, queue, seq)?
-                        && m.sent_ms + retention_ms <= now
-                    {
-                        remove_message(txn, queue, seq, &m)?;
-                        removed += 1;
+                let mut expired = Vec::new();
+                {
+                    let messages = txn.open_table(MESSAGES)?;
+                    let prefix = key(queue, &[]);
+                    for row in messages.range(prefix.as_slice()..)? {
+                        let (k, v) = row?;
+                        let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
+                            break;
+                        };
+                        let Ok(seq) = <[u8; 8]>::try_from(rest).map(u64::from_be_bytes) else {
+                            continue;
+                        };
+                        let m = decode_meta(v.value())?;
+                        if m.sent_ms + retention_ms <= now {
+                            expired.push((seq, m));
+                        }
                     }
+                }
+                for (seq, m) in expired {
+                    remove_message(txn, queue, seq, m.visible_at, m.group_id.as_deref())?;
+                    removed += 1;
                 }
                 let prefix = key(queue, &[]);
                 let mut dedup = txn.open_table(DEDUP)?;
@@ -865,7 +950,7 @@ impl Queues {
             if !k.value().starts_with(&prefix) {
                 break;
             }
-            let m = decode(v.value())?;
+            let m = decode_meta(v.value())?;
             if m.visible_at <= now {
                 stats.available += 1;
             } else if m.leased {
@@ -1052,7 +1137,22 @@ fn insert_message(
         .insert(ready_key(queue, m.visible_at, seq).as_slice(), ())?;
     txn.open_table(MESSAGES)?
         .insert(msg_key(queue, seq).as_slice(), encode(&m)?.as_slice())?;
+    if let Some(group) = &m.group_id {
+        note_in_group(txn, queue, group, seq)?;
+    }
     Ok(seq)
+}
+
+/// Files message `seq` (the newest) under its FIFO group; the first of its group is
+/// the group's head.
+fn note_in_group(txn: &WriteTransaction, queue: &str, group: &str, seq: u64) -> Result<()> {
+    txn.open_table(GROUP_MESSAGES)?
+        .insert(group_key(queue, group, seq).as_slice(), ())?;
+    if first_of_group(txn, queue, group)? == Some(seq) {
+        txn.open_table(HEADS)?
+            .insert(msg_key(queue, seq).as_slice(), group.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn get(txn: &WriteTransaction, queue: &str, seq: u64) -> Result<Option<Stored>> {
@@ -1061,16 +1161,34 @@ fn get(txn: &WriteTransaction, queue: &str, seq: u64) -> Result<Option<Stored>> 
     found.map(|v| decode(v.value())).transpose()
 }
 
-fn remove_message(txn: &WriteTransaction, queue: &str, seq: u64, m: &Stored) -> Result<()> {
+fn remove_message(
+    txn: &WriteTransaction,
+    queue: &str,
+    seq: u64,
+    visible_at: u64,
+    group: Option<&str>,
+) -> Result<()> {
     txn.open_table(MESSAGES)?
         .remove(msg_key(queue, seq).as_slice())?;
     txn.open_table(READY)?
-        .remove(ready_key(queue, m.visible_at, seq).as_slice())?;
-    if let Some(group) = &m.group_id {
+        .remove(ready_key(queue, visible_at, seq).as_slice())?;
+    if let Some(group) = group {
         let gkey = key(queue, group.as_bytes());
         let mut in_flight = txn.open_table(IN_FLIGHT)?;
         if in_flight.get(gkey.as_slice())?.map(|v| v.value()) == Some(seq) {
             in_flight.remove(gkey.as_slice())?;
+        }
+        drop(in_flight);
+        txn.open_table(GROUP_MESSAGES)?
+            .remove(group_key(queue, group, seq).as_slice())?;
+        // The head went: the group's next message is its head.
+        let was_head = txn
+            .open_table(HEADS)?
+            .remove(msg_key(queue, seq).as_slice())?
+            .is_some();
+        if was_head && let Some(next) = first_of_group(txn, queue, group)? {
+            txn.open_table(HEADS)?
+                .insert(msg_key(queue, next).as_slice(), group.as_bytes())?;
         }
     }
     Ok(())
@@ -1105,6 +1223,37 @@ fn seqs_of(txn: &WriteTransaction, queue: &str) -> Result<Vec<u64>> {
         }
     }
     Ok(out)
+}
+
+/// Files every stored FIFO message under its group (a store written before the group
+/// tables existed).
+fn build_heads(txn: &WriteTransaction) -> Result<()> {
+    let mut found = Vec::new();
+    {
+        let messages = txn.open_table(MESSAGES)?;
+        for row in messages.iter()? {
+            let (k, v) = row?;
+            let k = k.value();
+            let Some(zero) = k.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let (Ok(queue), Ok(seq)) = (
+                std::str::from_utf8(&k[..zero]),
+                <[u8; 8]>::try_from(&k[zero + 1..]).map(u64::from_be_bytes),
+            ) else {
+                continue;
+            };
+            if let Some(group) = decode_meta(v.value())?.group_id {
+                found.push((queue.to_string(), group, seq));
+            }
+        }
+    }
+    // In seq order per queue, as they were sent.
+    found.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    for (queue, group, seq) in found {
+        note_in_group(txn, &queue, &group, seq)?;
+    }
+    Ok(())
 }
 
 /// 1 to 10 entries.
@@ -1261,26 +1410,36 @@ fn receive_some(
     Ok(got)
 }
 
-/// A FIFO queue's receivable group heads, in sequence order.
+/// A FIFO queue's receivable group heads, in sequence order: the head of each group
+/// with none in flight, visible now.
 fn fifo_heads(txn: &WriteTransaction, queue: &str, now: u64) -> Result<Vec<u64>> {
-    let mut seen_groups = HashSet::new();
-    let mut out = Vec::new();
+    let prefix = key(queue, &[]);
+    let mut heads = Vec::new();
+    {
+        let table = txn.open_table(HEADS)?;
+        for row in table.range(prefix.as_slice()..)? {
+            let (k, v) = row?;
+            let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            if let Ok(seq) = <[u8; 8]>::try_from(rest).map(u64::from_be_bytes) {
+                heads.push((seq, v.value().to_vec()));
+            }
+        }
+    }
     let in_flight = txn.open_table(IN_FLIGHT)?;
-    for seq in seqs_of(txn, queue)? {
-        let Some(m) = get(txn, queue, seq)? else {
+    let messages = txn.open_table(MESSAGES)?;
+    let mut out = Vec::new();
+    for (seq, group) in heads {
+        if in_flight.get(key(queue, &group).as_slice())?.is_some() {
             continue;
+        }
+        let Some(v) = messages.get(msg_key(queue, seq).as_slice())? else {
+            return Err(QueueError::Corrupted(format!(
+                "queue `{queue}`: the head of a group, message {seq}, is missing"
+            )));
         };
-        let group = m.group_id.clone().unwrap_or_default();
-        if !seen_groups.insert(group.clone()) {
-            continue;
-        }
-        if in_flight
-            .get(key(queue, group.as_bytes()).as_slice())?
-            .is_some()
-        {
-            continue;
-        }
-        if m.visible_at <= now {
+        if decode_meta(v.value())?.visible_at <= now {
             out.push(seq);
         }
     }
@@ -1302,7 +1461,7 @@ fn lease_one(
         return Ok(None);
     };
     if m.sent_ms + retention_ms <= now {
-        remove_message(txn, queue, seq, &m)?;
+        remove_message(txn, queue, seq, m.visible_at, m.group_id.as_deref())?;
         return Ok(None);
     }
     if let Some(dl) = &config.dead_letter
@@ -1312,7 +1471,7 @@ fn lease_one(
         // queue is gone, the message stays here and is delivered).
         match config_of(txn, &dl.queue) {
             Ok(dlq_config) => {
-                remove_message(txn, queue, seq, &m)?;
+                remove_message(txn, queue, seq, m.visible_at, m.group_id.as_deref())?;
                 let mut dead = m.clone();
                 dead.leased = false;
                 dead.nonce = 0;
@@ -1368,4 +1527,48 @@ fn remove_prefix<V: redb::Value + 'static>(
         t.remove(k.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, FILE_NAME};
+
+    /// A store written before the FIFO group tables existed gets them at open.
+    #[test]
+    fn group_heads_are_built_for_a_store_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = Engine::open(dir.path()).unwrap();
+            let fifo = QueueConfig {
+                fifo: true,
+                ..QueueConfig::default()
+            };
+            engine.create_queue("f.fifo", fifo).unwrap();
+            for (n, group) in ["a", "b", "a", "c", "b"].iter().enumerate() {
+                let m = SendMessage::new(format!("{group}{n}"))
+                    .in_group(*group)
+                    .dedup(format!("d{n}"));
+                engine.send("f.fifo", m).unwrap();
+            }
+        }
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.delete_table(GROUP_MESSAGES).unwrap();
+            txn.delete_table(HEADS).unwrap();
+            txn.open_table(META).unwrap().remove(HEADS_BUILT).unwrap();
+            txn.commit().unwrap();
+        }
+        let engine = Engine::open(dir.path()).unwrap();
+        let got = engine.receive("f.fifo", 10, None, Duration::ZERO).unwrap();
+        let bodies: Vec<&[u8]> = got.iter().map(|r| r.body.as_slice()).collect();
+        assert_eq!(bodies, [&b"a0"[..], b"b1", b"c3"]);
+        for r in &got {
+            engine.delete_message("f.fifo", &r.receipt_handle).unwrap();
+        }
+        let next = engine.receive("f.fifo", 10, None, Duration::ZERO).unwrap();
+        let bodies: Vec<&[u8]> = next.iter().map(|r| r.body.as_slice()).collect();
+        assert_eq!(bodies, [&b"a2"[..], b"b4"]);
+    }
 }
