@@ -34,10 +34,10 @@ pub use engine::{
     Clock, Compaction, Compression, DEDUP_WINDOW_MS, DeadLetter, Delivery, Durability, Engine,
     FILE_NAME, Lag, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY_SECS, MAX_HEADERS, MAX_ID_LEN,
     MAX_MESSAGE_BYTES_LIMIT, MAX_NAME_LEN, MAX_PARTITIONS, MAX_QUEUE_BATCH, MAX_RECEIVE_WAIT,
-    MAX_SEGMENT_BYTES, MAX_SESSION_TIMEOUT, MAX_VISIBILITY_SECS, ManualClock, Membership, Message,
-    PartitionInfo, Published, QueueConfig, QueueStats, Received, Record, Retention, SeekTo,
-    SendMessage, StartAt, Subscription, SystemClock, TopicConfig, check_name, partition_for_key,
-    topic_matches,
+    MAX_SEGMENT_BYTES, MAX_SESSION_TIMEOUT, MAX_TOTAL_PARTITIONS, MAX_VISIBILITY_SECS, ManualClock,
+    Membership, Message, PartitionInfo, Published, QueueConfig, QueueStats, Received, Record,
+    Retention, SeekTo, SendMessage, StartAt, Subscription, SystemClock, TopicConfig, check_name,
+    partition_for_key, topic_matches,
 };
 pub use error::{QueueError, Result};
 pub use service::{DATA_SUBDIR, MAX_READ_WAIT, QueueClient, QueueService};

@@ -44,6 +44,9 @@ const OFFSETS: TableDefinition<&[u8], u64> = TableDefinition::new("offsets");
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
+/// Partitions in one engine, all topics together: each holds its active segment open
+/// (one file descriptor), so the total stays well under common descriptor limits.
+pub const MAX_TOTAL_PARTITIONS: u32 = 8192;
 /// The most messages in one batch.
 pub const MAX_BATCH: usize = 10_000;
 /// The largest segment file size a topic may set.
@@ -513,6 +516,16 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner);
         if topics.contains_key(name) {
             return Err(QueueError::TopicExists(name.to_string()));
+        }
+        let held: usize = topics.values().map(|t| t.partitions.len()).sum();
+        if held + config.partitions as usize > MAX_TOTAL_PARTITIONS as usize {
+            return Err(QueueError::invalid(
+                "partitions",
+                format!(
+                    "{} more would pass {MAX_TOTAL_PARTITIONS} in this engine ({held} held)",
+                    config.partitions
+                ),
+            ));
         }
         let topics_dir = self.inner.dir.join("topics");
         let dir = topics_dir.join(name);

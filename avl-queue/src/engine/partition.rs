@@ -66,7 +66,10 @@ pub enum Durability {
 
 struct Segment {
     base: u64,
-    file: Arc<File>,
+    /// Open while it is the active segment; a closed one is opened for each read (under
+    /// the partition's lock, so the file matches `len` and `index`), and holds no file
+    /// descriptor in between.
+    file: Option<Arc<File>>,
     len: u64,
     /// The newest timestamp in it (ms), for retention by age.
     newest_ms: u64,
@@ -76,6 +79,14 @@ struct Segment {
 }
 
 impl Segment {
+    /// Its file: the open one, or opened now.
+    fn handle(&self, dir: &Path) -> Result<Arc<File>> {
+        match &self.file {
+            Some(f) => Ok(Arc::clone(f)),
+            None => Ok(Arc::new(File::open(segment_path(dir, self.base))?)),
+        }
+    }
+
     /// Where to start scanning for `offset`.
     fn position_of(&self, offset: u64) -> u64 {
         let at = self.index.partition_point(|&(o, _)| o <= offset);
@@ -300,7 +311,7 @@ impl Partition {
             }
             segments.push(Segment {
                 base,
-                file: Arc::new(file),
+                file: Some(Arc::new(file)),
                 len: scanned.len,
                 newest_ms: scanned.newest_ms,
                 index: scanned.index,
@@ -312,7 +323,7 @@ impl Partition {
             changed = true;
             segments.push(Segment {
                 base: next,
-                file: Arc::new(file),
+                file: Some(Arc::new(file)),
                 len: 0,
                 newest_ms: 0,
                 index: Vec::new(),
@@ -323,7 +334,14 @@ impl Partition {
         // before syncing it: make it durable before calling it so (a later sync covers
         // only the active segment).
         for s in &segments {
-            s.file.sync_data()?;
+            if let Some(f) = &s.file {
+                f.sync_data()?;
+            }
+        }
+        // Only the active segment stays open.
+        let closed = segments.len().saturating_sub(1);
+        for s in &mut segments[..closed] {
+            s.file = None;
         }
         if changed {
             sync_dir(dir)?;
@@ -512,7 +530,8 @@ impl Partition {
             };
             std::fs::rename(&temp, &path)?;
             sync_dir(&self.dir)?;
-            segment.file = Arc::new(file);
+            drop(file);
+            segment.file = None;
             segment.len = scanned.len;
             segment.index = scanned.index;
             segment.indexed_at = scanned.indexed_at;
@@ -692,7 +711,12 @@ impl Partition {
                         }
                     }
                 }
-                if let Err(e) = active.file.write_all_at(buf, active.len) {
+                let Some(file) = &active.file else {
+                    return Err(QueueError::Corrupted(
+                        "the active segment has no open file".into(),
+                    ));
+                };
+                if let Err(e) = file.write_all_at(buf, active.len) {
                     // Part of it may be in the file: later writes would follow a hole.
                     let why = format!("writing failed: {e}");
                     st.failed = Some(why.clone());
@@ -726,13 +750,17 @@ impl Partition {
     /// Starts a new active segment at the next offset.
     fn roll(&self, st: &mut State) -> Result<()> {
         let file = create_segment(&self.dir, st.next)?;
-        if let Some(old) = st.segments.last() {
-            st.unsynced.push(Arc::clone(&old.file));
+        // The old one closes once the next sync has covered it (at once under `Never`,
+        // which no sync ever covers).
+        if let Some(old) = st.segments.last_mut().and_then(|s| s.file.take())
+            && self.durability != Durability::Never
+        {
+            st.unsynced.push(old);
         }
         st.dir_dirty = true;
         st.segments.push(Segment {
             base: st.next,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             len: 0,
             newest_ms: 0,
             index: Vec::new(),
@@ -808,8 +836,8 @@ impl Partition {
                 return Err(QueueError::SyncFailed(why.clone()));
             }
             let mut files = std::mem::take(&mut st.unsynced);
-            if let Some(active) = st.segments.last() {
-                files.push(Arc::clone(&active.file));
+            if let Some(f) = st.segments.last().and_then(|s| s.file.as_ref()) {
+                files.push(Arc::clone(f));
             }
             (st.next, files, std::mem::take(&mut st.dir_dirty))
         };
@@ -837,7 +865,7 @@ impl Partition {
     /// them stops short of them.
     pub(crate) fn read(&self, offset: u64, max: usize, max_bytes: usize) -> Result<Vec<Record>> {
         let mut end = self.visible.load(Ordering::Acquire);
-        let found: Vec<(u64, Arc<File>, u64, u64)> = {
+        let found = {
             let st = lock(&self.state);
             let start = st.segments.first().map_or(0, |s| s.base);
             if offset < start || offset > end {
@@ -864,19 +892,16 @@ impl Partition {
                 .segments
                 .partition_point(|s| s.base <= offset)
                 .saturating_sub(1);
-            st.segments[first..]
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let pos = if i == 0 { s.position_of(offset) } else { 0 };
-                    (s.base, Arc::clone(&s.file), pos, s.len)
-                })
-                .collect()
+            match st.segments.get(first) {
+                Some(s) => Some((s.base, s.handle(&self.dir)?, s.position_of(offset), s.len)),
+                None => None,
+            }
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut want = offset;
-        for (_, file, mut pos, len) in found {
+        let mut current = found;
+        while let Some((base, file, mut pos, len)) = current {
             let mut window = Vec::new();
             while pos < len && want < end && out.len() < max {
                 let size = READ_WINDOW.max(window.capacity()).min((len - pos) as usize);
@@ -929,6 +954,16 @@ impl Partition {
             if want >= end || out.len() >= max {
                 break;
             }
+            // On to the next segment (retention may have dropped some meanwhile; a
+            // closed segment does not change but under the lock).
+            current = {
+                let st = lock(&self.state);
+                let i = st.segments.partition_point(|s| s.base <= base);
+                match st.segments.get(i) {
+                    Some(s) => Some((s.base, s.handle(&self.dir)?, 0, s.len)),
+                    None => None,
+                }
+            };
         }
         Ok(out)
     }
