@@ -1008,3 +1008,45 @@ fn every_queue_limit_is_a_clear_error_and_writes_nothing() {
     let stats = q.queue_stats("jobs").unwrap();
     assert_eq!(stats.available + stats.in_flight + stats.delayed, 2);
 }
+
+#[test]
+fn redrive_leaves_messages_a_queue_of_the_other_kind_could_not_deliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, clock) = engine(dir.path());
+    q.create_queue("q-dlq", standard()).unwrap();
+    q.create_queue(
+        "q",
+        QueueConfig {
+            dead_letter: Some(DeadLetter {
+                queue: "q-dlq".into(),
+                max_receive_count: 1,
+            }),
+            ..standard()
+        },
+    )
+    .unwrap();
+    q.send("q", SendMessage::new("poison")).unwrap();
+    q.receive("q", 1, None, no_wait()).unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert!(q.receive("q", 1, None, no_wait()).unwrap().is_empty());
+    assert_eq!(q.queue_stats("q-dlq").unwrap().available, 1);
+    // The source comes back as a FIFO queue: a message without a group stays put.
+    q.delete_queue("q").unwrap();
+    q.create_queue(
+        "q",
+        QueueConfig {
+            fifo: true,
+            content_based_deduplication: true,
+            ..standard()
+        },
+    )
+    .unwrap();
+    assert_eq!(q.redrive("q-dlq").unwrap(), 0);
+    assert_eq!(q.queue_stats("q-dlq").unwrap().available, 1);
+    // As a standard queue again, it goes back.
+    q.delete_queue("q").unwrap();
+    q.create_queue("q", standard()).unwrap();
+    assert_eq!(q.redrive("q-dlq").unwrap(), 1);
+    let back = q.receive("q", 1, None, no_wait()).unwrap();
+    assert_eq!(back[0].body, b"poison");
+}

@@ -44,8 +44,9 @@ const OFFSETS: TableDefinition<&[u8], u64> = TableDefinition::new("offsets");
 pub const MAX_MESSAGE_BYTES_LIMIT: usize = 16 << 20;
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;
-/// Partitions in one engine, all topics together: each holds its active segment open
-/// (one file descriptor), so the total stays well under common descriptor limits.
+/// Partitions in one engine, all topics together. Each holds its active segment open:
+/// one file descriptor per partition, so a process with many partitions needs its
+/// descriptor limit (`ulimit -n`, often 1,024 by default) above their count.
 pub const MAX_TOTAL_PARTITIONS: u32 = 8192;
 /// The most messages in one batch.
 pub const MAX_BATCH: usize = 10_000;

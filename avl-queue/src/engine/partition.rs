@@ -287,7 +287,12 @@ impl Partition {
                 .read(true)
                 .write(true)
                 .open(&path)?;
-            let scanned = scan(&file, base, compacted, &mut producers)?;
+            let layout = Layout {
+                gaps: compacted,
+                compressed: compression.is_some(),
+                limit: bases.get(i + 1).copied(),
+            };
+            let scanned = scan(&file, base, layout, &mut producers)?;
             for &(from, to) in &scanned.damaged {
                 tracing::error!(file = %path.display(), from, to, "damaged records in this segment: reads of them fail");
             }
@@ -305,18 +310,54 @@ impl Partition {
                     next = to;
                 }
             }
-            if last && scanned.len < file_len {
+            let mut active = last;
+            if last && scanned.tail == Tail::Torn {
                 tracing::warn!(file = %path.display(), at = scanned.len, "the log ends inside this segment (a torn tail): cut there");
                 file.set_len(scanned.len)?;
+            } else if last && scanned.tail == Tail::Damaged {
+                // Checked records may lie in what does not read: the bytes stay, every
+                // offset they could hold is damaged (none is given out again), and new
+                // records go to a segment of their own, so the next open finds this
+                // one's damage ending where that one starts.
+                let to = next.saturating_add(offsets_within(file_len - scanned.len, true));
+                tracing::error!(file = %path.display(), at = scanned.len, from = next, to, "the active segment ends in damaged records: reads of them fail");
+                damaged.push((next, to));
+                next = to;
+                active = false;
             }
+            // What was read may have come from the page cache of a process that was
+            // killed before syncing it: make it durable before calling it so (a later
+            // sync covers only the active segment). Only the active segment stays open.
+            file.sync_data()?;
             segments.push(Segment {
                 base,
-                file: Some(Arc::new(file)),
+                file: active.then(|| Arc::new(file)),
                 len: scanned.len,
                 newest_ms: scanned.newest_ms,
                 index: scanned.index,
                 indexed_at: scanned.indexed_at,
             });
+            if last && !active {
+                segments.push(Segment {
+                    base: next,
+                    file: Some(Arc::new(create_segment(dir, next)?)),
+                    len: 0,
+                    newest_ms: 0,
+                    index: Vec::new(),
+                    indexed_at: 0,
+                });
+                changed = true;
+            }
+        }
+        // Segments after the last one kept were set aside: it is the active one.
+        if let Some(s) = segments.last_mut()
+            && s.file.is_none()
+        {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(segment_path(dir, s.base))?;
+            s.file = Some(Arc::new(file));
         }
         if segments.is_empty() {
             let file = create_segment(dir, next)?;
@@ -329,19 +370,6 @@ impl Partition {
                 index: Vec::new(),
                 indexed_at: 0,
             });
-        }
-        // What was read may have come from the page cache of a process that was killed
-        // before syncing it: make it durable before calling it so (a later sync covers
-        // only the active segment).
-        for s in &segments {
-            if let Some(f) = &s.file {
-                f.sync_data()?;
-            }
-        }
-        // Only the active segment stays open.
-        let closed = segments.len().saturating_sub(1);
-        for s in &mut segments[..closed] {
-            s.file = None;
         }
         if changed {
             sync_dir(dir)?;
@@ -422,6 +450,9 @@ impl Partition {
         let end = self.visible.load(Ordering::Acquire);
         let (start, closed, active_base, damaged) = {
             let st = lock(&self.state);
+            if st.deleted {
+                return Err(QueueError::TopicDeleted);
+            }
             let start = st.segments.first().map_or(0, |s| s.base);
             let closed: Vec<(u64, u64)> = st.segments[..st.segments.len().saturating_sub(1)]
                 .iter()
@@ -460,8 +491,10 @@ impl Partition {
             // after the last closed one).
             let upto = closed.get(i + 1).map_or(active_base, |(b, _)| *b);
             // A segment with damage stays as it is: rewriting it would drop what cannot
-            // be read without a word.
-            if damaged.iter().any(|&(from, to)| from < upto && to > *base) {
+            // be read without a word. So does one holding records not visible yet (a
+            // roll can close a segment whose end waits for its sync): the pass would
+            // neither read nor keep them.
+            if damaged.iter().any(|&(from, to)| from < upto && to > *base) || upto > end {
                 continue;
             }
             let mut kept = Vec::new();
@@ -516,8 +549,18 @@ impl Partition {
                 .write(true)
                 .open(&temp)?;
             let mut producers = Default::default();
-            let scanned = scan(&file, *base, true, &mut producers)?;
+            let layout = Layout {
+                gaps: true,
+                compressed: false,
+                limit: Some(upto),
+            };
+            let scanned = scan(&file, *base, layout, &mut producers)?;
             let mut st = lock(&self.state);
+            if st.deleted {
+                drop(st);
+                std::fs::remove_file(&temp)?;
+                return Err(QueueError::TopicDeleted);
+            }
             // Retention may have taken it meanwhile; nothing else changes a closed segment.
             let Some(segment) = st
                 .segments
@@ -867,6 +910,9 @@ impl Partition {
         let mut end = self.visible.load(Ordering::Acquire);
         let found = {
             let st = lock(&self.state);
+            if st.deleted {
+                return Err(QueueError::TopicDeleted);
+            }
             let start = st.segments.first().map_or(0, |s| s.base);
             if offset < start || offset > end {
                 return Err(QueueError::OffsetOutOfRange {
@@ -958,8 +1004,14 @@ impl Partition {
             // closed segment does not change but under the lock).
             current = {
                 let st = lock(&self.state);
+                if st.deleted {
+                    return Err(QueueError::TopicDeleted);
+                }
                 let i = st.segments.partition_point(|s| s.base <= base);
                 match st.segments.get(i) {
+                    // Nothing readable starts there (a compacted log's gap may end at
+                    // damage, or at what is not visible yet).
+                    Some(s) if s.base >= end => None,
                     Some(s) => Some((s.base, s.handle(&self.dir)?, 0, s.len)),
                     None => None,
                 }
@@ -994,7 +1046,7 @@ impl Partition {
 
 /// What scanning a segment found.
 struct Scanned {
-    /// Bytes of whole, checked records from the start.
+    /// Bytes of whole, checked records from the start (or after damage).
     len: u64,
     /// The offset after the last of them.
     next: u64,
@@ -1004,16 +1056,50 @@ struct Scanned {
     /// Offset ranges (`from..to`) of records that failed their checks with checked
     /// records after them.
     damaged: Vec<(u64, u64)>,
+    /// How the segment ended.
+    tail: Tail,
+}
+
+/// How a scanned segment ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// With a whole record.
+    Clean,
+    /// In bytes holding nothing whole after them: what a crash mid-write leaves.
+    Torn,
+    /// In bytes that do not read, after damage was met earlier in the segment (or past
+    /// what the search for the next record may cost): not taken for a torn tail, since
+    /// checked records could lie beyond.
+    Damaged,
+}
+
+/// The most offsets `bytes` of log can hold: a plain record takes at least 50 bytes; a
+/// compressed batch at least 16 for up to 10,000 messages.
+fn offsets_within(bytes: u64, compressed: bool) -> u64 {
+    if compressed {
+        (bytes / 16 + 1).saturating_mul(super::MAX_BATCH as u64)
+    } else {
+        bytes / 50 + 1
+    }
+}
+
+/// Where a segment's scan may find its records: offsets run on without gaps unless the
+/// log is compacted; batches are compressed or not; the next segment's first offset.
+#[derive(Clone, Copy)]
+struct Layout {
+    gaps: bool,
+    compressed: bool,
+    limit: Option<u64>,
 }
 
 /// Reads a segment a window at a time, checking each record and that offsets run on
 /// from `base`. At the first that does not, it looks further for one that does: the
-/// offsets between are damaged and it goes on from there; when none does, the log ends
-/// where the last good record ended.
+/// offsets between are damaged and it goes on from there; when none does, the segment
+/// ends there ([`Tail`] says how).
 fn scan(
     file: &File,
     base: u64,
-    gaps: bool,
+    layout: Layout,
     producers: &mut std::collections::HashMap<u64, ProducerState>,
 ) -> Result<Scanned> {
     let size = file.metadata()?.len();
@@ -1024,10 +1110,14 @@ fn scan(
         index: Vec::new(),
         indexed_at: 0,
         damaged: Vec::new(),
+        tail: Tail::Clean,
     };
     let mut window = Vec::new();
     // After damage, the next record gets an index entry whatever its distance.
     let mut index_next = false;
+    let mut resynced = false;
+    // What looking for the next record after damage may read in all.
+    let mut budget = size.saturating_mul(4).saturating_add(64 << 20);
     while out.len < size {
         let want = (READ_WINDOW as u64)
             .max(window.capacity() as u64)
@@ -1041,7 +1131,14 @@ fn scan(
                 Decoded::Batch(rs, n) => (rs, n),
                 Decoded::End => break,
             };
-            let follows = |o: u64| if gaps { o >= out.next } else { o == out.next };
+            let follows = |o: u64| {
+                layout.limit.is_none_or(|l| o < l)
+                    && if layout.gaps {
+                        o >= out.next
+                    } else {
+                        o == out.next
+                    }
+            };
             match records.first() {
                 Some(r) if follows(r.offset) => {}
                 _ => break,
@@ -1069,16 +1166,26 @@ fn scan(
             let need = record::HEADER_LEN as u64 + declared;
             if need <= window.len() as u64 || out.len + need > size {
                 // Nothing whole and in order here: damage, if a good record follows.
-                let Some((pos, offset)) = resync(file, out.len, size, out.next)? else {
-                    break;
-                };
-                if offset > out.next {
-                    out.damaged.push((out.next, offset));
+                match resync(file, out.len, size, out.next, layout, &mut budget)? {
+                    Resync::Found(pos, offset) => {
+                        if offset > out.next {
+                            out.damaged.push((out.next, offset));
+                        }
+                        out.len = pos;
+                        out.next = offset;
+                        index_next = true;
+                        resynced = true;
+                        window = Vec::new();
+                    }
+                    Resync::NotFound if !resynced => {
+                        out.tail = Tail::Torn;
+                        break;
+                    }
+                    Resync::NotFound | Resync::GaveUp => {
+                        out.tail = Tail::Damaged;
+                        break;
+                    }
                 }
-                out.len = pos;
-                out.next = offset;
-                index_next = true;
-                window = Vec::new();
             } else {
                 window = Vec::with_capacity(need as usize);
             }
@@ -1089,15 +1196,34 @@ fn scan(
     Ok(out)
 }
 
+/// What looking for the next record after damage found.
+enum Resync {
+    /// A whole, checked record at this position, with this first offset.
+    Found(u64, u64),
+    /// None in the rest of the segment.
+    NotFound,
+    /// The search read as much as it may.
+    GaveUp,
+}
+
 /// Looks from byte `from` of a segment of `size` bytes for the first position holding a
-/// whole, checked record (or batch) whose offset is at least `next`; the offsets before
-/// it are damaged. Answers its position and first offset.
-fn resync(file: &File, from: u64, size: u64, next: u64) -> Result<Option<(u64, u64)>> {
+/// whole, checked record (or batch) whose offset is at least `next`, and no further
+/// than the bytes skipped could hold (nor past the next segment's first offset): a
+/// record hidden inside a message's value, met after damage, is not taken for one
+/// unless its offset is where a real one could be. Each candidate is read whole to check
+/// it, out of `budget` bytes.
+fn resync(
+    file: &File,
+    from: u64,
+    size: u64,
+    next: u64,
+    layout: Layout,
+    budget: &mut u64,
+) -> Result<Resync> {
     // Bytes of a header and the offset that starts every body.
     const PEEK: usize = record::HEADER_LEN + 8;
-    // A candidate's offset this far past `next` is not taken for one (a cheap test
-    // before its CRC is computed).
-    const REACH: u64 = 1 << 40;
+    let largest_plain = 2 * super::MAX_MESSAGE_BYTES_LIMIT;
+    let largest_batch = 2 * super::MAX_BATCH_BYTES;
     let mut window = vec![0u8; READ_WINDOW];
     let mut base = from;
     while base + PEEK as u64 <= size {
@@ -1109,14 +1235,28 @@ fn resync(file: &File, from: u64, size: u64, next: u64) -> Result<Option<(u64, u
             let Some(len) = record::declared_len(head) else {
                 continue;
             };
+            let batch = head[3] & 0x80 != 0;
             let pos = base + i as u64;
-            if len < 8 || pos + (record::HEADER_LEN + len) as u64 > size {
+            if len < 8
+                || len > if batch { largest_batch } else { largest_plain }
+                || pos + (record::HEADER_LEN + len) as u64 > size
+            {
                 continue;
             }
             let offset = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-            if offset < next || offset - next > REACH {
+            let reach = if layout.gaps {
+                1 << 40
+            } else {
+                offsets_within(pos - from, layout.compressed)
+            };
+            if offset < next || offset - next > reach || layout.limit.is_some_and(|l| offset >= l) {
                 continue;
             }
+            let cost = (record::HEADER_LEN + len) as u64;
+            if *budget < cost {
+                return Ok(Resync::GaveUp);
+            }
+            *budget -= cost;
             let mut whole = vec![0u8; record::HEADER_LEN + len];
             file.read_exact_at(&mut whole, pos)?;
             let first = match record::decode(&whole) {
@@ -1125,12 +1265,12 @@ fn resync(file: &File, from: u64, size: u64, next: u64) -> Result<Option<(u64, u
                 Decoded::End => continue,
             };
             if first >= next {
-                return Ok(Some((pos, first)));
+                return Ok(Resync::Found(pos, first));
             }
         }
         base += positions as u64;
     }
-    Ok(None)
+    Ok(Resync::NotFound)
 }
 
 /// Creates `dir` (and its parents) and syncs each new entry's parent directory, so the
@@ -1159,4 +1299,199 @@ fn create_segment(dir: &Path, base: u64) -> Result<File> {
         .write(true)
         .create_new(true)
         .open(segment_path(dir, base))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(k: &str, size: usize) -> Message {
+        Message::new(vec![b'x'; size]).with_key(k)
+    }
+
+    fn open(dir: &Path, compacted: bool, segment_bytes: u64) -> Partition {
+        let notifier = Arc::new(Notifier::default());
+        Partition::open(
+            dir,
+            Durability::Never,
+            segment_bytes,
+            None,
+            compacted,
+            notifier,
+        )
+        .unwrap()
+    }
+
+    fn offsets(p: &Partition, from: u64) -> Vec<u64> {
+        p.read(from, 1000, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect()
+    }
+
+    /// A roll can close a segment whose end still waits for its sync: compaction leaves
+    /// that segment alone rather than drop what it cannot see yet.
+    #[test]
+    fn compaction_keeps_closed_records_not_yet_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), true, 4096);
+        p.append(&[&keyed("a", 500)], 1).unwrap();
+        p.append(&[&keyed("a", 500)], 1).unwrap();
+        for i in 0..7 {
+            p.append(&[&keyed(&format!("b{i}"), 500)], 1).unwrap();
+        }
+        p.append(&[&keyed("c", 10)], 1).unwrap();
+        let active = lock(&p.state).segments[1].base;
+        // As under `Always` while the sync covering the closed segment's end runs.
+        p.visible.store(active - 2, Ordering::Release);
+        assert_eq!(p.compact(u64::MAX / 4, 2).unwrap(), 0);
+        p.visible.store(active + 1, Ordering::Release);
+        let got = offsets(&p, 0);
+        assert!(
+            got.contains(&(active - 1)) && got.contains(&(active - 2)),
+            "{got:?}"
+        );
+        // Once all of it is visible, the pass runs.
+        assert_eq!(p.compact(u64::MAX / 4, 2).unwrap(), 1);
+        assert_eq!(offsets(&p, 0).first(), Some(&1));
+    }
+
+    /// A compacted log whose gap runs up to a segment that starts with damage: a read
+    /// from before stops short of the damage instead of failing.
+    #[test]
+    fn a_compacted_gap_up_to_damage_reads_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = open(dir.path(), true, 4096);
+            for i in 0..6 {
+                p.append(&[&keyed(&format!("k{i}"), 500)], 1).unwrap();
+            }
+            p.append(&[&keyed("z", 500)], 1).unwrap();
+            p.append(&[&keyed("z", 500)], 1).unwrap(); // 7: the first segment is full
+            p.append(&[&keyed("first", 500)], 1).unwrap(); // 8: a new segment
+            p.append(&[&keyed("z", 500)], 1).unwrap(); // 9: supersedes 6 and 7
+            assert_eq!(lock(&p.state).segments[1].base, 8);
+            assert_eq!(p.compact(u64::MAX / 4, 2).unwrap(), 2);
+        }
+        let path = segment_path(dir.path(), 8);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 0x04;
+        std::fs::write(&path, &bytes).unwrap();
+        let p = open(dir.path(), true, 4096);
+        assert_eq!(p.damaged(), vec![(8, 9)]);
+        assert_eq!(offsets(&p, 0), [0, 1, 2, 3, 4, 5]);
+        assert!(matches!(
+            p.read(8, 10, usize::MAX),
+            Err(QueueError::Damaged { from: 8, to: 9, .. })
+        ));
+        assert_eq!(offsets(&p, 9), [9]);
+    }
+
+    /// A reader still holding a deleted topic's partition gets `TopicDeleted`, not an
+    /// I/O error, and never a file of a topic created after it.
+    #[test]
+    fn a_read_of_a_deleted_partition_is_topic_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdir = dir.path().join("p");
+        let p = open(&pdir, false, 4096);
+        for i in 0..20 {
+            p.append(&[&keyed(&format!("k{i}"), 500)], 1).unwrap();
+        }
+        p.close_for_delete();
+        std::fs::remove_dir_all(&pdir).unwrap();
+        assert!(matches!(
+            p.read(0, 100, usize::MAX),
+            Err(QueueError::TopicDeleted)
+        ));
+        assert!(matches!(p.compact(0, 2), Err(QueueError::TopicDeleted)));
+    }
+
+    /// A record hidden inside a message's value, met after damage, is not taken for the
+    /// log when its offset is further than the bytes skipped could hold.
+    #[test]
+    fn a_record_inside_a_value_is_not_taken_for_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), false, 1 << 20);
+        p.append(&[&Message::new(vec![1u8; 100])], 1).unwrap();
+        let mut forged = Vec::new();
+        record::encode(
+            &mut forged,
+            1000,
+            1,
+            None,
+            &Message::new(b"forged".to_vec()),
+        );
+        let mut v = vec![7u8; 40];
+        v.extend_from_slice(&forged);
+        v.extend_from_slice(&[9u8; 40]);
+        p.append(&[&Message::new(v)], 1).unwrap(); // offset 1
+        for i in 0..3u8 {
+            p.append(&[&Message::new(vec![i; 100])], 1).unwrap(); // 2..4
+        }
+        drop(p);
+        let path = segment_path(dir.path(), 0);
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first = Message::new(vec![1u8; 100]).encoded_len();
+        bytes[first + 60] ^= 0x04; // inside offset 1's value, before the forged record
+        std::fs::write(&path, &bytes).unwrap();
+        let p = open(dir.path(), false, 1 << 20);
+        assert_eq!(p.damaged(), vec![(1, 2)]);
+        assert_eq!(p.bounds(), (0, 5));
+        assert_eq!(offsets(&p, 2), [2, 3, 4]);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            before,
+            "nothing cut"
+        );
+    }
+
+    /// Values crafted as headers that each claim megabytes: the search after damage
+    /// stops at its budget, keeps the bytes, and gives no offset out twice.
+    #[test]
+    fn the_search_after_damage_has_a_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = open(dir.path(), false, 64 << 20);
+        p.append(&[&Message::new(vec![1u8; 100])], 1).unwrap();
+        let mut v = Vec::new();
+        for _ in 0..512 {
+            v.extend_from_slice(&(8u32 << 20).to_le_bytes());
+            v.extend_from_slice(&[0u8; 4]);
+            v.extend_from_slice(&5u64.to_le_bytes());
+        }
+        p.append(&[&Message::new(v)], 1).unwrap();
+        for _ in 0..8 {
+            p.append(&[&Message::new(vec![2u8; 1 << 20])], 1).unwrap();
+        }
+        drop(p);
+        let path = segment_path(dir.path(), 0);
+        let before = std::fs::metadata(&path).unwrap().len();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first = Message::new(vec![1u8; 100]).encoded_len();
+        bytes[first + 1] ^= 0x04; // the crafted record's length
+        std::fs::write(&path, &bytes).unwrap();
+        let p = open(dir.path(), false, 64 << 20);
+        assert_eq!(offsets(&p, 0), [0]);
+        let damaged = p.damaged();
+        assert_eq!(damaged.len(), 1);
+        let (from, to) = damaged[0];
+        assert_eq!(from, 1);
+        assert!(
+            to >= 10,
+            "offsets the kept bytes may hold are not given out: {damaged:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            before,
+            "nothing cut"
+        );
+        // Appends go after the kept bytes, and read back, now and after a reopen.
+        let at = p.append(&[&Message::new("after")], 1).unwrap();
+        assert_eq!(at, to);
+        assert_eq!(offsets(&p, at), [at]);
+        drop(p);
+        let p = open(dir.path(), false, 64 << 20);
+        assert_eq!(offsets(&p, at), [at]);
+    }
 }

@@ -844,6 +844,11 @@ impl Queues {
                     // Its queue is gone: it stays here.
                     continue;
                 };
+                // A queue of that name now of the other kind (FIFO or not) could not
+                // deliver it: it stays here too.
+                if config.fifo != stored.group_id.is_some() {
+                    continue;
+                }
                 remove_message(
                     txn,
                     &dlq,

@@ -90,6 +90,9 @@ pub struct Subscription {
     /// Topics found after the first look were created after the subscription: all of
     /// them is new.
     looked: bool,
+    /// Where the next fill starts among the partitions followed, so one with a long
+    /// backlog does not take every fill's budget.
+    turn: usize,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -112,6 +115,7 @@ impl Engine {
             positions: HashMap::new(),
             ready: VecDeque::new(),
             looked: false,
+            turn: 0,
         };
         s.discover()?;
         Ok(s)
@@ -159,7 +163,13 @@ impl Subscription {
 
     /// Reads what is there now from every partition followed.
     fn fill(&mut self, max: usize) -> Result<()> {
-        let keys: Vec<(String, u32)> = self.positions.keys().cloned().collect();
+        let mut keys: Vec<(String, u32)> = self.positions.keys().cloned().collect();
+        keys.sort_unstable();
+        if !keys.is_empty() {
+            let turn = self.turn % keys.len();
+            keys.rotate_left(turn);
+            self.turn = turn + 1;
+        }
         // Bytes held for the subscriber: at most this much (and one message) at a time,
         // however many partitions have something.
         let mut held: usize = self.ready.iter().map(|d| d.record.value.len()).sum();
