@@ -50,6 +50,24 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every message of a dead-letter queue, received and deleted: (body, receives before
+/// it arrived there), sorted.
+fn dead_letters(q: &Engine, queue: &str) -> Vec<(Vec<u8>, u32)> {
+    let mut got = Vec::new();
+    loop {
+        let batch = q.receive(queue, 10, Some(600), no_wait()).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch {
+            q.delete_message(queue, &r.receipt_handle).unwrap();
+            got.push((r.body, r.receive_count - 1));
+        }
+    }
+    got.sort();
+    got
+}
+
 #[derive(Debug, Clone)]
 struct ModelMessage {
     body: Vec<u8>,
@@ -161,15 +179,8 @@ proptest! {
             prop_assert_eq!(dead_stats.available + dead_stats.delayed, dead.len() as u64);
         }
         // The dead letters are the messages received 3 times, with their counts.
-        let mut got_dead = Vec::new();
-        loop {
-            let batch = q.receive("dead", 10, Some(600), no_wait()).unwrap();
-            if batch.is_empty() { break; }
-            got_dead.extend(batch.into_iter().map(|r| (r.body, r.receive_count - 1)));
-        }
-        got_dead.sort();
         dead.sort();
-        prop_assert_eq!(got_dead, dead);
+        prop_assert_eq!(dead_letters(&q, "dead"), dead);
     }
 }
 
@@ -355,18 +366,8 @@ proptest! {
             prop_assert_eq!(dead_stats.available + dead_stats.in_flight, dead.len() as u64);
         }
         // The dead letters are the messages received 3 times, with their counts.
-        let mut got_dead = Vec::new();
-        loop {
-            let batch = q.receive("dead.fifo", 10, Some(600), no_wait()).unwrap();
-            if batch.is_empty() { break; }
-            for r in batch {
-                q.delete_message("dead.fifo", &r.receipt_handle).unwrap();
-                got_dead.push((r.body, r.receive_count - 1));
-            }
-        }
-        got_dead.sort();
         dead.sort();
-        prop_assert_eq!(got_dead, dead);
+        prop_assert_eq!(dead_letters(&q, "dead.fifo"), dead);
     }
 }
 

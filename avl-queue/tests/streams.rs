@@ -144,19 +144,23 @@ proptest! {
     }
 }
 
+/// A store with topic `t` holding ten messages of 100 bytes (`i` repeated) in one
+/// segment, closed; answers the segment's path.
+fn ten_messages(dir: &std::path::Path) -> std::path::PathBuf {
+    let engine = Engine::open(dir).unwrap();
+    engine
+        .create_topic("t", config(1, Durability::Always, 1 << 20))
+        .unwrap();
+    for i in 0..10u8 {
+        engine.publish("t", Message::new(vec![i; 100])).unwrap();
+    }
+    dir.join("topics/t/0").join(format!("{:020}.log", 0))
+}
+
 #[test]
 fn a_torn_tail_is_cut_and_the_log_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let engine = Engine::open(dir.path()).unwrap();
-        engine
-            .create_topic("t", config(1, Durability::Always, 1 << 20))
-            .unwrap();
-        for i in 0..10u8 {
-            engine.publish("t", Message::new(vec![i; 100])).unwrap();
-        }
-    }
-    let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+    let segment = ten_messages(dir.path());
     let len = std::fs::metadata(&segment).unwrap().len();
     // Half of the last record, as a crash mid-write leaves it, then junk.
     let f = std::fs::OpenOptions::new()
@@ -192,16 +196,7 @@ fn damage_mid_segment_is_reported_never_served_nor_skipped() {
     // byte by byte), then in a compressed batch.
     for (case, at_in_record) in [("value", 100usize), ("length", 1)] {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let engine = Engine::open(dir.path()).unwrap();
-            engine
-                .create_topic("t", config(1, Durability::Always, 1 << 20))
-                .unwrap();
-            for i in 0..10u8 {
-                engine.publish("t", Message::new(vec![i; 100])).unwrap();
-            }
-        }
-        let segment = dir.path().join("topics/t/0").join(format!("{:020}.log", 0));
+        let segment = ten_messages(dir.path());
         let record = std::fs::metadata(&segment).unwrap().len() as usize / 10;
         flip(&segment, 4 * record + at_in_record, 0x04);
         for round in 0..2 {
