@@ -406,9 +406,11 @@ fn server_sent_events_follow_a_pattern() {
     assert_eq!(values, ["YmVmb3Jl", "bGl2ZQ=="]);
     // A bad pattern is a clear error.
     let mut bad = std::net::TcpStream::connect(&addr).unwrap();
+    bad.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     write!(
         bad,
-        "GET /v1/queue/events?pattern=a..b HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET /v1/queue/events?pattern=a.%3E.b HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let (head, _) = sse_events(&mut bad, 1);
