@@ -19,6 +19,8 @@ use std::time::Duration;
 use avl_queue::{Durability, Engine, QueueConfig, SendMessage, TopicConfig};
 
 const CHILD_ENV: &str = "AVL_QUEUE_HISTORY_DIR";
+/// Starts every line of the child's history.
+const MARK: &str = "@history ";
 const PRODUCER: u64 = 0x5eed;
 
 fn payload(seq: u64) -> Vec<u8> {
@@ -79,7 +81,9 @@ fn history_child() {
     let out = std::sync::Mutex::new(std::io::stdout());
     let say = |line: String| {
         let mut o = out.lock().unwrap();
-        writeln!(o, "{line}").unwrap();
+        // Marked: the test harness prints "test history_child ... " on the same line
+        // as the first one.
+        writeln!(o, "{MARK}{line}").unwrap();
         o.flush().unwrap();
     };
     std::thread::scope(|s| {
@@ -206,7 +210,8 @@ fn no_acknowledged_message_is_lost_or_duplicated_across_kill_9() {
         let target = 150 + round * 97;
         let mut seen = 0;
         let mut handle = |line: &str| {
-            let f: Vec<&str> = line.split(' ').collect();
+            let Some(at) = line.find(MARK) else { return };
+            let f: Vec<&str> = line[at + MARK.len()..].split(' ').collect();
             match f[0] {
                 "published" => {
                     let seq: u64 = f[1].parse().unwrap();
