@@ -897,23 +897,13 @@ impl Queues {
             for (queue, config) in &queues {
                 let retention_ms = config.retention_secs * 1000;
                 let mut expired = Vec::new();
-                {
-                    let messages = txn.open_table(MESSAGES)?;
-                    let prefix = key(queue, &[]);
-                    for row in messages.range(prefix.as_slice()..)? {
-                        let (k, v) = row?;
-                        let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
-                            break;
-                        };
-                        let Ok(seq) = <[u8; 8]>::try_from(rest).map(u64::from_be_bytes) else {
-                            continue;
-                        };
-                        let m = decode_meta(v.value())?;
-                        if m.sent_ms + retention_ms <= now {
-                            expired.push((seq, m));
-                        }
+                each_of(txn, MESSAGES, queue, |seq, v| {
+                    let m = decode_meta(v)?;
+                    if m.sent_ms + retention_ms <= now {
+                        expired.push((seq, m));
                     }
-                }
+                    Ok(())
+                })?;
                 for (seq, m) in expired {
                     remove_message(txn, queue, seq, m.visible_at, m.group_id.as_deref())?;
                     removed += 1;
@@ -1215,19 +1205,34 @@ fn leased(
 }
 
 fn seqs_of(txn: &WriteTransaction, queue: &str) -> Result<Vec<u64>> {
-    let messages = txn.open_table(MESSAGES)?;
-    let prefix = key(queue, &[]);
     let mut out = Vec::new();
-    for row in messages.range(prefix.as_slice()..)? {
-        let (k, _) = row?;
+    each_of(txn, MESSAGES, queue, |seq, _| {
+        out.push(seq);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with each (seq, value) of `queue` in a table keyed (queue, seq), in seq
+/// order.
+fn each_of(
+    txn: &WriteTransaction,
+    table: TableDefinition<&'static [u8], &'static [u8]>,
+    queue: &str,
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let prefix = key(queue, &[]);
+    let table = txn.open_table(table)?;
+    for row in table.range(prefix.as_slice()..)? {
+        let (k, v) = row?;
         let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
             break;
         };
-        if let Ok(b) = <[u8; 8]>::try_from(rest) {
-            out.push(u64::from_be_bytes(b));
+        if let Ok(seq) = <[u8; 8]>::try_from(rest).map(u64::from_be_bytes) {
+            f(seq, v.value())?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Files every stored FIFO message under its group (a store written before the group
@@ -1418,20 +1423,11 @@ fn receive_some(
 /// A FIFO queue's receivable group heads, in sequence order: the head of each group
 /// with none in flight, visible now.
 fn fifo_heads(txn: &WriteTransaction, queue: &str, now: u64) -> Result<Vec<u64>> {
-    let prefix = key(queue, &[]);
     let mut heads = Vec::new();
-    {
-        let table = txn.open_table(HEADS)?;
-        for row in table.range(prefix.as_slice()..)? {
-            let (k, v) = row?;
-            let Some(rest) = k.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            if let Ok(seq) = <[u8; 8]>::try_from(rest).map(u64::from_be_bytes) {
-                heads.push((seq, v.value().to_vec()));
-            }
-        }
-    }
+    each_of(txn, HEADS, queue, |seq, group| {
+        heads.push((seq, group.to_vec()));
+        Ok(())
+    })?;
     let in_flight = txn.open_table(IN_FLIGHT)?;
     let messages = txn.open_table(MESSAGES)?;
     let mut out = Vec::new();

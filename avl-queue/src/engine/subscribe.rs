@@ -7,7 +7,7 @@
 //! token, `>` (last) one or more: `game.*.events` matches `game.eu.events`, `game.>`
 //! matches `game.eu.events` and `game.scores`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,8 @@ pub struct Subscription {
     pattern: String,
     start: StartAt,
     /// Per (topic, partition) followed: the topic's incarnation and the next offset.
-    positions: HashMap<(String, u32), (u64, u64)>,
+    /// In name order, so fills take turns over a stable order.
+    positions: BTreeMap<(String, u32), (u64, u64)>,
     ready: VecDeque<Delivery>,
     /// Topics found after the first look were created after the subscription: all of
     /// them is new.
@@ -112,7 +113,7 @@ impl Engine {
             engine: self.clone(),
             pattern: pattern.to_string(),
             start,
-            positions: HashMap::new(),
+            positions: BTreeMap::new(),
             ready: VecDeque::new(),
             looked: false,
             turn: 0,
@@ -164,7 +165,6 @@ impl Subscription {
     /// Reads what is there now from every partition followed.
     fn fill(&mut self, max: usize) -> Result<()> {
         let mut keys: Vec<(String, u32)> = self.positions.keys().cloned().collect();
-        keys.sort_unstable();
         if !keys.is_empty() {
             let turn = self.turn % keys.len();
             keys.rotate_left(turn);
