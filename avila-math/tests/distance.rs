@@ -203,21 +203,29 @@ fn top_k_edges() {
     );
 }
 
+/// A uniform f32 in `lo..hi` drawn from a fine integer grid. proptest 1.12's own float
+/// range sampler trips a debug assertion on rare draws (about one in ten million for
+/// `0.2..5.0`), which fails a run that found nothing wrong.
+fn uniform(lo: f32, hi: f32) -> impl Strategy<Value = f32> + Clone {
+    const STEPS: u32 = 1 << 24;
+    (0..STEPS).prop_map(move |i| lo + (hi - lo) * (i as f32 / STEPS as f32))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn simd_matches_scalar_on_random_vectors(
         pairs in (0usize..300).prop_flat_map(|n| (
-            prop::collection::vec(-1000.0f32..1000.0, n),
-            prop::collection::vec(-1000.0f32..1000.0, n),
+            prop::collection::vec(uniform(-1000.0, 1000.0), n),
+            prop::collection::vec(uniform(-1000.0, 1000.0), n),
         ))
     ) {
         check(&pairs.0, &pairs.1);
     }
 
     #[test]
-    fn top_k_is_the_sorted_prefix(values in prop::collection::vec(-10.0f32..10.0, 0..200), k in 0usize..50) {
+    fn top_k_is_the_sorted_prefix(values in prop::collection::vec(uniform(-10.0, 10.0), 0..200), k in 0usize..50) {
         let got = top_k(&values, k);
         let mut all: Vec<(f32, usize)> = values.iter().copied().zip(0..).collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
