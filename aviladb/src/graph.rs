@@ -578,6 +578,9 @@ impl Hnsw {
             let mut changed = false;
             self.neighbours(node, level, &mut list);
             for &next in &list {
+                avila_math::distance::prefetch(self.vector(next));
+            }
+            for &next in &list {
                 let d = self.distance(q, next);
                 if d < dist {
                     (node, dist) = (next, d);
@@ -632,6 +635,7 @@ impl Hnsw {
             bound = results.peek().map_or(f32::INFINITY, |r| r.0.0);
         }
         let level0 = 1 + self.m0;
+        let mut fresh: Vec<u32> = Vec::with_capacity(self.m0);
         while let Some(Reverse((Dist(d), node))) = candidates.pop() {
             if d > bound {
                 break;
@@ -639,11 +643,17 @@ impl Hnsw {
             let at = node as usize * level0;
             let slots = &self.links0[at..at + level0];
             let count = (slots[0].load(Ordering::Acquire) as usize).min(self.m0);
+            // The neighbors not seen yet, their vectors asked for all at once: the loads
+            // overlap instead of each comparison waiting for its own.
+            fresh.clear();
             for slot in &slots[1..=count] {
                 let next = slot.load(Ordering::Relaxed);
-                if visited.seen(next) {
-                    continue;
+                if !visited.seen(next) {
+                    avila_math::distance::prefetch(self.vector(next));
+                    fresh.push(next);
                 }
+            }
+            for &next in &fresh {
                 let dn = self.distance(q, next);
                 if results.len() < ef || dn < bound {
                     candidates.push(Reverse((Dist(dn), next)));
@@ -742,6 +752,9 @@ impl Hnsw {
             return;
         }
         let base = self.vector(other);
+        for &n in list.iter() {
+            avila_math::distance::prefetch(self.vector(n));
+        }
         let mut candidates: Vec<(Dist, u32)> = list
             .iter()
             .chain(std::iter::once(&node))
@@ -780,10 +793,12 @@ impl Hnsw {
                 break;
             }
             self.neighbours(node, level, list);
+            // As in `search_bottom`: the unseen neighbors' vectors are asked for at once.
+            list.retain(|&next| !visited.seen(next));
             for &next in list.iter() {
-                if visited.seen(next) {
-                    continue;
-                }
+                avila_math::distance::prefetch(self.vector(next));
+            }
+            for &next in list.iter() {
                 let dn = self.distance(q, next);
                 if results.len() < ef || dn < bound {
                     candidates.push(Reverse((Dist(dn), next)));

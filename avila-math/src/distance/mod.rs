@@ -190,6 +190,18 @@ pub fn tolerance(n: usize, scale: f32) -> f32 {
     2.0 * n.max(1) as f32 * f32::EPSILON * scale
 }
 
+/// Asks the CPU to start loading `data` into its caches, so that a kernel run on it a
+/// little later finds it there (a graph walk prefetches the vectors of a node's neighbors
+/// before comparing them). Only a hint: it reads nothing, and does nothing where the
+/// architecture has no prefetch instruction.
+#[inline]
+pub fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch(data);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Dot product with the best kernels. Panics if the lengths differ.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -11,6 +11,20 @@ use std::arch::x86_64::*;
 
 use super::{Backend, Kernels};
 
+/// Prefetches every 64-byte line of `data` into all cache levels.
+#[inline]
+pub(super) fn prefetch(data: &[f32]) {
+    let bytes = std::mem::size_of_val(data);
+    let p = data.as_ptr().cast::<i8>();
+    let mut at = 0;
+    while at < bytes {
+        // SAFETY: a prefetch is a hint that never faults and reads nothing into the
+        // program; `at < bytes` keeps the address inside the slice anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(at)) };
+        at += 64;
+    }
+}
+
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
