@@ -428,6 +428,103 @@ fn new_documents_are_found_after_everything_near_them_was_deleted() {
     }
 }
 
+/// Ids only, the same search reading each document: equal answers (system properties,
+/// expiry and distances included), whether the graph holds the snapshot (answered from
+/// memory) or changes are still pending, and after a reopen from the saved graph.
+#[test]
+fn ids_only_searches_answer_as_reading_the_documents_does() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = aviladb::ManualClock::new(1_800_000_000 * 1_000_000);
+    let open = || {
+        Engine::open_with(
+            dir.path(),
+            aviladb::EngineOptions {
+                clock: Arc::new(clock.clone()),
+                ..aviladb::EngineOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // Drops `x` and rounds distances (the graph's copy of a cosine vector is
+    // normalized, so a distance may differ in its last bits).
+    let shape = |hits: Vec<aviladb::VectorHit>| -> Vec<(Value, i64)> {
+        hits.into_iter()
+            .map(|mut h| {
+                h.document.as_object_mut().unwrap().remove("x");
+                (h.document, (h.distance * 1e4).round() as i64)
+            })
+            .collect()
+    };
+    let compare = |c: &Collection, vectors: &[Vec<f32>], what: &str| {
+        for (i, v) in vectors.iter().enumerate().step_by(7) {
+            let mut fast = VectorQuery::new("embedding", v.clone(), 10);
+            fast.fields = Some(vec!["id".into()]);
+            let mut read = fast.clone();
+            read.fields = Some(vec!["id".into(), "x".into()]);
+            let (fast, read) = (
+                c.vector_query(&fast).unwrap(),
+                c.vector_query(&read).unwrap(),
+            );
+            assert_eq!(fast.len(), 10, "{what}: query {i}");
+            assert_eq!(shape(fast), shape(read), "{what}: query {i}");
+        }
+    };
+    let vectors = clustered(600, 21);
+    {
+        let engine = open();
+        let db = engine.database("ai");
+        db.create().unwrap();
+        let c = db.create_collection("m", "/id").unwrap();
+        c.create_vector_index_with(
+            VectorIndexInfo::new("embedding", DIM, VectorMetric::Cosine).unwrap(),
+        )
+        .unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            // Every fifth document expires after 60 s; all carry a field `x`.
+            let mut doc = json!({"id": format!("d{i}"), "embedding": v, "x": i});
+            if i % 5 == 0 {
+                doc["ttl"] = json!(60);
+            }
+            c.insert(&doc).unwrap();
+        }
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+        compare(&c, &vectors, "built");
+        // Rewritten documents get a new sequence number and time.
+        clock.advance_secs(30);
+        for i in (0..600).step_by(3) {
+            c.upsert(&json!({"id": format!("d{i}"), "embedding": vectors[i], "x": -1}))
+                .unwrap();
+        }
+        compare(&c, &vectors, "rewritten");
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+        compare(&c, &vectors, "rewritten, linked");
+        // Past the first ttl: the documents not rewritten since expire.
+        clock.advance_secs(45);
+        compare(&c, &vectors, "expired");
+        // (Not the expired ones: those are gone already.)
+        for i in (1..600).step_by(11).filter(|i| i % 5 != 0 || i % 3 == 0) {
+            let id = format!("d{i}");
+            c.delete(id.as_str(), &id, None).unwrap();
+        }
+        compare(&c, &vectors, "deleted");
+        assert!(c.wait_vector_indexes(WAIT).unwrap());
+    }
+    // Closed cleanly: the graph was saved, with each node's meta, and is loaded.
+    assert!(
+        dir.path()
+            .join("vectors")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    let engine = open();
+    let c = engine.database("ai").collection("m");
+    assert!(c.wait_vector_indexes(WAIT).unwrap());
+    compare(&c, &vectors, "reopened");
+}
+
 #[test]
 fn a_saved_graph_of_another_state_of_the_file_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
@@ -568,7 +665,9 @@ mod model {
     enum Op {
         Upsert(u8, [i8; 4]),
         Delete(u8),
-        Search([i8; 4], usize),
+        /// A query, k, and whether it asks for ids only (answered from the graph's memory
+        /// when it holds the snapshot).
+        Search([i8; 4], usize, bool),
         Wait,
         Reopen,
     }
@@ -578,7 +677,7 @@ mod model {
         prop_oneof![
             6 => (0u8..48, v.clone()).prop_map(|(i, v)| Op::Upsert(i, v)),
             2 => (0u8..48).prop_map(Op::Delete),
-            4 => (v, 1usize..6).prop_map(|(q, k)| Op::Search(q, k)),
+            4 => (v, 1usize..6, any::<bool>()).prop_map(|(q, k, ids)| Op::Search(q, k, ids)),
             1 => Just(Op::Wait),
             1 => Just(Op::Reopen),
         ]
@@ -607,13 +706,14 @@ mod model {
                 VectorIndexInfo::new("v", 4, VectorMetric::Euclidean).unwrap().with_params(params).unwrap(),
             )
             .unwrap();
-            let mut model: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+            // Each stored document's vector and ETag.
+            let mut model: BTreeMap<String, (Vec<f32>, String)> = BTreeMap::new();
             for op in ops {
                 match op {
                     Op::Upsert(i, v) => {
                         let id = format!("d{i}");
-                        c.upsert(&json!({"id": id, "v": floats(v)})).unwrap();
-                        model.insert(id, floats(v));
+                        let written = c.upsert(&json!({"id": id, "v": floats(v)})).unwrap();
+                        model.insert(id, (floats(v), written.etag.unwrap()));
                     }
                     Op::Delete(i) => {
                         let id = format!("d{i}");
@@ -623,10 +723,13 @@ mod model {
                             Err(e) => return Err(TestCaseError::fail(e.to_string())),
                         }
                     }
-                    Op::Search(q, k) => {
+                    Op::Search(q, k, ids) => {
                         let q = floats(q);
                         let mut query = VectorQuery::new("v", q.clone(), k);
                         query.ef = Some(k.max(4));
+                        if ids {
+                            query.fields = Some(vec!["id".into()]);
+                        }
                         let hits = c.vector_query(&query).unwrap();
                         prop_assert!(hits.len() <= k);
                         prop_assert!(hits.len() == k.min(model.len()) || model.len() > 4,
@@ -634,9 +737,10 @@ mod model {
                         let mut last = f32::MIN;
                         for h in &hits {
                             let id = h.document["id"].as_str().unwrap();
-                            let Some(v) = model.get(id) else {
+                            let Some((v, etag)) = model.get(id) else {
                                 return Err(TestCaseError::fail(format!("{id} is not stored")));
                             };
+                            prop_assert_eq!(h.document["_etag"].as_str(), Some(etag.as_str()));
                             let want = VectorMetric::Euclidean.distance(&q, v);
                             prop_assert!((h.distance - want).abs() < 1e-4, "{id}: {} vs {want}", h.distance);
                             prop_assert!(h.distance >= last);

@@ -33,14 +33,38 @@ use crate::graph::{Hnsw, Space};
 pub(crate) const REBUILD_MIN_TOMBSTONES: usize = 64;
 /// Pending vectors linked per turn of the indexer before it looks at other work.
 const APPLY_BATCH: usize = 256;
-const FILE_MAGIC: &[u8] = b"AVLVGRF1";
+/// A node without a `ttl` of its own, in a saved graph.
+const NO_TTL: i64 = i64::MIN;
+const FILE_MAGIC: &[u8] = b"AVLVGRF2";
 
-/// A vector written (`Some`) or removed (`None`) in graph index `table`.
+/// What a node's document was written with: its sequence number and time, and its own
+/// `ttl`. With them a search that asks for ids only answers from memory (system
+/// properties and expiry included) when the graph holds exactly the reader's snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Meta {
+    pub(crate) seq: u64,
+    pub(crate) ts_micros: u64,
+    pub(crate) ttl: Option<i64>,
+}
+
+impl Meta {
+    fn of(h: &super::record::Header) -> Meta {
+        Meta {
+            seq: h.seq,
+            ts_micros: h.ts_micros,
+            ttl: h.ttl,
+        }
+    }
+}
+
+/// A vector written (`Some`) or removed (`None`) in graph index `table`, with what its
+/// document was written with.
 #[derive(Debug, Clone)]
 pub(crate) struct VectorChange {
     pub(crate) table: u64,
     pub(crate) key: Vec<u8>,
     pub(crate) vector: Option<Vec<f32>>,
+    pub(crate) meta: Meta,
 }
 
 /// The space a metric's graph uses.
@@ -52,24 +76,27 @@ pub(crate) fn space_of(metric: VectorMetric) -> Space {
     }
 }
 
-/// The graph and the document key of each node.
+/// The graph, and the document key and [`Meta`] of each node.
 pub(crate) struct State {
     pub(crate) graph: Option<Hnsw>,
     pub(crate) keys: Vec<Box<[u8]>>,
+    pub(crate) metas: Vec<Meta>,
 }
 
 /// A document key.
 type Key = Box<[u8]>;
 /// A vector in graph space, shared.
 type Shared = Arc<[f32]>;
+/// A pending change: the new vector with its document's meta, or `None` for a removal.
+type Change = Option<(Shared, Meta)>;
 
 #[derive(Default)]
 struct Pending {
     /// The live node of each key (once built).
     nodes: HashMap<Box<[u8]>, u32>,
     /// Changes not linked yet: a stamp and the vector in graph space (normalized for
-    /// cosine), or `None` for a removal.
-    changes: HashMap<Key, (u64, Option<Shared>)>,
+    /// cosine) with its document's meta, or `None` for a removal.
+    changes: HashMap<Key, (u64, Change)>,
     stamp: u64,
 }
 
@@ -78,18 +105,32 @@ pub(crate) struct VectorGraph {
     pub(crate) info: VectorIndexInfo,
     pub(crate) state: RwLock<State>,
     pending: Mutex<Pending>,
+    /// The generation of the first published snapshot that holds the last change this
+    /// graph took (see [`VectorGraph::holds`]).
+    changed_at: std::sync::atomic::AtomicU64,
 }
 
 impl VectorGraph {
-    fn new(info: VectorIndexInfo) -> Self {
+    /// A graph that holds no change newer than snapshot generation `changed_at`.
+    fn new(info: VectorIndexInfo, changed_at: u64) -> Self {
         VectorGraph {
             info,
             state: RwLock::new(State {
                 graph: None,
                 keys: Vec::new(),
+                metas: Vec::new(),
             }),
             pending: Mutex::new(Pending::default()),
+            changed_at: std::sync::atomic::AtomicU64::new(changed_at),
         }
+    }
+
+    /// Whether the graph and its pending changes, as read before this call, hold exactly
+    /// the vectors of the snapshot of generation `generation`: no change newer than it
+    /// reached them. The writer moves `changed_at` before it records a change, and a
+    /// search calls this after it has read both, so a change it saw is never missed here.
+    pub(crate) fn holds(&self, generation: u64) -> bool {
+        self.changed_at.load(Ordering::SeqCst) <= generation
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -126,7 +167,10 @@ impl VectorGraph {
             vectors: pending
                 .changes
                 .iter()
-                .filter_map(|(k, (_, v))| v.as_ref().map(|v| (k.clone(), Arc::clone(v))))
+                .filter_map(|(k, (_, v))| {
+                    v.as_ref()
+                        .map(|(v, meta)| (k.clone(), Arc::clone(v), *meta))
+                })
                 .collect(),
         }
     }
@@ -155,7 +199,7 @@ impl VectorGraph {
 
     /// Takes a committed change (in the writer: it touches `pending` only).
     fn record(&self, change: VectorChange) {
-        let vector = change.vector.map(|v| self.to_space(v));
+        let vector = change.vector.map(|v| (self.to_space(v), change.meta));
         let mut pending = self.pending();
         pending.stamp += 1;
         let stamp = pending.stamp;
@@ -165,7 +209,7 @@ impl VectorGraph {
     /// Links up to `max` pending changes into the graph; answers how many it settled.
     /// Lock order: `pending` before `state`, never both long.
     fn apply(&self, max: usize) -> usize {
-        let batch: Vec<(Key, u64, Option<Shared>)> = self
+        let batch: Vec<(Key, u64, Change)> = self
             .pending()
             .changes
             .iter()
@@ -175,16 +219,17 @@ impl VectorGraph {
         let mut settled = 0;
         for (key, stamp, vector) in &batch {
             let node = match vector {
-                Some(v) => {
+                Some((v, meta)) => {
                     let node = {
                         let mut state = self.write();
-                        let State { graph, keys } = &mut *state;
+                        let State { graph, keys, metas } = &mut *state;
                         let Some(g) = graph.as_mut() else {
                             return settled;
                         };
                         match g.push(v) {
                             Ok(node) => {
                                 keys.push(key.clone());
+                                metas.push(*meta);
                                 node
                             }
                             // Checked when written; a vector the graph refuses stays
@@ -222,9 +267,9 @@ impl VectorGraph {
         settled
     }
 
-    /// Installs a built graph (`keys` per node). Pending changes apply to it afterwards
-    /// (searches skip their keys' nodes until then).
-    fn install(&self, graph: Hnsw, keys: Vec<Box<[u8]>>) {
+    /// Installs a built graph (`keys` and `metas` per node). Pending changes apply to it
+    /// afterwards (searches skip their keys' nodes until then).
+    fn install(&self, Built { graph, keys, metas }: Built) {
         loop {
             let mut pending = self.pending();
             // Not while holding `pending` for long: the writer records there.
@@ -245,6 +290,7 @@ impl VectorGraph {
                 .collect();
             state.graph = Some(graph);
             state.keys = keys;
+            state.metas = metas;
             return;
         }
     }
@@ -265,8 +311,15 @@ impl VectorGraph {
 pub(crate) struct PendingView {
     /// Keys with a change not linked yet.
     pub(crate) keys: std::collections::HashSet<Key>,
-    /// Their new vectors (graph space).
-    pub(crate) vectors: Vec<(Key, Shared)>,
+    /// Their new vectors (graph space), with their documents' meta.
+    pub(crate) vectors: Vec<(Key, Shared, Meta)>,
+}
+
+/// A graph with the document key and meta of each node.
+struct Built {
+    graph: Hnsw,
+    keys: Vec<Key>,
+    metas: Vec<Meta>,
 }
 
 /// Every graph index of an engine and the thread that maintains them.
@@ -310,11 +363,12 @@ impl Graphs {
             thread: Mutex::new(None),
         });
         for info in indexes {
-            let graph = Arc::new(VectorGraph::new(info.clone()));
+            // Loaded (or built later) from the state the engine opened on.
+            let graph = Arc::new(VectorGraph::new(info.clone(), graphs.visible.generation()));
             if let Some(stamp) = stamp
-                && let Some((g, keys)) = graphs.load(&info, stamp)
+                && let Some(built) = graphs.load(&info, stamp)
             {
-                graph.install(g, keys);
+                graph.install(built);
             }
             graphs.map().insert(info.table, graph);
         }
@@ -347,7 +401,8 @@ impl Graphs {
     pub(crate) fn register(&self, info: VectorIndexInfo) {
         self.map()
             .entry(info.table)
-            .or_insert_with(|| Arc::new(VectorGraph::new(info)));
+            // In the job that creates the index: the next snapshot is the first with it.
+            .or_insert_with(|| Arc::new(VectorGraph::new(info, self.visible.generation() + 1)));
         self.wake();
     }
 
@@ -376,6 +431,13 @@ impl Graphs {
                 .filter_map(|t| map.get(&t).map(|g| (t, Arc::clone(g))))
                 .collect()
         };
+        // The snapshot published next holds these changes (the writer records a group
+        // just before it publishes it); searches of older snapshots must not take the
+        // graph for theirs from now on.
+        let next = self.visible.generation() + 1;
+        for (_, graph) in &graphs {
+            graph.changed_at.store(next, Ordering::SeqCst);
+        }
         for change in changes {
             if let Some((_, graph)) = graphs.iter().find(|(t, _)| *t == change.table) {
                 graph.record(change);
@@ -453,23 +515,47 @@ impl Graphs {
     /// Builds a graph from a snapshot of its table (changes after it are pending).
     fn build(&self, graph: &VectorGraph) -> bool {
         let info = &graph.info;
-        let read = || -> crate::Result<(Vec<Key>, Vec<f32>)> {
+        let read = || -> crate::Result<(Vec<Key>, Vec<Meta>, Vec<f32>)> {
             // What readers see: a group is recorded here before it is published.
             let txn = self.visible.read()?;
             let table = txn.open_table(VecDef::new(&vector_table(info.table)))?;
+            let docs = txn.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(
+                &super::docs_table(info.docs),
+            ))?;
             let mut keys = Vec::with_capacity(table.len()? as usize);
+            let mut metas = Vec::with_capacity(keys.capacity());
             let mut flat = Vec::with_capacity(keys.capacity() * info.dimensions);
+            // Both tables are in key order: the documents' headers come from one pass
+            // beside the vectors.
+            let mut doc_rows = docs.iter()?;
+            let mut doc = doc_rows.next().transpose()?;
             for row in table.iter()? {
                 let (k, v) = row?;
                 let v = floats(v.value());
-                if v.len() == info.dimensions {
-                    keys.push(k.value().into());
-                    flat.extend(v);
+                if v.len() != info.dimensions {
+                    continue;
                 }
+                while doc.as_ref().is_some_and(|(dk, _)| dk.value() < k.value()) {
+                    doc = doc_rows.next().transpose()?;
+                }
+                let meta = match &doc {
+                    Some((dk, dv)) if dk.value() == k.value() => {
+                        Meta::of(&super::record::header(dv.value())?)
+                    }
+                    _ => {
+                        return Err(crate::error::DbError::Corrupted(format!(
+                            "a vector of index {} has no document",
+                            info.path
+                        )));
+                    }
+                };
+                keys.push(k.value().into());
+                metas.push(meta);
+                flat.extend(v);
             }
-            Ok((keys, flat))
+            Ok((keys, metas, flat))
         };
-        let Ok((keys, flat)) = read() else {
+        let Ok((keys, metas, flat)) = read() else {
             // The index was dropped meanwhile (the next sync forgets it).
             return false;
         };
@@ -483,7 +569,11 @@ impl Graphs {
         let Some(g) = self.link_all(info, &flat) else {
             return false;
         };
-        graph.install(g, keys);
+        graph.install(Built {
+            graph: g,
+            keys,
+            metas,
+        });
         tracing::info!(
             target: "aviladb::vectors",
             "built the vector index on {} in {:.1} s",
@@ -508,21 +598,27 @@ impl Graphs {
 
     /// Rebuilds a graph from its live vectors.
     fn compact(&self, graph: &VectorGraph) {
-        let (keys, flat) = {
+        let (keys, metas, flat) = {
             let state = graph.read();
             let Some(g) = &state.graph else { return };
             let mut keys = Vec::with_capacity(g.len() - g.tombstones());
+            let mut metas = Vec::with_capacity(keys.capacity());
             let mut flat = Vec::with_capacity(keys.capacity() * g.dim());
             for node in 0..g.len() as u32 {
                 if !g.is_deleted(node) {
                     keys.push(state.keys[node as usize].clone());
+                    metas.push(state.metas[node as usize]);
                     flat.extend_from_slice(g.vector(node));
                 }
             }
-            (keys, flat)
+            (keys, metas, flat)
         };
         if let Some(g) = self.link_all(&graph.info, &flat) {
-            graph.install(g, keys);
+            graph.install(Built {
+                graph: g,
+                keys,
+                metas,
+            });
         }
     }
 
@@ -584,9 +680,12 @@ impl Graphs {
         out.extend_from_slice(&stamp.0.to_le_bytes());
         out.extend_from_slice(&stamp.1.to_le_bytes());
         out.extend_from_slice(&(state.keys.len() as u64).to_le_bytes());
-        for key in &state.keys {
+        for (key, meta) in state.keys.iter().zip(&state.metas) {
             out.extend_from_slice(&(key.len() as u32).to_le_bytes());
             out.extend_from_slice(key);
+            out.extend_from_slice(&meta.seq.to_le_bytes());
+            out.extend_from_slice(&meta.ts_micros.to_le_bytes());
+            out.extend_from_slice(&meta.ttl.unwrap_or(NO_TTL).to_le_bytes());
         }
         g.save(&mut out)?;
         let sum = twox_hash::XxHash3_64::oneshot(&out);
@@ -604,7 +703,7 @@ impl Graphs {
     }
 
     /// A saved graph of `info`, if there is one that matches it and its table.
-    fn load(&self, info: &VectorIndexInfo, stamp: (u64, u64)) -> Option<(Hnsw, Vec<Box<[u8]>>)> {
+    fn load(&self, info: &VectorIndexInfo, stamp: (u64, u64)) -> Option<Built> {
         let bytes = std::fs::read(self.file(info.table)).ok()?;
         let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
         if twox_hash::XxHash3_64::oneshot(body) != u64::from_le_bytes(sum.try_into().ok()?) {
@@ -630,11 +729,22 @@ impl Graphs {
             return None;
         }
         let mut keys = Vec::with_capacity(count);
+        let mut metas = Vec::with_capacity(count);
+        let word = |b: &[u8]| -> Option<u64> { Some(u64::from_le_bytes(b.try_into().ok()?)) };
         for _ in 0..count {
             let (len, after) = rest.split_at_checked(4)?;
             let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
             let (key, after) = after.split_at_checked(len)?;
+            let (seq, after) = after.split_at_checked(8)?;
+            let (ts, after) = after.split_at_checked(8)?;
+            let (ttl, after) = after.split_at_checked(8)?;
+            let ttl = word(ttl)? as i64;
             keys.push(Box::from(key));
+            metas.push(Meta {
+                seq: word(seq)?,
+                ts_micros: word(ts)?,
+                ttl: (ttl != NO_TTL).then_some(ttl),
+            });
             rest = after;
         }
         let graph = Hnsw::load(&mut &rest[..]).ok()?;
@@ -651,7 +761,7 @@ impl Graphs {
             && graph.space() == space_of(info.metric)
             && graph.params() == info.params
             && live == rows;
-        matches.then_some((graph, keys))
+        matches.then_some(Built { graph, keys, metas })
     }
 }
 

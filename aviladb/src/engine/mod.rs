@@ -170,6 +170,7 @@ impl CollectionInfo {
                 .into_iter()
                 .map(|r| VectorIndexInfo {
                     table: r.table,
+                    docs: record.table,
                     ..r.info
                 })
                 .collect(),
@@ -828,7 +829,17 @@ impl Engine {
         coll: &str,
     ) -> Result<(Arc<CollectionInfo>, Arc<redb::ReadTransaction>)> {
         self.snapshot_docs(db, coll)
-            .map(|(info, txn, _)| (info, txn))
+            .map(|(info, txn, _, _)| (info, txn))
+    }
+
+    /// [`Engine::snapshot`] with the snapshot's generation (see `visible`).
+    pub(crate) fn snapshot_at(
+        &self,
+        db: &str,
+        coll: &str,
+    ) -> Result<(Arc<CollectionInfo>, Arc<redb::ReadTransaction>, u64)> {
+        self.snapshot_docs(db, coll)
+            .map(|(info, txn, _, generation)| (info, txn, generation))
     }
 
     /// [`Engine::snapshot`] with the collection's documents table open. A collection
@@ -838,13 +849,18 @@ impl Engine {
         &self,
         db: &str,
         coll: &str,
-    ) -> Result<(Arc<CollectionInfo>, Arc<redb::ReadTransaction>, DocsReader)> {
+    ) -> Result<(
+        Arc<CollectionInfo>,
+        Arc<redb::ReadTransaction>,
+        DocsReader,
+        u64,
+    )> {
         for attempt in 0..2 {
             let info = self.collection(db, coll)?;
-            let txn = self.inner.visible.read()?;
+            let (txn, generation) = self.inner.visible.read_at()?;
             let name = docs_table(info.table);
             match txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name)) {
-                Ok(table) => return Ok((info, txn, table)),
+                Ok(table) => return Ok((info, txn, table, generation)),
                 Err(TableError::TableDoesNotExist(_)) if attempt == 0 => self.forget_catalog(),
                 Err(TableError::TableDoesNotExist(_)) => return Err(no_collection(db, coll)),
                 Err(e) => return Err(e.into()),
@@ -854,7 +870,7 @@ impl Engine {
     }
 
     fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
-        let (info, _txn, table) = self.snapshot_docs(db, coll)?;
+        let (info, _txn, table, _) = self.snapshot_docs(db, coll)?;
         let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -1620,6 +1636,11 @@ fn write_job(
                 &step.key,
                 step.new.as_ref(),
                 &step.id,
+                graphs::Meta {
+                    seq,
+                    ts_micros: ctx.ts_micros,
+                    ttl: step.ttl,
+                },
             )?;
         }
         match step.frame {

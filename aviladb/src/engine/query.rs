@@ -389,7 +389,10 @@ impl Engine {
                         .filter
                         .is_some()
                         .then(|| (query.clone(), params.clone()));
-                    hits = Hits(self.vector_search_in(txn, &info, &vq, filter.as_ref())?.0);
+                    hits = Hits(
+                        self.vector_search_in(txn, None, &info, &vq, filter.as_ref())?
+                            .0,
+                    );
                     (&hits, plan::Plan::sorted())
                 }
                 None => {
@@ -460,7 +463,7 @@ impl Engine {
                 .filter
                 .is_some()
                 .then(|| (query.clone(), params.clone()));
-            let (_, access) = self.vector_search_in(&txn, &info, &vq, filter.as_ref())?;
+            let (_, access) = self.vector_search_in(&txn, None, &info, &vq, filter.as_ref())?;
             let mut explain = plan::Plan::sorted().explain(&query);
             explain.access = "vector".into();
             explain.index = Some(vq.path);

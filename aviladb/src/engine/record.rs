@@ -117,8 +117,12 @@ impl Expiry {
 
     /// Whether the record with header `h` has expired.
     pub(crate) fn expired(&self, h: &Header) -> bool {
-        Expiry::expires_at(self.default_ttl, h.ts_micros, h.ttl)
-            .is_some_and(|at| self.now_micros >= at)
+        self.expired_at(h.ts_micros, h.ttl)
+    }
+
+    /// Whether a record written at `ts_micros` with its own `ttl` has expired.
+    pub(crate) fn expired_at(&self, ts_micros: u64, ttl: Option<i64>) -> bool {
+        Expiry::expires_at(self.default_ttl, ts_micros, ttl).is_some_and(|at| self.now_micros >= at)
     }
 }
 /// The largest document, as compact JSON: 4 MiB.
@@ -308,6 +312,16 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
         body,
     }
     .into_document())
+}
+
+/// The id part of a document key (see [`doc_key`]).
+pub(crate) fn id_of_key(key: &[u8]) -> Result<String> {
+    let at = key
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or_else(|| DbError::Corrupted("document key".into()))?;
+    String::from_utf8(key[at + 1..].to_vec())
+        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))
 }
 
 /// Decodes a record, checking its version and checksum.

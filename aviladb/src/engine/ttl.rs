@@ -153,7 +153,15 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
                 index::update(txn, &mut ctx.log, &info.indexes, &key, old.as_ref(), None)?;
             }
             if !info.vector_indexes.is_empty() {
-                super::vector::update(txn, &mut ctx.log, &info.vector_indexes, &key, None, "")?;
+                super::vector::update(
+                    txn,
+                    &mut ctx.log,
+                    &info.vector_indexes,
+                    &key,
+                    None,
+                    "",
+                    super::graphs::Meta::default(),
+                )?;
             }
             docs.remove(key.as_slice())?;
             ctx.log.record(Kind::Docs, info.table, &key, None);

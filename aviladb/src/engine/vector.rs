@@ -83,6 +83,9 @@ pub struct VectorIndexInfo {
     /// Its table (engine-internal; stored beside the definition in the catalog).
     #[serde(skip)]
     pub(crate) table: u64,
+    /// The table of its collection (engine-internal).
+    #[serde(skip)]
+    pub(crate) docs: u64,
 }
 
 impl VectorIndexInfo {
@@ -96,6 +99,7 @@ impl VectorIndexInfo {
             kind: VectorIndexKind::Hnsw,
             params: GraphParams::default(),
             table: 0,
+            docs: 0,
         };
         info.check()?;
         Ok(info)
@@ -209,7 +213,8 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// Replaces the vectors of the document at `doc_key` with those of `new`.
+/// Replaces the vectors of the document at `doc_key` with those of `new`, written with
+/// `meta`.
 pub(crate) fn update(
     txn: &WriteTransaction,
     log: &mut Log,
@@ -217,6 +222,7 @@ pub(crate) fn update(
     doc_key: &[u8],
     new: Option<&Map<String, Value>>,
     id: &str,
+    meta: super::graphs::Meta,
 ) -> Result<()> {
     for index in indexes {
         let vector = match new {
@@ -232,6 +238,7 @@ pub(crate) fn update(
             table: index.table,
             key: if graph { doc_key.to_vec() } else { Vec::new() },
             vector: vector.filter(|_| graph),
+            meta,
         };
         match vector {
             Some(v) => {
@@ -351,7 +358,11 @@ impl Engine {
                 )));
             }
             let table = super::next_table_id(ctx.txn)?;
-            let index = VectorIndexInfo { table, ..index };
+            let index = VectorIndexInfo {
+                table,
+                docs: info.table,
+                ..index
+            };
             let (count, _skipped) = backfill(ctx.txn, &super::docs_table(info.table), &index)?;
             info.vector_indexes.push(index.clone());
             super::save_collection(ctx.txn, &db, &coll, &info)?;

@@ -6,6 +6,7 @@
 //! the writer publishes once a group is durable (and after every catalog change), which
 //! also spares each read a `begin_read`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
@@ -14,6 +15,9 @@ use crate::error::{DbError, Result};
 
 pub(crate) struct Visible {
     current: RwLock<Option<Arc<ReadTransaction>>>,
+    /// How many snapshots were published: the generation of the current one. Only the
+    /// writer publishes, so it knows the generation its next publish gets.
+    generation: AtomicU64,
 }
 
 impl Visible {
@@ -21,6 +25,7 @@ impl Visible {
     pub(crate) fn new(db: &Database) -> Result<Visible> {
         Ok(Visible {
             current: RwLock::new(Some(Arc::new(db.begin_read()?))),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -33,11 +38,28 @@ impl Visible {
             .ok_or_else(|| DbError::Unavailable("the database is closed".into()))
     }
 
+    /// The last published snapshot and its generation.
+    pub(crate) fn read_at(&self) -> Result<(Arc<ReadTransaction>, u64)> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation.load(Ordering::SeqCst);
+        current
+            .clone()
+            .map(|txn| (txn, generation))
+            .ok_or_else(|| DbError::Unavailable("the database is closed".into()))
+    }
+
+    /// The generation of the last published snapshot.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Makes `txn` what readers see (the writer's, once what it holds is durable).
     pub(crate) fn publish(&self, txn: ReadTransaction) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if current.is_some() {
             *current = Some(Arc::new(txn));
+            // Under the lock, so `read_at` pairs each snapshot with its own generation.
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
 

@@ -10,7 +10,6 @@
 //!   over every document the filter passes (a very selective filter, no index).
 //! - A `flat` index, a graph not built yet, or one with no more vectors than `ef`: exact.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
@@ -82,6 +81,18 @@ pub(crate) fn filter_budget(ef: usize) -> usize {
     ef.saturating_mul(64).max(4096)
 }
 
+/// A result the graph or a pending change offers a search.
+struct Candidate<'a> {
+    /// In graph space.
+    distance: f32,
+    key: &'a [u8],
+    /// The document, when a filter already read it.
+    doc: Option<Value>,
+    /// The vector (graph space) and meta the graph holds for the key, when the graph
+    /// holds exactly the search's snapshot.
+    known: Option<(&'a [f32], super::graphs::Meta)>,
+}
+
 /// (document key, graph distance), nearest first.
 pub(crate) type GraphHits = Vec<(Box<[u8]>, f32)>;
 
@@ -100,6 +111,8 @@ struct Search<'a> {
     /// Top-level fields to return (all when `None`).
     fields: Option<&'a [String]>,
     expiry: Expiry,
+    /// The snapshot's generation, when it is a published one.
+    generation: Option<u64>,
     docs: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
@@ -326,13 +339,23 @@ impl Search<'_> {
             // The walk would visit every vector anyway: compare them all, exactly.
             return Ok(None);
         }
+        // Read after the graph and its pending changes (see `VectorGraph::holds`).
+        let holds = self.generation.is_some_and(|s| graph.holds(s));
         // A node whose key has a pending change is superseded by it.
         let current = |node: u32| !pending.keys.contains(&state.keys[node as usize]);
+        let node_candidate = |node: u32, d: f32, doc: Option<Value>| Candidate {
+            distance: d,
+            key: &state.keys[node as usize],
+            doc,
+            known: holds.then(|| (g.vector(node), state.metas[node as usize])),
+        };
         let pending_candidates = || {
-            pending
-                .vectors
-                .iter()
-                .map(|(key, v)| (g.distance_between(&q, v), Cow::Borrowed(&**key), None))
+            pending.vectors.iter().map(|(key, v, meta)| Candidate {
+                distance: g.distance_between(&q, v),
+                key,
+                doc: None,
+                known: holds.then_some((&v[..], *meta)),
+            })
         };
         if self.filter.is_some() {
             if let Some((index, rows)) = self.indexed(exact_limit(live))? {
@@ -380,13 +403,7 @@ impl Search<'_> {
             let candidates = found
                 .hits
                 .iter()
-                .map(|&(node, d)| {
-                    (
-                        d,
-                        Cow::Borrowed(&*state.keys[node as usize]),
-                        accepted.remove(&node),
-                    )
-                })
+                .map(|&(node, d)| node_candidate(node, d, accepted.remove(&node)))
                 .chain(pending_candidates())
                 .collect();
             let hits = self.settle(candidates)?;
@@ -403,7 +420,7 @@ impl Search<'_> {
             let candidates: Vec<_> = found
                 .hits
                 .iter()
-                .map(|&(node, d)| (d, Cow::Borrowed(&*state.keys[node as usize]), None))
+                .map(|&(node, d)| node_candidate(node, d, None))
                 .chain(pending_candidates())
                 .collect();
             let offered = candidates.len();
@@ -424,35 +441,80 @@ impl Search<'_> {
     /// The nearest `k` of the candidates (by graph distance) whose documents exist, have
     /// not expired and pass the filter, ordered by the exact distance of the vector each
     /// document has in this snapshot (a concurrent write may have moved it).
-    fn settle(
-        &self,
-        mut candidates: Vec<(f32, Cow<'_, [u8]>, Option<Value>)>,
-    ) -> Result<Vec<VectorHit>> {
-        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    fn settle(&self, mut candidates: Vec<Candidate<'_>>) -> Result<Vec<VectorHit>> {
+        candidates.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.key.cmp(b.key))
+        });
         let mut hits = Vec::with_capacity(self.k);
         let mut seen: Vec<&[u8]> = Vec::new();
+        // Ids only, no filter, and the graph holds exactly this snapshot's vectors (with
+        // each document's sequence, time and ttl): answered from memory, as the graph
+        // alone would, without reading a document.
+        if let (Some(fields), None) = (self.fields, self.filter)
+            && fields.iter().all(|f| f == "id")
+            && candidates.iter().all(|c| c.known.is_some())
+        {
+            for c in &candidates {
+                if hits.len() >= self.k {
+                    break;
+                }
+                let Some((v, meta)) = c.known else { continue };
+                if seen.contains(&c.key) {
+                    continue;
+                }
+                seen.push(c.key);
+                if self.expiry.expired_at(meta.ts_micros, meta.ttl) {
+                    continue;
+                }
+                let id = super::record::id_of_key(c.key)?;
+                let mut doc = serde_json::Map::new();
+                if !fields.is_empty() {
+                    doc.insert("id".into(), Value::String(id));
+                }
+                let doc = super::record::Record {
+                    seq: meta.seq,
+                    ts_micros: meta.ts_micros,
+                    body: doc,
+                }
+                .into_document();
+                hits.push(VectorHit {
+                    document: doc,
+                    distance: self.index.metric.distance(self.vector, v),
+                });
+            }
+            hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+            return Ok(hits);
+        }
         // Only some fields and no filter: documents are parsed without the others, and
         // each distance comes from the vector table of this snapshot.
         if let (Some(fields), None) = (self.fields, self.filter) {
             let vectors = self
                 .txn
                 .open_table(VecDef::new(&vector_table(self.index.table)))?;
-            for (_, key, _) in &candidates {
+            for Candidate { key, known, .. } in &candidates {
+                let key = *key;
                 if hits.len() >= self.k {
                     break;
                 }
-                if seen.contains(&&**key) {
+                if seen.contains(&key) {
                     continue;
                 }
                 seen.push(key);
-                let Some(v) = vectors.get(&**key)? else {
-                    continue;
+                let distance = match known {
+                    // The graph holds this snapshot's vector.
+                    Some((v, _)) => self.index.metric.distance(self.vector, v),
+                    None => {
+                        let Some(v) = vectors.get(key)? else {
+                            continue;
+                        };
+                        self.index.metric.distance(self.vector, &floats(v.value()))
+                    }
                 };
-                let v = floats(v.value());
                 let Some(doc) = self.fetch_fields(key, fields)? else {
                     continue;
                 };
-                let distance = self.index.metric.distance(self.vector, &v);
                 hits.push(VectorHit {
                     document: doc,
                     distance,
@@ -461,11 +523,12 @@ impl Search<'_> {
             hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
             return Ok(hits);
         }
-        for (_, key, doc) in &candidates {
+        for Candidate { key, doc, .. } in &candidates {
+            let key = *key;
             if hits.len() >= self.k {
                 break;
             }
-            if seen.contains(&&**key) {
+            if seen.contains(&key) {
                 continue;
             }
             seen.push(key);
@@ -591,8 +654,8 @@ impl Engine {
     ) -> Result<Vec<VectorHit>> {
         let filter = parse_filter(query)?;
         // The cached catalog: a dropped index fails cleanly below (its table is gone).
-        let (info, txn) = self.snapshot(db, coll)?;
-        self.vector_search_in(&txn, &info, query, filter.as_ref())
+        let (info, txn, generation) = self.snapshot_at(db, coll)?;
+        self.vector_search_in(&txn, Some(generation), &info, query, filter.as_ref())
             .map(|(hits, _)| hits)
     }
 
@@ -642,14 +705,16 @@ impl Engine {
         let filter = parse_filter(query)?;
         let (_, txn) = self.snapshot(db, coll)?;
         let info = read_collection(&txn, db, coll)?;
-        self.vector_search_in(&txn, &info, query, filter.as_ref())
+        self.vector_search_in(&txn, None, &info, query, filter.as_ref())
             .map(|(_, access)| access)
     }
 
-    /// A vector search in a snapshot (`filter` parsed from `query.filter`, or given).
+    /// A vector search in a snapshot (`filter` parsed from `query.filter`, or given);
+    /// `generation` is the snapshot's when it is a published one (see `visible`).
     pub(crate) fn vector_search_in(
         &self,
         txn: &ReadTransaction,
+        generation: Option<u64>,
         info: &CollectionInfo,
         query: &VectorQuery,
         filter: Option<&(Query, Params)>,
@@ -690,6 +755,7 @@ impl Engine {
             filter,
             fields: query.fields.as_deref(),
             expiry: self.expiry(info),
+            generation,
             docs: txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
                 info.table,
             )))?,

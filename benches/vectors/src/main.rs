@@ -245,15 +245,29 @@ fn ours(a: &Args, data: &Data) {
     } else {
         Space::L2
     };
+    // AVL_BENCH_KEY_ORDER=1 builds in the order the database does (document ids as
+    // text, sorted), to tell an insertion-order effect from anything else.
+    let n = data.base.len() / data.dim;
+    let order: Vec<u32> = if std::env::var_os("AVL_BENCH_KEY_ORDER").is_some() {
+        let mut ids: Vec<u32> = (0..n as u32).collect();
+        ids.sort_by_key(|i| i.to_string());
+        ids
+    } else {
+        (0..n as u32).collect()
+    };
+    let base: Vec<f32> = order
+        .iter()
+        .flat_map(|&i| data.base[i as usize * data.dim..(i as usize + 1) * data.dim].iter().copied())
+        .collect();
     let started = Instant::now();
-    let graph = Hnsw::build(data.dim, space, params(a), &data.base, Some(&pool(a))).expect("build");
+    let graph = Hnsw::build(data.dim, space, params(a), &base, Some(&pool(a))).expect("build");
     let build = started.elapsed();
     sweep(a, data, "avila-hnsw", build, &mut |q, ef| {
         graph
             .search(q, 10, ef)
             .expect("search")
             .into_iter()
-            .map(|h| h.0)
+            .map(|h| order[h.0 as usize])
             .collect()
     });
 }
