@@ -557,9 +557,17 @@ impl State {
     /// file and the log agree (that group applied: its callers had an error, whose
     /// outcome a reopen decides anyway). If even that fails, the database is never
     /// closed in this process, so the file keeps its last durable state and the log.
-    /// Without a log, redb's own close is what makes commits durable.
+    /// Without a log, a durable redb commit makes the earlier ones durable here, before
+    /// the graphs are saved: a graph file must never describe commits that a crash during
+    /// the rest of the close could still lose.
     fn close(&mut self) {
         if !self.failed.load(Ordering::SeqCst) {
+            if self.wal.is_none() {
+                if self.persist().is_err() {
+                    self.failed.store(true, Ordering::SeqCst);
+                }
+                return;
+            }
             self.checkpoint();
             return;
         }
@@ -569,6 +577,20 @@ impl State {
         if self.save_checkpoint(last, wal::new_salt()).is_err() {
             std::mem::forget(Arc::clone(&self.db));
         }
+    }
+
+    /// A durable redb commit that changes nothing (the salt written again as it is), so
+    /// that every commit before it is durable.
+    fn persist(&self) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let salt = meta.get(wal::SALT_KEY)?.map(|v| v.value());
+            meta.insert(wal::SALT_KEY, salt.unwrap_or(0))?;
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// A durable redb commit recording that the file holds every log record up to

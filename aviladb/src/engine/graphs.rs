@@ -48,6 +48,14 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// Not known (a vector whose document could not be read when the graph was built):
+    /// searches read that node's document.
+    pub(crate) const UNKNOWN: Meta = Meta {
+        seq: u64::MAX,
+        ts_micros: u64::MAX,
+        ttl: None,
+    };
+
     fn of(h: &super::record::Header) -> Meta {
         Meta {
             seq: h.seq,
@@ -529,6 +537,7 @@ impl Graphs {
             // beside the vectors.
             let mut doc_rows = docs.iter()?;
             let mut doc = doc_rows.next().transpose()?;
+            let mut unknown: Option<String> = None;
             for row in table.iter()? {
                 let (k, v) = row?;
                 let v = floats(v.value());
@@ -538,26 +547,49 @@ impl Graphs {
                 while doc.as_ref().is_some_and(|(dk, _)| dk.value() < k.value()) {
                     doc = doc_rows.next().transpose()?;
                 }
+                // Every write keeps the two tables in step; should they disagree, the
+                // node's searches read its document instead (and say why once).
                 let meta = match &doc {
                     Some((dk, dv)) if dk.value() == k.value() => {
-                        Meta::of(&super::record::header(dv.value())?)
+                        match super::record::header(dv.value()) {
+                            Ok(h) => Meta::of(&h),
+                            Err(e) => {
+                                unknown.get_or_insert_with(|| e.to_string());
+                                Meta::UNKNOWN
+                            }
+                        }
                     }
                     _ => {
-                        return Err(crate::error::DbError::Corrupted(format!(
-                            "a vector of index {} has no document",
-                            info.path
-                        )));
+                        unknown.get_or_insert_with(|| "a vector has no document".into());
+                        Meta::UNKNOWN
                     }
                 };
                 keys.push(k.value().into());
                 metas.push(meta);
                 flat.extend(v);
             }
+            if let Some(why) = unknown {
+                tracing::warn!(
+                    target: "aviladb::vectors",
+                    "the vector index on {}: some documents' headers could not be read \
+                     ({why}); searches read those documents",
+                    info.path
+                );
+            }
             Ok((keys, metas, flat))
         };
-        let Ok((keys, metas, flat)) = read() else {
-            // The index was dropped meanwhile (the next sync forgets it).
-            return false;
+        let (keys, metas, flat) = match read() {
+            Ok(read) => read,
+            Err(e) => {
+                // The index was dropped meanwhile (the next sync forgets it), or the
+                // table could not be read: said, and tried again at the next turn.
+                tracing::debug!(
+                    target: "aviladb::vectors",
+                    "no build of the vector index on {}: {e}",
+                    info.path
+                );
+                return false;
+            }
         };
         let started = std::time::Instant::now();
         tracing::info!(
@@ -725,7 +757,8 @@ impl Graphs {
         }
         let (count, mut rest) = rest.split_at_checked(8)?;
         let count = usize::try_from(u64::from_le_bytes(count.try_into().ok()?)).ok()?;
-        if count > rest.len() {
+        // Each node takes at least 28 bytes (key length and meta).
+        if count > rest.len() / 28 {
             return None;
         }
         let mut keys = Vec::with_capacity(count);

@@ -16,6 +16,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::graphs::Meta;
 use super::record::Expiry;
 use super::vector::{
     MAX_K, VecDef, VectorHit, VectorIndexInfo, VectorIndexKind, VectorQuery, floats, normalize,
@@ -90,7 +91,7 @@ struct Candidate<'a> {
     doc: Option<Value>,
     /// The vector (graph space) and meta the graph holds for the key, when the graph
     /// holds exactly the search's snapshot.
-    known: Option<(&'a [f32], super::graphs::Meta)>,
+    known: Option<(&'a [f32], Meta)>,
 }
 
 /// (document key, graph distance), nearest first.
@@ -347,7 +348,9 @@ impl Search<'_> {
             distance: d,
             key: &state.keys[node as usize],
             doc,
-            known: holds.then(|| (g.vector(node), state.metas[node as usize])),
+            known: Some(state.metas[node as usize])
+                .filter(|meta| holds && *meta != Meta::UNKNOWN)
+                .map(|meta| (g.vector(node), meta)),
         };
         let pending_candidates = || {
             pending.vectors.iter().map(|(key, v, meta)| Candidate {
