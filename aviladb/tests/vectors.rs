@@ -107,6 +107,11 @@ fn fill(c: &Collection, vectors: &[Vec<f32>]) -> Model {
     Model { docs }
 }
 
+/// Whether a clean close left a saved graph in the engine's directory.
+fn graph_saved(dir: &std::path::Path) -> bool {
+    dir.join("vectors").read_dir().unwrap().next().is_some()
+}
+
 fn status(c: &Collection) -> aviladb::VectorIndexStatus {
     let engine_status = c.vector_index_status().unwrap();
     engine_status.into_iter().next().unwrap()
@@ -511,14 +516,7 @@ fn ids_only_searches_answer_as_reading_the_documents_does() {
         assert!(c.wait_vector_indexes(WAIT).unwrap());
     }
     // Closed cleanly: the graph was saved, with each node's meta, and is loaded.
-    assert!(
-        dir.path()
-            .join("vectors")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_some()
-    );
+    assert!(graph_saved(dir.path()));
     let engine = open();
     let c = engine.database("ai").collection("m");
     assert!(c.wait_vector_indexes(WAIT).unwrap());
@@ -554,14 +552,7 @@ fn a_saved_graph_of_another_state_of_the_file_is_not_used() {
         }
         assert!(c.wait_vector_indexes(WAIT).unwrap());
     }
-    assert!(
-        dir.path()
-            .join("vectors")
-            .read_dir()
-            .unwrap()
-            .next()
-            .is_some()
-    );
+    assert!(graph_saved(dir.path()));
     for f in files {
         std::fs::copy(aside.path().join(f), dir.path().join(f)).unwrap();
     }
