@@ -243,15 +243,10 @@ pub(crate) fn read(
 
 /// The partition-key value and id of a document key.
 fn split_key(key: &[u8]) -> Result<(Value, String)> {
-    let at = key
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or_else(|| DbError::Corrupted("document key".into()))?;
-    let pk: Value = serde_json::from_slice(&key[..at])
-        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
-    let id = String::from_utf8(key[at + 1..].to_vec())
-        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
-    Ok((pk, id))
+    let (pk, id) = super::record::key_parts(key)?;
+    let pk: Value =
+        serde_json::from_slice(pk).map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
+    Ok((pk, id.to_string()))
 }
 
 #[cfg(test)]

@@ -314,14 +314,20 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
     .into_document())
 }
 
-/// The id part of a document key (see [`doc_key`]).
-pub(crate) fn id_of_key(key: &[u8]) -> Result<String> {
+/// The canonical partition-key bytes and the id of a document key (see [`doc_key`]).
+pub(crate) fn key_parts(key: &[u8]) -> Result<(&[u8], &str)> {
     let at = key
         .iter()
         .position(|&b| b == 0)
         .ok_or_else(|| DbError::Corrupted("document key".into()))?;
-    String::from_utf8(key[at + 1..].to_vec())
-        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))
+    let id = std::str::from_utf8(&key[at + 1..])
+        .map_err(|e| DbError::Corrupted(format!("document key: {e}")))?;
+    Ok((&key[..at], id))
+}
+
+/// The id part of a document key.
+pub(crate) fn id_of_key(key: &[u8]) -> Result<String> {
+    key_parts(key).map(|(_, id)| id.to_string())
 }
 
 /// Decodes a record, checking its version and checksum.

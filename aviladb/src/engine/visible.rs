@@ -31,11 +31,7 @@ impl Visible {
 
     /// The last published snapshot.
     pub(crate) fn read(&self) -> Result<Arc<ReadTransaction>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| DbError::Unavailable("the database is closed".into()))
+        self.read_at().map(|(txn, _)| txn)
     }
 
     /// The last published snapshot and its generation.
