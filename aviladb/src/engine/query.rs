@@ -75,9 +75,10 @@ impl Source for Snapshot<'_> {
                 let entries = self.txn.open_table(TableDefinition::<&[u8], &[u8]>::new(
                     &index::index_table(*table),
                 ))?;
+                let mut fetch = Fetch::new(&docs, *reverse);
                 let mut visit = |entry: IndexEntry<'_>| -> Result<bool> {
                     let (key, doc_key) = entry?;
-                    let Some(record) = docs.get(doc_key.value())? else {
+                    let Some(record) = fetch.get(doc_key.value())? else {
                         return Err(DbError::Corrupted(
                             "an index entry names a document that is not stored".into(),
                         ));
@@ -130,6 +131,66 @@ impl Source for Snapshot<'_> {
                     }
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+type DocsTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type Doc = redb::AccessGuard<'static, &'static [u8]>;
+
+/// Reads the documents an index names, in the order its entries come. Entries of equal
+/// values are in document-key order, so one after another they often name neighbours in
+/// the documents table (documents written together, or sharing a partition): the cursor
+/// left after the last document found is tried first, one step, and a lookup from the
+/// root is made only when that step is not the document wanted.
+struct Fetch<'d> {
+    docs: &'d DocsTable,
+    reverse: bool,
+    cursor: Option<redb::Range<'static, &'static [u8], &'static [u8]>>,
+}
+
+impl<'d> Fetch<'d> {
+    fn new(docs: &'d DocsTable, reverse: bool) -> Self {
+        Fetch {
+            docs,
+            reverse,
+            cursor: None,
+        }
+    }
+
+    /// The stored record at `key`.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Doc>> {
+        if let Some(cursor) = &mut self.cursor {
+            let step = if self.reverse {
+                cursor.next_back()
+            } else {
+                cursor.next()
+            };
+            match step {
+                Some(Ok((k, v))) if k.value() == key => return Ok(Some(v)),
+                Some(Err(e)) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        let (cursor, step) = if self.reverse {
+            let mut c = self.docs.range::<&[u8]>(..=key)?;
+            let step = c.next_back();
+            (c, step)
+        } else {
+            let mut c = self.docs.range::<&[u8]>(key..)?;
+            let step = c.next();
+            (c, step)
+        };
+        match step {
+            Some(Ok((k, v))) if k.value() == key => {
+                self.cursor = Some(cursor);
+                Ok(Some(v))
+            }
+            Some(Err(e)) => Err(e.into()),
+            _ => {
+                self.cursor = None;
+                Ok(None)
             }
         }
     }
