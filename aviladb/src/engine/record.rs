@@ -271,9 +271,26 @@ fn record_from(h: &Header, json: &[u8]) -> Result<Record> {
 /// The document with only the top-level `fields` of its body (and its system
 /// properties); the others are skipped by the parser, not built.
 pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Result<Value> {
+    let body =
+        pick_fields(json, fields).map_err(|e| DbError::Corrupted(format!("document body: {e}")))?;
+    Ok(Record {
+        seq: h.seq,
+        ts_micros: h.ts_micros,
+        body,
+    }
+    .into_document())
+}
+
+/// The top-level `fields` of a JSON object, each built as a `Value`; the others are
+/// skipped by the parser, not built. A repeated key keeps its last value, as a whole
+/// parse does.
+pub(crate) fn pick_fields<S: AsRef<str>>(
+    json: &[u8],
+    fields: &[S],
+) -> serde_json::Result<Map<String, Value>> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Pick<'f>(&'f [String]);
-    impl<'de> Visitor<'de> for Pick<'_> {
+    struct Pick<'f, S>(&'f [S]);
+    impl<'de, S: AsRef<str>> Visitor<'de> for Pick<'_, S> {
         type Value = Map<String, Value>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
@@ -284,7 +301,7 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
         ) -> std::result::Result<Self::Value, A::Error> {
             let mut out = Map::new();
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.iter().any(|f| f.as_str() == key) {
+                if self.0.iter().any(|f| f.as_ref() == key) {
                     out.insert(key.into_owned(), map.next_value::<Value>()?);
                 } else {
                     map.next_value::<IgnoredAny>()?;
@@ -293,7 +310,7 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
             Ok(out)
         }
     }
-    impl<'de> DeserializeSeed<'de> for Pick<'_> {
+    impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Pick<'_, S> {
         type Value = Map<String, Value>;
         fn deserialize<D: Deserializer<'de>>(
             self,
@@ -303,15 +320,9 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
         }
     }
     let mut de = serde_json::Deserializer::from_slice(json);
-    let body = Pick(fields)
-        .deserialize(&mut de)
-        .map_err(|e| DbError::Corrupted(format!("document body: {e}")))?;
-    Ok(Record {
-        seq: h.seq,
-        ts_micros: h.ts_micros,
-        body,
-    }
-    .into_document())
+    let picked = Pick(fields).deserialize(&mut de)?;
+    de.end()?;
+    Ok(picked)
 }
 
 /// The canonical partition-key bytes and the id of a document key (see [`doc_key`]).
