@@ -2195,6 +2195,21 @@ fn typed_writes_check_and_store_as_value_writes_do() {
         assert_eq!(as_value["ratio"], json!(2));
         typed.insert(&typed_doc).unwrap();
         plain.insert(&as_value).unwrap();
+        // Raw JSON with whitespace, before the object and inside it; the limit is on the
+        // compact form, so spaces may take the bytes past it.
+        let spaced = big("h", 0).to_string().replacen(',', ",   ", 1);
+        let raw = |text: String| serde_json::value::RawValue::from_string(text).unwrap();
+        let inner = big("i", 0).to_string().replacen(',', ",   ", 1);
+        for text in [format!("  {spaced}"), inner, "  [1, 2]".to_string()] {
+            let a = typed.insert(&raw(text.clone())).map(|r| r.id);
+            let doc: Value = serde_json::from_str(&text).unwrap();
+            let b = plain.insert(&doc).map(|r| r.id);
+            match (a, b) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y),
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{pk}"),
+                (x, y) => panic!("{pk}: typed {x:?}, value {y:?}"),
+            }
+        }
         // Upserts and replaces, with a stale ETag too.
         let changed = json!({"id": "a", "region": "eu", "loc": {"region": "eu"}, "score": 7});
         typed.upsert(&changed).unwrap();
@@ -2224,8 +2239,8 @@ fn typed_writes_check_and_store_as_value_writes_do() {
         };
         let stored = all(&typed);
         assert_eq!(stored, all(&plain), "{pk}");
-        // a, b, c, big and g; with the id as partition key, e and f too.
-        let expected = if pk == "/id" { 7 } else { 5 };
+        // a, b, c, big, g, h and i; with the id as partition key, e and f too.
+        let expected = if pk == "/id" { 9 } else { 7 };
         assert_eq!(stored.len(), expected, "{pk}");
         if indexed {
             let q = || QuerySpec::new("SELECT c.id FROM c WHERE c.score = 7");

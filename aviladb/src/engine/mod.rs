@@ -1315,17 +1315,18 @@ fn prepare(document: Value, pk_path: &str) -> Result<Prepared> {
     })
 }
 
-/// [`prepare`] for a document given as its compact JSON serialization (no whitespace
-/// before its first byte). Without `keep_body` only the top-level fields the checks need
-/// are built (`id`, `ttl`, the partition key's first step, the system properties), and
-/// the bytes are stored as they are: the same document as through [`prepare`], its keys
-/// in the caller's order. A duplicated key keeps its last value here as every later
-/// parse of the stored bytes does. With a system property among its fields the document
-/// goes through [`prepare`], which drops them.
+/// [`prepare`] for a document given as its JSON serialization. Without `keep_body` only
+/// the top-level fields the checks need are built (`id`, `ttl`, the partition key's first
+/// step, the system properties), and the bytes are stored as they are: the same document
+/// as through [`prepare`], its keys in the caller's order. A duplicated key keeps its last
+/// value here as every later parse of the stored bytes does. Anything else goes through
+/// [`prepare`]: a document with a system property (dropped there), one whose bytes do not
+/// start an object or exceed the limit (a raw value may carry whitespace: the limit is
+/// on compact JSON), and whatever is not an object (refused there).
 fn prepare_json(json: Vec<u8>, pk_path: &str, keep_body: bool) -> Result<Prepared> {
     let invalid = |e: serde_json::Error| DbError::invalid("document", e.to_string());
-    if json.first() != Some(&b'{') {
-        return Err(DbError::invalid("document", "must be a JSON object"));
+    if json.first() != Some(&b'{') || json.len() > MAX_DOCUMENT_BYTES {
+        return prepare(serde_json::from_slice(&json).map_err(invalid)?, pk_path);
     }
     let body: Map<String, Value> = if keep_body {
         serde_json::from_slice(&json).map_err(invalid)?
@@ -1340,12 +1341,6 @@ fn prepare_json(json: Vec<u8>, pk_path: &str, keep_body: bool) -> Result<Prepare
         return prepare(serde_json::from_slice(&json).map_err(invalid)?, pk_path);
     }
     let (key, id, ttl) = addressed(&body, pk_path)?;
-    if json.len() > MAX_DOCUMENT_BYTES {
-        return Err(DbError::TooLarge(format!(
-            "document `{id}` is {} bytes of JSON; the limit is {MAX_DOCUMENT_BYTES}",
-            json.len()
-        )));
-    }
     Ok(Prepared {
         key,
         id,
