@@ -1651,14 +1651,14 @@ async fn suite_through_a_server() {
         .mount(service)
         .bind(ServeConfig::new("127.0.0.1:0".parse().unwrap()))
         .await
-        .unwrap();
-    let url = server.url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+        .unwrap()
+        .spawn();
     let creds = avl_core::Credentials::new("AVLTEST", "not-checked-by-anonymous").unwrap();
-    let client = Client::connect(&avl_core::ClientConfig::remote(url, creds)).unwrap();
+    let client = Client::connect(&avl_core::ClientConfig::remote(
+        server.url().to_string(),
+        creds,
+    ))
+    .unwrap();
     assert!(client.target().starts_with("http://"));
     ttl_suite(&client, &engine, &clock).await;
     suite(&client).await;
@@ -1667,8 +1667,7 @@ async fn suite_through_a_server() {
     feed_suite(&client).await;
     transaction_suite(&client).await;
     vector_suite(&client).await;
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
 }
 
 #[test]

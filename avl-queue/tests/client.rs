@@ -139,16 +139,11 @@ async fn the_client_through_a_server() {
         .mount(service)
         .bind(ServeConfig::new("127.0.0.1:0".parse().unwrap()))
         .await
-        .unwrap();
-    let url = server.url();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
+        .unwrap()
+        .spawn();
     let creds = avl_core::Credentials::new("AVLTEST", "not-checked-by-anonymous").unwrap();
-    let transport =
-        avl_core::connect::<QueueService>(&avl_core::ClientConfig::remote(url, creds)).unwrap();
+    let config = avl_core::ClientConfig::remote(server.url().to_string(), creds);
+    let transport = avl_core::connect::<QueueService>(&config).unwrap();
     suite(&QueueClient::new(avl_core::Client::new(transport))).await;
-    let _ = stop.send(());
-    running.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
 }

@@ -411,6 +411,49 @@ impl Server {
         while connections.join_next().await.is_some() {}
         Ok(())
     }
+
+    /// Serves on a task of the current tokio runtime until [`Spawned::shutdown`] (or until
+    /// the handle is dropped): for embedding a server beside other work, and for tests.
+    pub fn spawn(self) -> Spawned {
+        let url = self.url();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async {
+            let _ = stopped.await;
+        }));
+        Spawned {
+            url,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A server running on its own task (see [`Server::spawn`]).
+#[derive(Debug)]
+pub struct Spawned {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Spawned {
+    /// The base URL clients use.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops it as [`Server::run`] stops, and waits until it has.
+    pub async fn shutdown(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(crate::Error::internal(format!(
+                "the server task failed: {e}"
+            ))),
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM, listened for from the moment it is made: make it before

@@ -283,10 +283,10 @@ pub mod server {
     use std::sync::Arc;
 
     use avl_core::serve::{
-        Authenticator, Authorizer, ServeConfig, Server, SigV4Authenticator, SuperuserOnly, TlsFiles,
+        Authenticator, Authorizer, ServeConfig, Server, SigV4Authenticator, Spawned, SuperuserOnly,
+        TlsFiles,
     };
     use avl_core::{Credentials, HttpTransport, StaticKeys};
-    use tokio::sync::oneshot;
 
     use super::Notes;
 
@@ -294,8 +294,7 @@ pub mod server {
         pub url: String,
         pub notes: Arc<Notes>,
         pub root: Credentials,
-        pub stop: Option<oneshot::Sender<()>>,
-        pub done: tokio::task::JoinHandle<avl_core::Result<()>>,
+        pub server: Spawned,
         pub ca_file: Option<std::path::PathBuf>,
         _dir: Option<tempfile::TempDir>,
     }
@@ -315,11 +314,8 @@ pub mod server {
             avl_core::Client::new(Arc::new(self.transport(&self.root)))
         }
 
-        pub async fn shutdown(mut self) {
-            if let Some(stop) = self.stop.take() {
-                let _ = stop.send(());
-            }
-            self.done.await.unwrap().unwrap();
+        pub async fn shutdown(self) {
+            self.server.shutdown().await.unwrap();
         }
     }
 
@@ -388,17 +384,12 @@ pub mod server {
             .bind(config)
             .await
             .unwrap();
-        let url = server.url();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
+        let server = server.spawn();
         Running {
-            url,
+            url: server.url().to_string(),
             notes,
             root: root(),
-            stop: Some(stop),
-            done,
+            server,
             ca_file,
             _dir: dir,
         }
