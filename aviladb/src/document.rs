@@ -68,7 +68,7 @@ impl<T: DeserializeOwned> Document<T> {
             etag: crate::engine::etag_of(raw.seq),
             ts: raw.ts_micros / 1_000_000,
             seq: raw.seq,
-            body: serde_json::from_slice(&raw.json).map_err(misfit)?,
+            body: serde_json::from_str(crate::engine::json_text(&raw.json)?).map_err(misfit)?,
         })
     }
 }

@@ -34,6 +34,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
+pub(crate) use record::json_text;
 pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
 pub use snapshot::{MAX_SNAPSHOTS, SNAPSHOT_IDLE};
 pub use vector::{

@@ -255,8 +255,14 @@ pub(crate) fn document_from(h: &Header, json: &[u8]) -> Result<Value> {
     Ok(record_from(h, json)?.into_document())
 }
 
+/// A stored document's JSON as text: checked as UTF-8 once, whole, so the parser need not
+/// check each string it reads (as it does reading bytes).
+pub(crate) fn json_text(json: &[u8]) -> Result<&str> {
+    std::str::from_utf8(json).map_err(|e| DbError::Corrupted(format!("document body: {e}")))
+}
+
 fn record_from(h: &Header, json: &[u8]) -> Result<Record> {
-    let body = match serde_json::from_slice(json) {
+    let body = match serde_json::from_str(json_text(json)?) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err(DbError::Corrupted("document body is not an object".into())),
         Err(e) => return Err(DbError::Corrupted(format!("document body: {e}"))),
@@ -319,7 +325,8 @@ pub(crate) fn pick_fields<S: AsRef<str>>(
             d.deserialize_map(self)
         }
     }
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let text = std::str::from_utf8(json).map_err(serde::de::Error::custom)?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let picked = Pick(fields).deserialize(&mut de)?;
     de.end()?;
     Ok(picked)
