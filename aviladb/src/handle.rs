@@ -9,7 +9,7 @@ use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, to_document};
 use crate::engine::{
     ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo, PatchOp,
-    PutKind, VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
+    VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
 };
 use crate::error::{DbError, Result};
 use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
@@ -78,17 +78,21 @@ macro_rules! collection_writes {
     ($($async_:ident $await_:tt)?) => {
         /// Stores a new document; `AlreadyExists` if its key is taken.
         pub $($async_)? fn insert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
-            self.put(PutKind::Insert, document, None)$(.$await_)?
+            let document = to_document(document)?;
+            one(self.write(vec![WriteOp::Insert { document }])$(.$await_)??)
         }
 
         /// Stores a document, replacing any with its key.
         pub $($async_)? fn upsert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
-            self.put(PutKind::Upsert, document, None)$(.$await_)?
+            let document = to_document(document)?;
+            one(self.write(vec![WriteOp::Upsert { document, if_match: None }])$(.$await_)??)
         }
 
         /// Replaces an existing document; with `if_match`, only if its ETag matches.
         pub $($async_)? fn replace<T: Serialize + ?Sized>(&self, document: &T, if_match: Option<&str>) -> Result<WriteResult> {
-            self.put(PutKind::Replace, document, if_match)$(.$await_)?
+            let document = to_document(document)?;
+            let if_match = if_match.map(str::to_owned);
+            one(self.write(vec![WriteOp::Replace { document, if_match }])$(.$await_)??)
         }
 
         /// Changes parts of a document.
@@ -321,26 +325,6 @@ impl Collection {
     pub fn explain(&self, spec: impl Into<QuerySpec>) -> Result<Explain> {
         self.engine
             .explain(&self.database, &self.name, &spec.into())
-    }
-
-    /// Stores one document from its own serialization: the engine reads the few fields
-    /// it needs from the bytes and stores them as they are, so the document is never
-    /// built as a `Value` (unless the collection's indexes need its fields).
-    fn put<T: Serialize + ?Sized>(
-        &self,
-        kind: PutKind,
-        document: &T,
-        if_match: Option<&str>,
-    ) -> Result<WriteResult> {
-        let json = serde_json::to_vec(document)
-            .map_err(|e| DbError::invalid("document", e.to_string()))?;
-        self.engine.write_json(
-            &self.database,
-            &self.name,
-            kind,
-            json,
-            if_match.map(str::to_owned),
-        )
     }
 
     collection_writes!();
@@ -775,22 +759,6 @@ impl ClientCollection {
             })
             .await
             .map(|_| ())
-    }
-
-    async fn put<T: Serialize + ?Sized>(
-        &self,
-        kind: PutKind,
-        document: &T,
-        if_match: Option<&str>,
-    ) -> Result<WriteResult> {
-        let document = to_document(document)?;
-        let if_match = if_match.map(str::to_owned);
-        let op = match kind {
-            PutKind::Insert => WriteOp::Insert { document },
-            PutKind::Upsert => WriteOp::Upsert { document, if_match },
-            PutKind::Replace => WriteOp::Replace { document, if_match },
-        };
-        one(self.write(vec![op]).await?)
     }
 
     collection_writes!(async await);

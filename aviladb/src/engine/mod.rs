@@ -901,29 +901,8 @@ impl Engine {
         if ops.is_empty() {
             return Err(DbError::invalid("operations", "no operations"));
         }
-        let ops = ops.into_iter().map(|op| (coll, Input::Op(op))).collect();
+        let ops = ops.into_iter().map(|op| (coll, op)).collect();
         self.commit_writes(db, Vec::new(), ops)
-    }
-
-    /// Stores one document given as its JSON serialization (the typed writes of
-    /// [`crate::Collection`]): checked and stored from the bytes, see [`prepare_json`].
-    pub(crate) fn write_json(
-        &self,
-        db: &str,
-        coll: &str,
-        kind: PutKind,
-        json: Vec<u8>,
-        if_match: Option<String>,
-    ) -> Result<WriteResult> {
-        let op = Input::Json {
-            kind,
-            json,
-            if_match,
-        };
-        let mut results = self.commit_writes(db, Vec::new(), vec![(coll, op)])?;
-        results
-            .pop()
-            .ok_or_else(|| DbError::Storage("a write answered without a result".into()))
     }
 
     /// Commits a transaction over collections of database `db`: every read in `reads`
@@ -953,7 +932,7 @@ impl Engine {
         }
         let writes = writes
             .iter()
-            .map(|w| (w.collection.as_str(), Input::Op(w.op.clone())))
+            .map(|w| (w.collection.as_str(), w.op.clone()))
             .collect();
         self.commit_writes(db, checks, writes)
     }
@@ -962,7 +941,7 @@ impl Engine {
         &self,
         db: &str,
         reads: Vec<(String, Vec<u8>, String, Option<u64>)>,
-        ops: Vec<(&str, Input)>,
+        ops: Vec<(&str, WriteOp)>,
     ) -> Result<Vec<WriteResult>> {
         if ops.len() > MAX_BATCH {
             return Err(DbError::invalid(
@@ -1305,7 +1284,20 @@ fn prepare(document: Value, pk_path: &str) -> Result<Prepared> {
     for p in SYSTEM_PROPERTIES {
         body.remove(p);
     }
-    let (key, id, ttl) = addressed(&body, pk_path)?;
+    let id = match body.get("id") {
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => return Err(DbError::invalid("id", "must be a string")),
+        None => return Err(DbError::invalid("id", "the document has no `id`")),
+    };
+    check_id(&id)?;
+    let pk = pointer_in(&body, pk_path).ok_or_else(|| {
+        DbError::invalid(
+            "partition_key",
+            format!("document `{id}` has no value at the partition key {pk_path}"),
+        )
+    })?;
+    let key = record::doc_key(pk, &id)?;
+    let ttl = record::ttl_of(&body)?;
     let json = serialize_checked(&id, &body)?;
     Ok(Prepared {
         key,
@@ -1316,63 +1308,8 @@ fn prepare(document: Value, pk_path: &str) -> Result<Prepared> {
     })
 }
 
-/// [`prepare`] for a document given as its JSON serialization. Without `keep_body` only
-/// the top-level fields the checks need are built (`id`, `ttl`, the partition key's first
-/// step, the system properties), and the bytes are stored as they are: the same document
-/// as through [`prepare`], its keys in the caller's order. A duplicated key keeps its last
-/// value here as every later parse of the stored bytes does. Anything else goes through
-/// [`prepare`]: a document with a system property (dropped there), one whose bytes do not
-/// start an object or exceed the limit (a raw value may carry whitespace: the limit is
-/// on compact JSON), and whatever is not an object (refused there).
-fn prepare_json(json: Vec<u8>, pk_path: &str, keep_body: bool) -> Result<Prepared> {
-    let invalid = |e: serde_json::Error| DbError::invalid("document", e.to_string());
-    if json.first() != Some(&b'{') || json.len() > MAX_DOCUMENT_BYTES {
-        return prepare(serde_json::from_slice(&json).map_err(invalid)?, pk_path);
-    }
-    let body: Map<String, Value> = if keep_body {
-        serde_json::from_slice(&json).map_err(invalid)?
-    } else {
-        let first = pk_path.split('/').nth(1).unwrap_or_default();
-        let first = first.replace("~1", "/").replace("~0", "~");
-        let mut wanted = vec!["id", "ttl", first.as_str()];
-        wanted.extend(SYSTEM_PROPERTIES);
-        record::pick_fields(&json, &wanted).map_err(invalid)?
-    };
-    if SYSTEM_PROPERTIES.iter().any(|p| body.contains_key(*p)) {
-        return prepare(serde_json::from_slice(&json).map_err(invalid)?, pk_path);
-    }
-    let (key, id, ttl) = addressed(&body, pk_path)?;
-    Ok(Prepared {
-        key,
-        id,
-        body,
-        json,
-        ttl,
-    })
-}
-
-/// A document's key, id and `ttl`, checked.
-fn addressed(body: &Map<String, Value>, pk_path: &str) -> Result<(Vec<u8>, String, Option<i64>)> {
-    let id = match body.get("id") {
-        Some(Value::String(id)) => id.clone(),
-        Some(_) => return Err(DbError::invalid("id", "must be a string")),
-        None => return Err(DbError::invalid("id", "the document has no `id`")),
-    };
-    check_id(&id)?;
-    let pk = pointer_in(body, pk_path).ok_or_else(|| {
-        DbError::invalid(
-            "partition_key",
-            format!("document `{id}` has no value at the partition key {pk_path}"),
-        )
-    })?;
-    let key = record::doc_key(pk, &id)?;
-    let ttl = record::ttl_of(body)?;
-    Ok((key, id, ttl))
-}
-
-/// How a document is stored: as new, over any, or over an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PutKind {
+enum PutKind {
     Insert,
     Upsert,
     Replace,
@@ -1403,46 +1340,22 @@ enum Staged {
     },
 }
 
-/// A write as a caller gives it: an operation, or one document as its JSON bytes.
-enum Input {
-    Op(WriteOp),
-    Json {
-        kind: PutKind,
-        json: Vec<u8>,
-        if_match: Option<String>,
-    },
-}
-
 /// Stages one operation; `keep_body` keeps the parsed body for later operations of the
 /// batch and for indexes (otherwise it is freed here rather than on the busy writer
 /// thread).
-fn stage(op: Input, pk_path: &str, keep_body: bool) -> Result<Staged> {
-    let staged = |kind, p: Prepared, if_match| Staged::Put {
-        kind,
-        key: p.key,
-        id: p.id,
-        frame: record::encode_unstamped(&p.json, p.ttl),
-        json_len: p.json.len(),
-        ttl: p.ttl,
-        body: keep_body.then_some(p.body),
-        if_match,
-    };
-    let op = match op {
-        Input::Op(op) => op,
-        Input::Json {
-            kind,
-            json,
-            if_match,
-        } => {
-            return Ok(staged(
-                kind,
-                prepare_json(json, pk_path, keep_body)?,
-                if_match,
-            ));
-        }
-    };
+fn stage(op: WriteOp, pk_path: &str, keep_body: bool) -> Result<Staged> {
     let put = |kind, document, if_match| -> Result<Staged> {
-        Ok(staged(kind, prepare(document, pk_path)?, if_match))
+        let p = prepare(document, pk_path)?;
+        Ok(Staged::Put {
+            kind,
+            key: p.key,
+            id: p.id,
+            frame: record::encode_unstamped(&p.json, p.ttl),
+            json_len: p.json.len(),
+            ttl: p.ttl,
+            body: keep_body.then_some(p.body),
+            if_match,
+        })
     };
     match op {
         WriteOp::Insert { document } => put(PutKind::Insert, document, None),
