@@ -167,10 +167,12 @@ impl<'d> Fetch<'d> {
             } else {
                 cursor.next()
             };
-            match step {
-                Some(Ok((k, v))) if k.value() == key => return Ok(Some(v)),
-                Some(Err(e)) => return Err(e.into()),
-                _ => {}
+            // A step that fails read a page the lookup below may not need (the next
+            // leaf): the lookup decides.
+            if let Some(Ok((k, v))) = step
+                && k.value() == key
+            {
+                return Ok(Some(v));
             }
         }
         let (cursor, step) = if self.reverse {
