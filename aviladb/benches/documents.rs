@@ -10,13 +10,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aviladb::{Engine, EngineOptions, WriteDurability, WriteOp};
+use aviladb::{Engine, EngineOptions, WriteDurability};
 use criterion::{Criterion, criterion_group, criterion_main};
 use redb::{ReadableDatabase, TableDefinition};
 use serde_json::Value;
 
 mod common;
-use common::{config, doc_count, document, key_of};
+use common::{config, doc_count, document, key_of, load};
 
 const RAW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("raw");
 
@@ -41,19 +41,7 @@ fn point_get(c: &mut Criterion) {
     let db = engine.database("bench");
     db.create().unwrap();
     let players = db.create_collection("players", "/region").unwrap();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        players
-            .write(
-                chunk
-                    .iter()
-                    .map(|&i| WriteOp::Upsert {
-                        document: document(i),
-                        if_match: None,
-                    })
-                    .collect(),
-            )
-            .unwrap();
-    }
+    load(&players, n);
     let raw = redb::Database::create(dir.path().join("raw.redb")).unwrap();
     for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
         let mut txn = raw.begin_write().unwrap();

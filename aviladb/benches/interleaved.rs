@@ -2,7 +2,8 @@
 //! insert, a point get and an indexed equality query returning 100 documents. The peers
 //! alternate operation by operation, so both see the same moments of this machine (its
 //! speed moves ~20% from one minute to the next, which criterion's one-peer-after-the-other
-//! groups take in as a difference between the peers). SQLite is set up as in `sqlite.rs`.
+//! groups take in as a difference between the peers). SQLite is set up as in `sqlite.rs`
+//! (`common::sqlite`).
 //!
 //! `AVILADB_BENCH_DOCS=100000 cargo bench -p aviladb --bench interleaved` (rounds per
 //! operation: `AVILADB_BENCH_ROUNDS`, default 3000).
@@ -14,12 +15,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use aviladb::{Engine, QuerySpec, WriteOp};
-use rusqlite::{Connection, params};
+use aviladb::{Engine, QuerySpec};
+use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{doc_count, document, key_of};
+use common::{doc_count, document, key_of, load, load_sqlite, sqlite};
 
 /// Times of one operation of each peer, in µs, the first tenth left out (warm-up).
 struct Pair {
@@ -76,44 +77,9 @@ fn main() {
     db.create().unwrap();
     let players = db.create_collection("players", "/region").unwrap();
     players.create_index("by_team", &["/team"], false).unwrap();
-    let conn = Connection::open(dir.path().join("sqlite.db")).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.execute_batch(
-        "CREATE TABLE docs (pk TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id));
-         CREATE INDEX docs_team ON docs (json_extract(body, '$.team'));",
-    )
-    .unwrap();
-    let all: Vec<usize> = (0..n).collect();
-    for chunk in all.chunks(100) {
-        players
-            .write(
-                chunk
-                    .iter()
-                    .map(|&i| WriteOp::Upsert {
-                        document: document(i),
-                        if_match: None,
-                    })
-                    .collect(),
-            )
-            .unwrap();
-    }
-    for chunk in all.chunks(10_000) {
-        let txn = conn.unchecked_transaction().unwrap();
-        {
-            let mut insert = txn
-                .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
-                .unwrap();
-            for &i in chunk {
-                let (pk, id) = key_of(i);
-                let body = serde_json::to_string(&document(i)).unwrap();
-                insert
-                    .execute(params![pk.as_str().unwrap(), id, body])
-                    .unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    let conn = sqlite(&dir.path().join("sqlite.db"));
+    load(&players, n);
+    load_sqlite(&conn, n);
     println!("{n} documents, {rounds} rounds per operation, the peers in turn");
 
     let mut insert = conn

@@ -12,25 +12,13 @@
 
 use std::hint::black_box;
 
-use aviladb::{Engine, QuerySpec, WriteOp};
+use aviladb::{Engine, QuerySpec};
 use criterion::{Criterion, criterion_group, criterion_main};
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{config, doc_count, document, key_of};
-
-fn sqlite(path: &std::path::Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS docs (pk TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id));
-         CREATE INDEX IF NOT EXISTS docs_team ON docs (json_extract(body, '$.team'));",
-    )
-    .unwrap();
-    conn
-}
+use common::{config, doc_count, document, key_of, load, load_sqlite, sqlite};
 
 fn pk_text(pk: &Value) -> String {
     pk.as_str().unwrap().to_string()
@@ -46,34 +34,8 @@ fn compare(c: &mut Criterion) {
     players.create_index("by_team", &["/team"], false).unwrap();
     let conn = sqlite(&dir.path().join("sqlite.db"));
     // The same documents in both, loaded in batches.
-    let all: Vec<usize> = (0..n).collect();
-    for chunk in all.chunks(100) {
-        players
-            .write(
-                chunk
-                    .iter()
-                    .map(|&i| WriteOp::Upsert {
-                        document: document(i),
-                        if_match: None,
-                    })
-                    .collect(),
-            )
-            .unwrap();
-    }
-    for chunk in all.chunks(10_000) {
-        let txn = conn.unchecked_transaction().unwrap();
-        {
-            let mut insert = txn
-                .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
-                .unwrap();
-            for &i in chunk {
-                let (pk, id) = key_of(i);
-                let body = serde_json::to_string(&document(i)).unwrap();
-                insert.execute(params![pk_text(&pk), id, body]).unwrap();
-            }
-        }
-        txn.commit().unwrap();
-    }
+    load(&players, n);
+    load_sqlite(&conn, n);
 
     let mut group = c.benchmark_group("aviladb-vs-sqlite/durable-insert");
     group.sample_size(20);

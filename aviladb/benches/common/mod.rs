@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use aviladb::{Collection, WriteOp};
 use criterion::Criterion;
+use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
 pub(crate) fn doc_count() -> usize {
@@ -42,4 +44,55 @@ pub(crate) fn config() -> Criterion {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30)
+}
+
+/// Documents `0..n` into `players`, upserted 100 to a write.
+pub(crate) fn load(players: &Collection, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        players
+            .write(
+                chunk
+                    .iter()
+                    .map(|&i| WriteOp::Upsert {
+                        document: document(i),
+                        if_match: None,
+                    })
+                    .collect(),
+            )
+            .unwrap();
+    }
+}
+
+/// SQLite as its users run it for this job: WAL, `synchronous=FULL`, the JSON as a text
+/// column, a primary key on (partition key, id) and an expression index on `$.team`.
+pub(crate) fn sqlite(path: &std::path::Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS docs (pk TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (pk, id));
+         CREATE INDEX IF NOT EXISTS docs_team ON docs (json_extract(body, '$.team'));",
+    )
+    .unwrap();
+    conn
+}
+
+/// Documents `0..n` into SQLite, 10,000 to a transaction.
+pub(crate) fn load_sqlite(conn: &Connection, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let txn = conn.unchecked_transaction().unwrap();
+        {
+            let mut insert = txn
+                .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
+                .unwrap();
+            for &i in chunk {
+                let (pk, id) = key_of(i);
+                let body = serde_json::to_string(&document(i)).unwrap();
+                insert
+                    .execute(params![pk.as_str().unwrap(), id, body])
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
 }
