@@ -15,12 +15,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use aviladb::{Engine, QuerySpec};
+use aviladb::QuerySpec;
 use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{doc_count, document, key_of, load, load_sqlite, sqlite};
+use common::{doc_count, document, key_of, peers};
 
 /// Times of one operation of each peer, in µs, the first tenth left out (warm-up).
 struct Pair {
@@ -72,14 +72,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path().join("avl")).unwrap();
-    let db = engine.database("bench");
-    db.create().unwrap();
-    let players = db.create_collection("players", "/region").unwrap();
-    players.create_index("by_team", &["/team"], false).unwrap();
-    let conn = sqlite(&dir.path().join("sqlite.db"));
-    load(&players, n);
-    load_sqlite(&conn, n);
+    // The same documents in both, loaded in batches.
+    let (players, conn) = peers(dir.path(), n);
     println!("{n} documents, {rounds} rounds per operation, the peers in turn");
 
     let mut insert = conn

@@ -12,13 +12,13 @@
 
 use std::hint::black_box;
 
-use aviladb::{Engine, QuerySpec};
+use aviladb::QuerySpec;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{config, doc_count, document, key_of, load, load_sqlite, sqlite};
+use common::{config, doc_count, document, key_of, peers};
 
 fn pk_text(pk: &Value) -> String {
     pk.as_str().unwrap().to_string()
@@ -27,15 +27,8 @@ fn pk_text(pk: &Value) -> String {
 fn compare(c: &mut Criterion) {
     let n = doc_count().max(200);
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path().join("avl")).unwrap();
-    let db = engine.database("bench");
-    db.create().unwrap();
-    let players = db.create_collection("players", "/region").unwrap();
-    players.create_index("by_team", &["/team"], false).unwrap();
-    let conn = sqlite(&dir.path().join("sqlite.db"));
     // The same documents in both, loaded in batches.
-    load(&players, n);
-    load_sqlite(&conn, n);
+    let (players, conn) = peers(dir.path(), n);
 
     let mut group = c.benchmark_group("aviladb-vs-sqlite/durable-insert");
     group.sample_size(20);

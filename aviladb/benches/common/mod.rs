@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use aviladb::{Collection, WriteOp};
+use aviladb::{Collection, Engine, WriteOp};
 use criterion::Criterion;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
@@ -95,4 +95,18 @@ pub(crate) fn load_sqlite(conn: &Connection, n: usize) {
         }
         txn.commit().unwrap();
     }
+}
+
+/// The two peers in `dir`, each holding documents `0..n`: AvilaDB's `players` collection
+/// (partition key `/region`, an index on `/team`) and SQLite (see [`sqlite`]).
+pub(crate) fn peers(dir: &std::path::Path, n: usize) -> (Collection, Connection) {
+    let engine = Engine::open(dir.join("avl")).unwrap();
+    let db = engine.database("bench");
+    db.create().unwrap();
+    let players = db.create_collection("players", "/region").unwrap();
+    players.create_index("by_team", &["/team"], false).unwrap();
+    let conn = sqlite(&dir.join("sqlite.db"));
+    load(&players, n);
+    load_sqlite(&conn, n);
+    (players, conn)
 }
