@@ -20,7 +20,9 @@ use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{doc_count, document, key_of, peers};
+use common::{
+    SQLITE_INSERT, SQLITE_TEAM, doc_count, document, key_of, peers, sqlite_insert, sqlite_team,
+};
 
 /// Times of one operation of each peer, in µs, the first tenth left out (warm-up).
 struct Pair {
@@ -76,22 +78,10 @@ fn main() {
     let (players, conn) = peers(dir.path(), n);
     println!("{n} documents, {rounds} rounds per operation, the peers in turn");
 
-    let mut insert = conn
-        .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
-        .unwrap();
+    let mut insert = conn.prepare_cached(SQLITE_INSERT).unwrap();
     Pair::run(
         rounds,
-        |r| {
-            let doc = document(n + 2 * r);
-            let body = serde_json::to_string(&doc).unwrap();
-            insert
-                .execute(params![
-                    doc["region"].as_str().unwrap(),
-                    doc["id"].as_str().unwrap(),
-                    body
-                ])
-                .unwrap();
-        },
+        |r| sqlite_insert(&mut insert, n + 2 * r),
         |r| {
             players.insert(&document(n + 2 * r + 1)).unwrap();
         },
@@ -119,20 +109,11 @@ fn main() {
     .report("point get");
 
     let teams = (n / 100).max(1);
-    let mut query = conn
-        .prepare_cached("SELECT body FROM docs WHERE json_extract(body, '$.team') = ?1")
-        .unwrap();
+    let mut query = conn.prepare_cached(SQLITE_TEAM).unwrap();
     Pair::run(
         rounds,
         |r| {
-            let team = (r * 7) % teams;
-            let rows: Vec<Value> = query
-                .query_map(params![team as i64], |row| row.get::<_, String>(0))
-                .unwrap()
-                .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
-                .collect();
-            assert_eq!(rows.len(), 100);
-            black_box(rows);
+            black_box(sqlite_team(&mut query, (r * 7) % teams));
         },
         |r| {
             let team = (r * 7) % teams;

@@ -18,7 +18,10 @@ use rusqlite::params;
 use serde_json::Value;
 
 mod common;
-use common::{config, doc_count, document, key_of, peers};
+use common::{
+    SQLITE_INSERT, SQLITE_TEAM, config, doc_count, document, key_of, peers, sqlite_insert,
+    sqlite_team,
+};
 
 fn pk_text(pk: &Value) -> String {
     pk.as_str().unwrap().to_string()
@@ -34,20 +37,10 @@ fn compare(c: &mut Criterion) {
     group.sample_size(20);
     let mut next = n;
     group.bench_function("sqlite", |b| {
-        let mut insert = conn
-            .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
-            .unwrap();
+        let mut insert = conn.prepare_cached(SQLITE_INSERT).unwrap();
         b.iter(|| {
             next += 1;
-            let doc = document(next);
-            let body = serde_json::to_string(&doc).unwrap();
-            insert
-                .execute(params![
-                    doc["region"].as_str().unwrap(),
-                    doc["id"].as_str().unwrap(),
-                    body
-                ])
-                .unwrap();
+            sqlite_insert(&mut insert, next);
         })
     });
     group.bench_function("aviladb", |b| {
@@ -87,18 +80,10 @@ fn compare(c: &mut Criterion) {
     let mut group = c.benchmark_group("aviladb-vs-sqlite/indexed-query-100-docs");
     let mut team = 0usize;
     group.bench_function("sqlite", |b| {
-        let mut query = conn
-            .prepare_cached("SELECT body FROM docs WHERE json_extract(body, '$.team') = ?1")
-            .unwrap();
+        let mut query = conn.prepare_cached(SQLITE_TEAM).unwrap();
         b.iter(|| {
             team = (team + 7) % teams;
-            let rows: Vec<Value> = query
-                .query_map(params![team as i64], |row| row.get::<_, String>(0))
-                .unwrap()
-                .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
-                .collect();
-            assert_eq!(rows.len(), 100);
-            black_box(rows)
+            black_box(sqlite_team(&mut query, team))
         })
     });
     group.bench_function("aviladb", |b| {

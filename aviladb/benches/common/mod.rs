@@ -77,20 +77,47 @@ pub(crate) fn sqlite(path: &std::path::Path) -> Connection {
     conn
 }
 
+/// SQLite's insert of one document.
+pub(crate) const SQLITE_INSERT: &str = "INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)";
+
+/// Document `i` into SQLite through `insert` (a prepared [`SQLITE_INSERT`]), its JSON
+/// serialized as part of the work.
+pub(crate) fn sqlite_insert(insert: &mut rusqlite::Statement<'_>, i: usize) {
+    let doc = document(i);
+    let body = serde_json::to_string(&doc).unwrap();
+    insert
+        .execute(params![
+            doc["region"].as_str().unwrap(),
+            doc["id"].as_str().unwrap(),
+            body
+        ])
+        .unwrap();
+}
+
+/// SQLite's indexed equality query.
+pub(crate) const SQLITE_TEAM: &str =
+    "SELECT body FROM docs WHERE json_extract(body, '$.team') = ?1";
+
+/// The 100 documents of `team` from SQLite through `query` (a prepared [`SQLITE_TEAM`]),
+/// each parsed into a `Value` as AvilaDB answers.
+pub(crate) fn sqlite_team(query: &mut rusqlite::Statement<'_>, team: usize) -> Vec<Value> {
+    let rows: Vec<Value> = query
+        .query_map(params![team as i64], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|body| serde_json::from_str(&body.unwrap()).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 100);
+    rows
+}
+
 /// Documents `0..n` into SQLite, 10,000 to a transaction.
 pub(crate) fn load_sqlite(conn: &Connection, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
         let txn = conn.unchecked_transaction().unwrap();
         {
-            let mut insert = txn
-                .prepare_cached("INSERT INTO docs (pk, id, body) VALUES (?1, ?2, ?3)")
-                .unwrap();
+            let mut insert = txn.prepare_cached(SQLITE_INSERT).unwrap();
             for &i in chunk {
-                let (pk, id) = key_of(i);
-                let body = serde_json::to_string(&document(i)).unwrap();
-                insert
-                    .execute(params![pk.as_str().unwrap(), id, body])
-                    .unwrap();
+                sqlite_insert(&mut insert, i);
             }
         }
         txn.commit().unwrap();

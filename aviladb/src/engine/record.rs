@@ -290,13 +290,10 @@ pub(crate) fn document_fields(h: &Header, json: &[u8], fields: &[String]) -> Res
 /// The top-level `fields` of a JSON object, each built as a `Value`; the others are
 /// skipped by the parser, not built. A repeated key keeps its last value, as a whole
 /// parse does.
-pub(crate) fn pick_fields<S: AsRef<str>>(
-    json: &[u8],
-    fields: &[S],
-) -> serde_json::Result<Map<String, Value>> {
+fn pick_fields(json: &[u8], fields: &[String]) -> serde_json::Result<Map<String, Value>> {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    struct Pick<'f, S>(&'f [S]);
-    impl<'de, S: AsRef<str>> Visitor<'de> for Pick<'_, S> {
+    struct Pick<'f>(&'f [String]);
+    impl<'de> Visitor<'de> for Pick<'_> {
         type Value = Map<String, Value>;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
@@ -307,7 +304,7 @@ pub(crate) fn pick_fields<S: AsRef<str>>(
         ) -> std::result::Result<Self::Value, A::Error> {
             let mut out = Map::new();
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.iter().any(|f| f.as_ref() == key) {
+                if self.0.iter().any(|f| f.as_str() == key) {
                     out.insert(key.into_owned(), map.next_value::<Value>()?);
                 } else {
                     map.next_value::<IgnoredAny>()?;
@@ -316,7 +313,7 @@ pub(crate) fn pick_fields<S: AsRef<str>>(
             Ok(out)
         }
     }
-    impl<'de, S: AsRef<str>> DeserializeSeed<'de> for Pick<'_, S> {
+    impl<'de> DeserializeSeed<'de> for Pick<'_> {
         type Value = Map<String, Value>;
         fn deserialize<D: Deserializer<'de>>(
             self,
