@@ -6,7 +6,8 @@
 //! (`common::sqlite`).
 //!
 //! `AVILADB_BENCH_DOCS=100000 cargo bench -p aviladb --bench interleaved` (rounds per
-//! operation: `AVILADB_BENCH_ROUNDS`, default 3000).
+//! operation: `AVILADB_BENCH_ROUNDS`, default 3000; one operation only, for a profile:
+//! `AVILADB_BENCH_ONLY=insert|get|query`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // The report is what this bench prints.
@@ -77,54 +78,62 @@ fn main() {
     // The same documents in both, loaded in batches.
     let (players, conn) = peers(dir.path(), n);
     println!("{n} documents, {rounds} rounds per operation, the peers in turn");
+    let only = std::env::var("AVILADB_BENCH_ONLY").ok();
+    let runs = |op: &str| only.as_deref().is_none_or(|o| o == op);
 
     let mut insert = conn.prepare_cached(SQLITE_INSERT).unwrap();
-    Pair::run(
-        rounds,
-        |r| sqlite_insert(&mut insert, n + 2 * r),
-        |r| {
-            players.insert(&document(n + 2 * r + 1)).unwrap();
-        },
-    )
-    .report("durable insert");
+    if runs("insert") {
+        Pair::run(
+            rounds,
+            |r| sqlite_insert(&mut insert, n + 2 * r),
+            |r| {
+                players.insert(&document(n + 2 * r + 1)).unwrap();
+            },
+        )
+        .report("durable insert");
+    }
 
     let keys: Vec<(Value, String)> = (0..4096).map(|k| key_of((k * 2_654_435_761) % n)).collect();
     let mut get = conn
         .prepare_cached("SELECT body FROM docs WHERE pk = ?1 AND id = ?2")
         .unwrap();
-    Pair::run(
-        rounds * 10,
-        |r| {
-            let (pk, id) = &keys[r % keys.len()];
-            let body: String = get
-                .query_row(params![pk.as_str().unwrap(), id], |row| row.get(0))
-                .unwrap();
-            black_box(serde_json::from_str::<Value>(&body).unwrap());
-        },
-        |r| {
-            let (pk, id) = &keys[r % keys.len()];
-            black_box(players.get::<Value>(pk.clone(), id).unwrap().unwrap());
-        },
-    )
-    .report("point get");
+    if runs("get") {
+        Pair::run(
+            rounds * 10,
+            |r| {
+                let (pk, id) = &keys[r % keys.len()];
+                let body: String = get
+                    .query_row(params![pk.as_str().unwrap(), id], |row| row.get(0))
+                    .unwrap();
+                black_box(serde_json::from_str::<Value>(&body).unwrap());
+            },
+            |r| {
+                let (pk, id) = &keys[r % keys.len()];
+                black_box(players.get::<Value>(pk.clone(), id).unwrap().unwrap());
+            },
+        )
+        .report("point get");
+    }
 
     let teams = (n / 100).max(1);
     let mut query = conn.prepare_cached(SQLITE_TEAM).unwrap();
-    Pair::run(
-        rounds,
-        |r| {
-            black_box(sqlite_team(&mut query, (r * 7) % teams));
-        },
-        |r| {
-            let team = (r * 7) % teams;
-            let rows: Vec<Value> = players
-                .query_all(
-                    QuerySpec::new("SELECT * FROM c WHERE c.team = @team").param("team", team),
-                )
-                .unwrap();
-            assert_eq!(rows.len(), 100);
-            black_box(rows);
-        },
-    )
-    .report("indexed query, 100 docs");
+    if runs("query") {
+        Pair::run(
+            rounds,
+            |r| {
+                black_box(sqlite_team(&mut query, (r * 7) % teams));
+            },
+            |r| {
+                let team = (r * 7) % teams;
+                let rows: Vec<Value> = players
+                    .query_all(
+                        QuerySpec::new("SELECT * FROM c WHERE c.team = @team").param("team", team),
+                    )
+                    .unwrap();
+                assert_eq!(rows.len(), 100);
+                black_box(rows);
+            },
+        )
+        .report("indexed query, 100 docs");
+    }
 }

@@ -65,7 +65,12 @@ macro_rules! query_all {
         let mut out = Vec::new();
         loop {
             let page = $self.query(spec.clone(), options.clone())$(.$await_)??;
-            out.extend(rows::<T>(page.items)?);
+            let page_rows = rows::<T>(page.items)?;
+            if out.is_empty() {
+                out = page_rows;
+            } else {
+                out.extend(page_rows);
+            }
             match page.continuation {
                 Some(token) => options.continuation = Some(token),
                 None => return Ok(out),

@@ -2282,3 +2282,59 @@ fn typed_writes_check_and_store_as_value_writes_do() {
         }
     }
 }
+
+/// A page stops once it holds `PAGE_BYTES` (4 MiB) of documents, whatever its item count,
+/// and the next page goes on from there: for whole documents (whose stored size is known),
+/// for a projection (measured as built), in index order and sorted in memory.
+#[test]
+fn pages_stop_at_four_mib_and_go_on_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path().join("db")).unwrap();
+    let db = engine.database("big");
+    db.create().unwrap();
+    let c = db.create_collection("blobs", "/id").unwrap();
+    // Ten documents of 1 MiB (a 1 MiB string) and ten small ones, all with n.
+    let mib = "x".repeat(1 << 20);
+    for i in 0..20 {
+        let blob = if i % 2 == 0 {
+            mib.clone()
+        } else {
+            "small".into()
+        };
+        c.insert(&json!({"id": format!("d{i:02}"), "n": i, "blob": blob}))
+            .unwrap();
+    }
+    let pages = |text: &str| -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let p = c.query(QuerySpec::new(text), page(1000, token)).unwrap();
+            out.push(
+                p.items
+                    .iter()
+                    .map(|d| d["id"].as_str().unwrap().to_string())
+                    .collect(),
+            );
+            match p.continuation {
+                Some(t) => token = Some(t),
+                None => return out,
+            }
+        }
+    };
+    let ids = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("d{i:02}")).collect()
+    };
+    // Four big documents reach 4 MiB: the page closes before the next row.
+    let want = vec![ids(0..7), ids(7..15), ids(15..20)];
+    assert_eq!(pages("SELECT * FROM c"), want);
+    assert_eq!(pages("SELECT c.id, c.blob FROM c"), want);
+    assert_eq!(pages("SELECT * FROM c ORDER BY c.n"), want);
+    // Without the blobs, one page holds everything.
+    assert_eq!(pages("SELECT c.id FROM c"), vec![ids(0..20)]);
+    let all: Vec<Value> = c.query_all("SELECT * FROM c").unwrap();
+    assert_eq!(all.len(), 20);
+    assert!(
+        all.iter()
+            .all(|d| d["_etag"].as_str().is_some_and(|e| e.len() == 16))
+    );
+}

@@ -13,7 +13,7 @@ use crate::error::DbError;
 use crate::error::Result;
 use crate::query::ast::{Expr, Projection, Query};
 use crate::query::eval::Params;
-use crate::query::exec::{self, Explain, PageOptions, QueryPage, Source};
+use crate::query::exec::{self, Each, Explain, PageOptions, QueryPage, Source};
 use crate::query::plan::{self, Access};
 use crate::query::{QuerySpec, parse, token};
 
@@ -39,12 +39,7 @@ impl<'t> Snapshot<'t> {
 }
 
 impl Source for Snapshot<'_> {
-    fn rows(
-        &self,
-        access: &Access,
-        after: Option<&[u8]>,
-        each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
-    ) -> Result<()> {
+    fn rows(&self, access: &Access, after: Option<&[u8]>, each: &mut Each<'_>) -> Result<()> {
         let name = docs_table(self.table);
         let docs = self
             .txn
@@ -57,10 +52,10 @@ impl Source for Snapshot<'_> {
                 };
                 for entry in docs.range::<&[u8]>((start, Bound::Unbounded))? {
                     let (key, value) = entry?;
-                    let Some(doc) = document(value.value(), &self.expiry)? else {
+                    let Some((doc, size)) = sized_document(value.value(), &self.expiry)? else {
                         continue;
                     };
-                    if !each(key.value(), doc)? {
+                    if !each(key.value(), doc, size)? {
                         break;
                     }
                 }
@@ -83,8 +78,8 @@ impl Source for Snapshot<'_> {
                             "an index entry names a document that is not stored".into(),
                         ));
                     };
-                    match document(record.value(), &self.expiry)? {
-                        Some(doc) => each(key.value(), doc),
+                    match sized_document(record.value(), &self.expiry)? {
+                        Some((doc, size)) => each(key.value(), doc, size),
                         None => Ok(true),
                     }
                 };
@@ -346,15 +341,10 @@ struct Recording<'s, 'a, 'r> {
 }
 
 impl Source for Recording<'_, '_, '_> {
-    fn rows(
-        &self,
-        access: &Access,
-        after: Option<&[u8]>,
-        each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
-    ) -> Result<()> {
-        self.inner.rows(access, after, &mut |pos, doc| {
+    fn rows(&self, access: &Access, after: Option<&[u8]>, each: &mut Each<'_>) -> Result<()> {
+        self.inner.rows(access, after, &mut |pos, doc, size| {
             self.recorder.record(&doc);
-            each(pos, doc)
+            each(pos, doc, size)
         })
     }
 }
@@ -363,14 +353,10 @@ impl Source for Recording<'_, '_, '_> {
 struct Hits(Vec<VectorHit>);
 
 impl Source for Hits {
-    fn rows(
-        &self,
-        _: &Access,
-        _: Option<&[u8]>,
-        each: &mut dyn FnMut(&[u8], Value) -> Result<bool>,
-    ) -> Result<()> {
+    fn rows(&self, _: &Access, _: Option<&[u8]>, each: &mut Each<'_>) -> Result<()> {
         for (i, hit) in self.0.iter().enumerate() {
-            if !each(&(i as u32).to_be_bytes(), hit.document.clone())? {
+            let size = exec::approximate_size(&hit.document);
+            if !each(&(i as u32).to_be_bytes(), hit.document.clone(), size)? {
                 break;
             }
         }
@@ -380,11 +366,17 @@ impl Source for Hits {
 
 /// A stored record as the document callers see, unless it has expired.
 pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> {
+    Ok(sized_document(record, expiry)?.map(|(doc, _)| doc))
+}
+
+/// [`document`], with the size of its stored JSON.
+fn sized_document(record: &[u8], expiry: &Expiry) -> Result<Option<(Value, usize)>> {
     if expiry.expired(&super::record::header(record)?) {
         return Ok(None);
     }
     let (h, json) = super::record::decode_borrowed(record)?;
-    super::record::document_from(&h, &json).map(Some)
+    let doc = super::record::document_from(&h, &json)?;
+    Ok(Some((doc, json.len())))
 }
 
 impl Engine {

@@ -288,7 +288,7 @@ impl Search<'_> {
         super::query::Snapshot::new(self.txn, self.info.table, self.expiry).rows(
             &Access::Scan,
             None,
-            each,
+            &mut |key, doc, _| each(key, doc),
         )
     }
 
@@ -306,7 +306,7 @@ impl Search<'_> {
         super::query::Snapshot::new(self.txn, self.info.table, self.expiry).rows(
             &access,
             None,
-            &mut |key, doc| {
+            &mut |key, doc, _| {
                 if self.passes(&doc) {
                     if rows.len() >= limit {
                         over = true;
