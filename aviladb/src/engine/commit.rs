@@ -124,31 +124,46 @@ struct Job {
 /// Where a caller waits for its job's answer.
 #[derive(Default)]
 struct Slot {
-    answer: Mutex<Option<Result<Reply>>>,
+    answer: Mutex<Answered>,
     cv: Condvar,
 }
 
+/// A slot's answer, and whether its caller sleeps waiting for it.
+#[derive(Default)]
+struct Answered {
+    answer: Option<Result<Reply>>,
+    waiting: bool,
+}
+
 impl Slot {
-    fn lock(&self) -> MutexGuard<'_, Option<Result<Reply>>> {
+    fn lock(&self) -> MutexGuard<'_, Answered> {
         self.answer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Answers; wakes the caller only if it sleeps (a caller that committed its own job
+    /// is awake, and a wake-up is a system call).
     fn finish(&self, answer: Result<Reply>) {
-        *self.lock() = Some(answer);
-        self.cv.notify_one();
+        let mut slot = self.lock();
+        slot.answer = Some(answer);
+        if slot.waiting {
+            drop(slot);
+            self.cv.notify_one();
+        }
     }
 
     fn done(&self) -> bool {
-        self.lock().is_some()
+        self.lock().answer.is_some()
     }
 
     fn wait(&self) -> Result<Reply> {
-        let mut answer = self.lock();
+        let mut slot = self.lock();
         loop {
-            if let Some(answer) = answer.take() {
+            if let Some(answer) = slot.answer.take() {
                 return answer;
             }
-            answer = self.cv.wait(answer).unwrap_or_else(PoisonError::into_inner);
+            // Set under the lock `finish` takes: it sees it, or answered before.
+            slot.waiting = true;
+            slot = self.cv.wait(slot).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
