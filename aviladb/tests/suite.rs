@@ -2285,7 +2285,8 @@ fn typed_writes_check_and_store_as_value_writes_do() {
 
 /// A page stops once it holds `PAGE_BYTES` (4 MiB) of documents, whatever its item count,
 /// and the next page goes on from there: for whole documents (whose stored size is known),
-/// for a projection (measured as built), in index order and sorted in memory.
+/// for a projection (measured as built), in key order, sorted in memory and read through
+/// an index.
 #[test]
 fn pages_stop_at_four_mib_and_go_on_from_there() {
     let dir = tempfile::tempdir().unwrap();
@@ -2329,6 +2330,11 @@ fn pages_stop_at_four_mib_and_go_on_from_there() {
     assert_eq!(pages("SELECT * FROM c"), want);
     assert_eq!(pages("SELECT c.id, c.blob FROM c"), want);
     assert_eq!(pages("SELECT * FROM c ORDER BY c.n"), want);
+    // Read through an index: the same pages.
+    c.create_index("by_n", &["/n"], false).unwrap();
+    let indexed = "SELECT * FROM c WHERE c.n >= 0";
+    assert_eq!(c.explain(QuerySpec::new(indexed)).unwrap().access, "index");
+    assert_eq!(pages(indexed), want);
     // Without the blobs, one page holds everything.
     assert_eq!(pages("SELECT c.id FROM c"), vec![ids(0..20)]);
     let all: Vec<Value> = c.query_all("SELECT * FROM c").unwrap();
