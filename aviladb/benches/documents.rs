@@ -107,7 +107,7 @@ fn durable_inserts(c: &mut Criterion) {
     group.bench_function("aviladb", |b| {
         b.iter(|| {
             i += 1;
-            players.insert(&document(i)).unwrap();
+            players.insert(document(i)).unwrap();
         })
     });
     group.finish();
@@ -138,7 +138,7 @@ fn durable_inserts(c: &mut Criterion) {
                     .map(|docs| {
                         let players = Arc::clone(&players);
                         std::thread::spawn(move || {
-                            for doc in &docs {
+                            for doc in docs {
                                 players.insert(doc).unwrap();
                             }
                         })

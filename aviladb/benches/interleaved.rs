@@ -87,7 +87,7 @@ fn main() {
             rounds,
             |r| sqlite_insert(&mut insert, n + 2 * r),
             |r| {
-                players.insert(&document(n + 2 * r + 1)).unwrap();
+                players.insert(document(n + 2 * r + 1)).unwrap();
             },
         )
         .report("durable insert");

@@ -46,7 +46,7 @@ fn compare(c: &mut Criterion) {
     group.bench_function("aviladb", |b| {
         b.iter(|| {
             next += 1;
-            players.insert(&document(next)).unwrap();
+            players.insert(document(next)).unwrap();
         })
     });
     group.finish();

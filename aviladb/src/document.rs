@@ -74,6 +74,28 @@ impl<T: DeserializeOwned> Document<T> {
 }
 
 /// A caller's value as a JSON document.
-pub(crate) fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| DbError::invalid("document", e.to_string()))
+}
+
+/// What `insert`, `upsert` and `replace` take: a reference to anything serde serializes (a
+/// typed document, or a `Value` the caller keeps), built into a JSON value; or a
+/// `serde_json::Value` given away, stored as it is, without that copy.
+pub trait IntoDocument {
+    /// The document as a JSON value.
+    fn into_document(self) -> Result<Value>;
+}
+
+impl<T: Serialize + ?Sized> IntoDocument for &T {
+    fn into_document(self) -> Result<Value> {
+        to_document(self)
+    }
+}
+
+/// `serde_json::to_value` of a `Value` is the same value: taking it as it is stores what
+/// the reference would, without building a copy.
+impl IntoDocument for Value {
+    fn into_document(self) -> Result<Value> {
+        Ok(self)
+    }
 }

@@ -1,12 +1,11 @@
 //! Handles on databases and collections, in-process (sync) and through a transport
 //! (async), with typed documents.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{DbRequest, DbResponse};
-use crate::document::{Document, to_document};
+use crate::document::{Document, IntoDocument};
 use crate::engine::{
     ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo, PatchOp,
     VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
@@ -82,20 +81,20 @@ macro_rules! query_all {
 macro_rules! collection_writes {
     ($($async_:ident $await_:tt)?) => {
         /// Stores a new document; `AlreadyExists` if its key is taken.
-        pub $($async_)? fn insert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
-            let document = to_document(document)?;
+        pub $($async_)? fn insert(&self, document: impl IntoDocument) -> Result<WriteResult> {
+            let document = document.into_document()?;
             one(self.write(vec![WriteOp::Insert { document }])$(.$await_)??)
         }
 
         /// Stores a document, replacing any with its key.
-        pub $($async_)? fn upsert<T: Serialize + ?Sized>(&self, document: &T) -> Result<WriteResult> {
-            let document = to_document(document)?;
+        pub $($async_)? fn upsert(&self, document: impl IntoDocument) -> Result<WriteResult> {
+            let document = document.into_document()?;
             one(self.write(vec![WriteOp::Upsert { document, if_match: None }])$(.$await_)??)
         }
 
         /// Replaces an existing document; with `if_match`, only if its ETag matches.
-        pub $($async_)? fn replace<T: Serialize + ?Sized>(&self, document: &T, if_match: Option<&str>) -> Result<WriteResult> {
-            let document = to_document(document)?;
+        pub $($async_)? fn replace(&self, document: impl IntoDocument, if_match: Option<&str>) -> Result<WriteResult> {
+            let document = document.into_document()?;
             let if_match = if_match.map(str::to_owned);
             one(self.write(vec![WriteOp::Replace { document, if_match }])$(.$await_)??)
         }

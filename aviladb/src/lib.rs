@@ -33,7 +33,8 @@
 //! db.create_if_missing()?;
 //! let players = db.create_collection("players", "/region")?;
 //! players.create_index("by_score", &["/region", "/score"], false)?;
-//! players.insert(&serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 10}))?;
+//! // A `Value` is stored as given (no copy); typed documents go by reference (`&player`).
+//! players.insert(serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 10}))?;
 //! let top: Vec<serde_json::Value> = players.query_all(
 //!     aviladb::QuerySpec::new("SELECT * FROM c WHERE c.region = @r ORDER BY c.score DESC")
 //!         .param("r", "sa-east-1"),
@@ -42,7 +43,7 @@
 //! let mut tx = db.begin()?; // snapshot reads, optimistic commit, any collections
 //! let p1 = tx.get::<serde_json::Value>("players", "sa-east-1", "p1")?;
 //! assert!(p1.is_some());
-//! tx.upsert("players", &serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 11}))?;
+//! tx.upsert("players", serde_json::json!({"id": "p1", "region": "sa-east-1", "score": 11}))?;
 //! tx.commit()?; // Conflict if p1 changed since it was read
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -61,7 +62,7 @@ mod service;
 mod transaction;
 
 pub use api::{DbRequest, DbResponse};
-pub use document::Document;
+pub use document::{Document, IntoDocument};
 pub use engine::{
     ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,
     IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, ManualClock, PatchOp, ReadCheck,

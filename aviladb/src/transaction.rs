@@ -20,12 +20,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{DbRequest, DbResponse};
-use crate::document::{Document, to_document};
+use crate::document::{Document, IntoDocument};
 use crate::engine::{DocKey, Engine, PatchOp, ReadCheck, TxnWrite, WriteOp, WriteResult};
 use crate::error::{DbError, Result};
 use crate::handle::{Client, ClientDatabase, Database};
@@ -86,22 +85,14 @@ macro_rules! transaction_writes {
         }
 
         /// Buffers an insert (fails at commit if the key is taken).
-        pub fn insert<T: Serialize + ?Sized>(
-            &mut self,
-            collection: &str,
-            document: &T,
-        ) -> Result<()> {
-            let document = to_document(document)?;
+        pub fn insert(&mut self, collection: &str, document: impl IntoDocument) -> Result<()> {
+            let document = document.into_document()?;
             self.buffer.write(collection, WriteOp::Insert { document })
         }
 
         /// Buffers an upsert.
-        pub fn upsert<T: Serialize + ?Sized>(
-            &mut self,
-            collection: &str,
-            document: &T,
-        ) -> Result<()> {
-            let document = to_document(document)?;
+        pub fn upsert(&mut self, collection: &str, document: impl IntoDocument) -> Result<()> {
+            let document = document.into_document()?;
             self.buffer.write(
                 collection,
                 WriteOp::Upsert {
@@ -112,13 +103,13 @@ macro_rules! transaction_writes {
         }
 
         /// Buffers a replace, with an optional ETag condition.
-        pub fn replace<T: Serialize + ?Sized>(
+        pub fn replace(
             &mut self,
             collection: &str,
-            document: &T,
+            document: impl IntoDocument,
             if_match: Option<&str>,
         ) -> Result<()> {
-            let document = to_document(document)?;
+            let document = document.into_document()?;
             let if_match = if_match.map(str::to_owned);
             self.buffer
                 .write(collection, WriteOp::Replace { document, if_match })

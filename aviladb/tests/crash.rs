@@ -62,8 +62,8 @@ fn crash_child_writer() {
                     let name = format!("r{round}-t{t}-{n}");
                     let line = if n % 5 == 4 {
                         let mut tx = db.begin().unwrap();
-                        tx.insert("docs", &json!({"id": name, "kind": "txn", "n": n})).unwrap();
-                        tx.insert("audit", &json!({"id": name, "of": name})).unwrap();
+                        tx.insert("docs", json!({"id": name, "kind": "txn", "n": n})).unwrap();
+                        tx.insert("audit", json!({"id": name, "of": name})).unwrap();
                         tx.commit().unwrap();
                         format!("txn {name}")
                     } else if n % 3 == 2 {
@@ -73,7 +73,7 @@ fn crash_child_writer() {
                         c.write(ops).unwrap();
                         format!("batch {name}")
                     } else {
-                        c.insert(&json!({"id": name, "kind": "single", "n": n, "at": vector_of(&name), "pad": "y".repeat(100)})).unwrap();
+                        c.insert(json!({"id": name, "kind": "single", "n": n, "at": vector_of(&name), "pad": "y".repeat(100)})).unwrap();
                         format!("ack {name}")
                     };
                     let mut out = out.lock().unwrap();

@@ -936,7 +936,7 @@ async fn feed_suite(client: &Client) {
         .unwrap();
     assert!(empty.changes.is_empty());
     for id in ["a", "b", "c"] {
-        events.insert(&json!({"id": id, "v": 1})).await.unwrap();
+        events.insert(json!({"id": id, "v": 1})).await.unwrap();
     }
     events
         .patch(
@@ -1118,7 +1118,7 @@ async fn transaction_suite(client: &Client) {
         .await
         .unwrap();
     assert_eq!(again.items, [json!(2)], "the snapshot does not see cris");
-    tx.insert("items", &json!({"id": "bonus", "owner": "ana"}))
+    tx.insert("items", json!({"id": "bonus", "owner": "ana"}))
         .unwrap();
     // cris is a phantom (not protected): the commit goes through.
     tx.commit().await.unwrap();
@@ -1130,7 +1130,7 @@ async fn transaction_suite(client: &Client) {
         .upsert(&json!({"id": "cris", "coins": 49}))
         .await
         .unwrap();
-    tx.insert("items", &json!({"id": "bonus2", "owner": "ana"}))
+    tx.insert("items", json!({"id": "bonus2", "owner": "ana"}))
         .unwrap();
     let e = tx.commit().await.unwrap_err();
     assert_eq!(
@@ -1154,11 +1154,11 @@ async fn transaction_suite(client: &Client) {
         .await
         .unwrap()
         .unwrap();
-    tx.upsert("wallets", &json!({"id": "ana", "coins": coins(&ana) - 3}))
+    tx.upsert("wallets", json!({"id": "ana", "coins": coins(&ana) - 3}))
         .unwrap();
-    tx.upsert("wallets", &json!({"id": "bia", "coins": coins(&bia) + 3}))
+    tx.upsert("wallets", json!({"id": "bia", "coins": coins(&bia) + 3}))
         .unwrap();
-    tx.insert("items", &json!({"id": "sword", "owner": "bia"}))
+    tx.insert("items", json!({"id": "sword", "owner": "bia"}))
         .unwrap();
     let results = tx.commit().await.unwrap();
     assert_eq!(results.len(), 3);
@@ -1182,7 +1182,7 @@ async fn transaction_suite(client: &Client) {
         .unwrap()
         .unwrap();
     assert_eq!(coins(&seen), 7);
-    tx.insert("items", &json!({"id": "shield", "owner": "ana"}))
+    tx.insert("items", json!({"id": "shield", "owner": "ana"}))
         .unwrap();
     let e = tx.commit().await.unwrap_err();
     assert_eq!(code(&e), C::Conflict, "{e}");
@@ -1195,9 +1195,9 @@ async fn transaction_suite(client: &Client) {
         t.get::<Value>("wallets", "ana", "ana").await.unwrap();
         t.get::<Value>("wallets", "bia", "bia").await.unwrap();
     }
-    t1.upsert("wallets", &json!({"id": "ana", "coins": 0}))
+    t1.upsert("wallets", json!({"id": "ana", "coins": 0}))
         .unwrap();
-    t2.upsert("wallets", &json!({"id": "bia", "coins": 0}))
+    t2.upsert("wallets", json!({"id": "bia", "coins": 0}))
         .unwrap();
     t1.commit().await.unwrap();
     assert_eq!(code(&t2.commit().await.unwrap_err()), C::Conflict);
@@ -1211,7 +1211,7 @@ async fn transaction_suite(client: &Client) {
             .unwrap()
             .is_none()
     );
-    tx.insert("wallets", &json!({"id": "caio", "coins": 1}))
+    tx.insert("wallets", json!({"id": "caio", "coins": 1}))
         .unwrap();
     wallets
         .insert(&json!({"id": "caio", "coins": 50}))
@@ -1222,9 +1222,9 @@ async fn transaction_suite(client: &Client) {
 
     // One failing write fails them all.
     let mut tx = db.begin().await.unwrap();
-    tx.upsert("wallets", &json!({"id": "ana", "coins": 999}))
+    tx.upsert("wallets", json!({"id": "ana", "coins": 999}))
         .unwrap();
-    tx.insert("items", &json!({"id": "sword", "owner": "bia"}))
+    tx.insert("items", json!({"id": "sword", "owner": "bia"}))
         .unwrap();
     let e = tx.commit().await.unwrap_err();
     assert_eq!(code(&e), C::AlreadyExists, "{e}");
@@ -1678,7 +1678,7 @@ fn documents_survive_reopening() {
         let db = engine.database("d");
         db.create().unwrap();
         let c = db.create_collection("c", "/id").unwrap();
-        c.insert(&json!({"id": "keep", "n": 1})).unwrap();
+        c.insert(json!({"id": "keep", "n": 1})).unwrap();
     }
     let engine = Engine::open(dir.path()).unwrap();
     let doc = engine
@@ -1702,7 +1702,7 @@ fn continuation_tokens_survive_a_restart() {
         db.create().unwrap();
         let c = db.create_collection("c", "/id").unwrap();
         for n in 0..20 {
-            c.insert(&json!({"id": format!("d{n}"), "n": n})).unwrap();
+            c.insert(json!({"id": format!("d{n}"), "n": n})).unwrap();
         }
         let p = c.query(text, page(5, None)).unwrap();
         (p.items, p.continuation.unwrap())
@@ -1733,20 +1733,20 @@ fn transactions_in_process() {
     let db = engine.database("d");
     db.create().unwrap();
     let c = db.create_collection("c", "/id").unwrap();
-    c.insert(&json!({"id": "a", "n": 1})).unwrap();
+    c.insert(json!({"id": "a", "n": 1})).unwrap();
     let mut tx = db.begin().unwrap();
     let a = tx.get::<Value>("c", "a", "a").unwrap().unwrap();
     tx.upsert(
         "c",
-        &json!({"id": "a", "n": a.body["n"].as_i64().unwrap() + 1}),
+        json!({"id": "a", "n": a.body["n"].as_i64().unwrap() + 1}),
     )
     .unwrap();
-    tx.insert("c", &json!({"id": "b"})).unwrap();
+    tx.insert("c", json!({"id": "b"})).unwrap();
     tx.commit().unwrap();
     assert_eq!(c.get::<Value>("a", "a").unwrap().unwrap().body["n"], 2);
     let mut stale = db.begin().unwrap();
     stale.get::<Value>("c", "a", "a").unwrap();
-    c.upsert(&json!({"id": "a", "n": 5})).unwrap();
+    c.upsert(json!({"id": "a", "n": 5})).unwrap();
     stale.delete("c", "b", "b").unwrap();
     assert_eq!(
         stale.commit().unwrap_err().code(),
@@ -1763,7 +1763,7 @@ fn transactions_in_process() {
         )
         .unwrap();
     assert_eq!(page.items.len(), 1);
-    c.upsert(&json!({"id": "a", "n": 6})).unwrap();
+    c.upsert(json!({"id": "a", "n": 6})).unwrap();
     tx.delete("c", "b", "b").unwrap();
     assert_eq!(
         tx.commit().unwrap_err().code(),
@@ -1784,11 +1784,11 @@ fn the_seed_example_creates_a_vector_index_and_it_survives_reopening() {
         let memories = db.create_collection("memories", "/user").unwrap();
         assert_eq!(memories.create_vector_index("embedding", 1536).unwrap(), 0);
         memories
-            .insert(&json!({"id": "m1", "user": "ana", "text": "olá", "embedding": query}))
+            .insert(json!({"id": "m1", "user": "ana", "text": "olá", "embedding": query}))
             .unwrap();
         let other: Vec<f32> = (0..1536).map(|i| -((i % 5) as f32)).collect();
         memories
-            .insert(&json!({"id": "m2", "user": "ana", "embedding": other}))
+            .insert(json!({"id": "m2", "user": "ana", "embedding": other}))
             .unwrap();
     }
     let engine = Engine::open(dir.path()).unwrap();
@@ -1808,7 +1808,7 @@ fn files_without_a_change_feed_get_one_on_open() {
         db.create().unwrap();
         let c = db.create_collection("c", "/id").unwrap();
         for id in ["x", "y"] {
-            c.insert(&json!({"id": id})).unwrap();
+            c.insert(json!({"id": id})).unwrap();
         }
     }
     // Make the file look as one written before feeds existed.
@@ -1853,9 +1853,9 @@ fn the_writer_reclaims_expired_documents_on_its_own() {
     db.create().unwrap();
     let c = db.create_collection("c", "/id").unwrap();
     c.set_default_ttl(Some(30)).unwrap();
-    c.insert(&json!({"id": "short", "ttl": 1})).unwrap();
-    c.insert(&json!({"id": "default"})).unwrap();
-    c.insert(&json!({"id": "forever", "ttl": -1})).unwrap();
+    c.insert(json!({"id": "short", "ttl": 1})).unwrap();
+    c.insert(json!({"id": "default"})).unwrap();
+    c.insert(json!({"id": "forever", "ttl": -1})).unwrap();
     clock.advance_secs(31);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let deleted = loop {
@@ -1895,13 +1895,13 @@ fn concurrent_writers_catalog_changes_and_reads_agree() {
                     let c = engine.database("d").collection("c");
                     for i in 0..EACH {
                         let id = format!("{t}-{i}");
-                        c.insert(&json!({"id": id, "t": t})).unwrap();
+                        c.insert(json!({"id": id, "t": t})).unwrap();
                         // Acknowledged means visible to the next read.
                         let got = c.get::<Value>(id.as_str(), &id).unwrap().expect("visible");
                         assert_eq!(got.body["t"], t);
                         if i % 10 == 0 {
                             // A duplicate fails alone; the rest of its group commits.
-                            let e = c.insert(&json!({"id": id})).unwrap_err();
+                            let e = c.insert(json!({"id": id})).unwrap_err();
                             assert_eq!(e.code(), avl_core::ErrorCode::AlreadyExists, "{e}");
                         }
                     }
@@ -1911,7 +1911,7 @@ fn concurrent_writers_catalog_changes_and_reads_agree() {
             for k in 0..6 {
                 let name = format!("side{k}");
                 db.create_collection(&name, "/id").unwrap();
-                db.collection(&name).insert(&json!({"id": "x"})).unwrap();
+                db.collection(&name).insert(json!({"id": "x"})).unwrap();
                 if k % 2 == 0 {
                     db.collection(&name).drop_collection().unwrap();
                 }
@@ -2189,10 +2189,20 @@ fn typed_writes_check_and_store_as_value_writes_do() {
     {
         let typed = db.create_collection(&format!("typed{n}"), pk).unwrap();
         let plain = db.create_collection(&format!("plain{n}"), pk).unwrap();
+        // Written with `Value`s given away (`insert(doc)`, no copy) where `typed` borrows.
+        let given = db.create_collection(&format!("given{n}"), pk).unwrap();
         if indexed {
             typed.create_index("by_score", &["/score"], false).unwrap();
             plain.create_index("by_score", &["/score"], false).unwrap();
+            given.create_index("by_score", &["/score"], false).unwrap();
         }
+        let agree = |a: &aviladb::Result<aviladb::WriteResult>,
+                     b: aviladb::Result<aviladb::WriteResult>,
+                     what: &str| match (a, b) {
+            (Ok(x), Ok(y)) => assert_eq!(x.id, y.id, "{pk}: {what}"),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{pk}: {what}"),
+            (x, y) => panic!("{pk}: {what}: borrowed {x:?}, given {y:?}"),
+        };
         let same = |a: aviladb::Result<aviladb::WriteResult>, doc: Value, what: &str| {
             let b = plain
                 .write(vec![WriteOp::Insert { document: doc }])
@@ -2204,20 +2214,23 @@ fn typed_writes_check_and_store_as_value_writes_do() {
             }
         };
         for doc in &docs {
-            same(typed.insert(doc), doc.clone(), &doc.to_string());
+            let borrowed = typed.insert(doc);
+            agree(&borrowed, given.insert(doc.clone()), &doc.to_string());
+            same(borrowed, doc.clone(), &doc.to_string());
         }
-        same(
-            typed.insert(&typed_doc),
-            serde_json::to_value(&typed_doc).unwrap(),
-            "typed",
-        );
+        let typed_value = serde_json::to_value(&typed_doc).unwrap();
+        let borrowed = typed.insert(&typed_doc);
+        agree(&borrowed, given.insert(typed_value.clone()), "typed");
+        same(borrowed, typed_value, "typed");
         match serde_json::to_value(&huge) {
             Ok(v) => same(typed.insert(&huge), v, "u128"),
             Err(_) => assert!(typed.insert(&huge).is_err()),
         }
         for text in [format!("  {spaced}"), "  [1, 2]".to_string()] {
             let doc: Value = serde_json::from_str(&text).unwrap();
-            same(typed.insert(&raw(text.clone())), doc, "raw");
+            let borrowed = typed.insert(&raw(text.clone()));
+            agree(&borrowed, given.insert(doc.clone()), "raw");
+            same(borrowed, doc, "raw");
         }
         // The typed document reads back as the type, the last `region` kept.
         let pk_value = match pk {
@@ -2242,9 +2255,14 @@ fn typed_writes_check_and_store_as_value_writes_do() {
             json!({"id": "a", "region": "eu", "loc": {"region": "eu"}, "ratio": 0.5, "score": 7});
         typed.upsert(&changed).unwrap();
         plain.upsert(&changed).unwrap();
+        given.upsert(changed.clone()).unwrap();
         let stale = typed
             .replace(&changed, Some("0000000000000001"))
             .unwrap_err();
+        let stale_given = given
+            .replace(changed.clone(), Some("0000000000000001"))
+            .unwrap_err();
+        assert_eq!(stale.to_string(), stale_given.to_string());
         let stale_plain = plain
             .replace(&changed, Some("0000000000000001"))
             .unwrap_err();
@@ -2254,6 +2272,18 @@ fn typed_writes_check_and_store_as_value_writes_do() {
             typed.replace(&missing, None).unwrap_err().to_string(),
             plain.replace(&missing, None).unwrap_err().to_string()
         );
+        assert_eq!(
+            typed.replace(&missing, None).unwrap_err().to_string(),
+            given
+                .replace(missing.clone(), None)
+                .unwrap_err()
+                .to_string()
+        );
+        let renamed =
+            json!({"id": "c", "region": "sa", "loc": {"region": "sa"}, "ratio": 0.5, "score": 3});
+        typed.replace(&renamed, None).unwrap();
+        plain.replace(&renamed, None).unwrap();
+        given.replace(renamed, None).unwrap();
         let all = |c: &aviladb::Collection| {
             let mut rows: Vec<Value> = c.query_all("SELECT * FROM c").unwrap();
             for r in &mut rows {
@@ -2267,6 +2297,7 @@ fn typed_writes_check_and_store_as_value_writes_do() {
         };
         let stored = all(&typed);
         assert_eq!(stored, all(&plain), "{pk}");
+        assert_eq!(stored, all(&given), "{pk}");
         // a, b, c, big, g and i; with the id as partition key, e and f too; with ratio,
         // f, but not e (no ratio).
         let expected = match pk {
@@ -2302,7 +2333,7 @@ fn pages_stop_at_four_mib_and_go_on_from_there() {
         } else {
             "small".into()
         };
-        c.insert(&json!({"id": format!("d{i:02}"), "n": i, "blob": blob}))
+        c.insert(json!({"id": format!("d{i:02}"), "n": i, "blob": blob}))
             .unwrap();
     }
     let pages = |text: &str| -> Vec<Vec<String>> {

@@ -191,7 +191,7 @@ fn graph_search_finds_what_brute_force_finds() {
         for i in (1..2000).step_by(40) {
             let id = format!("d{i}");
             let v: Vec<f32> = moved.iter().map(|x| x + i as f32 * 0.001).collect();
-            c.upsert(&json!({"id": id, "tag": i % 10, "rare": i % 500, "embedding": v}))
+            c.upsert(json!({"id": id, "tag": i % 10, "rare": i % 500, "embedding": v}))
                 .unwrap();
             let at = model.docs.iter().position(|d| d.0 == id).unwrap();
             model.docs[at].1 = v;
@@ -380,7 +380,7 @@ fn bad_graph_parameters_and_searches_are_refused() {
         ));
     }
     c.create_vector_index_with(base).unwrap();
-    c.upsert(&json!({"id": "a", "embedding": [1, 0, 0, 0]}))
+    c.upsert(json!({"id": "a", "embedding": [1, 0, 0, 0]}))
         .unwrap();
     for ef in [0, 1 << 20] {
         let mut q = VectorQuery::new("embedding", vec![1.0, 0.0, 0.0, 0.0], 1);
@@ -423,7 +423,7 @@ fn new_documents_are_found_after_everything_near_them_was_deleted() {
     }
     let new = clustered(400, 12);
     for (i, v) in new.iter().enumerate() {
-        c.insert(&json!({"id": format!("n{i}"), "embedding": v}))
+        c.insert(json!({"id": format!("n{i}"), "embedding": v}))
             .unwrap();
     }
     assert!(c.wait_vector_indexes(WAIT).unwrap());
@@ -498,7 +498,7 @@ fn ids_only_searches_answer_as_reading_the_documents_does() {
         // Rewritten documents get a new sequence number and time.
         clock.advance_secs(30);
         for i in (0..600).step_by(3) {
-            c.upsert(&json!({"id": format!("d{i}"), "embedding": vectors[i], "x": -1}))
+            c.upsert(json!({"id": format!("d{i}"), "embedding": vectors[i], "x": -1}))
                 .unwrap();
         }
         compare(&c, &vectors, "rewritten");
@@ -547,7 +547,7 @@ fn a_saved_graph_of_another_state_of_the_file_is_not_used() {
         let c = engine.database("ai").collection("m");
         for (i, v) in vectors.iter().enumerate() {
             let v: Vec<f32> = v.iter().map(|x| -x * 3.0).collect();
-            c.upsert(&json!({"id": format!("d{i}"), "embedding": v}))
+            c.upsert(json!({"id": format!("d{i}"), "embedding": v}))
                 .unwrap();
         }
         assert!(c.wait_vector_indexes(WAIT).unwrap());
@@ -624,7 +624,7 @@ fn flat_indexes_search_on_the_gpu_with_the_answers_of_the_cpu() {
                     .map(|x| x + i as f32 * 1e-3)
                     .collect();
                 let id = format!("d{i}");
-                c.upsert(&json!({"id": id, "tag": i % 10, "embedding": v}))
+                c.upsert(json!({"id": id, "tag": i % 10, "embedding": v}))
                     .unwrap();
                 model.docs[i].1 = v;
             }
@@ -703,7 +703,7 @@ mod model {
                 match op {
                     Op::Upsert(i, v) => {
                         let id = format!("d{i}");
-                        let written = c.upsert(&json!({"id": id, "v": floats(v)})).unwrap();
+                        let written = c.upsert(json!({"id": id, "v": floats(v)})).unwrap();
                         model.insert(id, (floats(v), written.etag.unwrap()));
                     }
                     Op::Delete(i) => {

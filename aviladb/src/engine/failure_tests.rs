@@ -17,7 +17,7 @@ fn a_group_whose_sync_failed_is_whole_or_absent_after_reopen() {
         db.create().unwrap();
         let c = db.create_collection("c", "/id").unwrap();
         c.create_index("by_kind", &["/kind"], false).unwrap();
-        c.insert(&json!({"id": "k", "kind": "a"})).unwrap();
+        c.insert(json!({"id": "k", "kind": "a"})).unwrap();
         // The log as it is before the failing group: put back below, as if its record
         // never reached the disk.
         before = std::fs::read(&wal).unwrap();
@@ -35,7 +35,7 @@ fn a_group_whose_sync_failed_is_whole_or_absent_after_reopen() {
         assert!(matches!(failed, Err(DbError::Storage(_))), "{failed:?}");
         engine.inner.writer.fail_log_syncs(false);
         // Nothing more is acknowledged, and readers still see the last durable state.
-        assert!(c.insert(&json!({"id": "z"})).is_err());
+        assert!(c.insert(json!({"id": "z"})).is_err());
         let k = c.get::<Value>("k", "k").unwrap().unwrap();
         assert_eq!(k.body["kind"], "a");
         assert!(c.get::<Value>("y", "y").unwrap().is_none());
@@ -62,5 +62,5 @@ fn a_group_whose_sync_failed_is_whole_or_absent_after_reopen() {
         Vec::new()
     };
     assert_eq!(by_index, expected);
-    assert!(c.insert(&json!({"id": "z"})).is_ok());
+    assert!(c.insert(json!({"id": "z"})).is_ok());
 }
