@@ -73,11 +73,6 @@ impl<T: DeserializeOwned> Document<T> {
     }
 }
 
-/// A caller's value as a JSON document.
-fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
-    serde_json::to_value(value).map_err(|e| DbError::invalid("document", e.to_string()))
-}
-
 /// What `insert`, `upsert` and `replace` take: a reference to anything serde serializes (a
 /// typed document, or a `Value` the caller keeps), built into a JSON value; or a
 /// `serde_json::Value` given away, stored as it is, without that copy.
@@ -88,7 +83,7 @@ pub trait IntoDocument {
 
 impl<T: Serialize + ?Sized> IntoDocument for &T {
     fn into_document(self) -> Result<Value> {
-        to_document(self)
+        serde_json::to_value(self).map_err(|e| DbError::invalid("document", e.to_string()))
     }
 }
 
