@@ -1167,8 +1167,11 @@ fn recover(db: &Database, dir: &Path) -> Result<(wal::Wal, Option<(u64, u64)>)> 
     let clean = records.is_empty().then_some((checkpoint, salt));
     // Applied, and checkpointed with a fresh seed for this run's records.
     let txn = db.begin_write()?;
-    for (_, payload) in &records {
-        wal::apply(&txn, payload)?;
+    {
+        let mut replay = wal::Replay::new(&txn);
+        for (_, payload) in &records {
+            replay.apply(payload)?;
+        }
     }
     let last = records.last().map_or(checkpoint, |(lsn, _)| *lsn);
     let salt = wal::new_salt();

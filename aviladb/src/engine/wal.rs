@@ -317,85 +317,123 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result
     Ok(())
 }
 
-/// Applies the effects of one record to a write transaction.
-pub(crate) fn apply(txn: &WriteTransaction, payload: &[u8]) -> Result<()> {
-    let bad = || DbError::Corrupted("commit log record".into());
-    let mut at = 0usize;
-    let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
-        let end = at
-            .checked_add(n)
-            .filter(|e| *e <= payload.len())
-            .ok_or_else(bad)?;
-        let out = &payload[*at..end];
-        *at = end;
-        Ok(out)
-    };
-    while at < payload.len() {
-        let kind = take(&mut at, 1)?[0];
-        let mut table = [0u8; 8];
-        table.copy_from_slice(take(&mut at, 8)?);
-        let table = u64::from_le_bytes(table);
-        let mut len = [0u8; 4];
-        len.copy_from_slice(take(&mut at, 4)?);
-        let key = take(&mut at, u32::from_le_bytes(len) as usize)?;
-        let value = match take(&mut at, 1)?[0] {
-            0 => None,
-            1 => {
-                len.copy_from_slice(take(&mut at, 4)?);
-                Some(take(&mut at, u32::from_le_bytes(len) as usize)?)
-            }
-            _ => return Err(bad()),
-        };
-        match kind {
-            1 | 3 | 6 => {
-                let name = match kind {
-                    1 => super::docs_table(table),
-                    3 => super::index::index_table(table),
-                    _ => super::vector::vector_table(table),
-                };
-                let mut t = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?;
-                match value {
-                    Some(v) => t.insert(key, v)?,
-                    None => t.remove(key)?,
-                };
-            }
-            2 => {
-                let name = super::feed::feed_table(table);
-                let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new(&name))?;
-                let seq = u64::from_le_bytes(key.try_into().map_err(|_| bad())?);
-                match value {
-                    Some(v) => t.insert(seq, v)?,
-                    None => t.remove(seq)?,
-                };
-            }
-            4 => {
-                let name = super::ttl::exp_table(table);
-                let mut t = txn.open_table(TableDefinition::<&[u8], ()>::new(&name))?;
-                match value {
-                    Some(_) => {
-                        t.insert(key, ())?;
-                    }
-                    None => {
-                        t.remove(key)?;
-                    }
-                }
-            }
-            5 => {
-                let name = std::str::from_utf8(key).map_err(|_| bad())?;
-                let mut t = txn.open_table(super::commit::META)?;
-                match value {
-                    Some(v) => {
-                        t.insert(name, u64::from_le_bytes(v.try_into().map_err(|_| bad())?))?;
-                    }
-                    None => {
-                        t.remove(name)?;
-                    }
-                }
-            }
-            _ => return Err(bad()),
+/// A table the replay opened, kept open for the records after it.
+enum Open<'t> {
+    Bytes(redb::Table<'t, &'static [u8], &'static [u8]>),
+    Feed(redb::Table<'t, u64, &'static [u8]>),
+    Expiry(redb::Table<'t, &'static [u8], ()>),
+    Meta(redb::Table<'t, &'static str, u64>),
+}
+
+/// Applies records' effects to one write transaction, opening each table once (a replay
+/// touches the same few tables in every record).
+pub(crate) struct Replay<'t> {
+    txn: &'t WriteTransaction,
+    tables: std::collections::HashMap<(u8, u64), Open<'t>>,
+}
+
+impl<'t> Replay<'t> {
+    pub(crate) fn new(txn: &'t WriteTransaction) -> Self {
+        Replay {
+            txn,
+            tables: std::collections::HashMap::new(),
         }
     }
-    Ok(())
+
+    /// The table of `kind` and number `table` (every meta effect shares one table).
+    fn table(&mut self, kind: u8, table: u64) -> Result<&mut Open<'t>> {
+        let slot = (kind, if kind == Kind::Meta as u8 { 0 } else { table });
+        if !self.tables.contains_key(&slot) {
+            let txn = self.txn;
+            let bytes = |name: String| -> Result<Open<'t>> {
+                Ok(Open::Bytes(
+                    txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&name))?,
+                ))
+            };
+            let open = match kind {
+                1 => bytes(super::docs_table(table))?,
+                3 => bytes(super::index::index_table(table))?,
+                6 => bytes(super::vector::vector_table(table))?,
+                2 => Open::Feed(txn.open_table(TableDefinition::<u64, &[u8]>::new(
+                    &super::feed::feed_table(table),
+                ))?),
+                4 => Open::Expiry(txn.open_table(TableDefinition::<&[u8], ()>::new(
+                    &super::ttl::exp_table(table),
+                ))?),
+                5 => Open::Meta(txn.open_table(super::commit::META)?),
+                _ => return Err(DbError::Corrupted("commit log record".into())),
+            };
+            self.tables.insert(slot, open);
+        }
+        self.tables
+            .get_mut(&slot)
+            .ok_or_else(|| DbError::Corrupted("commit log record".into()))
+    }
+
+    /// Applies the effects of one record.
+    pub(crate) fn apply(&mut self, payload: &[u8]) -> Result<()> {
+        let bad = || DbError::Corrupted("commit log record".into());
+        let mut at = 0usize;
+        let take = |at: &mut usize, n: usize| -> Result<&[u8]> {
+            let end = at
+                .checked_add(n)
+                .filter(|e| *e <= payload.len())
+                .ok_or_else(bad)?;
+            let out = &payload[*at..end];
+            *at = end;
+            Ok(out)
+        };
+        while at < payload.len() {
+            let kind = take(&mut at, 1)?[0];
+            let mut table = [0u8; 8];
+            table.copy_from_slice(take(&mut at, 8)?);
+            let table = u64::from_le_bytes(table);
+            let mut len = [0u8; 4];
+            len.copy_from_slice(take(&mut at, 4)?);
+            let key = take(&mut at, u32::from_le_bytes(len) as usize)?;
+            let value = match take(&mut at, 1)?[0] {
+                0 => None,
+                1 => {
+                    len.copy_from_slice(take(&mut at, 4)?);
+                    Some(take(&mut at, u32::from_le_bytes(len) as usize)?)
+                }
+                _ => return Err(bad()),
+            };
+            match self.table(kind, table)? {
+                Open::Bytes(t) => {
+                    match value {
+                        Some(v) => t.insert(key, v)?,
+                        None => t.remove(key)?,
+                    };
+                }
+                Open::Feed(t) => {
+                    let seq = u64::from_le_bytes(key.try_into().map_err(|_| bad())?);
+                    match value {
+                        Some(v) => t.insert(seq, v)?,
+                        None => t.remove(seq)?,
+                    };
+                }
+                Open::Expiry(t) => {
+                    match value {
+                        Some(_) => t.insert(key, ())?,
+                        None => t.remove(key)?,
+                    };
+                }
+                Open::Meta(t) => {
+                    let name = std::str::from_utf8(key).map_err(|_| bad())?;
+                    match value {
+                        Some(v) => {
+                            t.insert(name, u64::from_le_bytes(v.try_into().map_err(|_| bad())?))?;
+                        }
+                        None => {
+                            t.remove(name)?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -450,9 +488,92 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("x.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        apply(&txn, log.bytes()).unwrap();
-        assert!(apply(&txn, &log.bytes()[..log.len() - 1]).is_err());
-        assert!(apply(&txn, &[9, 0, 0]).is_err());
+        {
+            let mut replay = Replay::new(&txn);
+            replay.apply(log.bytes()).unwrap();
+            assert!(replay.apply(&log.bytes()[..log.len() - 1]).is_err());
+            assert!(replay.apply(&[9, 0, 0]).is_err());
+        }
         txn.abort().unwrap();
+    }
+
+    #[test]
+    fn a_replay_writes_every_kind_of_effect_in_order() {
+        use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+        let mut first = Log::new(true);
+        let mut second = Log::new(true);
+        for table in [1u64, 2] {
+            first.record(Kind::Docs, table, b"a", Some(b"1"));
+            first.record(Kind::Docs, table, b"b", Some(b"2"));
+            first.record(Kind::Feed, table, &5u64.to_le_bytes(), Some(b"fa"));
+            first.record(Kind::Index, table, b"ia", Some(b"a"));
+            first.record(Kind::Expiry, table, b"ea", Some(b""));
+            first.record(Kind::Vector, table, b"a", Some(b"v1"));
+            first.record(Kind::Meta, table, b"next_seq", Some(&4096u64.to_le_bytes()));
+            // The second record undoes some of the first, in the tables it left open.
+            second.record(Kind::Docs, table, b"a", None);
+            second.record(Kind::Docs, table, b"b", Some(b"3"));
+            second.record(Kind::Feed, table, &5u64.to_le_bytes(), None);
+            second.record(Kind::Feed, table, &6u64.to_le_bytes(), Some(b"fb"));
+            second.record(Kind::Index, table, b"ia", None);
+            second.record(Kind::Expiry, table, b"ea", None);
+            second.record(Kind::Vector, table, b"a", Some(b"v2"));
+        }
+        second.record(Kind::Meta, 9, b"next_seq", Some(&8192u64.to_le_bytes()));
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("x.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut replay = Replay::new(&txn);
+            replay.apply(first.bytes()).unwrap();
+            replay.apply(second.bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let bytes = |name: String| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let t = read
+                .open_table(TableDefinition::<&[u8], &[u8]>::new(&name))
+                .unwrap();
+            t.iter()
+                .unwrap()
+                .map(|e| {
+                    let (k, v) = e.unwrap();
+                    (k.value().to_vec(), v.value().to_vec())
+                })
+                .collect()
+        };
+        for table in [1u64, 2] {
+            assert_eq!(
+                bytes(super::super::docs_table(table)),
+                vec![(b"b".to_vec(), b"3".to_vec())]
+            );
+            assert!(bytes(super::super::index::index_table(table)).is_empty());
+            assert_eq!(
+                bytes(super::super::vector::vector_table(table)),
+                vec![(b"a".to_vec(), b"v2".to_vec())]
+            );
+            let feed = read
+                .open_table(TableDefinition::<u64, &[u8]>::new(
+                    &super::super::feed::feed_table(table),
+                ))
+                .unwrap();
+            let feed: Vec<(u64, Vec<u8>)> = feed
+                .iter()
+                .unwrap()
+                .map(|e| {
+                    let (k, v) = e.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            assert_eq!(feed, vec![(6, b"fb".to_vec())]);
+            let exp = read
+                .open_table(TableDefinition::<&[u8], ()>::new(
+                    &super::super::ttl::exp_table(table),
+                ))
+                .unwrap();
+            assert_eq!(exp.len().unwrap(), 0);
+        }
+        let meta = read.open_table(super::super::commit::META).unwrap();
+        assert_eq!(meta.get("next_seq").unwrap().unwrap().value(), 8192);
     }
 }
