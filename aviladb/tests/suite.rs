@@ -1628,6 +1628,152 @@ async fn vector_suite(client: &Client) {
     db.drop_database().await.unwrap();
 }
 
+/// A document of `depth` levels: itself, then arrays inside arrays.
+fn nested(id: &str, depth: usize) -> Value {
+    let mut x = json!(1);
+    for _ in 1..depth {
+        x = json!([x]);
+    }
+    json!({"id": id, "region": "eu", "x": x})
+}
+
+/// Limits on what a document may be, and keys no patch may move.
+async fn limits_suite(client: &Client) {
+    use avl_core::ErrorCode as C;
+    client.create_database("ldb").await.unwrap();
+    let db = client.database("ldb");
+    let docs = db.create_collection("docs", "/region").await.unwrap();
+
+    // The deepest document allowed is stored and read back every way; one level more is
+    // refused, as is a patch that would nest it deeper, and nothing changes.
+    let deepest = aviladb::MAX_DOCUMENT_DEPTH;
+    docs.insert(nested("deep", deepest)).await.unwrap();
+    let e = docs
+        .insert(nested("deeper", deepest + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    assert!(e.to_string().contains("levels deep"), "{e}");
+    let e = docs.upsert(nested("deep", deepest + 1)).await.unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    let e = docs
+        .patch(
+            "eu",
+            "deep",
+            vec![PatchOp::Set {
+                path: "/y".into(),
+                value: nested("y", deepest + 1)["x"].clone(),
+            }],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    let got = docs.get::<Value>("eu", "deep").await.unwrap().unwrap();
+    assert_eq!(got.body["x"], nested("deep", deepest)["x"]);
+    assert!(got.body.get("y").is_none());
+    assert!(docs.get::<Value>("eu", "deeper").await.unwrap().is_none());
+    let all = docs.query_all::<Value>("SELECT * FROM c").await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["x"], nested("deep", deepest)["x"]);
+    let changes = docs
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    assert_eq!(changes.changes.len(), 1);
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tx.get::<Value>("docs", "eu", "deep")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tx.insert("docs", nested("deeper", deepest + 1)).unwrap();
+    assert_eq!(code(&tx.commit().await.unwrap_err()), C::InvalidInput);
+    assert!(docs.get::<Value>("eu", "deeper").await.unwrap().is_none());
+
+    // A nested partition key: neither its parent nor the key itself can be patched; a
+    // sibling can, and the document keeps its key.
+    let people = db
+        .create_collection("people", "/address/city")
+        .await
+        .unwrap();
+    let first = people
+        .insert(json!({"id": "a", "address": {"city": "sp", "zip": "01000"}}))
+        .await
+        .unwrap();
+    for op in [
+        PatchOp::Set {
+            path: "/address".into(),
+            value: json!({"city": "rj"}),
+        },
+        PatchOp::Remove {
+            path: "/address".into(),
+        },
+        PatchOp::Set {
+            path: "/address/city".into(),
+            value: json!("rj"),
+        },
+    ] {
+        let e = people.patch("sp", "a", vec![op], None).await.unwrap_err();
+        assert_eq!(code(&e), C::InvalidInput, "{e}");
+        assert!(e.to_string().contains("cannot be patched"), "{e}");
+    }
+    let kept = people.get::<Value>("sp", "a").await.unwrap().unwrap();
+    assert_eq!(kept.etag, first.etag.unwrap());
+    people
+        .patch(
+            "sp",
+            "a",
+            vec![PatchOp::Set {
+                path: "/address/zip".into(),
+                value: json!("02000"),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let moved = people.get::<Value>("sp", "a").await.unwrap().unwrap();
+    assert_eq!(moved.body["address"], json!({"city": "sp", "zip": "02000"}));
+    assert!(people.get::<Value>("rj", "a").await.unwrap().is_none());
+
+    // A key inside an array: removing an element before it would shift it, so the patch
+    // is refused; appending after it is not.
+    let tagged = db.create_collection("tagged", "/tags/1").await.unwrap();
+    tagged
+        .insert(json!({"id": "t", "tags": ["x", "y"]}))
+        .await
+        .unwrap();
+    let e = tagged
+        .patch(
+            "y",
+            "t",
+            vec![PatchOp::Remove {
+                path: "/tags/0".into(),
+            }],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    assert!(e.to_string().contains("partition key"), "{e}");
+    tagged
+        .patch(
+            "y",
+            "t",
+            vec![PatchOp::Set {
+                path: "/tags/2".into(),
+                value: json!("z"),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let t = tagged.get::<Value>("y", "t").await.unwrap().unwrap();
+    assert_eq!(t.body["tags"], json!(["x", "y", "z"]));
+    db.drop_database().await.unwrap();
+}
+
 #[tokio::test]
 async fn suite_in_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -1640,6 +1786,7 @@ async fn suite_in_process() {
     feed_suite(&client).await;
     transaction_suite(&client).await;
     vector_suite(&client).await;
+    limits_suite(&client).await;
 }
 
 #[tokio::test]
@@ -1667,6 +1814,7 @@ async fn suite_through_a_server() {
     feed_suite(&client).await;
     transaction_suite(&client).await;
     vector_suite(&client).await;
+    limits_suite(&client).await;
     server.shutdown().await.unwrap();
 }
 

@@ -35,7 +35,7 @@ pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub(crate) use record::json_text;
-pub use record::{MAX_DOCUMENT_BYTES, SYSTEM_PROPERTIES, etag_of};
+pub use record::{MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, SYSTEM_PROPERTIES, etag_of};
 pub use snapshot::{MAX_SNAPSHOTS, SNAPSHOT_IDLE};
 pub use vector::{
     MAX_DIMENSIONS, MAX_K, VectorHit, VectorIndexInfo, VectorIndexKind, VectorMetric, VectorQuery,
@@ -1268,6 +1268,15 @@ fn pointer_in<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
 }
 
 fn serialize_checked(id: &str, body: &Map<String, Value>) -> Result<Vec<u8>> {
+    if !record::depth_ok(body) {
+        return Err(DbError::invalid(
+            "document",
+            format!(
+                "document `{id}` nests objects and arrays more than {} levels deep",
+                record::MAX_DOCUMENT_DEPTH
+            ),
+        ));
+    }
     let json = serde_json::to_vec(body).map_err(|e| DbError::invalid("document", e.to_string()))?;
     if json.len() > MAX_DOCUMENT_BYTES {
         return Err(DbError::TooLarge(format!(
@@ -1757,6 +1766,21 @@ fn plan_one(
             let before = current_body(table, overlay, &key)?;
             let mut body = before.clone();
             patch::apply(&mut body, &operations, &["/id", pk_path])?;
+            // The key must come out as it went in: a patch of a partition key's parent,
+            // or a remove that shifts the array it sits in, would otherwise leave the
+            // document stored under a key it no longer has.
+            let same_key = match pointer_in(&body, pk_path) {
+                Some(pk) => record::doc_key(pk, &id).is_ok_and(|k| k == key),
+                None => false,
+            };
+            if !same_key {
+                return Err(DbError::invalid(
+                    "patch",
+                    format!(
+                        "the patch would change the partition key ({pk_path}) of document `{id}`; write the document again under its new key instead"
+                    ),
+                ));
+            }
             let ttl = record::ttl_of(&body)?;
             let json = serialize_checked(&id, &body)?;
             let frame = record::encode_unstamped(&json, ttl);

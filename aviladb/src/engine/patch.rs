@@ -52,8 +52,8 @@ fn segments(path: &str) -> Vec<String> {
 /// The most operations one patch may carry.
 pub const MAX_PATCH_OPS: usize = 100;
 
-/// Applies `ops` in order to `doc`; paths under `protected` (the id and the partition key)
-/// and the system properties cannot change. On error `doc` may be partly changed: callers
+/// Applies `ops` in order to `doc`; paths under `protected` (the id and the partition key),
+/// their parents, and the system properties cannot change. On error `doc` may be partly changed: callers
 /// apply patches to a copy.
 pub(crate) fn apply(
     doc: &mut Map<String, Value>,
@@ -73,12 +73,13 @@ pub(crate) fn apply(
         let field = format!("patch[{i}].path");
         let path = op.path();
         check_path(&field, path)?;
-        if protected
+        // A protected path, a path inside one, or a parent of one (setting `/address`
+        // replaces `/address/city`).
+        if protected.iter().any(|p| {
+            path == *p || path.starts_with(&format!("{p}/")) || p.starts_with(&format!("{path}/"))
+        }) || crate::engine::record::SYSTEM_PROPERTIES
             .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
-            || crate::engine::record::SYSTEM_PROPERTIES
-                .iter()
-                .any(|s| path == format!("/{s}") || path.starts_with(&format!("/{s}/")))
+            .any(|s| path == format!("/{s}") || path.starts_with(&format!("/{s}/")))
         {
             return Err(DbError::invalid(
                 field,

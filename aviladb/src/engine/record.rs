@@ -127,6 +127,39 @@ impl Expiry {
 }
 /// The largest document, as compact JSON: 4 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+/// The deepest a document may nest objects and arrays, itself counted as the first
+/// level. JSON parsers stop somewhere (serde_json at 128 levels, counting every message
+/// a document travels in over the network), and a stored document no reader could parse
+/// would fail every read and query of its collection.
+pub const MAX_DOCUMENT_DEPTH: usize = 100;
+
+/// Whether `body` (a document's top-level object) nests at most [`MAX_DOCUMENT_DEPTH`]
+/// levels.
+pub(crate) fn depth_ok(body: &serde_json::Map<String, serde_json::Value>) -> bool {
+    use serde_json::Value;
+    fn nested(v: &Value) -> bool {
+        matches!(v, Value::Array(_) | Value::Object(_))
+    }
+    // Containers still to look into, with their level; no recursion, so a deep value
+    // cannot exhaust the stack here either.
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    stack.extend(body.values().filter(|v| nested(v)).map(|v| (v, 2)));
+    while let Some((value, level)) = stack.pop() {
+        if level > MAX_DOCUMENT_DEPTH {
+            return false;
+        }
+        match value {
+            Value::Array(items) => {
+                stack.extend(items.iter().filter(|v| nested(v)).map(|v| (v, level + 1)));
+            }
+            Value::Object(map) => {
+                stack.extend(map.values().filter(|v| nested(v)).map(|v| (v, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    true
+}
 /// The system properties added on read and stripped on write.
 pub const SYSTEM_PROPERTIES: [&str; 3] = ["_etag", "_ts", "_seq"];
 
