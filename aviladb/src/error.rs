@@ -69,6 +69,8 @@ impl From<DbError> for Error {
     fn from(e: DbError) -> Error {
         match e {
             DbError::InvalidInput { field, reason } => Error::invalid_input(field, reason),
+            // The code says it; a client turns it back into the same variant.
+            DbError::Corrupted(message) => Error::new(ErrorCode::Corrupted, message),
             other => Error::new(other.code(), other.to_string()),
         }
     }
@@ -77,17 +79,23 @@ impl From<DbError> for Error {
 impl From<Error> for DbError {
     /// A platform error (from a remote server) back in AvilaDB's terms.
     fn from(e: Error) -> DbError {
+        // Where the variant says the code, the message goes without it (it would be shown
+        // twice); where it does not, the code stays in the message.
+        let plain = match e.request_id() {
+            Some(id) => format!("{} (request {id})", e.message()),
+            None => e.message().to_string(),
+        };
         let message = e.to_string();
         match e.code() {
-            ErrorCode::NotFound => DbError::NotFound(message),
-            ErrorCode::AlreadyExists => DbError::AlreadyExists(message),
-            ErrorCode::Conflict => DbError::Conflict(message),
+            ErrorCode::NotFound => DbError::NotFound(plain),
+            ErrorCode::AlreadyExists => DbError::AlreadyExists(plain),
+            ErrorCode::Conflict => DbError::Conflict(plain),
             ErrorCode::InvalidInput => DbError::InvalidInput {
                 field: e.field().unwrap_or("request").to_string(),
-                reason: e.message().to_string(),
+                reason: plain,
             },
-            ErrorCode::TooLarge => DbError::TooLarge(message),
-            ErrorCode::Corrupted => DbError::Corrupted(message),
+            ErrorCode::TooLarge => DbError::TooLarge(plain),
+            ErrorCode::Corrupted => DbError::Corrupted(plain),
             ErrorCode::Unavailable
             | ErrorCode::RateLimited
             | ErrorCode::Unauthenticated

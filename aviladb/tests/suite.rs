@@ -1643,6 +1643,22 @@ async fn limits_suite(client: &Client) {
     client.create_database("ldb").await.unwrap();
     let db = client.database("ldb");
     let docs = db.create_collection("docs", "/region").await.unwrap();
+    // Errors read the same through both transports: the code once, then the message.
+    let e = db
+        .collection("nope")
+        .get::<Value>("eu", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::NotFound);
+    assert!(
+        e.to_string()
+            .starts_with("collection `nope` does not exist"),
+        "{e}"
+    );
+    assert_eq!(
+        avl_core::Error::from(e).to_string().split(": ").next(),
+        Some("NotFound")
+    );
 
     // The deepest document allowed is stored and read back every way; one level more is
     // refused, as is a patch that would nest it deeper, and nothing changes.
