@@ -238,8 +238,27 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Lets a closed pipe end a client command quietly, as it ends `cat` or `grep`
+/// (`avl db query ... | head -1`): Rust ignores SIGPIPE, which turns each later print into
+/// a panic. The server keeps ignoring it: a client that hangs up must never stop it.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        default_sigpipe();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -756,3 +756,116 @@ fn db_commands_work_in_process_and_through_a_server() {
     let out = run(&mut direct);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = tempfile::tempdir().unwrap();
+    let local = home.path().join("local");
+    let db = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
+        cmd
+    };
+    assert!(run(&mut db(&["create", "g"])).status.success());
+    assert!(
+        run(&mut db(&["collection", "create", "g", "c"]))
+            .status
+            .success()
+    );
+    for i in 0..3 {
+        let doc = format!(r#"{{"id":"d{i}"}}"#);
+        assert!(run(&mut db(&["put", "g", "c", &doc])).status.success());
+    }
+    for args in [
+        &["query", "g", "SELECT * FROM c"][..],
+        &["changes", "g", "c"][..],
+    ] {
+        // Standard output is a pipe nobody reads any more (`... | head -0`).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = db(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Ended by SIGPIPE (13), as `cat` or `grep` would be.
+        assert_eq!(out.status.signal(), Some(13), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn db_put_from_standard_input_delete_and_drop() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let local = home.path().join("local");
+    let db = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
+        cmd
+    };
+    assert!(run(&mut db(&["create", "g"])).status.success());
+    assert!(
+        run(&mut db(&["collection", "create", "g", "c"]))
+            .status
+            .success()
+    );
+    // `-`: the document comes from standard input.
+    let mut put = db(&["put", "g", "c", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"id":"d1","n":1}"#)
+        .unwrap();
+    let put = put.wait_with_output().unwrap();
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let got = run(&mut db(&["get", "g", "c", "d1", "d1"]));
+    let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(doc["n"], 1);
+    // A delete that succeeds, then finds nothing.
+    let deleted = run(&mut db(&["delete", "g", "c", "d1", "d1"]));
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let gone = run(&mut db(&["get", "g", "c", "d1", "d1"]));
+    assert_eq!(
+        text(&gone.stderr).trim(),
+        "error: NotFound: document `d1` does not exist"
+    );
+    let again = run(&mut db(&["delete", "g", "c", "d1", "d1"]));
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).starts_with("error: NotFound: document `d1`"),
+        "{}",
+        text(&again.stderr)
+    );
+    // Drop: the database and its collections are gone; a second drop is NotFound.
+    let dropped = run(&mut db(&["drop", "g"]));
+    assert!(dropped.status.success(), "{}", text(&dropped.stderr));
+    let listed = run(&mut db(&["list"]));
+    assert!(
+        !text(&listed.stdout).contains("\"g\""),
+        "{}",
+        text(&listed.stdout)
+    );
+    let missing = run(&mut db(&["get", "g", "c", "d1", "d1"]));
+    assert!(
+        text(&missing.stderr).starts_with("error: NotFound: "),
+        "{}",
+        text(&missing.stderr)
+    );
+    assert!(!text(&missing.stderr).contains("NotFound: NotFound"));
+    let twice = run(&mut db(&["drop", "g"]));
+    assert!(
+        text(&twice.stderr).starts_with("error: NotFound: "),
+        "{}",
+        text(&twice.stderr)
+    );
+}
