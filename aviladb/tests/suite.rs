@@ -913,6 +913,37 @@ async fn index_suite(client: &Client) {
         ),
         C::InvalidInput
     );
+
+    // Created: a token made by a scan goes on with the scan, exactly where it stopped,
+    // though the planner now prefers the new index.
+    let later = db.create_collection("later", "/id").await.unwrap();
+    for i in 0..5 {
+        later
+            .insert(json!({"id": format!("r{i}"), "team": "x"}))
+            .await
+            .unwrap();
+    }
+    later.insert(json!({"id": "o", "team": "y"})).await.unwrap();
+    let sql = "SELECT VALUE c.id FROM c WHERE c.team = 'x'";
+    let first = later.query(sql, page(2, None)).await.unwrap();
+    assert_eq!(later.explain(sql).await.unwrap().access, "scan");
+    later
+        .create_index("by_team", &["/team"], false)
+        .await
+        .unwrap();
+    assert_eq!(later.explain(sql).await.unwrap().access, "index");
+    let mut ids = first.items.clone();
+    let mut token = first.continuation;
+    while let Some(t) = token {
+        let p = later.query(sql, page(2, Some(t))).await.unwrap();
+        ids.extend(p.items);
+        token = p.continuation;
+    }
+    let want: Vec<Value> = (0..5).map(|i| json!(format!("r{i}"))).collect();
+    assert_eq!(ids, want);
+    let mut fresh = later.query_all::<Value>(sql).await.unwrap();
+    fresh.sort_by_key(|v| v.to_string());
+    assert_eq!(fresh, want);
     db.drop_database().await.unwrap();
 }
 

@@ -456,7 +456,18 @@ impl Engine {
                         table: info.table,
                         expiry: self.expiry(&info),
                     };
-                    (&snapshot, plan::plan(&query, &params, &info.indexes))
+                    // A continuation resumes on the access path it was made with, while
+                    // that path exists (an index created since does not move it).
+                    let resumed = match options.continuation.as_deref() {
+                        Some(text) => {
+                            let (token, _) = crate::query::token::Token::decode(text, fp)?;
+                            plan::resume(&query, &params, &info.indexes, &token.access)
+                        }
+                        None => None,
+                    };
+                    let plan =
+                        resumed.unwrap_or_else(|| plan::plan(&query, &params, &info.indexes));
+                    (&snapshot, plan)
                 }
             };
         match &recorder {

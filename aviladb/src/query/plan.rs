@@ -196,6 +196,39 @@ fn type_start(v: &Value) -> Vec<u8> {
 
 /// The plan for `query` over a collection with `indexes`.
 pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Plan {
+    let (candidates, scan) = candidates(query, params, indexes);
+    // The best score; ties go to the index declared first.
+    let mut best: Option<(u32, Plan)> = None;
+    for (score, plan) in candidates {
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, plan));
+        }
+    }
+    best.map_or(scan, |(_, plan)| plan)
+}
+
+/// The plan a continuation token was made with (`access`, as [`Access::name`] gives it),
+/// if it can still run: a scan always can, an index while it is declared. Pages then
+/// resume exactly where the token stopped, even after an index was created that the
+/// query would now prefer.
+pub(crate) fn resume(
+    query: &Query,
+    params: &Params,
+    indexes: &[IndexInfo],
+    access: &str,
+) -> Option<Plan> {
+    let (candidates, scan) = candidates(query, params, indexes);
+    if scan.access.name() == access {
+        return Some(scan);
+    }
+    candidates
+        .into_iter()
+        .map(|(_, plan)| plan)
+        .find(|plan| plan.access.name() == access)
+}
+
+/// Every index plan that helps `query` with its score, in declaration order, and the scan.
+fn candidates(query: &Query, params: &Params, indexes: &[IndexInfo]) -> (Vec<(u32, Plan)>, Plan) {
     let bounds = bounds(query, params);
     let find = |pointer: &str| bounds.iter().find(|(p, _)| p == pointer).map(|(_, b)| b);
     let eq_bound = |pointer: &str| find(pointer).is_some_and(|b| b.eq.is_some());
@@ -205,7 +238,7 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
         .iter()
         .filter(|o| o.computed.is_some() || !eq_bound(&o.path.pointer()))
         .collect();
-    let mut best: Option<(u32, Plan)> = None;
+    let mut found: Vec<(u32, Plan)> = Vec::new();
     for index in indexes {
         // The leading paths bound by equality or IN, as long as the ranges stay few.
         let mut prefixes: Vec<Vec<u8>> = vec![Vec::new()];
@@ -289,19 +322,15 @@ pub(crate) fn plan(query: &Query, params: &Params, indexes: &[IndexInfo]) -> Pla
             equality: index.paths[..k].to_vec(),
             range: range.map(|(p, _)| p.clone()),
         };
-        if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((score, candidate));
-        }
+        found.push((score, candidate));
     }
-    match best {
-        Some((_, plan)) => plan,
-        None => Plan {
-            access: Access::Scan,
-            sort_in_memory: !order.is_empty(),
-            equality: Vec::new(),
-            range: None,
-        },
-    }
+    let scan = Plan {
+        access: Access::Scan,
+        sort_in_memory: !order.is_empty(),
+        equality: Vec::new(),
+        range: None,
+    };
+    (found, scan)
 }
 
 impl Plan {
