@@ -34,29 +34,51 @@ use crate::query::{PageOptions, QueryPage, QuerySpec};
 #[derive(Debug, Default)]
 struct Buffer {
     reads: Vec<ReadCheck>,
+    /// The documents in `reads`: collection, partition key (as JSON text) and id.
+    seen: std::collections::HashSet<(String, String, String)>,
     writes: Vec<TxnWrite>,
 }
 
 impl Buffer {
-    fn read(&mut self, collection: &str, partition_key: &Value, id: &str, seq: Option<u64>) {
-        let seen = self
-            .reads
-            .iter()
-            .any(|r| r.collection == collection && r.id == id && r.partition_key == *partition_key);
-        if !seen {
-            self.reads.push(ReadCheck {
-                collection: collection.to_string(),
-                partition_key: partition_key.clone(),
-                id: id.to_string(),
-                seq,
-            });
+    fn read(
+        &mut self,
+        collection: &str,
+        partition_key: &Value,
+        id: &str,
+        seq: Option<u64>,
+    ) -> Result<()> {
+        let slot = (
+            collection.to_string(),
+            partition_key.to_string(),
+            id.to_string(),
+        );
+        if self.seen.contains(&slot) {
+            return Ok(());
         }
+        if self.reads.len() >= crate::engine::MAX_TXN_READS {
+            return Err(DbError::invalid(
+                "reads",
+                format!(
+                    "a transaction reads at most {} documents (each is checked at its commit)",
+                    crate::engine::MAX_TXN_READS
+                ),
+            ));
+        }
+        self.seen.insert(slot);
+        self.reads.push(ReadCheck {
+            collection: collection.to_string(),
+            partition_key: partition_key.clone(),
+            id: id.to_string(),
+            seq,
+        });
+        Ok(())
     }
 
-    fn read_all(&mut self, reads: Vec<ReadCheck>) {
+    fn read_all(&mut self, reads: Vec<ReadCheck>) -> Result<()> {
         for r in reads {
-            self.read(&r.collection, &r.partition_key, &r.id, r.seq);
+            self.read(&r.collection, &r.partition_key, &r.id, r.seq)?;
         }
+        Ok(())
     }
 
     fn write(&mut self, collection: &str, op: WriteOp) -> Result<()> {
@@ -193,7 +215,7 @@ impl Transaction {
             .pop()
             .flatten();
         self.buffer
-            .read(collection, &partition_key, id, doc.as_ref().map(|d| d.seq));
+            .read(collection, &partition_key, id, doc.as_ref().map(|d| d.seq))?;
         doc.map(Document::from_raw).transpose()
     }
 
@@ -214,7 +236,7 @@ impl Transaction {
             &spec.into(),
             &options,
         )?;
-        self.buffer.read_all(reads);
+        self.buffer.read_all(reads)?;
         Ok(page)
     }
 
@@ -306,7 +328,7 @@ impl ClientTransaction {
         };
         let doc = documents.pop().flatten();
         let seq = doc.as_ref().and_then(|d| d["_seq"].as_u64());
-        self.buffer.read(collection, &partition_key, id, seq);
+        self.buffer.read(collection, &partition_key, id, seq)?;
         doc.map(Document::from_value).transpose()
     }
 
@@ -338,7 +360,7 @@ impl ClientTransaction {
                 "unexpected response: {response:?}"
             )));
         };
-        self.buffer.read_all(reads);
+        self.buffer.read_all(reads)?;
         Ok(QueryPage {
             items,
             continuation,
@@ -377,5 +399,29 @@ impl ClientTransaction {
             })
             .await
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_count_each_document_once_up_to_the_limit() {
+        let mut buffer = Buffer::default();
+        let max = crate::engine::MAX_TXN_READS;
+        for i in 0..max {
+            buffer
+                .read("c", &Value::from(i % 7), &format!("d{i}"), Some(1))
+                .unwrap();
+        }
+        // Read again: not a new read, so not refused.
+        buffer.read("c", &Value::from(0), "d0", Some(1)).unwrap();
+        assert_eq!(buffer.reads.len(), max);
+        // The same id under another key or collection is another document.
+        let e = buffer.read("c", &Value::from(1), "d0", None).unwrap_err();
+        assert_eq!(e.code(), avl_core::ErrorCode::InvalidInput);
+        assert!(buffer.read("other", &Value::from(0), "d0", None).is_err());
+        assert_eq!(buffer.reads.len(), max);
     }
 }

@@ -1739,6 +1739,42 @@ async fn limits_suite(client: &Client) {
     assert_eq!(code(&tx.commit().await.unwrap_err()), C::InvalidInput);
     assert!(docs.get::<Value>("eu", "deeper").await.unwrap().is_none());
 
+    // A transaction may read more documents than a batch holds: 150 through a query,
+    // checked at its commit.
+    let many = db.create_collection("many", "/id").await.unwrap();
+    for chunk in 0..3 {
+        let ops = (0..50)
+            .map(|i| WriteOp::Insert {
+                document: json!({"id": format!("m{}", chunk * 50 + i), "n": 1}),
+            })
+            .collect();
+        many.write(ops).await.unwrap();
+    }
+    for conflict in [false, true] {
+        let mut tx = db.begin().await.unwrap();
+        let page = tx
+            .query(
+                "many",
+                "SELECT * FROM c WHERE c.n = 1",
+                aviladb::PageOptions {
+                    max_items: Some(1000),
+                    continuation: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 150);
+        tx.upsert("many", json!({"id": "total", "n": 150})).unwrap();
+        if conflict {
+            many.upsert(json!({"id": "m149", "n": 1})).await.unwrap();
+            assert_eq!(code(&tx.commit().await.unwrap_err()), C::Conflict);
+        } else {
+            tx.commit().await.unwrap();
+            many.delete("total", "total", None).await.unwrap();
+        }
+    }
+    assert!(many.get::<Value>("total", "total").await.unwrap().is_none());
+
     // A nested partition key: neither its parent nor the key itself can be patched; a
     // sibling can, and the document keeps its key.
     let people = db

@@ -54,6 +54,9 @@ pub const FILE_NAME: &str = "aviladb.redb";
 pub const MAX_BATCH: usize = 100;
 /// The most JSON one batch write may carry in all.
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// The most documents one transaction may read (gets, and every document its queries
+/// matched); its commit checks each of them.
+pub const MAX_TXN_READS: usize = 10_000;
 
 const FORMAT_KEY: &str = "format_version";
 const NEXT_COLLECTION: &str = "next_collection";
@@ -907,7 +910,7 @@ impl Engine {
 
     /// Commits a transaction over collections of database `db`: every read in `reads`
     /// must still hold the version it saw (else `Conflict`, and nothing is written), then
-    /// `writes` apply atomically. At most [`MAX_BATCH`] reads and [`MAX_BATCH`] writes.
+    /// `writes` apply atomically. At most [`MAX_TXN_READS`] reads and [`MAX_BATCH`] writes.
     pub fn commit_transaction(
         &self,
         db: &str,
@@ -917,10 +920,10 @@ impl Engine {
         if reads.is_empty() && writes.is_empty() {
             return Err(DbError::invalid("transaction", "no reads and no writes"));
         }
-        if reads.len() > MAX_BATCH {
+        if reads.len() > MAX_TXN_READS {
             return Err(DbError::invalid(
                 "reads",
-                format!("more than {MAX_BATCH} reads"),
+                format!("more than {MAX_TXN_READS} reads"),
             ));
         }
         let mut checks = Vec::with_capacity(reads.len());
@@ -1528,23 +1531,35 @@ fn write_job(
         }
         infos.push(info);
     }
+    // Each collection's documents table, opened once for all the reads of it.
+    let mut read_tables: Vec<(&str, Docs<'_>, record::Expiry)> = Vec::new();
     for (i, (coll, key, id, seen)) in reads.iter().enumerate() {
-        let info = match ctx.collection(db, coll, read_collection_for_write) {
-            Ok(info) => info,
-            Err(DbError::NotFound(m)) => {
-                return Err(DbError::Conflict(format!("read {i}: {m} any more")));
+        let at = match read_tables
+            .iter()
+            .position(|(name, ..)| *name == coll.as_str())
+        {
+            Some(at) => at,
+            None => {
+                let info = match ctx.collection(db, coll, read_collection_for_write) {
+                    Ok(info) => info,
+                    Err(DbError::NotFound(m)) => {
+                        return Err(DbError::Conflict(format!("read {i}: {m} any more")));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let txn = ctx.txn;
+                let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
+                    info.table,
+                )))?;
+                let expiry = record::Expiry {
+                    default_ttl: info.default_ttl,
+                    now_micros: ctx.ts_micros,
+                };
+                read_tables.push((coll.as_str(), table, expiry));
+                read_tables.len() - 1
             }
-            Err(e) => return Err(e),
         };
-        let table = ctx
-            .txn
-            .open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
-                info.table,
-            )))?;
-        let expiry = record::Expiry {
-            default_ttl: info.default_ttl,
-            now_micros: ctx.ts_micros,
-        };
+        let (_, table, expiry) = &read_tables[at];
         let now = match table.get(key.as_slice())? {
             Some(v) => {
                 let h = record::header(v.value())?;
@@ -1558,6 +1573,8 @@ fn write_job(
             )));
         }
     }
+    // Closed before the writes open the tables they change.
+    drop(read_tables);
     let txn = ctx.txn;
     let mut tables = Vec::with_capacity(infos.len());
     for info in &infos {
