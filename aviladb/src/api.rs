@@ -9,6 +9,14 @@ use crate::engine::{
 };
 use crate::query::{Explain, PageOptions, QuerySpec};
 
+/// The partition key of a collection created without one: each document its own
+/// partition.
+pub const DEFAULT_PARTITION_KEY: &str = "/id";
+
+fn default_partition_key() -> String {
+    DEFAULT_PARTITION_KEY.to_string()
+}
+
 /// A request to the database service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -31,7 +39,8 @@ pub enum DbRequest {
         database: String,
         /// The collection's name.
         collection: String,
-        /// The partition-key path, e.g. `/region`.
+        /// The partition-key path, e.g. `/region` (`/id` when left out).
+        #[serde(default = "default_partition_key")]
         partition_key: String,
     },
     /// List a database's collections.
@@ -382,3 +391,24 @@ pub enum DbResponse {
 }
 
 impl avl_core::Message for DbResponse {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_collection_created_without_a_partition_key_gets_id() {
+        let request: DbRequest = serde_json::from_value(
+            serde_json::json!({"op": "create_collection", "database": "d", "collection": "c"}),
+        )
+        .unwrap();
+        assert_eq!(
+            request,
+            DbRequest::CreateCollection {
+                database: "d".into(),
+                collection: "c".into(),
+                partition_key: "/id".into(),
+            }
+        );
+    }
+}

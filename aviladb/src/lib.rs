@@ -61,7 +61,7 @@ pub mod query;
 mod service;
 mod transaction;
 
-pub use api::{DbRequest, DbResponse};
+pub use api::{DEFAULT_PARTITION_KEY, DbRequest, DbResponse};
 pub use document::{Document, IntoDocument};
 pub use engine::{
     ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,

@@ -198,7 +198,7 @@ pub(crate) enum CollectionCommand {
         /// Collection name.
         collection: String,
         /// Partition-key path.
-        #[arg(long, default_value = "/id")]
+        #[arg(long, default_value = aviladb::DEFAULT_PARTITION_KEY)]
         partition_key: String,
         /// Default time to live of its documents, in seconds (-1: on, no default).
         #[arg(long, allow_hyphen_values = true)]
