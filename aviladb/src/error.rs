@@ -38,6 +38,10 @@ pub enum DbError {
     /// The engine is closed or its writer stopped.
     #[error("{0}")]
     Unavailable(String),
+    /// An error of the platform around the database (authentication, permissions, rate
+    /// limits) that reached a client, code and all.
+    #[error("{0}")]
+    Platform(Error),
 }
 
 impl DbError {
@@ -61,6 +65,7 @@ impl DbError {
             DbError::UnsupportedFormat(_) => ErrorCode::Corrupted,
             DbError::Storage(_) => ErrorCode::Internal,
             DbError::Unavailable(_) => ErrorCode::Unavailable,
+            DbError::Platform(e) => e.code(),
         }
     }
 }
@@ -71,6 +76,7 @@ impl From<DbError> for Error {
             DbError::InvalidInput { field, reason } => Error::invalid_input(field, reason),
             // The code says it; a client turns it back into the same variant.
             DbError::Corrupted(message) => Error::new(ErrorCode::Corrupted, message),
+            DbError::Platform(e) => e,
             other => Error::new(other.code(), other.to_string()),
         }
     }
@@ -85,7 +91,6 @@ impl From<Error> for DbError {
             Some(id) => format!("{} (request {id})", e.message()),
             None => e.message().to_string(),
         };
-        let message = e.to_string();
         match e.code() {
             ErrorCode::NotFound => DbError::NotFound(plain),
             ErrorCode::AlreadyExists => DbError::AlreadyExists(plain),
@@ -96,11 +101,10 @@ impl From<Error> for DbError {
             },
             ErrorCode::TooLarge => DbError::TooLarge(plain),
             ErrorCode::Corrupted => DbError::Corrupted(plain),
-            ErrorCode::Unavailable
-            | ErrorCode::RateLimited
-            | ErrorCode::Unauthenticated
-            | ErrorCode::Forbidden => DbError::Unavailable(message),
-            _ => DbError::Storage(message),
+            ErrorCode::Unavailable => DbError::Unavailable(plain),
+            // Authentication, permissions, rate limits, a server's internal error: kept
+            // whole, so the code goes on as it came.
+            _ => DbError::Platform(e),
         }
     }
 }
@@ -128,3 +132,32 @@ storage_errors!(
 
 /// Result with [`DbError`].
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_a_client_with_their_code_and_message_once() {
+        for code in ErrorCode::ALL {
+            let sent = if code == ErrorCode::InvalidInput {
+                Error::invalid_input("field", "what is wrong")
+            } else {
+                Error::new(code, "what is wrong")
+            };
+            let db = DbError::from(sent.with_request_id("r1"));
+            assert_eq!(db.code(), code);
+            let text = db.to_string();
+            assert_eq!(text.matches("what is wrong").count(), 1, "{text}");
+            assert_eq!(
+                text.matches(code.as_str()).count(),
+                usize::from(matches!(db, DbError::Platform(_))),
+                "{text}"
+            );
+            let back = Error::from(db);
+            assert_eq!(back.code(), code);
+            assert_eq!(back.to_string().matches(code.as_str()).count(), 1, "{back}");
+            assert!(back.to_string().contains("what is wrong"), "{back}");
+        }
+    }
+}

@@ -735,6 +735,28 @@ fn db_commands_work_in_process_and_through_a_server() {
         "{}",
         text(&q.stderr)
     );
+    // A database request with a wrong secret is refused before it reaches the database:
+    // nothing written.
+    let mut forged = avl(home.path());
+    forged
+        .env("AVL_ENDPOINT", &served.url)
+        .env("AVL_ACCESS_KEY_ID", &key)
+        .env("AVL_SECRET_ACCESS_KEY", "definitely-not-the-secret")
+        .args(["db", "put", "chat", "memories"])
+        .arg(r#"{"id":"m9","user":"ana"}"#);
+    let out = run(&mut forged);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).starts_with("error: Unauthenticated: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let got = remote(&["get", "chat", "memories", "ana", "m9"]);
+    assert!(
+        text(&got.stderr).starts_with("error: NotFound: "),
+        "{}",
+        text(&got.stderr)
+    );
     // In-process on the served directory: refused with a hint, not corrupted.
     let mut direct = avl(home.path());
     direct.arg("--data-dir").arg(&data).args(["db", "list"]);
