@@ -37,7 +37,22 @@ enum Op {
     UpsertTtl(usize, usize, i64, i64),
     Replace(usize, usize, i64, Etag),
     Increment(usize, usize, i64, Etag),
+    /// A patch of other kinds than an increment.
+    Patch(usize, usize, Patch, Etag),
     Delete(usize, usize, Etag),
+}
+
+/// What an [`Op::Patch`] does.
+#[derive(Debug, Clone)]
+enum Patch {
+    /// Sets `/n`.
+    SetN(i64),
+    /// Sets the document's own `ttl` (its expiry then counts from this write).
+    SetTtl(i64),
+    /// Removes `ttl`: refused when the document has none.
+    RemoveTtl,
+    /// Sets a field and removes it again: nothing changes but the version.
+    Touch,
 }
 
 fn etag() -> impl Strategy<Value = Etag> {
@@ -52,6 +67,17 @@ fn op() -> impl Strategy<Value = Op> {
         (k.clone(), -5i64..5, 1i64..4).prop_map(|((p, i), n, t)| Op::UpsertTtl(p, i, n, t)),
         (k.clone(), -5i64..5, etag()).prop_map(|((p, i), n, e)| Op::Replace(p, i, n, e)),
         (k.clone(), -5i64..5, etag()).prop_map(|((p, i), n, e)| Op::Increment(p, i, n, e)),
+        (
+            k.clone(),
+            prop_oneof![
+                (-5i64..5).prop_map(Patch::SetN),
+                (1i64..4).prop_map(Patch::SetTtl),
+                Just(Patch::RemoveTtl),
+                Just(Patch::Touch),
+            ],
+            etag()
+        )
+            .prop_map(|((p, i), kind, e)| Op::Patch(p, i, kind, e)),
         (k, etag()).prop_map(|((p, i), e)| Op::Delete(p, i, e)),
     ]
 }
@@ -167,6 +193,31 @@ impl Model {
                 }],
                 if_match: self.etag(*p, *i, e),
             },
+            Op::Patch(p, i, kind, e) => WriteOp::Patch {
+                partition_key: json!(PKS[*p]),
+                id: IDS[*i].into(),
+                operations: match kind {
+                    Patch::SetN(n) => vec![PatchOp::Set {
+                        path: "/n".into(),
+                        value: json!(n),
+                    }],
+                    Patch::SetTtl(t) => vec![PatchOp::Set {
+                        path: "/ttl".into(),
+                        value: json!(t),
+                    }],
+                    Patch::RemoveTtl => vec![PatchOp::Remove {
+                        path: "/ttl".into(),
+                    }],
+                    Patch::Touch => vec![
+                        PatchOp::Set {
+                            path: "/x".into(),
+                            value: json!(1),
+                        },
+                        PatchOp::Remove { path: "/x".into() },
+                    ],
+                },
+                if_match: self.etag(*p, *i, e),
+            },
             Op::Delete(p, i, e) => WriteOp::Delete {
                 partition_key: json!(PKS[*p]),
                 id: IDS[*i].into(),
@@ -187,6 +238,7 @@ impl Model {
                 Op::Upsert(p, i, _, e)
                 | Op::Replace(p, i, _, e)
                 | Op::Increment(p, i, _, e)
+                | Op::Patch(p, i, _, e)
                 | Op::Delete(p, i, e) => (*p, *i, e),
             };
             let exists = next.live((p, i)).is_some();
@@ -197,10 +249,13 @@ impl Model {
             };
             match op {
                 Op::Insert(..) if exists => return Err(ErrorCode::AlreadyExists),
-                Op::Replace(..) | Op::Increment(..) | Op::Delete(..) if !exists => {
+                Op::Replace(..) | Op::Increment(..) | Op::Patch(..) | Op::Delete(..) if !exists => {
                     return Err(ErrorCode::NotFound);
                 }
                 _ if !etag_ok => return Err(ErrorCode::Conflict),
+                Op::Patch(_, _, Patch::RemoveTtl, _) if next.docs[&(p, i)].ttl.is_none() => {
+                    return Err(ErrorCode::InvalidInput);
+                }
                 _ => {}
             }
             next.next_seq += 1;
@@ -223,6 +278,16 @@ impl Model {
                     let current = next.docs[&(p, i)];
                     next.docs
                         .insert((p, i), written(current.n + n, current.ttl));
+                }
+                Op::Patch(_, _, kind, _) => {
+                    let current = next.docs[&(p, i)];
+                    let (n, ttl) = match kind {
+                        Patch::SetN(n) => (*n, current.ttl),
+                        Patch::SetTtl(t) => (current.n, Some(*t)),
+                        Patch::RemoveTtl => (current.n, None),
+                        Patch::Touch => (current.n, current.ttl),
+                    };
+                    next.docs.insert((p, i), written(n, ttl));
                 }
                 Op::Delete(..) => {
                     next.docs.remove(&(p, i));
