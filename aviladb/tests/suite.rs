@@ -285,6 +285,31 @@ async fn suite(client: &Client) {
             .collect::<Vec<_>>(),
         vec![Some(11), None, Some(2)]
     );
+    // 100 keys at most, as a batch write takes 100 operations at most.
+    let hundred: Vec<DocKey> = (0..=100)
+        .map(|i| DocKey {
+            partition_key: json!("eu"),
+            id: format!("k{i}"),
+        })
+        .collect();
+    assert_eq!(
+        players
+            .get_many::<Player>(hundred[..100].to_vec())
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
+    let e = players.get_many::<Player>(hundred).await.unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    let ops: Vec<WriteOp> = (0..=100)
+        .map(|i| WriteOp::Insert {
+            document: json!({"id": format!("k{i}"), "region": "eu", "score": 0}),
+        })
+        .collect();
+    let e = players.write(ops).await.unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    assert!(players.get::<Player>("eu", "k0").await.unwrap().is_none());
 
     // Bad input: each a clear error with a field, nothing changed.
     let bad: Vec<(Value, &str)> = vec![
