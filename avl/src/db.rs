@@ -92,6 +92,7 @@ pub(crate) enum DbCommand {
         /// Collection.
         collection: String,
         /// Partition-key value (JSON for numbers and booleans; text otherwise).
+        #[arg(allow_negative_numbers = true)]
         partition_key: String,
         /// Document id.
         id: String,
@@ -103,7 +104,8 @@ pub(crate) enum DbCommand {
         database: String,
         /// Collection.
         collection: String,
-        /// Partition-key value.
+        /// Partition-key value (JSON for numbers and booleans; text otherwise).
+        #[arg(allow_negative_numbers = true)]
         partition_key: String,
         /// Document id.
         id: String,
@@ -119,7 +121,8 @@ pub(crate) enum DbCommand {
         database: String,
         /// Collection.
         collection: String,
-        /// Partition-key value.
+        /// Partition-key value (JSON for numbers and booleans; text otherwise).
+        #[arg(allow_negative_numbers = true)]
         partition_key: String,
         /// Document id.
         id: String,
@@ -211,7 +214,7 @@ pub(crate) enum CollectionCommand {
         /// Collection.
         collection: String,
         /// Seconds, -1, or `off`.
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_negative_numbers = true)]
         ttl: String,
     },
     /// List a database's collections.

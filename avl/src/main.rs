@@ -255,7 +255,26 @@ fn default_sigpipe() {
 fn default_sigpipe() {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            // A usage mistake is one line with its code too (`--help` shows the usage):
+            // clap's message up to its tips, on one line.
+            let text = e.to_string();
+            let message = text.split("\n\n").next().unwrap_or("");
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("error: InvalidInput: {message} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     if !matches!(cli.command, Command::Serve { .. }) {
         default_sigpipe();
     }

@@ -891,3 +891,43 @@ fn db_put_from_standard_input_delete_and_drop() {
         text(&twice.stderr)
     );
 }
+
+#[test]
+fn usage_mistakes_are_one_line_and_negative_keys_parse() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["--bogus"][..],
+        &["db", "get"][..],
+        &["serve", "--listen", "nope"][..],
+    ] {
+        let out = run(avl(home.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: InvalidInput: "), "{args:?}: {err}");
+    }
+    let local = home.path().join("local");
+    let db = |args: &[&str]| {
+        let mut cmd = avl(home.path());
+        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
+        run(&mut cmd)
+    };
+    assert!(db(&["create", "g"]).status.success());
+    assert!(
+        db(&["collection", "create", "g", "nums", "--partition-key", "/k"])
+            .status
+            .success()
+    );
+    assert!(
+        db(&["put", "g", "nums", r#"{"id":"n1","k":-1}"#])
+            .status
+            .success()
+    );
+    // A negative number is a partition key, not a flag.
+    let got = db(&["get", "g", "nums", "-1", "n1"]);
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(doc["k"], -1);
+    let deleted = db(&["delete", "g", "nums", "-1", "n1"]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+}
