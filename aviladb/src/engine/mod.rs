@@ -1271,16 +1271,19 @@ fn pointer_in<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
 }
 
 fn serialize_checked(id: &str, body: &Map<String, Value>) -> Result<Vec<u8>> {
-    if !record::depth_ok(body) {
-        return Err(DbError::invalid(
-            "document",
-            format!(
-                "document `{id}` nests objects and arrays more than {} levels deep",
-                record::MAX_DOCUMENT_DEPTH
-            ),
-        ));
-    }
-    let json = serde_json::to_vec(body).map_err(|e| DbError::invalid("document", e.to_string()))?;
+    let json = serde_json::to_vec(&record::Limited(body)).map_err(|e| {
+        if e.to_string() == record::TOO_DEEP {
+            DbError::invalid(
+                "document",
+                format!(
+                    "document `{id}` nests objects and arrays more than {} levels deep",
+                    record::MAX_DOCUMENT_DEPTH
+                ),
+            )
+        } else {
+            DbError::invalid("document", e.to_string())
+        }
+    })?;
     if json.len() > MAX_DOCUMENT_BYTES {
         return Err(DbError::TooLarge(format!(
             "document `{id}` is {} bytes of JSON; the limit is {MAX_DOCUMENT_BYTES}",

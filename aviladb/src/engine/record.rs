@@ -133,33 +133,54 @@ pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 /// would fail every read and query of its collection.
 pub const MAX_DOCUMENT_DEPTH: usize = 100;
 
-/// Whether `body` (a document's top-level object) nests at most [`MAX_DOCUMENT_DEPTH`]
-/// levels.
-pub(crate) fn depth_ok(body: &serde_json::Map<String, serde_json::Value>) -> bool {
-    use serde_json::Value;
-    fn nested(v: &Value) -> bool {
-        matches!(v, Value::Array(_) | Value::Object(_))
-    }
-    // Containers still to look into, with their level; no recursion, so a deep value
-    // cannot exhaust the stack here either.
-    let mut stack: Vec<(&Value, usize)> = Vec::new();
-    stack.extend(body.values().filter(|v| nested(v)).map(|v| (v, 2)));
-    while let Some((value, level)) = stack.pop() {
-        if level > MAX_DOCUMENT_DEPTH {
-            return false;
+/// A document's top-level object, serialized exactly as serde_json serializes it, but
+/// refusing (with [`TOO_DEEP`]) objects and arrays nested past [`MAX_DOCUMENT_DEPTH`]: the
+/// check costs no walk of its own.
+pub(crate) struct Limited<'a>(pub(crate) &'a serde_json::Map<String, serde_json::Value>);
+
+/// The error [`Limited`] fails with.
+pub(crate) const TOO_DEEP: &str = "nested too deep";
+
+/// A value with `levels` levels of containers left.
+struct Nested<'a>(&'a serde_json::Value, usize);
+
+impl serde::Serialize for Limited<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, &Nested(v, MAX_DOCUMENT_DEPTH - 1))?;
         }
+        map.end()
+    }
+}
+
+impl serde::Serialize for Nested<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        use serde_json::Value;
+        let Nested(value, levels) = *self;
         match value {
+            Value::Array(_) | Value::Object(_) if levels == 0 => Err(S::Error::custom(TOO_DEEP)),
             Value::Array(items) => {
-                stack.extend(items.iter().filter(|v| nested(v)).map(|v| (v, level + 1)));
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Nested(v, levels - 1))?;
+                }
+                seq.end()
             }
             Value::Object(map) => {
-                stack.extend(map.values().filter(|v| nested(v)).map(|v| (v, level + 1)));
+                let mut out = s.serialize_map(Some(map.len()))?;
+                for (k, v) in map {
+                    out.serialize_entry(k, &Nested(v, levels - 1))?;
+                }
+                out.end()
             }
-            _ => {}
+            other => other.serialize(s),
         }
     }
-    true
 }
+
 /// The system properties added on read and stripped on write.
 pub const SYSTEM_PROPERTIES: [&str; 3] = ["_etag", "_ts", "_seq"];
 
@@ -393,6 +414,40 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn limited_writes_what_serde_json_writes_and_refuses_only_past_the_depth() {
+        let doc = json!({
+            "id": "a\"b\\c\u{1}é😀",
+            "n": [1, -2, 3.5, 1e300, 18446744073709551615u64, -9223372036854775808i64],
+            "o": {"z": null, "a": true, "m": {"x": [[], {}, [[{"y": "deep"}]]]}},
+            "empty": {},
+            "s": "",
+        });
+        let body = doc.as_object().unwrap();
+        assert_eq!(
+            serde_json::to_vec(&Limited(body)).unwrap(),
+            serde_json::to_vec(body).unwrap()
+        );
+        // `levels` counts the document itself: containers inside it nest up to the limit.
+        let nest = |levels: usize| {
+            let mut v = json!("leaf");
+            for i in 1..levels {
+                v = if i % 2 == 0 {
+                    json!({"k": v})
+                } else {
+                    json!([v])
+                };
+            }
+            json!({"x": v})
+        };
+        let ok = nest(MAX_DOCUMENT_DEPTH);
+        let bytes = serde_json::to_vec(&Limited(ok.as_object().unwrap())).unwrap();
+        assert_eq!(bytes, serde_json::to_vec(&ok).unwrap());
+        let deep = nest(MAX_DOCUMENT_DEPTH + 1);
+        let e = serde_json::to_vec(&Limited(deep.as_object().unwrap())).unwrap_err();
+        assert_eq!(e.to_string(), TOO_DEEP);
+    }
 
     #[test]
     fn etags_are_the_sequence_number_in_sixteen_hex_digits() {
