@@ -85,11 +85,28 @@ pub(crate) struct Log {
 
 impl Log {
     pub(crate) fn new(on: bool) -> Self {
+        Self::with_buffer(on, Vec::new())
+    }
+
+    /// A log that writes into `buf` (emptied first), a buffer an earlier group left.
+    pub(crate) fn with_buffer(on: bool, mut buf: Vec<u8>) -> Self {
+        buf.clear();
         Log {
             on,
-            buf: Vec::new(),
+            buf,
             vectors: Vec::new(),
         }
+    }
+
+    /// The buffer, emptied, for the next group (dropped if a large group grew it past
+    /// 1 MiB).
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        let mut buf = self.buf;
+        if buf.capacity() > 1 << 20 {
+            return Vec::new();
+        }
+        buf.clear();
+        buf
     }
 
     /// Records that the vector of `key` in graph index `table` changed.
