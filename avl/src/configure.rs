@@ -118,6 +118,6 @@ pub(crate) fn run(args: ConfigureArgs) -> Result<()> {
     }
     file.profiles.insert(args.profile.clone(), profile);
     file.save(&path)?;
-    println!("saved profile `{}` to {}", args.profile, path.display());
+    out!("saved profile `{}` to {}", args.profile, path.display());
     Ok(())
 }

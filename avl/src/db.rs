@@ -364,7 +364,7 @@ fn json_argument(field: &str, text: &str) -> Result<Value> {
 
 fn print(value: &impl serde::Serialize) -> Result<()> {
     let line = serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))?;
-    println!("{line}");
+    out!("{line}");
     Ok(())
 }
 

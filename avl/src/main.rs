@@ -5,6 +5,14 @@
 // Printing is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+/// Prints a line to standard output, as `println!` does, except that a reader gone away
+/// (`avl db query ... | head -1`) ends the command quietly instead of in a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
 mod configure;
 mod db;
 mod import;
@@ -172,7 +180,7 @@ fn status(config: &ClientConfig) -> Result<()> {
         let status = client.call(system::SystemRequest::Status).await?;
         let json = serde_json::to_string_pretty(&status)
             .map_err(|e| Error::internal(format!("cannot print status: {e}")))?;
-        println!("{json}");
+        out!("{json}");
         Ok(())
     })
 }
@@ -238,21 +246,29 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Lets a closed pipe end a client command quietly, as it ends `cat` or `grep`
-/// (`avl db query ... | head -1`): Rust ignores SIGPIPE, which turns each later print into
-/// a panic. The server keeps ignoring it: a client that hangs up must never stop it.
-#[cfg(unix)]
-#[allow(unsafe_code)]
-fn default_sigpipe() {
-    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a
-    // valid disposition for SIGPIPE.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+/// Writes a line to standard output; see [`out!`].
+fn write_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_fmt(args)
+        .and_then(|()| stdout.write_all(b"\n"))
+    {
+        stdout_failed(&e);
     }
 }
 
-#[cfg(not(unix))]
-fn default_sigpipe() {}
+/// Standard output failed: a closed pipe ends the command with the status of a process
+/// that SIGPIPE ended (141), and prints nothing, as `cat` would; anything else is an
+/// error line. (SIGPIPE itself stays ignored: it would also end a command whose server
+/// closes the connection while it still writes, before it can say why.)
+fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: Internal: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -275,9 +291,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(cli.command, Command::Serve { .. }) {
-        default_sigpipe();
-    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -250,7 +250,7 @@ fn print_record(topic: &str, partition: u32, r: &Record) {
             .collect::<serde_json::Map<_, _>>()
             .into();
     }
-    println!("{line}");
+    out!("{line}");
 }
 
 pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<()> {
@@ -293,11 +293,11 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                 ..TopicConfig::default()
             };
             client.create_topic(&topic, config).await?;
-            println!("created topic {topic} ({partitions} partitions)");
+            out!("created topic {topic} ({partitions} partitions)");
         }
         QueueCommand::DeleteTopic { topic } => {
             client.delete_topic(&topic).await?;
-            println!("deleted topic {topic}");
+            out!("deleted topic {topic}");
         }
         QueueCommand::Publish {
             topic,
@@ -317,7 +317,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
             let at = at
                 .first()
                 .ok_or_else(|| Error::internal("a publish answered no position"))?;
-            println!(
+            out!(
                 "{}",
                 serde_json::json!({"partition": at.partition, "offset": at.offset})
             );
@@ -383,7 +383,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                 ..QueueConfig::default()
             };
             client.create_queue(&queue, config).await?;
-            println!("created queue {queue}");
+            out!("created queue {queue}");
         }
         QueueCommand::Send {
             queue,
@@ -406,7 +406,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                 .next()
                 .ok_or_else(|| Error::internal("a send answered nothing"))?;
             match result {
-                EntryResult::Ok { ok } => println!("{}", serde_json::json!({ "id": ok })),
+                EntryResult::Ok { ok } => out!("{}", serde_json::json!({ "id": ok })),
                 EntryResult::Err { code, message } => {
                     return Err(Error::new(
                         avl_core::ErrorCode::parse(&code).unwrap_or(avl_core::ErrorCode::Internal),
@@ -431,7 +431,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                 _ => SeekTo::Beginning,
             };
             for l in client.seek(&group, &topic, partition, to).await? {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string(&l).map_err(|e| Error::internal(e.to_string()))?
                 );
@@ -461,7 +461,7 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                     line["attributes"] = serde_json::to_value(&m.attributes)
                         .map_err(|e| Error::internal(e.to_string()))?;
                 }
-                println!("{line}");
+                out!("{line}");
             }
         }
         QueueCommand::Ack { queue, handle } => {
@@ -472,13 +472,13 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                     message,
                 ));
             }
-            println!("deleted");
+            out!("deleted");
         }
         QueueCommand::Dlq {
             command: DlqCommand::Redrive { queue },
         } => {
             let moved = client.redrive(&queue).await?;
-            println!("{}", serde_json::json!({ "moved": moved }));
+            out!("{}", serde_json::json!({ "moved": moved }));
         }
         QueueCommand::Stats { topic, group } => {
             let topics = match topic {
@@ -498,11 +498,11 @@ pub(crate) async fn run(config: &ClientConfig, command: QueueCommand) -> Result<
                     line["lag"] = serde_json::to_value(client.lag(g, &t).await?)
                         .map_err(|e| Error::internal(e.to_string()))?;
                 }
-                println!("{line}");
+                out!("{line}");
             }
             for q in client.list_queues().await? {
                 let stats = client.queue_stats(&q.name).await?;
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({"queue": q.name, "fifo": q.config.fifo, "stats": stats})
                 );

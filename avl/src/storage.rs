@@ -139,12 +139,12 @@ pub(crate) async fn run(config: &ClientConfig, command: StorageCommand) -> Resul
         StorageCommand::Mb { bucket } => {
             let (bucket, _) = need_s3(&bucket)?;
             client.create_bucket(&bucket).await?;
-            println!("make_bucket: {bucket}");
+            out!("make_bucket: {bucket}");
         }
         StorageCommand::Rb { bucket } => {
             let (bucket, _) = need_s3(&bucket)?;
             client.delete_bucket(&bucket).await?;
-            println!("remove_bucket: {bucket}");
+            out!("remove_bucket: {bucket}");
         }
         StorageCommand::Ls { target, recursive } => {
             ls(&client, target.as_deref(), recursive).await?
@@ -160,12 +160,12 @@ pub(crate) async fn run(config: &ClientConfig, command: StorageCommand) -> Resul
                 let keys = all_keys(&client, &bucket, &key).await?;
                 for k in keys {
                     client.delete_object(&bucket, &k).await?;
-                    println!("delete: s3://{bucket}/{k}");
+                    out!("delete: s3://{bucket}/{k}");
                 }
             } else {
                 let (bucket, key) = need_key(&target)?;
                 client.delete_object(&bucket, &key).await?;
-                println!("delete: s3://{bucket}/{key}");
+                out!("delete: s3://{bucket}/{key}");
             }
         }
         StorageCommand::Cat { target } => {
@@ -182,7 +182,7 @@ pub(crate) async fn run(config: &ClientConfig, command: StorageCommand) -> Resul
 async fn ls(client: &StorageClient, target: Option<&str>, recursive: bool) -> Result<()> {
     let Some(target) = target else {
         for b in client.list_buckets().await? {
-            println!("{} {}", time_of(b.created_ms), b.name);
+            out!("{} {}", time_of(b.created_ms), b.name);
         }
         return Ok(());
     };
@@ -201,7 +201,7 @@ async fn ls(client: &StorageClient, target: Option<&str>, recursive: bool) -> Re
             )
             .await?;
         for p in &page.common_prefixes {
-            println!("{:>30} PRE {}", "", &p[prefix.len()..]);
+            out!("{:>30} PRE {}", "", &p[prefix.len()..]);
         }
         for o in &page.objects {
             let name = if recursive {
@@ -209,7 +209,7 @@ async fn ls(client: &StorageClient, target: Option<&str>, recursive: bool) -> Re
             } else {
                 &o.key[prefix.len()..]
             };
-            println!("{} {:>10} {name}", time_of(o.last_modified_ms), o.size);
+            out!("{} {:>10} {name}", time_of(o.last_modified_ms), o.size);
         }
         if !page.is_truncated {
             return Ok(());
@@ -257,7 +257,7 @@ async fn cp(
             client
                 .copy_object((&from_bucket, &from_key), (&bucket, &key))
                 .await?;
-            println!("copy: {source} to s3://{bucket}/{key}");
+            out!("copy: {source} to s3://{bucket}/{key}");
         }
         (None, Some((bucket, key))) => {
             let key = if key.is_empty() || key.ends_with('/') {
@@ -279,7 +279,7 @@ async fn cp(
             client
                 .put_object(&bucket, &key, body, length, options)
                 .await?;
-            println!("upload: {source} to s3://{bucket}/{key}");
+            out!("upload: {source} to s3://{bucket}/{key}");
         }
         (Some(_), None) => {
             let (bucket, key) = need_key(source)?;
@@ -316,7 +316,7 @@ async fn cp(
             tokio::fs::rename(&partial, &path)
                 .await
                 .map_err(|e| local_error(&path, e))?;
-            println!("download: {source} to {}", path.display());
+            out!("download: {source} to {}", path.display());
         }
         (None, None) => {
             return Err(Error::invalid_input(
@@ -405,6 +405,15 @@ fn speed(bytes: u64, started: Instant) -> String {
 }
 
 /// Writes a downloaded body out, checking it is as long as announced.
+/// A failed write of an object's bytes: to a closed pipe (`avl storage cat ... | head`)
+/// the command ends quietly, as `cat` would.
+fn written_out(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        crate::stdout_failed(&e);
+    }
+    Error::unavailable(format!("writing the object out failed: {e}"))
+}
+
 async fn write_body(
     body: Body,
     out: &mut (impl tokio::io::AsyncWrite + Unpin),
@@ -416,9 +425,7 @@ async fn write_body(
     let mut written = 0u64;
     while let Some(piece) = stream.next().await {
         let piece = piece?;
-        out.write_all(&piece)
-            .await
-            .map_err(|e| Error::unavailable(format!("writing the object out failed: {e}")))?;
+        out.write_all(&piece).await.map_err(written_out)?;
         written += piece.len() as u64;
         if let Some(p) = progress {
             p.show(fraction(written, length), &speed(written, started));
@@ -427,9 +434,7 @@ async fn write_body(
     if let Some(p) = progress {
         p.finish();
     }
-    out.flush()
-        .await
-        .map_err(|e| Error::unavailable(format!("writing the object out failed: {e}")))?;
+    out.flush().await.map_err(written_out)?;
     if written != length {
         return Err(Error::unavailable(format!(
             "the download stopped after {written} of {length} bytes"
@@ -490,6 +495,6 @@ fn presign(
         SystemTime::now(),
         expires_in,
     )?;
-    println!("{endpoint}{path}?{query}");
+    out!("{endpoint}{path}?{query}");
     Ok(())
 }
