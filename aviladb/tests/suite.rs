@@ -1845,6 +1845,31 @@ async fn limits_suite(client: &Client) {
     assert_eq!(moved.body["address"], json!({"city": "sp", "zip": "02000"}));
     assert!(people.get::<Value>("rj", "a").await.unwrap().is_none());
 
+    // A float key whose shortest JSON text serde_json's default parser reads back one
+    // digit off: patching another field leaves it alone, and the patch goes through.
+    let floats = db.create_collection("floats", "/f").await.unwrap();
+    let f = 1.071_566_039_146_582_6e-75_f64;
+    floats
+        .insert(json!({"id": "x", "f": f, "n": 1}))
+        .await
+        .unwrap();
+    floats
+        .patch(
+            f,
+            "x",
+            vec![PatchOp::Increment {
+                path: "/n".into(),
+                value: json!(1),
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    let x = floats.get::<Value>(f, "x").await.unwrap().unwrap();
+    assert_eq!(x.body["n"], 2);
+    // And a float reads back as the very float stored.
+    assert_eq!(x.body["f"].as_f64(), Some(f));
+
     // A key inside an array: removing an element before it would shift it, so the patch
     // is refused; appending after it is not.
     let tagged = db.create_collection("tagged", "/tags/1").await.unwrap();
