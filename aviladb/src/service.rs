@@ -5,7 +5,7 @@ use std::path::Path;
 use avl_core::{Context, OpenLocal, Service};
 
 use crate::api::{DbRequest, DbResponse};
-use crate::engine::{Engine, FeedStart, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES};
+use crate::engine::{Engine, FeedStart, MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, MAX_TXN_READ_BYTES};
 use crate::error::DbError;
 
 /// The engine, answering [`DbRequest`]s. Engine calls block (reads are fast, writes wait
@@ -269,7 +269,9 @@ impl Service for DbService {
     }
 
     fn max_request_bytes(&self) -> u64 {
-        (MAX_BATCH_BYTES + MAX_DOCUMENT_BYTES) as u64
+        // A transaction's commit: its writes, its reads, and room for the message around
+        // them.
+        (MAX_BATCH_BYTES + MAX_TXN_READ_BYTES + MAX_DOCUMENT_BYTES) as u64
     }
 }
 

@@ -36,6 +36,8 @@ struct Buffer {
     reads: Vec<ReadCheck>,
     /// The documents in `reads`: collection, partition key (as JSON text) and id.
     seen: std::collections::HashSet<(String, String, String)>,
+    /// What `reads` take, as [`crate::engine::MAX_TXN_READ_BYTES`] counts it.
+    read_bytes: usize,
     writes: Vec<TxnWrite>,
 }
 
@@ -64,6 +66,17 @@ impl Buffer {
                 ),
             ));
         }
+        let bytes = slot.0.len() + slot.1.len() + slot.2.len() + 96;
+        if self.read_bytes + bytes > crate::engine::MAX_TXN_READ_BYTES {
+            return Err(DbError::invalid(
+                "reads",
+                format!(
+                    "a transaction's reads take at most {} bytes of keys (each is checked at its commit)",
+                    crate::engine::MAX_TXN_READ_BYTES
+                ),
+            ));
+        }
+        self.read_bytes += bytes;
         self.seen.insert(slot);
         self.reads.push(ReadCheck {
             collection: collection.to_string(),
@@ -423,5 +436,15 @@ mod tests {
         assert_eq!(e.code(), avl_core::ErrorCode::InvalidInput);
         assert!(buffer.read("other", &Value::from(0), "d0", None).is_err());
         assert_eq!(buffer.reads.len(), max);
+
+        // Long keys reach the byte budget first.
+        let mut buffer = Buffer::default();
+        let long = Value::from("k".repeat(1 << 20));
+        let mut n = 0;
+        while buffer.read("c", &long, &format!("d{n}"), None).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        assert!(buffer.read_bytes <= crate::engine::MAX_TXN_READ_BYTES);
     }
 }

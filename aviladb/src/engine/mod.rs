@@ -57,6 +57,10 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// The most documents one transaction may read (gets, and every document its queries
 /// matched); its commit checks each of them.
 pub const MAX_TXN_READS: usize = 10_000;
+/// The most bytes a transaction's reads may take in its commit request (collection,
+/// partition key as JSON and id, plus 96 bytes each): what a commit sends over a network
+/// must fit in one request.
+pub const MAX_TXN_READ_BYTES: usize = 8 << 20;
 
 const FORMAT_KEY: &str = "format_version";
 const NEXT_COLLECTION: &str = "next_collection";
