@@ -1693,6 +1693,14 @@ fn nested(id: &str, depth: usize) -> Value {
     json!({"id": id, "region": "eu", "x": x})
 }
 
+/// A patch of one set.
+fn set(path: &str, value: Value) -> Vec<PatchOp> {
+    vec![PatchOp::Set {
+        path: path.into(),
+        value,
+    }]
+}
+
 /// Limits on what a document may be, and keys no patch may move.
 async fn limits_suite(client: &Client) {
     use avl_core::ErrorCode as C;
@@ -1732,10 +1740,7 @@ async fn limits_suite(client: &Client) {
         .patch(
             "eu",
             "deep",
-            vec![PatchOp::Set {
-                path: "/y".into(),
-                value: nested("y", deepest + 1)["x"].clone(),
-            }],
+            set("/y", nested("y", deepest + 1)["x"].clone()),
             None,
         )
         .await
@@ -1830,15 +1835,7 @@ async fn limits_suite(client: &Client) {
     let kept = people.get::<Value>("sp", "a").await.unwrap().unwrap();
     assert_eq!(kept.etag, first.etag.unwrap());
     people
-        .patch(
-            "sp",
-            "a",
-            vec![PatchOp::Set {
-                path: "/address/zip".into(),
-                value: json!("02000"),
-            }],
-            None,
-        )
+        .patch("sp", "a", set("/address/zip", json!("02000")), None)
         .await
         .unwrap();
     let moved = people.get::<Value>("sp", "a").await.unwrap().unwrap();
@@ -1891,15 +1888,7 @@ async fn limits_suite(client: &Client) {
     assert_eq!(code(&e), C::InvalidInput, "{e}");
     assert!(e.to_string().contains("partition key"), "{e}");
     tagged
-        .patch(
-            "y",
-            "t",
-            vec![PatchOp::Set {
-                path: "/tags/2".into(),
-                value: json!("z"),
-            }],
-            None,
-        )
+        .patch("y", "t", set("/tags/2", json!("z")), None)
         .await
         .unwrap();
     let t = tagged.get::<Value>("y", "t").await.unwrap().unwrap();

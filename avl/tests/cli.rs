@@ -779,50 +779,57 @@ fn db_commands_work_in_process_and_through_a_server() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+/// An in-process command on the data directory `local` under `home`: `avl --data-dir
+/// HOME/local ARGS`.
+fn local(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = avl(home);
+    cmd.arg("--data-dir").arg(home.join("local")).args(args);
+    cmd
+}
+
+/// Runs `local(home, args)` and checks it succeeded.
+fn ok(home: &Path, args: &[&str]) -> Output {
+    let out = run(&mut local(home, args));
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    out
+}
+
+/// A home whose data directory holds database `g` with collection `c` (keyed by `/id`).
+fn home_with_collection() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    ok(home.path(), &["db", "create", "g"]);
+    ok(home.path(), &["db", "collection", "create", "g", "c"]);
+    home
+}
+
 #[cfg(unix)]
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
-    let home = tempfile::tempdir().unwrap();
-    let local = home.path().join("local");
-    let db = |args: &[&str]| {
-        let mut cmd = avl(home.path());
-        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
-        cmd
-    };
-    assert!(run(&mut db(&["create", "g"])).status.success());
-    assert!(
-        run(&mut db(&["collection", "create", "g", "c"]))
-            .status
-            .success()
-    );
+    let home = home_with_collection();
+    let home = home.path();
     for i in 0..3 {
-        let doc = format!(r#"{{"id":"d{i}"}}"#);
-        assert!(run(&mut db(&["put", "g", "c", &doc])).status.success());
+        ok(
+            home,
+            &["db", "put", "g", "c", &format!(r#"{{"id":"d{i}"}}"#)],
+        );
     }
-    let file = home.path().join("hello.txt");
+    let file = home.join("hello.txt");
     std::fs::write(&file, "hello").unwrap();
-    let storage = |args: &[&str]| {
-        let mut cmd = avl(home.path());
-        cmd.arg("--data-dir").arg(&local).arg("storage").args(args);
-        cmd
-    };
-    assert!(run(&mut storage(&["mb", "s3://bkt"])).status.success());
-    assert!(
-        run(&mut storage(&["cp", file.to_str().unwrap(), "s3://bkt/h"]))
-            .status
-            .success()
+    ok(home, &["storage", "mb", "s3://bkt"]);
+    ok(
+        home,
+        &["storage", "cp", file.to_str().unwrap(), "s3://bkt/h"],
     );
-    for mut cmd in [
-        db(&["query", "g", "SELECT * FROM c"]),
-        db(&["changes", "g", "c"]),
-        storage(&["cat", "s3://bkt/h"]),
-        storage(&["ls", "s3://bkt"]),
+    for args in [
+        &["db", "query", "g", "SELECT * FROM c"][..],
+        &["db", "changes", "g", "c"][..],
+        &["storage", "cat", "s3://bkt/h"][..],
+        &["storage", "ls", "s3://bkt"][..],
     ] {
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
         // Standard output is a pipe nobody reads any more (`... | head -0`).
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = cmd
+        let out = local(home, args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(writer))
             .stderr(Stdio::piped())
@@ -838,21 +845,17 @@ fn a_closed_pipe_ends_output_quietly() {
 #[test]
 fn db_put_from_standard_input_delete_and_drop() {
     use std::io::Write;
-    let home = tempfile::tempdir().unwrap();
-    let local = home.path().join("local");
-    let db = |args: &[&str]| {
-        let mut cmd = avl(home.path());
-        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
-        cmd
+    let home = home_with_collection();
+    let home = home.path();
+    let failed = |args: &[&str], starts: &str| {
+        let out = run(&mut local(home, args));
+        assert!(!out.status.success(), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with(starts), "{args:?}: {err}");
+        assert!(!err.contains("NotFound: NotFound"), "{err}");
     };
-    assert!(run(&mut db(&["create", "g"])).status.success());
-    assert!(
-        run(&mut db(&["collection", "create", "g", "c"]))
-            .status
-            .success()
-    );
     // `-`: the document comes from standard input.
-    let mut put = db(&["put", "g", "c", "-"])
+    let mut put = local(home, &["db", "put", "g", "c", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -865,84 +868,63 @@ fn db_put_from_standard_input_delete_and_drop() {
         .unwrap();
     let put = put.wait_with_output().unwrap();
     assert!(put.status.success(), "{}", text(&put.stderr));
-    let got = run(&mut db(&["get", "g", "c", "d1", "d1"]));
+    let got = ok(home, &["db", "get", "g", "c", "d1", "d1"]);
     let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(doc["n"], 1);
     // A delete that succeeds, then finds nothing.
-    let deleted = run(&mut db(&["delete", "g", "c", "d1", "d1"]));
-    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
-    let gone = run(&mut db(&["get", "g", "c", "d1", "d1"]));
+    ok(home, &["db", "delete", "g", "c", "d1", "d1"]);
+    let gone = run(&mut local(home, &["db", "get", "g", "c", "d1", "d1"]));
     assert_eq!(
         text(&gone.stderr).trim(),
         "error: NotFound: document `d1` does not exist"
     );
-    let again = run(&mut db(&["delete", "g", "c", "d1", "d1"]));
-    assert!(!again.status.success());
-    assert!(
-        text(&again.stderr).starts_with("error: NotFound: document `d1`"),
-        "{}",
-        text(&again.stderr)
+    failed(
+        &["db", "delete", "g", "c", "d1", "d1"],
+        "error: NotFound: document `d1`",
     );
     // Drop: the database and its collections are gone; a second drop is NotFound.
-    let dropped = run(&mut db(&["drop", "g"]));
-    assert!(dropped.status.success(), "{}", text(&dropped.stderr));
-    let listed = run(&mut db(&["list"]));
+    ok(home, &["db", "drop", "g"]);
+    let listed = ok(home, &["db", "list"]);
     assert!(
         !text(&listed.stdout).contains("\"g\""),
         "{}",
         text(&listed.stdout)
     );
-    let missing = run(&mut db(&["get", "g", "c", "d1", "d1"]));
-    assert!(
-        text(&missing.stderr).starts_with("error: NotFound: "),
-        "{}",
-        text(&missing.stderr)
-    );
-    assert!(!text(&missing.stderr).contains("NotFound: NotFound"));
-    let twice = run(&mut db(&["drop", "g"]));
-    assert!(
-        text(&twice.stderr).starts_with("error: NotFound: "),
-        "{}",
-        text(&twice.stderr)
-    );
+    failed(&["db", "get", "g", "c", "d1", "d1"], "error: NotFound: ");
+    failed(&["db", "drop", "g"], "error: NotFound: ");
 }
 
 #[test]
 fn usage_mistakes_are_one_line_and_negative_keys_parse() {
-    let home = tempfile::tempdir().unwrap();
+    let home = home_with_collection();
+    let home = home.path();
     for args in [
         &["--bogus"][..],
         &["db", "get"][..],
         &["serve", "--listen", "nope"][..],
     ] {
-        let out = run(avl(home.path()).args(args));
+        let out = run(avl(home).args(args));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("error: InvalidInput: "), "{args:?}: {err}");
     }
-    let local = home.path().join("local");
-    let db = |args: &[&str]| {
-        let mut cmd = avl(home.path());
-        cmd.arg("--data-dir").arg(&local).arg("db").args(args);
-        run(&mut cmd)
-    };
-    assert!(db(&["create", "g"]).status.success());
-    assert!(
-        db(&["collection", "create", "g", "nums", "--partition-key", "/k"])
-            .status
-            .success()
+    ok(
+        home,
+        &[
+            "db",
+            "collection",
+            "create",
+            "g",
+            "nums",
+            "--partition-key",
+            "/k",
+        ],
     );
-    assert!(
-        db(&["put", "g", "nums", r#"{"id":"n1","k":-1}"#])
-            .status
-            .success()
-    );
+    ok(home, &["db", "put", "g", "nums", r#"{"id":"n1","k":-1}"#]);
     // A negative number is a partition key, not a flag.
-    let got = db(&["get", "g", "nums", "-1", "n1"]);
-    assert!(got.status.success(), "{}", text(&got.stderr));
+    let got = ok(home, &["db", "get", "g", "nums", "-1", "n1"]);
     let doc: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(doc["k"], -1);
-    let deleted = db(&["delete", "g", "nums", "-1", "n1"]);
-    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    ok(home, &["db", "delete", "g", "nums", "-1", "n1"]);
 }
