@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::{
-    CollectionInfo, DocKey, FeedOptions, IndexInfo, ReadCheck, TxnWrite, VectorHit,
+    ChangeFeedMode, CollectionInfo, DocKey, FeedOptions, IndexInfo, ReadCheck, TxnWrite, VectorHit,
     VectorIndexInfo, VectorQuery, WriteOp, WriteResult,
 };
 use crate::query::{Explain, PageOptions, QuerySpec};
@@ -91,6 +91,15 @@ pub enum DbRequest {
         collection: String,
         /// `None` off, -1 on without a default, or seconds.
         default_ttl: Option<i64>,
+    },
+    /// Set what a collection's change feed gives.
+    SetChangeFeed {
+        /// The database.
+        database: String,
+        /// The collection.
+        collection: String,
+        /// Each document's latest version, or every version written.
+        mode: ChangeFeedMode,
     },
     /// Create a secondary index and fill it from the stored documents.
     CreateIndex {
@@ -221,6 +230,7 @@ impl avl_core::Request for DbRequest {
             DbRequest::DropCollection { .. } => "DropCollection",
             DbRequest::CreateIndex { .. } => "CreateIndex",
             DbRequest::SetDefaultTtl { .. } => "SetDefaultTtl",
+            DbRequest::SetChangeFeed { .. } => "SetChangeFeed",
             DbRequest::CreateVectorIndex { .. } => "CreateVectorIndex",
             DbRequest::DropVectorIndex { .. } => "DropVectorIndex",
             DbRequest::VectorSearch { .. } => "VectorSearch",
@@ -286,6 +296,11 @@ impl avl_core::Request for DbRequest {
                 ..
             }
             | DbRequest::SetDefaultTtl {
+                database,
+                collection,
+                ..
+            }
+            | DbRequest::SetChangeFeed {
                 database,
                 collection,
                 ..

@@ -7,8 +7,8 @@ use serde_json::Value;
 use crate::api::{DbRequest, DbResponse};
 use crate::document::{Document, IntoDocument};
 use crate::engine::{
-    ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo, PatchOp,
-    VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
+    ChangeFeedMode, ChangePage, CollectionInfo, DocKey, Engine, FeedOptions, FeedStart, IndexInfo,
+    PatchOp, VectorHit, VectorIndexInfo, VectorMetric, VectorQuery, WriteOp, WriteResult,
 };
 use crate::error::{DbError, Result};
 use crate::query::{Explain, PageOptions, QueryPage, QuerySpec};
@@ -294,6 +294,12 @@ impl Collection {
     /// [`Engine::set_default_ttl`]).
     pub fn set_default_ttl(&self, ttl: Option<i64>) -> Result<()> {
         self.engine.set_default_ttl(&self.database, &self.name, ttl)
+    }
+
+    /// Sets what its change feed gives (see [`Engine::set_change_feed`]).
+    pub fn set_change_feed(&self, mode: ChangeFeedMode) -> Result<()> {
+        self.engine
+            .set_change_feed(&self.database, &self.name, mode)
     }
 
     /// Drops a secondary index.
@@ -618,6 +624,19 @@ impl ClientCollection {
                 database: self.database.clone(),
                 collection: self.name.clone(),
                 default_ttl: ttl,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets what its change feed gives: each document's latest version, or every
+    /// version written from now on (see [`Engine::set_change_feed`]).
+    pub async fn set_change_feed(&self, mode: ChangeFeedMode) -> Result<()> {
+        self.client
+            .call(DbRequest::SetChangeFeed {
+                database: self.database.clone(),
+                collection: self.name.clone(),
+                mode,
             })
             .await
             .map(|_| ())

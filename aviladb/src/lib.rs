@@ -64,11 +64,11 @@ mod transaction;
 pub use api::{DEFAULT_PARTITION_KEY, DbRequest, DbResponse};
 pub use document::{Document, IntoDocument};
 pub use engine::{
-    ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions, FeedStart,
-    IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH, MAX_TXN_READ_BYTES,
-    MAX_TXN_READS, ManualClock, PatchOp, ReadCheck, SystemClock, TxnWrite, VectorAccess, VectorHit,
-    VectorIndexInfo, VectorIndexKind, VectorIndexStatus, VectorMetric, VectorQuery,
-    WriteDurability, WriteOp, WriteResult,
+    ChangeFeedMode, ChangePage, Clock, CollectionInfo, DocKey, Engine, EngineOptions, FeedOptions,
+    FeedStart, IndexInfo, MAX_BATCH, MAX_CHANGES, MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH,
+    MAX_TXN_READ_BYTES, MAX_TXN_READS, ManualClock, PatchOp, ReadCheck, SystemClock, TxnWrite,
+    VectorAccess, VectorHit, VectorIndexInfo, VectorIndexKind, VectorIndexStatus, VectorMetric,
+    VectorQuery, WriteDurability, WriteOp, WriteResult,
 };
 pub use error::{DbError, Result};
 pub use handle::{Client, ClientCollection, ClientDatabase, Collection, Database};

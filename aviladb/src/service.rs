@@ -95,6 +95,14 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             engine.set_default_ttl(&database, &collection, default_ttl)?;
             DbResponse::Done
         }
+        DbRequest::SetChangeFeed {
+            database,
+            collection,
+            mode,
+        } => {
+            engine.set_change_feed(&database, &collection, mode)?;
+            DbResponse::Done
+        }
         DbRequest::CreateIndex {
             database,
             collection,

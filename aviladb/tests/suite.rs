@@ -1133,6 +1133,99 @@ async fn feed_suite(client: &Client) {
             .unwrap_err();
         assert_eq!(code(&e), C::InvalidInput, "{e}");
     }
+
+    // All versions: every write's version and every delete, in commit order, from when
+    // the mode was set; a continuation goes on from there; setting the mode back drops
+    // the history.
+    let log = db.create_collection("log", "/id").await.unwrap();
+    log.insert(json!({"id": "before", "v": 0})).await.unwrap();
+    log.set_change_feed(aviladb::ChangeFeedMode::AllVersions)
+        .await
+        .unwrap();
+    let info = db
+        .collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "log")
+        .unwrap();
+    assert_eq!(info.change_feed, aviladb::ChangeFeedMode::AllVersions);
+    log.insert(json!({"id": "a", "v": 1})).await.unwrap();
+    log.upsert(json!({"id": "a", "v": 2})).await.unwrap();
+    let first = log
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    log.patch("a", "a", set("/v", json!(3)), None)
+        .await
+        .unwrap();
+    log.write(vec![
+        WriteOp::Upsert {
+            document: json!({"id": "b", "v": 1}),
+            if_match: None,
+        },
+        WriteOp::Upsert {
+            document: json!({"id": "b", "v": 2}),
+            if_match: None,
+        },
+    ])
+    .await
+    .unwrap();
+    log.delete("a", "a", None).await.unwrap();
+    let versions = |page: &aviladb::ChangePage| -> Vec<(String, Option<i64>, bool)> {
+        page.changes
+            .iter()
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_string(),
+                    c["v"].as_i64(),
+                    c["_deleted"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let all = log
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    let a = |v| ("a".to_string(), Some(v), false);
+    let b = |v| ("b".to_string(), Some(v), false);
+    let gone = ("a".to_string(), None, true);
+    assert_eq!(
+        versions(&all),
+        vec![a(1), a(2), a(3), b(1), b(2), gone.clone()]
+    );
+    let seqs: Vec<u64> = all
+        .changes
+        .iter()
+        .map(|c| c["_seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(versions(&first), vec![a(1), a(2)]);
+    let rest = log
+        .changes(
+            feed(FeedStart::Continuation(first.continuation), 10, false),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(versions(&rest), vec![a(3), b(1), b(2)]);
+    let now = log
+        .changes(feed(FeedStart::Now, 10, true), None)
+        .await
+        .unwrap();
+    assert!(now.changes.is_empty());
+    log.set_change_feed(aviladb::ChangeFeedMode::LatestVersion)
+        .await
+        .unwrap();
+    let latest = log
+        .changes(feed(FeedStart::Beginning, 10, true), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&latest),
+        vec![("before".to_string(), Some(0), false), b(2), gone]
+    );
     db.drop_database().await.unwrap();
 }
 

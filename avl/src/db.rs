@@ -217,6 +217,16 @@ pub(crate) enum CollectionCommand {
         #[arg(allow_negative_numbers = true)]
         ttl: String,
     },
+    /// Set what a collection's change feed gives: `latest-version` (each document's
+    /// latest version, and deletes) or `all-versions` (every version written from now on).
+    Feed {
+        /// Database.
+        database: String,
+        /// Collection.
+        collection: String,
+        /// `latest-version` or `all-versions`.
+        mode: String,
+    },
     /// List a database's collections.
     List {
         /// Database.
@@ -539,6 +549,27 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                 database,
                 collection,
                 default_ttl,
+            }
+        }
+        DbCommand::Collection(CollectionCommand::Feed {
+            database,
+            collection,
+            mode,
+        }) => {
+            let mode = match mode.as_str() {
+                "latest-version" => aviladb::ChangeFeedMode::LatestVersion,
+                "all-versions" => aviladb::ChangeFeedMode::AllVersions,
+                other => {
+                    return Err(Error::invalid_input(
+                        "mode",
+                        format!("`{other}` is not latest-version or all-versions"),
+                    ));
+                }
+            };
+            DbRequest::SetChangeFeed {
+                database,
+                collection,
+                mode,
             }
         }
         DbCommand::Collection(CollectionCommand::List { database }) => {

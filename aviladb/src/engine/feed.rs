@@ -10,6 +10,16 @@
 //! entry per live document (at its latest sequence) plus one per delete: reading it in
 //! key order gives every change in commit order, the latest version of each document
 //! (the Cosmos DB "latest version" mode), and deletes when asked.
+//!
+//! A collection in [`ChangeFeedMode::AllVersions`] also keeps its history, `hist.{id}`:
+//! every write's version (the record as stored) and every delete, each at its sequence
+//! number and never removed, so its feed gives every committed change. The history
+//! starts when the mode is set and is dropped when it is set back.
+//!
+//! ```text
+//! hist value  0x02, record     a document written at that sequence, as it was written
+//!             0x01, ...        a delete, as in the feed
+//! ```
 
 use std::ops::Bound;
 
@@ -23,6 +33,31 @@ use crate::error::{DbError, Result};
 
 const PUT: u8 = 0;
 const DELETE: u8 = 1;
+const VERSION: u8 = 2;
+
+/// What a collection's change feed gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeFeedMode {
+    /// Each document's latest version, and deletes (Cosmos DB's default mode).
+    #[default]
+    LatestVersion,
+    /// Every version written, and deletes, from when the mode was set: a history that
+    /// grows with every write until the mode is set back.
+    AllVersions,
+}
+
+impl ChangeFeedMode {
+    /// Whether this is the default mode.
+    pub fn is_latest_version(&self) -> bool {
+        *self == ChangeFeedMode::LatestVersion
+    }
+}
+
+/// The history table of the collection with documents table `id`.
+pub(crate) fn history_table(id: u64) -> String {
+    format!("hist.{id}")
+}
 /// The most changes in one page.
 pub const MAX_CHANGES: usize = 1000;
 
@@ -33,20 +68,41 @@ pub(crate) fn feed_table(id: u64) -> String {
 
 type FeedDef<'a> = TableDefinition<'a, u64, &'static [u8]>;
 
-/// The feed of one collection inside a write transaction; every change goes to the
-/// commit log too.
+/// The feed of one collection inside a write transaction (and its history, in
+/// [`ChangeFeedMode::AllVersions`]); every change goes to the commit log too.
 pub(crate) struct FeedWriter<'t> {
     table: redb::Table<'t, u64, &'static [u8]>,
+    history: Option<redb::Table<'t, u64, &'static [u8]>>,
     id: u64,
 }
 
 impl<'t> FeedWriter<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction, collection_table: u64) -> Result<Self> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        collection_table: u64,
+        mode: ChangeFeedMode,
+    ) -> Result<Self> {
         let name = feed_table(collection_table);
+        let history = match mode {
+            ChangeFeedMode::LatestVersion => None,
+            ChangeFeedMode::AllVersions => {
+                Some(txn.open_table(FeedDef::new(&history_table(collection_table)))?)
+            }
+        };
         Ok(FeedWriter {
             table: txn.open_table(FeedDef::new(&name))?,
+            history,
             id: collection_table,
         })
+    }
+
+    /// Keeps `value` in the history at `seq`, when there is one.
+    fn keep(&mut self, log: &mut Log, seq: u64, value: &[u8]) -> Result<()> {
+        if let Some(history) = self.history.as_mut() {
+            history.insert(seq, value)?;
+            log.record(Kind::History, self.id, &seq.to_le_bytes(), Some(value));
+        }
+        Ok(())
     }
 
     fn set(&mut self, log: &mut Log, seq: u64, value: &[u8], previous: Option<u64>) -> Result<()> {
@@ -59,18 +115,27 @@ impl<'t> FeedWriter<'t> {
         Ok(())
     }
 
-    /// Records a write of `doc_key` at `seq`, replacing the entry at `previous`.
+    /// Records a write of `doc_key` at `seq`, replacing the entry at `previous`; `record`
+    /// is what was stored (kept in the history, when there is one).
     pub(crate) fn put(
         &mut self,
         log: &mut Log,
         seq: u64,
         doc_key: &[u8],
+        record: &[u8],
         previous: Option<u64>,
     ) -> Result<()> {
         let mut value = Vec::with_capacity(1 + doc_key.len());
         value.push(PUT);
         value.extend_from_slice(doc_key);
-        self.set(log, seq, &value, previous)
+        self.set(log, seq, &value, previous)?;
+        if self.history.is_some() {
+            let mut version = Vec::with_capacity(1 + record.len());
+            version.push(VERSION);
+            version.extend_from_slice(record);
+            self.keep(log, seq, &version)?;
+        }
+        Ok(())
     }
 
     /// Records a delete of `doc_key` at `seq`, replacing the entry at `previous`.
@@ -86,7 +151,8 @@ impl<'t> FeedWriter<'t> {
         value.push(DELETE);
         value.extend_from_slice(&ts_micros.to_le_bytes());
         value.extend_from_slice(doc_key);
-        self.set(log, seq, &value, previous)
+        self.set(log, seq, &value, previous)?;
+        self.keep(log, seq, &value)
     }
 }
 
@@ -169,9 +235,21 @@ pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<u64> {
     Ok(word(8))
 }
 
+/// The table a collection's feed is read from in `mode`.
+fn read_table(collection_table: u64, mode: ChangeFeedMode) -> String {
+    match mode {
+        ChangeFeedMode::LatestVersion => feed_table(collection_table),
+        ChangeFeedMode::AllVersions => history_table(collection_table),
+    }
+}
+
 /// The last sequence number in a collection's feed (0 when empty).
-pub(crate) fn last_seq(txn: &ReadTransaction, collection_table: u64) -> Result<u64> {
-    let name = feed_table(collection_table);
+pub(crate) fn last_seq(
+    txn: &ReadTransaction,
+    collection_table: u64,
+    mode: ChangeFeedMode,
+) -> Result<u64> {
+    let name = read_table(collection_table, mode);
     let table = match txn.open_table(FeedDef::new(&name)) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -182,16 +260,18 @@ pub(crate) fn last_seq(txn: &ReadTransaction, collection_table: u64) -> Result<u
 
 /// Reads up to `max` changes after sequence `after`; answers them and the last sequence
 /// looked at.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn read(
     txn: &ReadTransaction,
     collection_table: u64,
+    mode: ChangeFeedMode,
     docs: &str,
     after: u64,
     max: usize,
     include_deletes: bool,
     expiry: &super::record::Expiry,
 ) -> Result<(Vec<Value>, u64)> {
-    let name = feed_table(collection_table);
+    let name = read_table(collection_table, mode);
     let feed = match txn.open_table(FeedDef::new(&name)) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), after)),
@@ -219,6 +299,11 @@ pub(crate) fn read(
                 if let Some(doc) = super::query::document(stored.value(), expiry)? {
                     out.push(doc);
                 }
+            }
+            // A version of the history: the document as that write stored it.
+            Some(&VERSION) => {
+                let (h, json) = super::record::decode_borrowed(&value[1..])?;
+                out.push(super::record::document_from(&h, &json)?);
             }
             Some(&DELETE) if value.len() >= 9 => {
                 if !include_deletes {

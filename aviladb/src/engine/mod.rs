@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use feed::{ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
+pub use feed::{ChangeFeedMode, ChangePage, FeedOptions, FeedStart, MAX_CHANGES};
 pub use index::{IndexInfo, MAX_INDEX_PATHS, MAX_INDEXES};
 pub use patch::{MAX_PATCH_OPS, PatchOp};
 pub(crate) use record::json_text;
@@ -129,6 +129,9 @@ pub struct CollectionInfo {
     /// Its vector indexes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vector_indexes: Vec<VectorIndexInfo>,
+    /// What its change feed gives.
+    #[serde(default, skip_serializing_if = "ChangeFeedMode::is_latest_version")]
+    pub change_feed: ChangeFeedMode,
     #[serde(skip)]
     table: u64,
 }
@@ -143,6 +146,8 @@ struct CollectionRecord {
     default_ttl: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     vector_indexes: Vec<VectorIndexRecord>,
+    #[serde(default, skip_serializing_if = "ChangeFeedMode::is_latest_version")]
+    change_feed: ChangeFeedMode,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -182,6 +187,7 @@ impl CollectionInfo {
                     ..r.info
                 })
                 .collect(),
+            change_feed: record.change_feed,
             table: record.table,
         }
     }
@@ -207,6 +213,7 @@ impl CollectionInfo {
                     table: i.table,
                 })
                 .collect(),
+            change_feed: self.change_feed,
         }
     }
 
@@ -215,6 +222,7 @@ impl CollectionInfo {
         [
             docs_table(self.table),
             feed::feed_table(self.table),
+            feed::history_table(self.table),
             ttl::exp_table(self.table),
         ]
         .into_iter()
@@ -532,6 +540,7 @@ impl Engine {
                 indexes: Vec::new(),
                 default_ttl: None,
                 vector_indexes: Vec::new(),
+                change_feed: ChangeFeedMode::LatestVersion,
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -702,6 +711,29 @@ impl Engine {
         self.catalog_job(move |ctx| {
             let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
             info.default_ttl = ttl;
+            save_collection(ctx.txn, &db, &coll, &info)?;
+            Ok(Reply::Done)
+        })
+    }
+
+    /// Sets what a collection's change feed gives. [`ChangeFeedMode::AllVersions`] keeps
+    /// every version written from now on (a history that grows with every write); going
+    /// back to [`ChangeFeedMode::LatestVersion`] drops that history.
+    pub fn set_change_feed(&self, db: &str, coll: &str, mode: ChangeFeedMode) -> Result<()> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        let (db, coll) = (db.to_string(), coll.to_string());
+        self.catalog_job(move |ctx| {
+            let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
+            if info.change_feed == mode {
+                return Ok(Reply::Done);
+            }
+            if mode == ChangeFeedMode::LatestVersion {
+                let history = feed::history_table(info.table);
+                ctx.txn
+                    .delete_table(TableDefinition::<u64, &[u8]>::new(&history))?;
+            }
+            info.change_feed = mode;
             save_collection(ctx.txn, &db, &coll, &info)?;
             Ok(Reply::Done)
         })
@@ -1231,7 +1263,7 @@ fn build_feeds(txn: &redb::WriteTransaction) -> Result<()> {
         let (_, value) = entry?;
         let table = decode_collection(value.value())?.table;
         let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(table)))?;
-        let mut feed = feed::FeedWriter::open(txn, table)?;
+        let mut feed = feed::FeedWriter::open(txn, table, ChangeFeedMode::LatestVersion)?;
         // A durable commit at open: nothing to log.
         let mut log = wal::Log::new(false);
         for doc in docs.iter()? {
@@ -1240,6 +1272,7 @@ fn build_feeds(txn: &redb::WriteTransaction) -> Result<()> {
                 &mut log,
                 record::header(record.value())?.seq,
                 key.value(),
+                record.value(),
                 None,
             )?;
         }
@@ -1677,7 +1710,7 @@ fn write_job(
     let mut results = Vec::with_capacity(planned.len());
     let mut feeds = Vec::with_capacity(infos.len());
     for info in &infos {
-        feeds.push(feed::FeedWriter::open(txn, info.table)?);
+        feeds.push(feed::FeedWriter::open(txn, info.table, info.change_feed)?);
     }
     // Feed entries written by this batch, by key: a later write of the key replaces them.
     let mut in_feed: HashMap<(usize, Vec<u8>), u64> = HashMap::new();
@@ -1721,7 +1754,7 @@ fn write_job(
                 tables[at].insert(step.key.as_slice(), frame.as_slice())?;
                 ctx.log
                     .record(wal::Kind::Docs, info.table, &step.key, Some(&frame));
-                feeds[at].put(&mut ctx.log, seq, &step.key, previous)?;
+                feeds[at].put(&mut ctx.log, seq, &step.key, &frame, previous)?;
                 if let Some(at_micros) = record::Expiry::expires_at(None, ctx.ts_micros, step.ttl) {
                     ttl::schedule(txn, &mut ctx.log, info.table, at_micros, &step.key)?;
                 }

@@ -166,7 +166,7 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
             docs.remove(key.as_slice())?;
             ctx.log.record(Kind::Docs, info.table, &key, None);
             drop(docs);
-            feed::FeedWriter::open(txn, info.table)?.delete(
+            feed::FeedWriter::open(txn, info.table, info.change_feed)?.delete(
                 &mut ctx.log,
                 seq,
                 ctx.ts_micros,

@@ -14,7 +14,8 @@
 //! ```text
 //! record  lsn (u64 LE) | payload length (u64 LE) | xxh3-64 of lsn, length, payload | payload
 //! payload effects, each: kind (1 byte), table number (u64 LE), key, value
-//!         kind 1 docs, 2 feed, 3 index, 4 expiry schedule, 5 meta, 6 vectors
+//!         kind 1 docs, 2 feed, 3 index, 4 expiry schedule, 5 meta, 6 vectors,
+//!         7 history (a collection keeping all versions)
 //!         key: length (u32 LE) and bytes; value: 0 (removed) or 1, length (u32 LE), bytes
 //! ```
 //! Records start on 4 KiB boundaries. The file is reused from its start after each
@@ -72,6 +73,7 @@ pub(crate) enum Kind {
     Expiry = 4,
     Meta = 5,
     Vector = 6,
+    History = 7,
 }
 
 /// The effects of one group, encoded as the writer makes them, and (logged or not) the
@@ -374,6 +376,9 @@ impl<'t> Replay<'t> {
                 2 => Open::Feed(txn.open_table(TableDefinition::<u64, &[u8]>::new(
                     &super::feed::feed_table(table),
                 ))?),
+                7 => Open::Feed(txn.open_table(TableDefinition::<u64, &[u8]>::new(
+                    &super::feed::history_table(table),
+                ))?),
                 4 => Open::Expiry(txn.open_table(TableDefinition::<&[u8], ()>::new(
                     &super::ttl::exp_table(table),
                 ))?),
@@ -526,6 +531,7 @@ mod tests {
             first.record(Kind::Index, table, b"ia", Some(b"a"));
             first.record(Kind::Expiry, table, b"ea", Some(b""));
             first.record(Kind::Vector, table, b"a", Some(b"v1"));
+            first.record(Kind::History, table, &5u64.to_le_bytes(), Some(b"h5"));
             first.record(Kind::Meta, table, b"next_seq", Some(&4096u64.to_le_bytes()));
             // The second record undoes some of the first, in the tables it left open.
             second.record(Kind::Docs, table, b"a", None);
@@ -535,6 +541,7 @@ mod tests {
             second.record(Kind::Index, table, b"ia", None);
             second.record(Kind::Expiry, table, b"ea", None);
             second.record(Kind::Vector, table, b"a", Some(b"v2"));
+            second.record(Kind::History, table, &6u64.to_le_bytes(), Some(b"h6"));
         }
         second.record(Kind::Meta, 9, b"next_seq", Some(&8192u64.to_le_bytes()));
         let dir = tempfile::tempdir().unwrap();
@@ -583,6 +590,20 @@ mod tests {
                 })
                 .collect();
             assert_eq!(feed, vec![(6, b"fb".to_vec())]);
+            let history = read
+                .open_table(TableDefinition::<u64, &[u8]>::new(
+                    &super::super::feed::history_table(table),
+                ))
+                .unwrap();
+            let history: Vec<(u64, Vec<u8>)> = history
+                .iter()
+                .unwrap()
+                .map(|e| {
+                    let (k, v) = e.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect();
+            assert_eq!(history, vec![(5, b"h5".to_vec()), (6, b"h6".to_vec())]);
             let exp = read
                 .open_table(TableDefinition::<&[u8], ()>::new(
                     &super::super::ttl::exp_table(table),
