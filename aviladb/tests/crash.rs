@@ -38,6 +38,11 @@ fn crash_child_writer() {
             Err(e) => panic!("{e}"),
         }
     }
+    // The audit collection keeps every version (its history is written and logged
+    // beside the documents).
+    db.collection("audit")
+        .set_change_feed(aviladb::ChangeFeedMode::AllVersions)
+        .unwrap();
     match db
         .collection("docs")
         .create_index("by_kind", &["/kind"], false)
@@ -230,6 +235,31 @@ fn acknowledged_writes_survive_sigkill() {
             .into_iter()
             .collect();
         assert_eq!(audited, in_docs, "round {round}: a transaction is partial");
+        // The audit history holds one version of each audit document, no more.
+        let mut history = Vec::new();
+        let mut options = aviladb::FeedOptions {
+            max_items: Some(1000),
+            include_deletes: true,
+            ..aviladb::FeedOptions::default()
+        };
+        loop {
+            let page = audit.changes(&options).unwrap();
+            if page.changes.is_empty() {
+                break;
+            }
+            history.extend(
+                page.changes
+                    .iter()
+                    .map(|c| c["id"].as_str().unwrap().to_string()),
+            );
+            options.start = aviladb::FeedStart::Continuation(page.continuation);
+        }
+        assert_eq!(history.len(), audited.len(), "round {round}: audit history");
+        assert_eq!(
+            history.into_iter().collect::<HashSet<_>>(),
+            audited,
+            "round {round}: audit history"
+        );
         // The index and the change feed agree with the documents.
         for kind in ["single", "batch", "txn"] {
             let text = format!("SELECT VALUE c.id FROM c WHERE c.kind = '{kind}'");
