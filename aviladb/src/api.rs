@@ -100,6 +100,9 @@ pub enum DbRequest {
         collection: String,
         /// Each document's latest version, or every version written.
         mode: ChangeFeedMode,
+        /// With every version: how long (seconds) the history keeps each; none: all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention: Option<u64>,
     },
     /// Create a secondary index and fill it from the stored documents.
     CreateIndex {

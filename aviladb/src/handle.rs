@@ -296,10 +296,11 @@ impl Collection {
         self.engine.set_default_ttl(&self.database, &self.name, ttl)
     }
 
-    /// Sets what its change feed gives (see [`Engine::set_change_feed`]).
-    pub fn set_change_feed(&self, mode: ChangeFeedMode) -> Result<()> {
+    /// Sets what its change feed gives, and with every version for how long (seconds)
+    /// the history keeps each (see [`Engine::set_change_feed`]).
+    pub fn set_change_feed(&self, mode: ChangeFeedMode, retention: Option<u64>) -> Result<()> {
         self.engine
-            .set_change_feed(&self.database, &self.name, mode)
+            .set_change_feed(&self.database, &self.name, mode, retention)
     }
 
     /// Drops a secondary index.
@@ -630,13 +631,19 @@ impl ClientCollection {
     }
 
     /// Sets what its change feed gives: each document's latest version, or every
-    /// version written from now on (see [`Engine::set_change_feed`]).
-    pub async fn set_change_feed(&self, mode: ChangeFeedMode) -> Result<()> {
+    /// version written from now on, kept `retention` seconds (`None`: all) (see
+    /// [`Engine::set_change_feed`]).
+    pub async fn set_change_feed(
+        &self,
+        mode: ChangeFeedMode,
+        retention: Option<u64>,
+    ) -> Result<()> {
         self.client
             .call(DbRequest::SetChangeFeed {
                 database: self.database.clone(),
                 collection: self.name.clone(),
                 mode,
+                retention,
             })
             .await
             .map(|_| ())

@@ -99,8 +99,9 @@ pub(crate) fn handle(engine: &Engine, request: DbRequest) -> Result<DbResponse, 
             database,
             collection,
             mode,
+            retention,
         } => {
-            engine.set_change_feed(&database, &collection, mode)?;
+            engine.set_change_feed(&database, &collection, mode, retention)?;
             DbResponse::Done
         }
         DbRequest::CreateIndex {

@@ -41,7 +41,7 @@ fn crash_child_writer() {
     // The audit collection keeps every version (its history is written and logged
     // beside the documents).
     db.collection("audit")
-        .set_change_feed(aviladb::ChangeFeedMode::AllVersions)
+        .set_change_feed(aviladb::ChangeFeedMode::AllVersions, None)
         .unwrap();
     match db
         .collection("docs")

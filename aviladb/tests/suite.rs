@@ -1139,7 +1139,7 @@ async fn feed_suite(client: &Client) {
     // the history.
     let log = db.create_collection("log", "/id").await.unwrap();
     log.insert(json!({"id": "before", "v": 0})).await.unwrap();
-    log.set_change_feed(aviladb::ChangeFeedMode::AllVersions)
+    log.set_change_feed(aviladb::ChangeFeedMode::AllVersions, None)
         .await
         .unwrap();
     let info = db
@@ -1215,7 +1215,7 @@ async fn feed_suite(client: &Client) {
         .await
         .unwrap();
     assert!(now.changes.is_empty());
-    log.set_change_feed(aviladb::ChangeFeedMode::LatestVersion)
+    log.set_change_feed(aviladb::ChangeFeedMode::LatestVersion, None)
         .await
         .unwrap();
     let latest = log
@@ -1554,6 +1554,44 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
         .unwrap();
     clock.advance_secs(1_000_000);
     assert!(sessions.get::<Value>("s4", "s4").await.unwrap().is_some());
+
+    // A history with a retention: versions and deletes older than it are trimmed when
+    // the writer reclaims; newer ones stay.
+    let audit = db.create_collection("audit", "/id").await.unwrap();
+    for bad in [
+        (aviladb::ChangeFeedMode::AllVersions, Some(0)),
+        (aviladb::ChangeFeedMode::LatestVersion, Some(60)),
+    ] {
+        let e = audit.set_change_feed(bad.0, bad.1).await.unwrap_err();
+        assert_eq!(code(&e), C::InvalidInput, "{e}");
+    }
+    audit
+        .set_change_feed(aviladb::ChangeFeedMode::AllVersions, Some(60))
+        .await
+        .unwrap();
+    audit.insert(json!({"id": "a", "v": 1})).await.unwrap();
+    audit.insert(json!({"id": "gone", "v": 1})).await.unwrap();
+    audit.delete("gone", "gone", None).await.unwrap();
+    clock.advance_secs(30);
+    audit.upsert(json!({"id": "a", "v": 2})).await.unwrap();
+    clock.advance_secs(31);
+    audit.upsert(json!({"id": "a", "v": 3})).await.unwrap();
+    let history = |audit: aviladb::ClientCollection| async move {
+        audit
+            .changes(feed(FeedStart::Beginning, 100, true), None)
+            .await
+            .unwrap()
+            .changes
+            .iter()
+            .map(|c| (c["id"].as_str().unwrap().to_string(), c["v"].as_i64()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(history(audit.clone()).await.len(), 5);
+    engine.reclaim_expired().unwrap();
+    assert_eq!(
+        history(audit.clone()).await,
+        vec![("a".to_string(), Some(2)), ("a".to_string(), Some(3))]
+    );
     db.drop_database().await.unwrap();
 }
 

@@ -226,6 +226,10 @@ pub(crate) enum CollectionCommand {
         collection: String,
         /// `latest-version` or `all-versions`.
         mode: String,
+        /// With `all-versions`: seconds each version stays in the history (default: all
+        /// are kept).
+        #[arg(long)]
+        retention: Option<u64>,
     },
     /// List a database's collections.
     List {
@@ -555,6 +559,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
             database,
             collection,
             mode,
+            retention,
         }) => {
             let mode = match mode.as_str() {
                 "latest-version" => aviladb::ChangeFeedMode::LatestVersion,
@@ -570,6 +575,7 @@ pub(crate) async fn run(config: &ClientConfig, command: DbCommand) -> Result<()>
                 database,
                 collection,
                 mode,
+                retention,
             }
         }
         DbCommand::Collection(CollectionCommand::List { database }) => {

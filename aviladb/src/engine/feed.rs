@@ -58,6 +58,64 @@ impl ChangeFeedMode {
 pub(crate) fn history_table(id: u64) -> String {
     format!("hist.{id}")
 }
+
+/// The commit time (µs) of a history entry.
+fn entry_time(value: &[u8]) -> Result<u64> {
+    match value.split_first() {
+        Some((&VERSION, record)) => Ok(super::record::header(record)?.ts_micros),
+        Some((&DELETE, rest)) if rest.len() >= 8 => {
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&rest[..8]);
+            Ok(u64::from_le_bytes(ts))
+        }
+        _ => Err(DbError::Corrupted("change feed history entry".into())),
+    }
+}
+
+/// Whether the history of a collection holds entries committed before `cutoff` (µs).
+pub(crate) fn history_due(
+    txn: &ReadTransaction,
+    collection_table: u64,
+    cutoff: u64,
+) -> Result<bool> {
+    let table = match txn.open_table(FeedDef::new(&history_table(collection_table))) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    match table.first()? {
+        Some((_, value)) => Ok(entry_time(value.value())? < cutoff),
+        None => Ok(false),
+    }
+}
+
+/// Removes up to `limit` of the oldest history entries committed before `cutoff` (µs);
+/// answers how many went. Entries are in commit order, so it stops at the first newer one.
+pub(crate) fn trim_history(
+    txn: &WriteTransaction,
+    log: &mut Log,
+    collection_table: u64,
+    cutoff: u64,
+    limit: usize,
+) -> Result<usize> {
+    let mut table = txn.open_table(FeedDef::new(&history_table(collection_table)))?;
+    let mut old = Vec::new();
+    for entry in table.iter()? {
+        if old.len() >= limit {
+            break;
+        }
+        let (seq, value) = entry?;
+        if entry_time(value.value())? >= cutoff {
+            break;
+        }
+        old.push(seq.value());
+    }
+    for seq in &old {
+        table.remove(*seq)?;
+        log.record(Kind::History, collection_table, &seq.to_le_bytes(), None);
+    }
+    Ok(old.len())
+}
 /// The most changes in one page.
 pub const MAX_CHANGES: usize = 1000;
 

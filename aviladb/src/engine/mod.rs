@@ -132,6 +132,10 @@ pub struct CollectionInfo {
     /// What its change feed gives.
     #[serde(default, skip_serializing_if = "ChangeFeedMode::is_latest_version")]
     pub change_feed: ChangeFeedMode,
+    /// With [`ChangeFeedMode::AllVersions`]: how long (seconds) versions and deletes stay
+    /// in the history; `None` keeps them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_retention: Option<u64>,
     #[serde(skip)]
     table: u64,
 }
@@ -148,6 +152,8 @@ struct CollectionRecord {
     vector_indexes: Vec<VectorIndexRecord>,
     #[serde(default, skip_serializing_if = "ChangeFeedMode::is_latest_version")]
     change_feed: ChangeFeedMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history_retention: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,6 +194,7 @@ impl CollectionInfo {
                 })
                 .collect(),
             change_feed: record.change_feed,
+            history_retention: record.history_retention,
             table: record.table,
         }
     }
@@ -214,6 +221,7 @@ impl CollectionInfo {
                 })
                 .collect(),
             change_feed: self.change_feed,
+            history_retention: self.history_retention,
         }
     }
 
@@ -541,6 +549,7 @@ impl Engine {
                 default_ttl: None,
                 vector_indexes: Vec::new(),
                 change_feed: ChangeFeedMode::LatestVersion,
+                history_retention: None,
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -717,23 +726,44 @@ impl Engine {
     }
 
     /// Sets what a collection's change feed gives. [`ChangeFeedMode::AllVersions`] keeps
-    /// every version written from now on (a history that grows with every write); going
-    /// back to [`ChangeFeedMode::LatestVersion`] drops that history.
-    pub fn set_change_feed(&self, db: &str, coll: &str, mode: ChangeFeedMode) -> Result<()> {
+    /// every version written from now on, for `retention` seconds after its commit (the
+    /// writer trims older ones as it reclaims expired documents) or, with `None`, until
+    /// the mode is set back: [`ChangeFeedMode::LatestVersion`] drops the history (and
+    /// takes no retention).
+    pub fn set_change_feed(
+        &self,
+        db: &str,
+        coll: &str,
+        mode: ChangeFeedMode,
+        retention: Option<u64>,
+    ) -> Result<()> {
         check_name("database", db)?;
         check_name("collection", coll)?;
+        match (mode, retention) {
+            (_, Some(0)) => {
+                return Err(DbError::invalid(
+                    "retention",
+                    "must be a positive number of seconds",
+                ));
+            }
+            (ChangeFeedMode::LatestVersion, Some(_)) => {
+                return Err(DbError::invalid(
+                    "retention",
+                    "only a feed of all versions keeps a history to retain",
+                ));
+            }
+            _ => {}
+        }
         let (db, coll) = (db.to_string(), coll.to_string());
         self.catalog_job(move |ctx| {
             let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
-            if info.change_feed == mode {
-                return Ok(Reply::Done);
-            }
-            if mode == ChangeFeedMode::LatestVersion {
+            if mode == ChangeFeedMode::LatestVersion && info.change_feed != mode {
                 let history = feed::history_table(info.table);
                 ctx.txn
                     .delete_table(TableDefinition::<u64, &[u8]>::new(&history))?;
             }
             info.change_feed = mode;
+            info.history_retention = retention;
             save_collection(ctx.txn, &db, &coll, &info)?;
             Ok(Reply::Done)
         })

@@ -71,6 +71,16 @@ fn due_checked(db: &Database, now: u64) -> Result<bool> {
     for entry in colls.iter()? {
         let (_, value) = entry?;
         let info = CollectionInfo::from_record("", decode_collection(value.value())?);
+        if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
+            (info.change_feed, info.history_retention)
+            && feed::history_due(
+                &txn,
+                info.table,
+                now.saturating_sub(secs.saturating_mul(1_000_000)),
+            )?
+        {
+            return Ok(true);
+        }
         let name = exp_table(info.table);
         if let Ok(exp) = txn.open_table(ExpDef::new(&name))
             && let Some((first, _)) = exp.first()?
@@ -127,6 +137,15 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
                 "",
                 decode_collection(value.value())?,
             ));
+        }
+    }
+    // Histories past their retention (not counted: they are not documents).
+    for info in &infos {
+        if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
+            (info.change_feed, info.history_retention)
+        {
+            let cutoff = ctx.ts_micros.saturating_sub(secs.saturating_mul(1_000_000));
+            feed::trim_history(txn, &mut ctx.log, info.table, cutoff, limit)?;
         }
     }
     let mut done = 0u64;
