@@ -1135,10 +1135,16 @@ async fn feed_suite(client: &Client) {
     }
 
     // All versions: every write's version and every delete, in commit order, from when
-    // the mode was set; a continuation goes on from there; setting the mode back drops
-    // the history.
+    // the mode was set (the changes before it as the feed had them); a continuation goes
+    // on from there, across the switch; setting the mode back drops the history.
     let log = db.create_collection("log", "/id").await.unwrap();
+    let start = log
+        .changes(feed(FeedStart::Now, 10, true), None)
+        .await
+        .unwrap();
     log.insert(json!({"id": "before", "v": 0})).await.unwrap();
+    log.insert(json!({"id": "old", "v": 0})).await.unwrap();
+    log.upsert(json!({"id": "old", "v": 1})).await.unwrap();
     log.set_change_feed(aviladb::ChangeFeedMode::AllVersions, None)
         .await
         .unwrap();
@@ -1191,17 +1197,43 @@ async fn feed_suite(client: &Client) {
     let a = |v| ("a".to_string(), Some(v), false);
     let b = |v| ("b".to_string(), Some(v), false);
     let gone = ("a".to_string(), None, true);
+    let before = vec![
+        ("before".to_string(), Some(0), false),
+        ("old".to_string(), Some(1), false),
+    ];
     assert_eq!(
         versions(&all),
-        vec![a(1), a(2), a(3), b(1), b(2), gone.clone()]
+        [
+            before.clone(),
+            vec![a(1), a(2), a(3), b(1), b(2), gone.clone()]
+        ]
+        .concat()
     );
+    // A reader whose position was taken before the switch misses nothing.
+    let mut seen = Vec::new();
+    let mut token = start.continuation;
+    loop {
+        let page = log
+            .changes(feed(FeedStart::Continuation(token), 3, true), None)
+            .await
+            .unwrap();
+        if page.changes.is_empty() {
+            break;
+        }
+        seen.extend(versions(&page));
+        token = page.continuation;
+    }
+    assert_eq!(seen, versions(&all));
     let seqs: Vec<u64> = all
         .changes
         .iter()
         .map(|c| c["_seq"].as_u64().unwrap())
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert_eq!(versions(&first), vec![a(1), a(2)]);
+    assert_eq!(
+        versions(&first),
+        [before.clone(), vec![a(1), a(2)]].concat()
+    );
     let rest = log
         .changes(
             feed(FeedStart::Continuation(first.continuation), 10, false),
@@ -1222,10 +1254,7 @@ async fn feed_suite(client: &Client) {
         .changes(feed(FeedStart::Beginning, 10, true), None)
         .await
         .unwrap();
-    assert_eq!(
-        versions(&latest),
-        vec![("before".to_string(), Some(0), false), b(2), gone]
-    );
+    assert_eq!(versions(&latest), [before, vec![b(2), gone]].concat());
     db.drop_database().await.unwrap();
 }
 

@@ -13,8 +13,10 @@
 //!
 //! A collection in [`ChangeFeedMode::AllVersions`] also keeps its history, `hist.{id}`:
 //! every write's version (the record as stored) and every delete, each at its sequence
-//! number and never removed, so its feed gives every committed change. The history
-//! starts when the mode is set and is dropped when it is set back.
+//! number, so its feed gives every committed change: from the feed up to the sequence at
+//! which the mode was set (each document's latest version, as before), then from the
+//! history. The history is dropped when the mode is set back, and with a retention the
+//! writer trims entries older than it.
 //!
 //! ```text
 //! hist value  0x02, record     a document written at that sequence, as it was written
@@ -43,7 +45,8 @@ pub enum ChangeFeedMode {
     #[default]
     LatestVersion,
     /// Every version written, and deletes, from when the mode was set: a history that
-    /// grows with every write until the mode is set back.
+    /// grows with every write, trimmed only by its retention (if any), and dropped when
+    /// the mode is set back.
     AllVersions,
 }
 
@@ -293,21 +296,10 @@ pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<u64> {
     Ok(word(8))
 }
 
-/// The table a collection's feed is read from in `mode`.
-fn read_table(collection_table: u64, mode: ChangeFeedMode) -> String {
-    match mode {
-        ChangeFeedMode::LatestVersion => feed_table(collection_table),
-        ChangeFeedMode::AllVersions => history_table(collection_table),
-    }
-}
-
-/// The last sequence number in a collection's feed (0 when empty).
-pub(crate) fn last_seq(
-    txn: &ReadTransaction,
-    collection_table: u64,
-    mode: ChangeFeedMode,
-) -> Result<u64> {
-    let name = read_table(collection_table, mode);
+/// The last sequence number in a collection's feed (0 when empty). The feed holds the
+/// latest change in either mode.
+pub(crate) fn last_seq(txn: &ReadTransaction, collection_table: u64) -> Result<u64> {
+    let name = feed_table(collection_table);
     let table = match txn.open_table(FeedDef::new(&name)) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -316,34 +308,37 @@ pub(crate) fn last_seq(
     Ok(table.last()?.map_or(0, |(k, _)| k.value()))
 }
 
+/// A feed's table if the snapshot has it.
+fn open_feed(
+    txn: &ReadTransaction,
+    name: &str,
+) -> Result<Option<redb::ReadOnlyTable<u64, &'static [u8]>>> {
+    match txn.open_table(FeedDef::new(name)) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads up to `max` changes after sequence `after`; answers them and the last sequence
-/// looked at.
+/// looked at. `history` is the sequence at which the collection began keeping all
+/// versions (`None`: it keeps the latest only): changes before it come from the feed
+/// (each document's latest version), the ones after from the history.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn read(
     txn: &ReadTransaction,
     collection_table: u64,
-    mode: ChangeFeedMode,
+    history: Option<u64>,
     docs: &str,
     after: u64,
     max: usize,
     include_deletes: bool,
     expiry: &super::record::Expiry,
 ) -> Result<(Vec<Value>, u64)> {
-    let name = read_table(collection_table, mode);
-    let feed = match txn.open_table(FeedDef::new(&name)) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), after)),
-        Err(e) => return Err(e.into()),
-    };
     let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(docs))?;
     let mut out = Vec::new();
     let mut last = after;
-    for entry in feed.range::<u64>((Bound::Excluded(after), Bound::Unbounded))? {
-        if out.len() >= max {
-            break;
-        }
-        let (seq, value) = entry?;
-        let (seq, value) = (seq.value(), value.value());
+    let mut visit = |seq: u64, value: &[u8], out: &mut Vec<Value>| -> Result<()> {
         last = seq;
         match value.first() {
             Some(&PUT) => {
@@ -364,21 +359,44 @@ pub(crate) fn read(
                 out.push(super::record::document_from(&h, &json)?);
             }
             Some(&DELETE) if value.len() >= 9 => {
-                if !include_deletes {
-                    continue;
+                if include_deletes {
+                    let mut ts = [0u8; 8];
+                    ts.copy_from_slice(&value[1..9]);
+                    let (pk, id) = split_key(&value[9..])?;
+                    out.push(json!({
+                        "id": id,
+                        "_pk": pk,
+                        "_deleted": true,
+                        "_seq": seq,
+                        "_ts": u64::from_le_bytes(ts) / 1_000_000,
+                    }));
                 }
-                let mut ts = [0u8; 8];
-                ts.copy_from_slice(&value[1..9]);
-                let (pk, id) = split_key(&value[9..])?;
-                out.push(json!({
-                    "id": id,
-                    "_pk": pk,
-                    "_deleted": true,
-                    "_seq": seq,
-                    "_ts": u64::from_le_bytes(ts) / 1_000_000,
-                }));
             }
             _ => return Err(DbError::Corrupted("change feed entry".into())),
+        }
+        Ok(())
+    };
+    if history.is_none_or(|since| after < since)
+        && let Some(feed) = open_feed(txn, &feed_table(collection_table))?
+    {
+        let end = history.map_or(Bound::Unbounded, Bound::Excluded);
+        for entry in feed.range::<u64>((Bound::Excluded(after), end))? {
+            if out.len() >= max {
+                return Ok((out, last));
+            }
+            let (seq, value) = entry?;
+            visit(seq.value(), value.value(), &mut out)?;
+        }
+    }
+    if let Some(since) = history
+        && let Some(hist) = open_feed(txn, &history_table(collection_table))?
+    {
+        for entry in hist.range::<u64>((Bound::Excluded(after.max(since)), Bound::Unbounded))? {
+            if out.len() >= max {
+                break;
+            }
+            let (seq, value) = entry?;
+            visit(seq.value(), value.value(), &mut out)?;
         }
     }
     Ok((out, last))

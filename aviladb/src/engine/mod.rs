@@ -136,6 +136,9 @@ pub struct CollectionInfo {
     /// in the history; `None` keeps them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_retention: Option<u64>,
+    /// The sequence at which the history began (all versions).
+    #[serde(skip)]
+    history_since: u64,
     #[serde(skip)]
     table: u64,
 }
@@ -154,6 +157,12 @@ struct CollectionRecord {
     change_feed: ChangeFeedMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     history_retention: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    history_since: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -195,6 +204,7 @@ impl CollectionInfo {
                 .collect(),
             change_feed: record.change_feed,
             history_retention: record.history_retention,
+            history_since: record.history_since,
             table: record.table,
         }
     }
@@ -222,7 +232,13 @@ impl CollectionInfo {
                 .collect(),
             change_feed: self.change_feed,
             history_retention: self.history_retention,
+            history_since: self.history_since,
         }
+    }
+
+    /// With all versions kept: the sequence at which the history began.
+    pub(crate) fn history_since(&self) -> Option<u64> {
+        (self.change_feed == ChangeFeedMode::AllVersions).then_some(self.history_since)
     }
 
     /// Every table the collection owns: its documents, its feed and its indexes.
@@ -550,6 +566,7 @@ impl Engine {
                 vector_indexes: Vec::new(),
                 change_feed: ChangeFeedMode::LatestVersion,
                 history_retention: None,
+                history_since: 0,
             })
             .map_err(|e| DbError::Storage(e.to_string()))?;
             colls.insert(key.as_str(), record.as_slice())?;
@@ -757,10 +774,19 @@ impl Engine {
         let (db, coll) = (db.to_string(), coll.to_string());
         self.catalog_job(move |ctx| {
             let mut info = read_collection_for_write(ctx.txn, &db, &coll)?;
-            if mode == ChangeFeedMode::LatestVersion && info.change_feed != mode {
-                let history = feed::history_table(info.table);
-                ctx.txn
-                    .delete_table(TableDefinition::<u64, &[u8]>::new(&history))?;
+            match (info.change_feed, mode) {
+                (ChangeFeedMode::AllVersions, ChangeFeedMode::LatestVersion) => {
+                    let history = feed::history_table(info.table);
+                    ctx.txn
+                        .delete_table(TableDefinition::<u64, &[u8]>::new(&history))?;
+                    info.history_since = 0;
+                }
+                // Every change after this sequence is in the history; the ones before
+                // stay in the feed, which readers go through first.
+                (ChangeFeedMode::LatestVersion, ChangeFeedMode::AllVersions) => {
+                    info.history_since = ctx.next_seq();
+                }
+                _ => {}
             }
             info.change_feed = mode;
             info.history_retention = retention;

@@ -485,13 +485,13 @@ impl Engine {
         let (info, txn) = self.snapshot(db, coll)?;
         let after = match &options.start {
             FeedStart::Beginning => 0,
-            FeedStart::Now => feed::last_seq(&txn, info.table, info.change_feed)?,
+            FeedStart::Now => feed::last_seq(&txn, info.table)?,
             FeedStart::Continuation(token) => feed::decode_token(token, info.table)?,
         };
         let (changes, last) = feed::read(
             &txn,
             info.table,
-            info.change_feed,
+            info.history_since(),
             &docs_table(info.table),
             after,
             max,

@@ -27,6 +27,9 @@ use crate::error::Result;
 
 /// The most documents one reclaim job deletes.
 pub(crate) const RECLAIM_BATCH: usize = 2048;
+/// The most history entries one reclaim job trims per collection: a sweep every 5 s
+/// keeps up with ~13,000 writes a second.
+const HISTORY_TRIM_BATCH: usize = 65_536;
 /// How many feed entries of documents with their own `ttl` the due check looks past.
 const DUE_LOOKAHEAD: usize = 64;
 
@@ -145,7 +148,7 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
             (info.change_feed, info.history_retention)
         {
             let cutoff = ctx.ts_micros.saturating_sub(secs.saturating_mul(1_000_000));
-            feed::trim_history(txn, &mut ctx.log, info.table, cutoff, limit)?;
+            feed::trim_history(txn, &mut ctx.log, info.table, cutoff, HISTORY_TRIM_BATCH)?;
         }
     }
     let mut done = 0u64;
