@@ -566,6 +566,18 @@ mod tests {
                 })
                 .collect()
         };
+        let by_seq = |name: String| -> Vec<(u64, Vec<u8>)> {
+            let t = read
+                .open_table(TableDefinition::<u64, &[u8]>::new(&name))
+                .unwrap();
+            t.iter()
+                .unwrap()
+                .map(|e| {
+                    let (k, v) = e.unwrap();
+                    (k.value(), v.value().to_vec())
+                })
+                .collect()
+        };
         for table in [1u64, 2] {
             assert_eq!(
                 bytes(super::super::docs_table(table)),
@@ -576,33 +588,11 @@ mod tests {
                 bytes(super::super::vector::vector_table(table)),
                 vec![(b"a".to_vec(), b"v2".to_vec())]
             );
-            let feed = read
-                .open_table(TableDefinition::<u64, &[u8]>::new(
-                    &super::super::feed::feed_table(table),
-                ))
-                .unwrap();
-            let feed: Vec<(u64, Vec<u8>)> = feed
-                .iter()
-                .unwrap()
-                .map(|e| {
-                    let (k, v) = e.unwrap();
-                    (k.value(), v.value().to_vec())
-                })
-                .collect();
-            assert_eq!(feed, vec![(6, b"fb".to_vec())]);
-            let history = read
-                .open_table(TableDefinition::<u64, &[u8]>::new(
-                    &super::super::feed::history_table(table),
-                ))
-                .unwrap();
-            let history: Vec<(u64, Vec<u8>)> = history
-                .iter()
-                .unwrap()
-                .map(|e| {
-                    let (k, v) = e.unwrap();
-                    (k.value(), v.value().to_vec())
-                })
-                .collect();
+            assert_eq!(
+                by_seq(super::super::feed::feed_table(table)),
+                vec![(6, b"fb".to_vec())]
+            );
+            let history = by_seq(super::super::feed::history_table(table));
             assert_eq!(history, vec![(5, b"h5".to_vec()), (6, b"h6".to_vec())]);
             let exp = read
                 .open_table(TableDefinition::<&[u8], ()>::new(
