@@ -128,11 +128,32 @@ struct Slot {
     cv: Condvar,
 }
 
-/// A slot's answer, and whether its caller sleeps waiting for it.
+/// A slot's answer, whether its caller sleeps waiting for it, and the answers this
+/// caller passes on when it wakes (see [`wake`]).
 #[derive(Default)]
 struct Answered {
     answer: Option<Result<Reply>>,
     waiting: bool,
+    relay: Relay,
+}
+
+/// Answers for callers that sleep. The leader wakes two of them and hands each half of
+/// the rest, and so on: each wake-up is a system call that can also hand the leader's
+/// core to the woken thread, and one per caller cost the leader 165-233 us per group at
+/// 32 writers on two cores (a third of the group's time), in which no group committed.
+/// Each entry keeps its [`Answer`], so an answer dropped on the way still wakes its
+/// caller (with an error).
+type Relay = Vec<(Answer, Result<Reply>)>;
+
+/// Wakes two callers of `relay`, each with half of the rest to pass on.
+fn wake(mut left: Relay) {
+    let mut right = left.split_off(left.len().div_ceil(2));
+    if let Some((to, answer)) = left.pop() {
+        to.relay(answer, left);
+    }
+    if let Some((to, answer)) = right.pop() {
+        to.relay(answer, right);
+    }
 }
 
 impl Slot {
@@ -151,6 +172,25 @@ impl Slot {
         }
     }
 
+    /// Answers a caller that is awake; gives the answer back if it sleeps.
+    fn try_finish(&self, answer: Result<Reply>) -> Option<Result<Reply>> {
+        let mut slot = self.lock();
+        if slot.waiting {
+            return Some(answer);
+        }
+        slot.answer = Some(answer);
+        None
+    }
+
+    /// Answers a sleeping caller, with answers for it to pass on, and wakes it.
+    fn finish_relay(&self, answer: Result<Reply>, relay: Relay) {
+        let mut slot = self.lock();
+        slot.answer = Some(answer);
+        slot.relay = relay;
+        drop(slot);
+        self.cv.notify_one();
+    }
+
     fn done(&self) -> bool {
         self.lock().answer.is_some()
     }
@@ -159,6 +199,10 @@ impl Slot {
         let mut slot = self.lock();
         loop {
             if let Some(answer) = slot.answer.take() {
+                // Woken with answers to pass on: before anything else.
+                let relay = std::mem::take(&mut slot.relay);
+                drop(slot);
+                wake(relay);
                 return answer;
             }
             // Set under the lock `finish` takes: it sees it, or answered before.
@@ -176,6 +220,26 @@ impl Answer {
     fn finish(mut self, answer: Result<Reply>) {
         if let Some(slot) = self.0.take() {
             slot.finish(answer);
+        }
+    }
+
+    /// Answers a caller that is awake, or adds it to `sleepers` (for [`wake`]).
+    fn finish_or_relay(mut self, answer: Result<Reply>, sleepers: &mut Relay) {
+        let Some(slot) = &self.0 else {
+            return;
+        };
+        match slot.try_finish(answer) {
+            None => {
+                self.0.take();
+            }
+            Some(answer) => sleepers.push((self, answer)),
+        }
+    }
+
+    /// Answers a sleeping caller with `relay` to pass on, and wakes it.
+    fn relay(mut self, answer: Result<Reply>, relay: Relay) {
+        if let Some(slot) = self.0.take() {
+            slot.finish_relay(answer, relay);
         }
     }
 }
@@ -777,9 +841,11 @@ fn commit_group(w: &mut State, now_micros: u64, group: Vec<Job>, barrier: bool) 
             {
                 wal.restart(salt);
             }
+            let mut sleepers = Vec::with_capacity(replies.len());
             for (reply, answer) in replies.into_iter().zip(answers) {
-                reply.finish(answer);
+                reply.finish_or_relay(answer, &mut sleepers);
             }
+            wake(sleepers);
         }
         (Err(e), _) | (_, Err(e)) => {
             if !commit_failed || written || checkpointed.is_some() {
@@ -810,4 +876,66 @@ fn save_next_seq(txn: &WriteTransaction, log: &mut Log, next: u64) -> Result<()>
         Some(&next.to_le_bytes()),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` callers asleep in `Slot::wait`, on their own threads.
+    fn sleeping(n: usize) -> (Vec<Arc<Slot>>, Vec<JoinHandle<Result<Reply>>>) {
+        let slots: Vec<Arc<Slot>> = (0..n).map(|_| Arc::new(Slot::default())).collect();
+        let waiters = slots
+            .iter()
+            .map(|slot| {
+                let slot = Arc::clone(slot);
+                std::thread::spawn(move || slot.wait())
+            })
+            .collect();
+        while slots.iter().any(|slot| !slot.lock().waiting) {
+            std::thread::yield_now();
+        }
+        (slots, waiters)
+    }
+
+    #[test]
+    fn relayed_answers_reach_their_own_callers() {
+        for n in [1, 2, 3, 37] {
+            let (slots, waiters) = sleeping(n);
+            let mut sleepers = Vec::new();
+            for (i, slot) in slots.iter().enumerate() {
+                Answer(Some(Arc::clone(slot)))
+                    .finish_or_relay(Ok(Reply::Count(i as u64)), &mut sleepers);
+            }
+            assert_eq!(sleepers.len(), n, "every caller sleeps");
+            wake(sleepers);
+            for (i, waiter) in waiters.into_iter().enumerate() {
+                let answer = waiter.join().unwrap().unwrap().count().unwrap();
+                assert_eq!(answer, i as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn an_awake_caller_is_answered_without_a_relay() {
+        let slot = Arc::new(Slot::default());
+        let mut sleepers = Vec::new();
+        Answer(Some(Arc::clone(&slot))).finish_or_relay(Ok(Reply::Count(7)), &mut sleepers);
+        assert!(sleepers.is_empty());
+        assert_eq!(slot.wait().unwrap().count().unwrap(), 7);
+    }
+
+    #[test]
+    fn a_relay_dropped_on_the_way_wakes_its_callers_with_an_error() {
+        let (slots, waiters) = sleeping(5);
+        let mut sleepers = Vec::new();
+        for slot in &slots {
+            Answer(Some(Arc::clone(slot))).finish_or_relay(Ok(Reply::Done), &mut sleepers);
+        }
+        drop(sleepers);
+        for waiter in waiters {
+            let e = waiter.join().unwrap().err().expect("an error");
+            assert!(matches!(e, DbError::Storage(_)), "{e}");
+        }
+    }
 }
