@@ -64,3 +64,76 @@ fn a_group_whose_sync_failed_is_whole_or_absent_after_reopen() {
     assert_eq!(by_index, expected);
     assert!(c.insert(json!({"id": "z"})).is_ok());
 }
+
+#[test]
+fn a_damaged_history_entry_holds_up_neither_the_sweep_nor_other_collections() {
+    use std::sync::Arc;
+
+    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+    use super::{ChangeFeedMode, Clock, EngineOptions, ManualClock, feed, ttl};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000_000_000));
+    let open = || {
+        Engine::open_with(
+            dir.path(),
+            EngineOptions {
+                clock: clock.clone(),
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let history = {
+        let engine = open();
+        let db = engine.database("d");
+        db.create().unwrap();
+        let audit = db.create_collection("audit", "/id").unwrap();
+        audit
+            .set_change_feed(ChangeFeedMode::AllVersions, Some(60))
+            .unwrap();
+        audit.insert(json!({"id": "a"})).unwrap();
+        audit.insert(json!({"id": "b"})).unwrap();
+        let tmp = db.create_collection("tmp", "/id").unwrap();
+        tmp.set_default_ttl(Some(-1)).unwrap();
+        tmp.insert(json!({"id": "t", "ttl": 10})).unwrap();
+        let table = engine.describe_collection("d", "audit").unwrap().table;
+        feed::history_table(table)
+    };
+    // The first history entry damaged (the engine closed, the file opened directly).
+    let file = dir.path().join(super::FILE_NAME);
+    {
+        let raw = redb::Database::open(&file).unwrap();
+        let txn = raw.begin_write().unwrap();
+        {
+            let mut t = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(&history))
+                .unwrap();
+            let first = t.first().unwrap().unwrap().0.value();
+            t.insert(first, [9u8].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    clock.advance_secs(120);
+    // The sweep's check still finds the other collection's expired document...
+    {
+        let raw = redb::Database::open(&file).unwrap();
+        assert!(ttl::due(&raw, clock.now_micros()));
+        let txn = raw.begin_read().unwrap();
+        let t = txn
+            .open_table(TableDefinition::<u64, &[u8]>::new(&history))
+            .unwrap();
+        assert_eq!(t.len().unwrap(), 2);
+    }
+    // ...and the sweep reclaims it; the damaged entry and the one after it stay.
+    let engine = open();
+    assert_eq!(engine.reclaim_expired().unwrap(), 1);
+    drop(engine);
+    let raw = redb::Database::open(&file).unwrap();
+    let txn = raw.begin_read().unwrap();
+    let t = txn
+        .open_table(TableDefinition::<u64, &[u8]>::new(&history))
+        .unwrap();
+    assert_eq!(t.len().unwrap(), 2);
+}

@@ -108,10 +108,12 @@ pub(crate) fn trim_history(
             break;
         }
         let (seq, value) = entry?;
-        if entry_time(value.value())? >= cutoff {
-            break;
+        // A damaged entry stops the trim: it stays, with what follows it, and a reader
+        // of the feed gets the error; the rest of the sweep goes on.
+        match entry_time(value.value()) {
+            Ok(at) if at < cutoff => old.push(seq.value()),
+            _ => break,
         }
-        old.push(seq.value());
     }
     for seq in &old {
         table.remove(*seq)?;

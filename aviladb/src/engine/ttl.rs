@@ -74,54 +74,66 @@ fn due_checked(db: &Database, now: u64) -> Result<bool> {
     for entry in colls.iter()? {
         let (_, value) = entry?;
         let info = CollectionInfo::from_record("", decode_collection(value.value())?);
-        if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
-            (info.change_feed, info.history_retention)
-            && feed::history_due(
-                &txn,
-                info.table,
-                now.saturating_sub(secs.saturating_mul(1_000_000)),
-            )?
-        {
+        // A collection that cannot be checked (a damaged entry) keeps only its own
+        // work from being found: the others are still swept.
+        if collection_due(&txn, &info, now).unwrap_or(false) {
             return Ok(true);
         }
-        let name = exp_table(info.table);
-        if let Ok(exp) = txn.open_table(ExpDef::new(&name))
-            && let Some((first, _)) = exp.first()?
-            && first.value().len() >= 8
-        {
-            let mut at = [0u8; 8];
-            at.copy_from_slice(&first.value()[..8]);
-            if u64::from_be_bytes(at) <= now {
-                return Ok(true);
-            }
-        }
-        if !matches!(info.default_ttl, Some(t) if t > 0) {
-            continue;
-        }
-        let expiry = Expiry {
-            default_ttl: info.default_ttl,
-            now_micros: now,
-        };
-        let feed_name = feed::feed_table(info.table);
-        let Ok(feed) = txn.open_table(TableDefinition::<u64, &[u8]>::new(&feed_name)) else {
-            continue;
-        };
-        let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
+    }
+    Ok(false)
+}
+
+/// Whether one collection has something to reclaim at `now`.
+fn collection_due(txn: &redb::ReadTransaction, info: &CollectionInfo, now: u64) -> Result<bool> {
+    // A damaged history entry does not hide the collection's expired documents.
+    if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
+        (info.change_feed, info.history_retention)
+        && feed::history_due(
+            txn,
             info.table,
-        )))?;
-        for entry in feed.iter()?.take(DUE_LOOKAHEAD) {
-            let (_, value) = entry?;
-            let Some(key) = feed::put_key(value.value()) else {
-                continue;
-            };
-            if let Some(stored) = docs.get(key)? {
-                let h = record::header(stored.value())?;
-                if h.ttl.is_none() {
-                    if expiry.expired(&h) {
-                        return Ok(true);
-                    }
-                    break;
+            now.saturating_sub(secs.saturating_mul(1_000_000)),
+        )
+        .unwrap_or(false)
+    {
+        return Ok(true);
+    }
+    let name = exp_table(info.table);
+    if let Ok(exp) = txn.open_table(ExpDef::new(&name))
+        && let Some((first, _)) = exp.first()?
+        && first.value().len() >= 8
+    {
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&first.value()[..8]);
+        if u64::from_be_bytes(at) <= now {
+            return Ok(true);
+        }
+    }
+    if !matches!(info.default_ttl, Some(t) if t > 0) {
+        return Ok(false);
+    }
+    let expiry = Expiry {
+        default_ttl: info.default_ttl,
+        now_micros: now,
+    };
+    let feed_name = feed::feed_table(info.table);
+    let Ok(feed) = txn.open_table(TableDefinition::<u64, &[u8]>::new(&feed_name)) else {
+        return Ok(false);
+    };
+    let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
+        info.table,
+    )))?;
+    for entry in feed.iter()?.take(DUE_LOOKAHEAD) {
+        let (_, value) = entry?;
+        let Some(key) = feed::put_key(value.value()) else {
+            continue;
+        };
+        if let Some(stored) = docs.get(key)? {
+            let h = record::header(stored.value())?;
+            if h.ttl.is_none() {
+                if expiry.expired(&h) {
+                    return Ok(true);
                 }
+                break;
             }
         }
     }
