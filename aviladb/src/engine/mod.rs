@@ -21,6 +21,8 @@ mod writeback;
 
 #[cfg(test)]
 mod failure_tests;
+#[cfg(test)]
+mod format_tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +48,14 @@ use crate::error::{DbError, Result};
 use commit::{META, Reply, TxnCtx, Writer};
 use names::{check_id, check_name, check_path};
 
-/// The on-disk format this build writes; opening another is an error.
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest on-disk format this build reads and writes; opening a newer one is an
+/// error. Format 2 is a file that may hold a change-feed history of all versions, which
+/// builds of format 1 would neither keep nor replay from the commit log: the first
+/// switch of a collection to [`ChangeFeedMode::AllVersions`] moves a file to it, so
+/// such a build refuses the file rather than lose changes.
+pub const FORMAT_VERSION: u64 = 2;
+/// The format of a new file (until it uses something newer).
+const BASE_FORMAT: u64 = 1;
 /// The file inside an engine's directory.
 pub const FILE_NAME: &str = "aviladb.redb";
 /// The most keys in one batch get, and operations in one batch write.
@@ -785,6 +793,7 @@ impl Engine {
                 // stay in the feed, which readers go through first.
                 (ChangeFeedMode::LatestVersion, ChangeFeedMode::AllVersions) => {
                     info.history_since = ctx.next_seq();
+                    raise_format(ctx.txn, 2)?;
                 }
                 _ => {}
             }
@@ -1281,6 +1290,17 @@ fn recover(db: &Database, dir: &Path) -> Result<(wal::Wal, Option<(u64, u64)>)> 
 }
 
 /// Checks (or, on a new file, writes) the format version.
+/// Moves the file to format `to` (at least), in a catalog change: it is durable before
+/// anything of the newer format is written.
+fn raise_format(txn: &redb::WriteTransaction, to: u64) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    let now = meta.get(FORMAT_KEY)?.map_or(BASE_FORMAT, |v| v.value());
+    if now < to {
+        meta.insert(FORMAT_KEY, to)?;
+    }
+    Ok(())
+}
+
 fn check_format(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
     {
@@ -1288,12 +1308,12 @@ fn check_format(db: &Database) -> Result<()> {
         let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
         match found {
             None => {
-                meta.insert(FORMAT_KEY, FORMAT_VERSION)?;
+                meta.insert(FORMAT_KEY, BASE_FORMAT)?;
             }
-            Some(FORMAT_VERSION) => {}
+            Some(BASE_FORMAT..=FORMAT_VERSION) => {}
             Some(other) => {
                 return Err(DbError::UnsupportedFormat(format!(
-                    "database format version {other}; this build reads {FORMAT_VERSION}"
+                    "database format version {other}; this build reads {BASE_FORMAT} to {FORMAT_VERSION}"
                 )));
             }
         }
