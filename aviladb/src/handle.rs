@@ -92,6 +92,14 @@ macro_rules! collection_writes {
             one(self.write(vec![WriteOp::Upsert { document, if_match: None }])$(.$await_)??)
         }
 
+        /// Stores a document; with `if_match`, only if a document with its key exists
+        /// and has that ETag (`Conflict` otherwise, and nothing changes).
+        pub $($async_)? fn upsert_if_match(&self, document: impl IntoDocument, if_match: Option<&str>) -> Result<WriteResult> {
+            let document = document.into_document()?;
+            let if_match = if_match.map(str::to_owned);
+            one(self.write(vec![WriteOp::Upsert { document, if_match }])$(.$await_)??)
+        }
+
         /// Replaces an existing document; with `if_match`, only if its ETag matches.
         pub $($async_)? fn replace(&self, document: impl IntoDocument, if_match: Option<&str>) -> Result<WriteResult> {
             let document = document.into_document()?;

@@ -155,6 +155,30 @@ async fn suite(client: &Client) {
         ),
         C::Conflict
     );
+    // An upsert takes an ETag too: a stale one, or one for a document that does not
+    // exist, changes nothing; the current one writes.
+    let e = players
+        .upsert_if_match(&player("p1", "sa-east-1", 77), Some(&etag1))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::Conflict);
+    let e = players
+        .upsert_if_match(&player("p9", "sa-east-1", 77), Some(&etag2))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::Conflict);
+    assert!(
+        players
+            .get::<Player>("sa-east-1", "p9")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let w3 = players
+        .upsert_if_match(&player("p1", "sa-east-1", 20), Some(&etag2))
+        .await
+        .unwrap();
+    assert_ne!(w3.etag.unwrap(), etag2);
     assert_eq!(
         code(
             &players

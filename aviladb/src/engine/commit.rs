@@ -205,7 +205,8 @@ impl Slot {
                 wake(relay);
                 return answer;
             }
-            // Set under the lock `finish` takes: it sees it, or answered before.
+            // Set under the lock `finish` and `try_finish` take: they see it (and wake
+            // this caller, or put it on a relay), or answered before.
             slot.waiting = true;
             slot = self.cv.wait(slot).unwrap_or_else(PoisonError::into_inner);
         }
@@ -926,7 +927,7 @@ mod tests {
     }
 
     #[test]
-    fn a_relay_dropped_on_the_way_wakes_its_callers_with_an_error() {
+    fn sleepers_dropped_before_their_wake_up_are_answered_with_an_error() {
         let (slots, waiters) = sleeping(5);
         let mut sleepers = Vec::new();
         for slot in &slots {
