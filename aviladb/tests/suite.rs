@@ -1640,11 +1640,49 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
             .collect::<Vec<_>>()
     };
     assert_eq!(history(audit.clone()).await.len(), 5);
+    // Readers positioned after one change and after three (the three the retention
+    // will trim).
+    let token_after = |n: usize| {
+        let audit = audit.clone();
+        async move {
+            audit
+                .changes(feed(FeedStart::Beginning, n, true), None)
+                .await
+                .unwrap()
+                .continuation
+        }
+    };
+    let (early, late) = (token_after(1).await, token_after(3).await);
     engine.reclaim_expired().unwrap();
     assert_eq!(
         history(audit.clone()).await,
         vec![("a".to_string(), Some(2)), ("a".to_string(), Some(3))]
     );
+    // The early reader lost changes it had not read: it is told so, not skipped ahead.
+    let e = audit
+        .changes(
+            feed(FeedStart::Continuation(early.clone()), 100, true),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::Conflict, "{e}");
+    assert!(e.to_string().contains("retention"), "{e}");
+    // The late one lost nothing.
+    let page = audit
+        .changes(feed(FeedStart::Continuation(late), 100, true), None)
+        .await
+        .unwrap();
+    assert_eq!(page.changes.len(), 2);
+    // Dropping the history forgets what was trimmed from it.
+    audit
+        .set_change_feed(aviladb::ChangeFeedMode::LatestVersion, None)
+        .await
+        .unwrap();
+    audit
+        .changes(feed(FeedStart::Continuation(early), 100, true), None)
+        .await
+        .unwrap();
     db.drop_database().await.unwrap();
 }
 

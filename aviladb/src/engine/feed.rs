@@ -92,6 +92,31 @@ pub(crate) fn history_due(
     }
 }
 
+/// The meta key that holds the last sequence number trimmed from a collection's history
+/// (absent: nothing trimmed). A reader whose continuation token is older lost changes.
+fn trimmed_key(collection_table: u64) -> String {
+    format!("hist_trimmed.{collection_table}")
+}
+
+/// The last sequence number trimmed from a collection's history (0: none).
+pub(crate) fn trimmed_through(txn: &ReadTransaction, collection_table: u64) -> Result<u64> {
+    let meta = match txn.open_table(super::commit::META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(meta
+        .get(trimmed_key(collection_table).as_str())?
+        .map_or(0, |v| v.value()))
+}
+
+/// Forgets what was trimmed from a history that is dropped (in a catalog change).
+pub(crate) fn forget_trimmed(txn: &WriteTransaction, collection_table: u64) -> Result<()> {
+    txn.open_table(super::commit::META)?
+        .remove(trimmed_key(collection_table).as_str())?;
+    Ok(())
+}
+
 /// Removes up to `limit` of the oldest history entries committed before `cutoff` (µs);
 /// answers how many went. Entries are in commit order, so it stops at the first newer one.
 pub(crate) fn trim_history(
@@ -118,6 +143,12 @@ pub(crate) fn trim_history(
     for seq in &old {
         table.remove(*seq)?;
         log.record(Kind::History, collection_table, &seq.to_le_bytes(), None);
+    }
+    if let Some(&through) = old.last() {
+        let key = trimmed_key(collection_table);
+        txn.open_table(super::commit::META)?
+            .insert(key.as_str(), through)?;
+        log.record(Kind::Meta, 0, key.as_bytes(), Some(&through.to_le_bytes()));
     }
     Ok(old.len())
 }

@@ -538,6 +538,7 @@ impl Engine {
                     ctx.txn
                         .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
                 }
+                feed::forget_trimmed(ctx.txn, info.table)?;
             }
             Ok(Reply::Done)
         })
@@ -626,6 +627,7 @@ impl Engine {
                 ctx.txn
                     .delete_table(TableDefinition::<&[u8], &[u8]>::new(&table))?;
             }
+            feed::forget_trimmed(ctx.txn, info.table)?;
             Ok(Reply::Done)
         })
     }
@@ -787,6 +789,7 @@ impl Engine {
                     let history = feed::history_table(info.table);
                     ctx.txn
                         .delete_table(TableDefinition::<u64, &[u8]>::new(&history))?;
+                    feed::forget_trimmed(ctx.txn, info.table)?;
                     info.history_since = 0;
                 }
                 // Every change after this sequence is in the history; the ones before

@@ -486,7 +486,22 @@ impl Engine {
         let after = match &options.start {
             FeedStart::Beginning => 0,
             FeedStart::Now => feed::last_seq(&txn, info.table)?,
-            FeedStart::Continuation(token) => feed::decode_token(token, info.table)?,
+            FeedStart::Continuation(token) => {
+                let after = feed::decode_token(token, info.table)?;
+                // A history's retention may have trimmed changes this reader has not
+                // read: it must learn that rather than skip them.
+                if info.history_since().is_some() {
+                    let trimmed = feed::trimmed_through(&txn, info.table)?;
+                    if after < trimmed {
+                        return Err(DbError::Conflict(format!(
+                            "changes after this continuation token are gone: the history's \
+                             retention removed those up to sequence {trimmed}; read the feed \
+                             from the beginning"
+                        )));
+                    }
+                }
+                after
+            }
         };
         let (changes, last) = feed::read(
             &txn,
