@@ -2866,4 +2866,39 @@ fn pages_stop_at_four_mib_and_go_on_from_there() {
         all.iter()
             .all(|d| d["_etag"].as_str().is_some_and(|e| e.len() == 16))
     );
+
+    // Change-feed pages stop at 4 MiB too (commit order is the ids' order here).
+    let mut feed_pages = Vec::new();
+    let mut start = FeedStart::Beginning;
+    loop {
+        let page = c.changes(&feed(start, 1000, false)).unwrap();
+        if page.changes.is_empty() {
+            break;
+        }
+        feed_pages.push(
+            page.changes
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>(),
+        );
+        start = FeedStart::Continuation(page.continuation);
+    }
+    assert_eq!(feed_pages, want);
+
+    // A batch get answers at most 16 MiB of JSON (MAX_BATCH_BYTES, as a batch write
+    // takes): 10 MiB of documents are read, 17 MiB are TooLarge.
+    let key = |id: String| DocKey {
+        partition_key: json!(id),
+        id,
+    };
+    let first: Vec<DocKey> = ids(0..20).into_iter().map(key).collect();
+    assert_eq!(c.get_many::<Value>(&first).unwrap().len(), 20);
+    for i in 20..27 {
+        c.insert(json!({"id": format!("d{i:02}"), "n": i, "blob": mib}))
+            .unwrap();
+    }
+    let every: Vec<DocKey> = ids(0..27).into_iter().map(key).collect();
+    let e = c.get_many::<Value>(&every).unwrap_err();
+    assert!(matches!(e, DbError::TooLarge(_)), "{e}");
+    assert!(e.to_string().contains("fewer"), "{e}");
 }

@@ -371,65 +371,76 @@ pub(crate) fn read(
     let docs = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(docs))?;
     let mut out = Vec::new();
     let mut last = after;
-    let mut visit = |seq: u64, value: &[u8], out: &mut Vec<Value>| -> Result<()> {
-        last = seq;
-        match value.first() {
-            Some(&PUT) => {
-                let key = &value[1..];
-                let Some(stored) = docs.get(key)? else {
-                    return Err(DbError::Corrupted(
-                        "a change feed entry names a document that is not stored".into(),
-                    ));
-                };
-                // An expired document has left the collection already.
-                if let Some(doc) = super::query::document(stored.value(), expiry)? {
-                    out.push(doc);
-                }
-            }
-            // A version of the history: the document as that write stored it.
-            Some(&VERSION) => {
-                let (h, json) = super::record::decode_borrowed(&value[1..])?;
-                out.push(super::record::document_from(&h, &json)?);
-            }
-            Some(&DELETE) if value.len() >= 9 => {
-                if include_deletes {
-                    let mut ts = [0u8; 8];
-                    ts.copy_from_slice(&value[1..9]);
-                    let (pk, id) = split_key(&value[9..])?;
-                    out.push(json!({
-                        "id": id,
-                        "_pk": pk,
-                        "_deleted": true,
-                        "_seq": seq,
-                        "_ts": u64::from_le_bytes(ts) / 1_000_000,
-                    }));
-                }
-            }
-            _ => return Err(DbError::Corrupted("change feed entry".into())),
-        }
-        Ok(())
+    // A page also ends once it holds PAGE_BYTES of JSON, as a query page does, so that
+    // it crosses HTTP as it comes back in process.
+    let mut bytes = 0usize;
+    let full = |out: &Vec<Value>, bytes: usize| {
+        out.len() >= max || (bytes >= crate::query::exec::PAGE_BYTES && !out.is_empty())
     };
+    let mut visit =
+        |seq: u64, value: &[u8], out: &mut Vec<Value>, bytes: &mut usize| -> Result<()> {
+            last = seq;
+            match value.first() {
+                Some(&PUT) => {
+                    let key = &value[1..];
+                    let Some(stored) = docs.get(key)? else {
+                        return Err(DbError::Corrupted(
+                            "a change feed entry names a document that is not stored".into(),
+                        ));
+                    };
+                    // An expired document has left the collection already.
+                    if let Some((doc, len)) = super::query::sized_document(stored.value(), expiry)?
+                    {
+                        *bytes += len + 64;
+                        out.push(doc);
+                    }
+                }
+                // A version of the history: the document as that write stored it.
+                Some(&VERSION) => {
+                    let (h, json) = super::record::decode_borrowed(&value[1..])?;
+                    *bytes += json.len() + 64;
+                    out.push(super::record::document_from(&h, &json)?);
+                }
+                Some(&DELETE) if value.len() >= 9 => {
+                    if include_deletes {
+                        let mut ts = [0u8; 8];
+                        ts.copy_from_slice(&value[1..9]);
+                        let (pk, id) = split_key(&value[9..])?;
+                        *bytes += value.len() + 64;
+                        out.push(json!({
+                            "id": id,
+                            "_pk": pk,
+                            "_deleted": true,
+                            "_seq": seq,
+                            "_ts": u64::from_le_bytes(ts) / 1_000_000,
+                        }));
+                    }
+                }
+                _ => return Err(DbError::Corrupted("change feed entry".into())),
+            }
+            Ok(())
+        };
     if history.is_none_or(|since| after < since)
         && let Some(feed) = open_feed(txn, &feed_table(collection_table))?
     {
         let end = history.map_or(Bound::Unbounded, Bound::Excluded);
         for entry in feed.range::<u64>((Bound::Excluded(after), end))? {
-            if out.len() >= max {
+            if full(&out, bytes) {
                 return Ok((out, last));
             }
             let (seq, value) = entry?;
-            visit(seq.value(), value.value(), &mut out)?;
+            visit(seq.value(), value.value(), &mut out, &mut bytes)?;
         }
     }
     if let Some(since) = history
         && let Some(hist) = open_feed(txn, &history_table(collection_table))?
     {
         for entry in hist.range::<u64>((Bound::Excluded(after.max(since)), Bound::Unbounded))? {
-            if out.len() >= max {
+            if full(&out, bytes) {
                 break;
             }
             let (seq, value) = entry?;
-            visit(seq.value(), value.value(), &mut out)?;
+            visit(seq.value(), value.value(), &mut out, &mut bytes)?;
         }
     }
     Ok((out, last))

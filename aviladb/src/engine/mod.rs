@@ -981,11 +981,14 @@ impl Engine {
         let (info, _txn, table, _) = self.snapshot_docs(db, coll)?;
         let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = ReadBytes::default();
         for key in keys {
-            out.push(match table.get(key.as_slice())? {
+            let doc = match table.get(key.as_slice())? {
                 Some(v) => RawDocument::live(v.value(), &expiry)?,
                 None => None,
-            });
+            };
+            bytes.add(doc.as_ref())?;
+            out.push(doc);
         }
         Ok(out)
     }
@@ -1135,6 +1138,24 @@ struct Target {
     pk_path: String,
 }
 
+/// The JSON a batch get has read so far: at most [`MAX_BATCH_BYTES`], as a batch write
+/// takes, so that its answer crosses HTTP as it comes back in process.
+#[derive(Default)]
+pub(crate) struct ReadBytes(usize);
+
+impl ReadBytes {
+    pub(crate) fn add(&mut self, doc: Option<&RawDocument>) -> Result<()> {
+        self.0 += doc.map_or(0, RawDocument::reply_bytes);
+        if self.0 > MAX_BATCH_BYTES {
+            return Err(DbError::TooLarge(format!(
+                "the documents asked for hold more than {MAX_BATCH_BYTES} bytes of JSON; \
+                 ask for fewer at once"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A stored document before parsing: for callers that deserialize it to their own type.
 #[derive(Debug, Clone)]
 pub(crate) struct RawDocument {
@@ -1145,6 +1166,11 @@ pub(crate) struct RawDocument {
 
 impl RawDocument {
     /// The document a record holds, unless it has expired.
+    /// The document's JSON with its system properties, about as a reply carries it.
+    pub(crate) fn reply_bytes(&self) -> usize {
+        self.json.len() + 64
+    }
+
     pub(crate) fn live(bytes: &[u8], expiry: &record::Expiry) -> Result<Option<RawDocument>> {
         if expiry.expired(&record::header(bytes)?) {
             return Ok(None);

@@ -370,7 +370,7 @@ pub(crate) fn document(record: &[u8], expiry: &Expiry) -> Result<Option<Value>> 
 }
 
 /// [`document`], with the size of its stored JSON.
-fn sized_document(record: &[u8], expiry: &Expiry) -> Result<Option<(Value, usize)>> {
+pub(crate) fn sized_document(record: &[u8], expiry: &Expiry) -> Result<Option<(Value, usize)>> {
     if expiry.expired(&super::record::header(record)?) {
         return Ok(None);
     }

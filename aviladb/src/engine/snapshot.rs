@@ -99,13 +99,16 @@ impl Engine {
         )))?;
         let expiry = self.expiry(&info);
         let mut out = Vec::with_capacity(keys.len());
+        let mut bytes = super::ReadBytes::default();
         for k in keys {
             check_id(&k.id)?;
             let key = record::doc_key(&k.partition_key, &k.id)?;
-            out.push(match table.get(key.as_slice())? {
+            let doc = match table.get(key.as_slice())? {
                 Some(v) => RawDocument::live(v.value(), &expiry)?,
                 None => None,
-            });
+            };
+            bytes.add(doc.as_ref())?;
+            out.push(doc);
         }
         Ok(out)
     }
