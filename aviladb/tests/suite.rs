@@ -955,13 +955,34 @@ async fn index_suite(client: &Client) {
             &indexed
                 .query(
                     "SELECT * FROM c WHERE c.region = 'sa'",
-                    page(2, p.continuation)
+                    page(2, p.continuation.clone())
                 )
                 .await
                 .unwrap_err()
         ),
         C::InvalidInput
     );
+    // Declared again under the same name, it is another index: the token is still
+    // refused, not resumed at its old position in the new one's entries.
+    indexed
+        .create_index("by_region_score", &["/region", "/score"], false)
+        .await
+        .unwrap();
+    let plan = indexed
+        .explain("SELECT * FROM c WHERE c.region = 'sa'")
+        .await
+        .unwrap();
+    assert_eq!(plan.access, "index");
+    let e = indexed
+        .query(
+            "SELECT * FROM c WHERE c.region = 'sa'",
+            page(2, p.continuation),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::InvalidInput, "{e}");
+    assert!(e.to_string().contains("gone"), "{e}");
+    indexed.drop_index("by_region_score").await.unwrap();
 
     // Created: a token made by a scan goes on with the scan, exactly where it stopped,
     // though the planner now prefers the new index.

@@ -38,12 +38,22 @@ pub(crate) enum Access {
 }
 
 impl Access {
-    /// The name continuation tokens record.
+    /// The name continuation tokens record: an index by its name and its table, so an
+    /// index dropped and declared again under the same name (on other paths, perhaps)
+    /// is another access path.
     pub(crate) fn name(&self) -> String {
         match self {
             Access::Scan => "scan".into(),
-            Access::Index { name, reverse, .. } => {
-                format!("index:{name}{}", if *reverse { ":desc" } else { "" })
+            Access::Index {
+                name,
+                table,
+                reverse,
+                ..
+            } => {
+                format!(
+                    "index:{name}@{table}{}",
+                    if *reverse { ":desc" } else { "" }
+                )
             }
         }
     }

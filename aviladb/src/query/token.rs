@@ -21,7 +21,7 @@ pub(crate) struct Token {
     pub(crate) v: u8,
     /// The query it belongs to.
     pub(crate) fp: u64,
-    /// The access path: `scan`, or `index:NAME`.
+    /// The access path: `scan`, or `index:NAME@TABLE` (`:desc` when read backwards).
     pub(crate) access: String,
     /// The position of the last row returned, in the access path's order (hex).
     pub(crate) pos: String,
