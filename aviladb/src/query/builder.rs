@@ -566,5 +566,11 @@ mod tests {
         )
         .unwrap();
         assert!(parsed.is_aggregate());
+        // Properties named like keywords.
+        let q = Select::fields([(field("from"), None), (field("value"), None)])
+            .filter(field("from").eq("ana"))
+            .build();
+        let parsed = parse(&q.text).unwrap();
+        assert_eq!(render_query(&parsed), q.text);
     }
 }

@@ -279,7 +279,12 @@ fn find_alias(toks: &[Token]) -> Result<(String, String)> {
         match &t.tok {
             Tok::Sym("(" | "[" | "{") => depth += 1,
             Tok::Sym(")" | "]" | "}") => depth -= 1,
-            Tok::Ident(w) if depth == 0 && w.eq_ignore_ascii_case("FROM") => {
+            // `c.from` is a property named "from", not the clause.
+            Tok::Ident(w)
+                if depth == 0
+                    && w.eq_ignore_ascii_case("FROM")
+                    && !(i > 0 && toks[i - 1].tok == Tok::Sym(".")) =>
+            {
                 let name = match toks.get(i + 1).map(|t| &t.tok) {
                     Some(Tok::Ident(n)) if !is_keyword(n) => n.clone(),
                     _ => {
@@ -903,6 +908,21 @@ mod tests {
 
     fn err(q: &str) -> String {
         parse(q).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn properties_named_like_keywords_are_properties() {
+        let q = parse(
+            "SELECT c.from, c.to, c.value FROM messages c WHERE c.from = 'ana' \
+             ORDER BY c.from",
+        )
+        .unwrap();
+        assert_eq!(q.alias, "c");
+        assert_eq!(q.source, "messages");
+        assert!(q.filter.is_some());
+        assert_eq!(q.order_by.len(), 1);
+        // Still a clause where it is one.
+        assert!(err("SELECT c.from FROM").contains("expected a name after FROM"));
     }
 
     #[test]
