@@ -49,67 +49,82 @@ pub(crate) async fn import(
     let started = Instant::now();
     let mut lines = reader.lines();
     let mut number = 0u64;
-    loop {
-        let line =
-            match lines.next() {
+    let loaded: Result<()> = async {
+        loop {
+            let line = match lines.next() {
                 Some(line) => Some(line.map_err(|e| {
                     Error::from(e).context(format!("cannot read {}", file.display()))
                 })?),
                 None => None,
             };
-        if let Some(line) = &line {
-            number += 1;
-            read_bytes += line.len() as u64 + 1;
-            if !line.trim().is_empty() {
-                let document: Value = serde_json::from_str(line).map_err(|e| {
-                    Error::invalid_input(
-                        "document",
-                        format!(
-                            "line {number}, column {}: not valid JSON: {e} ({done} documents imported before it)",
-                            e.column()
-                        ),
-                    )
-                })?;
-                pending_bytes += line.len();
-                pending.push(if upsert {
-                    WriteOp::Upsert {
-                        document,
-                        if_match: None,
-                    }
-                } else {
-                    WriteOp::Insert { document }
+            if let Some(line) = &line {
+                number += 1;
+                read_bytes += line.len() as u64 + 1;
+                if !line.trim().is_empty() {
+                    let document: Value = serde_json::from_str(line).map_err(|e| {
+                        Error::invalid_input(
+                            "document",
+                            format!("line {number}, column {}: not valid JSON: {e}", e.column()),
+                        )
+                    })?;
+                    pending_bytes += line.len();
+                    pending.push(if upsert {
+                        WriteOp::Upsert {
+                            document,
+                            if_match: None,
+                        }
+                    } else {
+                        WriteOp::Insert { document }
+                    });
+                }
+            }
+            let full = pending.len() >= batch || pending_bytes >= BATCH_BYTES;
+            if !pending.is_empty() && (full || line.is_none()) {
+                if in_flight.len() >= IN_FLIGHT {
+                    done += finished(&mut in_flight).await?;
+                    progress.show(
+                        fraction(read_bytes, total_bytes),
+                        &format!("{done} documents  {:.0} docs/s", rate(done, started)),
+                    );
+                }
+                let ops = std::mem::replace(&mut pending, Vec::with_capacity(batch));
+                pending_bytes = 0;
+                let coll = coll.clone();
+                let first = first_line;
+                in_flight.spawn(async move {
+                    let n = ops.len() as u64;
+                    coll.write(ops).await.map(|_| n).map_err(|e| (first, e))
                 });
+                first_line = number + 1;
+            }
+            if line.is_none() {
+                break;
             }
         }
-        let full = pending.len() >= batch || pending_bytes >= BATCH_BYTES;
-        if !pending.is_empty() && (full || line.is_none()) {
-            if in_flight.len() >= IN_FLIGHT {
-                done += finished(&mut in_flight, done).await?;
-                progress.show(
-                    fraction(read_bytes, total_bytes),
-                    &format!("{done} documents  {:.0} docs/s", rate(done, started)),
-                );
-            }
-            let ops = std::mem::replace(&mut pending, Vec::with_capacity(batch));
-            pending_bytes = 0;
-            let coll = coll.clone();
-            let first = first_line;
-            in_flight.spawn(async move {
-                let n = ops.len() as u64;
-                coll.write(ops).await.map(|_| n).map_err(|e| (first, e))
-            });
-            first_line = number + 1;
+        while !in_flight.is_empty() {
+            done += finished(&mut in_flight).await?;
+            progress.show(
+                fraction(read_bytes, total_bytes),
+                &format!("{done} documents  {:.0} docs/s", rate(done, started)),
+            );
         }
-        if line.is_none() {
-            break;
-        }
+        Ok(())
     }
-    while !in_flight.is_empty() {
-        done += finished(&mut in_flight, done).await?;
-        progress.show(
-            fraction(read_bytes, total_bytes),
-            &format!("{done} documents  {:.0} docs/s", rate(done, started)),
-        );
+    .await;
+    if let Err(e) = loaded {
+        // Batches already sent may still commit: the count says what did.
+        while let Some(batch) = in_flight.join_next().await {
+            if let Ok(Ok(n)) = batch {
+                done += n;
+            }
+        }
+        // The error goes on a line of its own, after the bar.
+        progress.finish();
+        let message = format!("{} ({done} documents imported)", e.message());
+        return Err(match e.field() {
+            Some(field) => Error::invalid_input(field, message),
+            None => Error::new(e.code(), message),
+        });
     }
     progress.finish();
     Ok(Imported {
@@ -122,17 +137,14 @@ type Batch = std::result::Result<u64, (u64, aviladb::DbError)>;
 
 /// Waits for one batch; its document count, or the error with the line its batch
 /// started at.
-async fn finished(set: &mut tokio::task::JoinSet<Batch>, done: u64) -> Result<u64> {
+async fn finished(set: &mut tokio::task::JoinSet<Batch>) -> Result<u64> {
     match set.join_next().await {
         Some(Ok(Ok(n))) => Ok(n),
         Some(Ok(Err((line, e)))) => {
             let e = Error::from(e);
             Err(Error::new(
                 e.code(),
-                format!(
-                    "the batch from line {line}: {} ({done} documents imported before it)",
-                    e.message()
-                ),
+                format!("the batch from line {line}: {}", e.message()),
             ))
         }
         Some(Err(e)) => Err(Error::internal(format!("import task failed: {e}"))),

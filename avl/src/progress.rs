@@ -6,12 +6,15 @@ use std::time::Instant;
 
 pub(crate) struct Progress {
     terminal: bool,
+    /// A bar is on the line now (and `finish` ends the line).
+    drawn: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
         Progress {
             terminal: std::io::stderr().is_terminal(),
+            drawn: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -31,10 +34,13 @@ impl Progress {
             " ".repeat(width - filled.min(width))
         );
         let _ = err.flush();
+        self.drawn.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Ends the bar's line, if one was drawn: what is printed next (a summary, an error)
+    /// starts a line of its own.
     pub(crate) fn finish(&self) {
-        if self.terminal {
+        if self.drawn.swap(false, std::sync::atomic::Ordering::Relaxed) {
             eprintln!();
         }
     }

@@ -578,6 +578,14 @@ fn db_commands_work_in_process_and_through_a_server() {
         "{}",
         text(&bad.stderr)
     );
+    // The first line's batch was not sent yet: nothing was imported, and it says so.
+    assert!(
+        text(&bad.stderr)
+            .trim_end()
+            .ends_with("(0 documents imported)"),
+        "{}",
+        text(&bad.stderr)
+    );
     let again = db(&[
         "import",
         "gamedb",
@@ -586,6 +594,30 @@ fn db_commands_work_in_process_and_through_a_server() {
         home.path().join("players.jsonl").to_str().unwrap(),
     ]);
     assert!(!again.status.success());
+    // Every batch holds an id that exists: each fails whole, and the count is of what
+    // committed, the batches still in flight when the first failed included.
+    let dup = home.path().join("dup.jsonl");
+    let lines: String = (0..250)
+        .map(|i| format!("{{\"id\":\"i{i}\",\"region\":\"imp\"}}\n"))
+        .collect();
+    std::fs::write(&dup, lines).unwrap();
+    let again = db(&[
+        "import",
+        "gamedb",
+        "players",
+        "--insert-only",
+        "--batch-size",
+        "50",
+        dup.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    let stderr = text(&again.stderr);
+    assert!(
+        stderr.starts_with("error: AlreadyExists: the batch from line 1:")
+            && stderr.trim_end().ends_with("(0 documents imported)")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(
