@@ -177,7 +177,8 @@ pub(crate) enum DbCommand {
         /// The query.
         query: String,
         /// A parameter: `name=JSON` (`--param min=10 --param region='"sa"'`); a value that
-        /// is not JSON is taken as text; `name=@FILE` reads the JSON from a file.
+        /// is not JSON is taken as text; `name=@FILE` reads the JSON from a file (a text
+        /// that starts with @ is given as a JSON string: `h='"@ana"'`).
         #[arg(long = "param", value_name = "NAME=JSON")]
         params: Vec<String>,
         /// The collection, when FROM does not name it.

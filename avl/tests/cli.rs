@@ -960,3 +960,60 @@ fn usage_mistakes_are_one_line_and_negative_keys_parse() {
     assert_eq!(doc["k"], -1);
     ok(home, &["db", "delete", "g", "nums", "-1", "n1"]);
 }
+
+#[test]
+fn files_parameters_and_the_data_dir_after_the_subcommand() {
+    let home = home_with_collection();
+    let home = home.path();
+    // put @FILE stores the file's document.
+    let doc = home.join("doc.json");
+    std::fs::write(&doc, r#"{"id": "f1", "handle": "@ana", "n": 7}"#).unwrap();
+    ok(
+        home,
+        &["db", "put", "g", "c", &format!("@{}", doc.display())],
+    );
+    // --param NAME=@FILE reads JSON from a file; a text starting with @ is given as a
+    // JSON string; a value that is not JSON is text.
+    let param = home.join("n.json");
+    std::fs::write(&param, "7").unwrap();
+    let q = ok(
+        home,
+        &[
+            "db",
+            "query",
+            "g",
+            "SELECT VALUE c.id FROM c WHERE c.n = @n AND c.handle = @h AND c.id = @id",
+            "--param",
+            &format!("n=@{}", param.display()),
+            "--param",
+            r#"h="@ana""#,
+            "--param",
+            "id=f1",
+        ],
+    );
+    assert_eq!(text(&q.stdout), "\"f1\"\n");
+    let missing = run(&mut local(
+        home,
+        &[
+            "db",
+            "query",
+            "g",
+            "SELECT * FROM c WHERE c.handle = @h",
+            "--param",
+            "h=@no-such-file",
+        ],
+    ));
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).starts_with("error: ") && text(&missing.stderr).lines().count() == 1,
+        "{}",
+        text(&missing.stderr)
+    );
+    // --data-dir is global: after the subcommand it names the same directory.
+    let after = run(avl(home)
+        .args(["db", "get", "g", "c", "f1", "f1", "--data-dir"])
+        .arg(home.join("local")));
+    assert!(after.status.success(), "{}", text(&after.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(got["handle"], "@ana");
+}
