@@ -127,14 +127,21 @@ macro_rules! transaction_writes {
 
         /// Buffers an upsert.
         pub fn upsert(&mut self, collection: &str, document: impl IntoDocument) -> Result<()> {
+            self.upsert_if_match(collection, document, None)
+        }
+
+        /// Buffers an upsert that, with `if_match`, applies only if a document with the
+        /// key exists with that ETag at the commit (else the commit is `Conflict`).
+        pub fn upsert_if_match(
+            &mut self,
+            collection: &str,
+            document: impl IntoDocument,
+            if_match: Option<&str>,
+        ) -> Result<()> {
             let document = document.into_document()?;
-            self.buffer.write(
-                collection,
-                WriteOp::Upsert {
-                    document,
-                    if_match: None,
-                },
-            )
+            let if_match = if_match.map(str::to_owned);
+            self.buffer
+                .write(collection, WriteOp::Upsert { document, if_match })
         }
 
         /// Buffers a replace, with an optional ETag condition.
@@ -150,34 +157,36 @@ macro_rules! transaction_writes {
                 .write(collection, WriteOp::Replace { document, if_match })
         }
 
-        /// Buffers a patch.
+        /// Buffers a patch, with an optional ETag condition.
         pub fn patch(
             &mut self,
             collection: &str,
             partition_key: impl Into<Value>,
             id: &str,
             operations: Vec<PatchOp>,
+            if_match: Option<&str>,
         ) -> Result<()> {
             let op = WriteOp::Patch {
                 partition_key: partition_key.into(),
                 id: id.to_string(),
                 operations,
-                if_match: None,
+                if_match: if_match.map(str::to_owned),
             };
             self.buffer.write(collection, op)
         }
 
-        /// Buffers a delete.
+        /// Buffers a delete, with an optional ETag condition.
         pub fn delete(
             &mut self,
             collection: &str,
             partition_key: impl Into<Value>,
             id: &str,
+            if_match: Option<&str>,
         ) -> Result<()> {
             let op = WriteOp::Delete {
                 partition_key: partition_key.into(),
                 id: id.to_string(),
-                if_match: None,
+                if_match: if_match.map(str::to_owned),
             };
             self.buffer.write(collection, op)
         }

@@ -2260,7 +2260,7 @@ fn transactions_in_process() {
     let mut stale = db.begin().unwrap();
     stale.get::<Value>("c", "a", "a").unwrap();
     c.upsert(json!({"id": "a", "n": 5})).unwrap();
-    stale.delete("c", "b", "b").unwrap();
+    stale.delete("c", "b", "b", None).unwrap();
     assert_eq!(
         stale.commit().unwrap_err().code(),
         avl_core::ErrorCode::Conflict
@@ -2277,13 +2277,40 @@ fn transactions_in_process() {
         .unwrap();
     assert_eq!(page.items.len(), 1);
     c.upsert(json!({"id": "a", "n": 6})).unwrap();
-    tx.delete("c", "b", "b").unwrap();
+    tx.delete("c", "b", "b", None).unwrap();
     assert_eq!(
         tx.commit().unwrap_err().code(),
         avl_core::ErrorCode::Conflict
     );
     // Dropped without commit: its snapshot goes with it.
     drop(db.begin().unwrap());
+    // ETag conditions on a transaction's writes: checked at the commit, all or nothing.
+    let a_tag = c.get::<Value>("a", "a").unwrap().unwrap().etag;
+    let b_tag = c.get::<Value>("b", "b").unwrap().unwrap().etag;
+    let mut tx = db.begin().unwrap();
+    tx.patch("c", "a", "a", set("/n", json!(7)), Some(&a_tag))
+        .unwrap();
+    tx.delete("c", "b", "b", Some(&a_tag)).unwrap();
+    assert_eq!(
+        tx.commit().unwrap_err().code(),
+        avl_core::ErrorCode::Conflict
+    );
+    assert_eq!(c.get::<Value>("a", "a").unwrap().unwrap().body["n"], 6);
+    let mut tx = db.begin().unwrap();
+    tx.patch("c", "a", "a", set("/n", json!(7)), Some(&a_tag))
+        .unwrap();
+    tx.upsert_if_match("c", json!({"id": "b", "x": 1}), Some(&b_tag))
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(c.get::<Value>("a", "a").unwrap().unwrap().body["n"], 7);
+    assert_eq!(c.get::<Value>("b", "b").unwrap().unwrap().body["x"], 1);
+    let mut tx = db.begin().unwrap();
+    tx.delete("c", "b", "b", Some(&b_tag)).unwrap();
+    assert_eq!(
+        tx.commit().unwrap_err().code(),
+        avl_core::ErrorCode::Conflict
+    );
+    assert!(c.get::<Value>("b", "b").unwrap().is_some());
 }
 
 #[test]
