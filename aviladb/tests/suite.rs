@@ -357,13 +357,34 @@ async fn suite(client: &Client) {
             other => panic!("{doc}: expected InvalidInput on {field}, got {other:?}"),
         }
     }
-    for name in ["", "bad name", "-x", &"x".repeat(129)] {
+    // Bad names of databases, collections and indexes: InvalidInput, nothing created.
+    let databases = client.list_databases().await.unwrap();
+    let collections = db.collections().await.unwrap();
+    for name in ["", "bad name", "-x", &"x".repeat(129), "ação", "a/b"] {
         assert_eq!(
             code(&client.create_database(name).await.unwrap_err()),
             C::InvalidInput,
             "{name:?}"
         );
+        assert_eq!(
+            code(&db.create_collection(name, "/id").await.unwrap_err()),
+            C::InvalidInput,
+            "{name:?}"
+        );
+        assert_eq!(
+            code(
+                &players
+                    .create_index(name, &["/score"], false)
+                    .await
+                    .unwrap_err()
+            ),
+            C::InvalidInput,
+            "{name:?}"
+        );
     }
+    assert_eq!(client.list_databases().await.unwrap(), databases);
+    // (A collection's info holds its indexes.)
+    assert_eq!(db.collections().await.unwrap(), collections);
     assert_eq!(
         code(&db.create_collection("c", "region").await.unwrap_err()),
         C::InvalidInput
@@ -416,6 +437,15 @@ async fn suite(client: &Client) {
     let over = json!({"id": "big2", "region": "eu", "pad": "a".repeat(aviladb::MAX_DOCUMENT_BYTES - frame + 1)});
     assert_eq!(code(&players.insert(&over).await.unwrap_err()), C::TooLarge);
     assert!(players.get::<Value>("eu", "big2").await.unwrap().is_none());
+    // A patch whose result would pass 4 MiB is TooLarge too, and changes nothing.
+    let e = players
+        .patch("eu", "big", set("/more", json!("x")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), C::TooLarge, "{e}");
+    let kept = players.get::<Value>("eu", "big").await.unwrap().unwrap();
+    assert!(kept.body.get("more").is_none());
+    assert_eq!(kept.etag, back.etag);
 
     // Drop is complete: a re-created collection is empty.
     players.drop_collection().await.unwrap();
