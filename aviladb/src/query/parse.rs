@@ -401,6 +401,9 @@ impl Parser {
         } else {
             None
         };
+        // Where each projection item starts, and the filter: for errors found once the
+        // whole query is read.
+        let mut starts = Vec::new();
         let projection = if self.eat_sym("*") {
             Projection::Star
         } else if self.eat_kw("VALUE") {
@@ -408,6 +411,8 @@ impl Parser {
         } else {
             let mut items = Vec::new();
             loop {
+                let t = self.peek();
+                starts.push((t.line, t.col));
                 let e = self.expr()?;
                 let alias = if self.eat_kw("AS") {
                     Some(self.name("a name after AS")?)
@@ -434,6 +439,7 @@ impl Parser {
         if self.eat_kw("AS") || matches!(&self.peek().tok, Tok::Ident(w) if !is_keyword(w)) {
             self.bump();
         }
+        let filter_at = (self.peek().line, self.peek().col);
         let filter = if self.eat_kw("WHERE") {
             Some(self.expr()?)
         } else {
@@ -495,23 +501,24 @@ impl Parser {
             offset,
             limit,
         };
-        if query.is_aggregate() {
-            let mixed = match &query.projection {
-                Projection::Fields(items) => items.iter().any(|(e, _)| !e.has_aggregate()),
-                _ => false,
-            };
-            if mixed {
-                return Err(DbError::invalid(
-                    "query",
-                    "aggregates cannot be mixed with other projections (there is no GROUP BY)",
-                ));
-            }
+        if query.is_aggregate()
+            && let Projection::Fields(items) = &query.projection
+            && let Some(at) = items.iter().position(|(e, _)| !e.has_aggregate())
+        {
+            let (line, col) = starts.get(at).copied().unwrap_or((1, 1));
+            return Err(error_at(
+                line,
+                col,
+                "this projection is not an aggregate, and aggregates cannot be mixed with \
+                 other projections (there is no GROUP BY)",
+            ));
         }
         if let Some(f) = &query.filter
             && f.has_aggregate()
         {
-            return Err(DbError::invalid(
-                "query",
+            return Err(error_at(
+                filter_at.0,
+                filter_at.1,
                 "aggregates are not allowed in WHERE",
             ));
         }
@@ -908,6 +915,20 @@ mod tests {
 
     fn err(q: &str) -> String {
         parse(q).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn aggregate_misuse_says_where() {
+        let e = err("SELECT COUNT(1), c.x FROM c");
+        assert!(
+            e.contains("line 1, column 18") && e.contains("not an aggregate"),
+            "{e}"
+        );
+        let e = err("SELECT * FROM c WHERE COUNT(1) > 1");
+        assert!(
+            e.contains("line 1, column 17") && e.contains("WHERE"),
+            "{e}"
+        );
     }
 
     #[test]
