@@ -288,6 +288,38 @@ async fn suite(client: &Client) {
         players.get::<Value>("eu", "b3").await.unwrap().is_none(),
         "nothing of a failed batch"
     );
+    // A stale ETag on a patch or a delete fails its batch the same way.
+    let b2 = players.get::<Value>("eu", "b2").await.unwrap().unwrap();
+    for stale in [
+        WriteOp::Patch {
+            partition_key: json!("eu"),
+            id: "b1".into(),
+            operations: set("/score", json!(99)),
+            if_match: Some(results[0].etag.clone().unwrap()),
+        },
+        WriteOp::Delete {
+            partition_key: json!("eu"),
+            id: "b1".into(),
+            if_match: Some(results[0].etag.clone().unwrap()),
+        },
+    ] {
+        let e = players
+            .write(vec![
+                WriteOp::Replace {
+                    document: json!({"id": "b2", "region": "eu", "score": 50}),
+                    if_match: Some(b2.etag.clone()),
+                },
+                stale,
+            ])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), C::Conflict, "{e}");
+        assert!(e.to_string().contains("operation 1"), "{e}");
+        let now = players.get::<Value>("eu", "b2").await.unwrap().unwrap();
+        assert_eq!((now.etag, &now.body["score"]), (b2.etag.clone(), &json!(2)));
+        let b1 = players.get::<Value>("eu", "b1").await.unwrap().unwrap();
+        assert_eq!(b1.body["score"], 11);
+    }
     let keys = vec![
         DocKey {
             partition_key: json!("eu"),
