@@ -1701,6 +1701,8 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
         let e = audit.set_change_feed(bad.0, bad.1).await.unwrap_err();
         assert_eq!(code(&e), C::InvalidInput, "{e}");
     }
+    // One document from before the switch: it stays in the latest-version part.
+    audit.insert(json!({"id": "pre", "v": 0})).await.unwrap();
     audit
         .set_change_feed(aviladb::ChangeFeedMode::AllVersions, Some(60))
         .await
@@ -1722,9 +1724,9 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
             .map(|c| (c["id"].as_str().unwrap().to_string(), c["v"].as_i64()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(history(audit.clone()).await.len(), 5);
-    // Readers positioned after one change and after three (the three the retention
-    // will trim).
+    assert_eq!(history(audit.clone()).await.len(), 6);
+    // Readers positioned after one change (in the part before the switch) and after
+    // four (the last of the three versions and deletes the retention will trim).
     let token_after = |n: usize| {
         let audit = audit.clone();
         async move {
@@ -1735,11 +1737,15 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
                 .continuation
         }
     };
-    let (early, late) = (token_after(1).await, token_after(3).await);
+    let (early, late) = (token_after(1).await, token_after(4).await);
     engine.reclaim_expired().unwrap();
     assert_eq!(
         history(audit.clone()).await,
-        vec![("a".to_string(), Some(2)), ("a".to_string(), Some(3))]
+        vec![
+            ("pre".to_string(), Some(0)),
+            ("a".to_string(), Some(2)),
+            ("a".to_string(), Some(3))
+        ]
     );
     // The early reader lost changes it had not read: it is told so, not skipped ahead.
     let e = audit
@@ -1757,9 +1763,24 @@ async fn ttl_suite(client: &Client, engine: &Engine, clock: &aviladb::ManualCloc
         .await
         .unwrap();
     assert_eq!(page.changes.len(), 2);
-    // Dropping the history forgets what was trimmed from it.
+    // A reader that starts after the trim lost nothing either: page by page, it reads
+    // what is left, to the end and past it.
+    let mut start = FeedStart::Beginning;
+    let mut read = Vec::new();
+    for _ in 0..4 {
+        let page = audit.changes(feed(start, 1, true), None).await.unwrap();
+        read.extend(page.changes.iter().map(|c| c["v"].clone()));
+        start = FeedStart::Continuation(page.continuation);
+    }
+    assert_eq!(read, vec![json!(0), json!(2), json!(3)]);
+    // Dropping the history forgets what was trimmed from it: a history kept again
+    // later does not hold the old trim against the old token.
     audit
         .set_change_feed(aviladb::ChangeFeedMode::LatestVersion, None)
+        .await
+        .unwrap();
+    audit
+        .set_change_feed(aviladb::ChangeFeedMode::AllVersions, Some(60))
         .await
         .unwrap();
     audit

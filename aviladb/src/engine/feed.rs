@@ -295,29 +295,37 @@ pub struct ChangePage {
     pub continuation: String,
 }
 
-/// A feed position: the collection it belongs to and the last sequence seen.
-pub(crate) fn encode_token(collection_table: u64, seq: u64) -> String {
-    let mut bytes = Vec::with_capacity(24);
+/// A feed position: the collection it belongs to, the last sequence seen, and how far
+/// the history's retention had trimmed when that page was read (see [`trimmed_through`]:
+/// a reader is told it lost changes only if a trim passed it after it read).
+pub(crate) fn encode_token(collection_table: u64, seq: u64, trimmed: u64) -> String {
+    let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(&collection_table.to_le_bytes());
     bytes.extend_from_slice(&seq.to_le_bytes());
+    bytes.extend_from_slice(&trimmed.to_le_bytes());
     let check = XxHash3_64::oneshot(&bytes);
     bytes.extend_from_slice(&check.to_le_bytes());
-    format!("f1{}", hex::encode(bytes))
+    format!("f2{}", hex::encode(bytes))
 }
 
-pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<u64> {
+/// A token's last sequence seen and the trim it saw (`f1` tokens, made before trims
+/// were recorded, saw none).
+pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<(u64, u64)> {
     let malformed = || DbError::invalid("continuation", "malformed change feed token");
-    let bytes = token
-        .strip_prefix("f1")
-        .and_then(|h| hex::decode(h).ok())
-        .filter(|b| b.len() == 24)
+    let (bytes, words) = match (token.strip_prefix("f2"), token.strip_prefix("f1")) {
+        (Some(h), _) => (hex::decode(h).ok(), 3),
+        (_, Some(h)) => (hex::decode(h).ok(), 2),
+        _ => (None, 0),
+    };
+    let bytes = bytes
+        .filter(|b| b.len() == 8 * (words + 1))
         .ok_or_else(malformed)?;
     let word = |at: usize| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
+        w.copy_from_slice(&bytes[at * 8..at * 8 + 8]);
         u64::from_le_bytes(w)
     };
-    if XxHash3_64::oneshot(&bytes[..16]) != word(16) {
+    if XxHash3_64::oneshot(&bytes[..words * 8]) != word(words) {
         return Err(malformed());
     }
     if word(0) != collection_table {
@@ -326,7 +334,7 @@ pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<u64> {
             "the change feed token belongs to another collection",
         ));
     }
-    Ok(word(8))
+    Ok((word(1), if words == 3 { word(2) } else { 0 }))
 }
 
 /// The last sequence number in a collection's feed (0 when empty). The feed holds the
@@ -461,8 +469,18 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let t = encode_token(7, 42);
-        assert_eq!(decode_token(&t, 7).unwrap(), 42);
+        let t = encode_token(7, 42, 9);
+        assert_eq!(decode_token(&t, 7).unwrap(), (42, 9));
+        // A token of the first format (no trim recorded) still reads.
+        let mut old = Vec::new();
+        old.extend_from_slice(&7u64.to_le_bytes());
+        old.extend_from_slice(&42u64.to_le_bytes());
+        let check = XxHash3_64::oneshot(&old);
+        old.extend_from_slice(&check.to_le_bytes());
+        assert_eq!(
+            decode_token(&format!("f1{}", hex::encode(old)), 7).unwrap(),
+            (42, 0)
+        );
         assert!(
             decode_token(&t, 8)
                 .unwrap_err()
@@ -470,6 +488,8 @@ mod tests {
                 .contains("another")
         );
         assert!(decode_token("f1zz", 7).is_err());
+        assert!(decode_token("f2zz", 7).is_err());
+        assert!(decode_token(&t.replacen("f2", "f1", 1), 7).is_err());
         let mut bad = t.into_bytes();
         bad[5] = if bad[5] == b'0' { b'1' } else { b'0' };
         assert!(decode_token(&String::from_utf8(bad).unwrap(), 7).is_err());

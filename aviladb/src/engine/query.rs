@@ -483,22 +483,26 @@ impl Engine {
             .unwrap_or(crate::query::DEFAULT_PAGE_ITEMS)
             .clamp(1, feed::MAX_CHANGES);
         let (info, txn) = self.snapshot(db, coll)?;
+        // How far the history's retention has trimmed (a latest-version feed keeps no
+        // history, so nothing of it is trimmed).
+        let trimmed = match info.history_since() {
+            Some(_) => feed::trimmed_through(&txn, info.table)?,
+            None => 0,
+        };
         let after = match &options.start {
             FeedStart::Beginning => 0,
             FeedStart::Now => feed::last_seq(&txn, info.table)?,
             FeedStart::Continuation(token) => {
-                let after = feed::decode_token(token, info.table)?;
-                // A history's retention may have trimmed changes this reader has not
-                // read: it must learn that rather than skip them.
-                if info.history_since().is_some() {
-                    let trimmed = feed::trimmed_through(&txn, info.table)?;
-                    if after < trimmed {
-                        return Err(DbError::Conflict(format!(
-                            "changes after this continuation token are gone: the history's \
-                             retention removed those up to sequence {trimmed}; read the feed \
-                             from the beginning"
-                        )));
-                    }
+                let (after, seen) = feed::decode_token(token, info.table)?;
+                // Changes this reader had not read were trimmed after its last page: it
+                // must learn that rather than skip them. (What was trimmed before it
+                // started was never in its feed.)
+                if trimmed > seen && after < trimmed {
+                    return Err(DbError::Conflict(format!(
+                        "changes after this continuation token are gone: the history's \
+                         retention removed those up to sequence {trimmed}; read the feed \
+                         from the beginning"
+                    )));
                 }
                 after
             }
@@ -515,7 +519,7 @@ impl Engine {
         )?;
         Ok(ChangePage {
             changes,
-            continuation: feed::encode_token(info.table, last),
+            continuation: feed::encode_token(info.table, last, trimmed),
         })
     }
 
