@@ -74,3 +74,25 @@ fn a_newer_format_is_refused_and_an_older_one_opens() {
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(engine.list_databases().unwrap(), vec!["d".to_string()]);
 }
+
+#[test]
+fn a_format_1_file_that_holds_a_history_moves_to_2_when_opened() {
+    // As a build that kept histories without moving the format left it.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let db = engine.database("d");
+        db.create().unwrap();
+        let c = db.create_collection("c", "/id").unwrap();
+        c.set_change_feed(ChangeFeedMode::AllVersions, None)
+            .unwrap();
+        c.insert(json!({"id": "a"})).unwrap();
+    }
+    set_format(dir.path(), 1);
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let c = engine.database("d").collection("c");
+        assert!(c.get::<serde_json::Value>("a", "a").unwrap().is_some());
+    }
+    assert_eq!(format_of(dir.path()), 2);
+}

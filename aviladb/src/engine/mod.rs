@@ -1165,12 +1165,12 @@ pub(crate) struct RawDocument {
 }
 
 impl RawDocument {
-    /// The document a record holds, unless it has expired.
     /// The document's JSON with its system properties, about as a reply carries it.
     pub(crate) fn reply_bytes(&self) -> usize {
         self.json.len() + 64
     }
 
+    /// The document a record holds, unless it has expired.
     pub(crate) fn live(bytes: &[u8], expiry: &record::Expiry) -> Result<Option<RawDocument>> {
         if expiry.expired(&record::header(bytes)?) {
             return Ok(None);
@@ -1318,7 +1318,6 @@ fn recover(db: &Database, dir: &Path) -> Result<(wal::Wal, Option<(u64, u64)>)> 
     Ok((log, clean))
 }
 
-/// Checks (or, on a new file, writes) the format version.
 /// Moves the file to format `to` (at least), in a catalog change: it is durable before
 /// anything of the newer format is written.
 fn raise_format(txn: &redb::WriteTransaction, to: u64) -> Result<()> {
@@ -1330,6 +1329,9 @@ fn raise_format(txn: &redb::WriteTransaction, to: u64) -> Result<()> {
     Ok(())
 }
 
+/// Checks (or, on a new file, writes) the format version. A file of format 1 that holds a
+/// history of all versions (switched by a build that did not yet move the format) moves
+/// to 2 here.
 fn check_format(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
     {
@@ -1347,7 +1349,18 @@ fn check_format(db: &Database) -> Result<()> {
             }
         }
         txn.open_table(DATABASES)?;
-        txn.open_table(COLLECTIONS)?;
+        let colls = txn.open_table(COLLECTIONS)?;
+        let mut histories = false;
+        for entry in colls.iter()? {
+            let (_, value) = entry?;
+            // A record that does not decode fails where it is used, not here.
+            histories |= decode_collection(value.value())
+                .is_ok_and(|r| CollectionInfo::from_record("", r).history_since().is_some());
+        }
+        drop(meta);
+        if histories {
+            raise_format(&txn, 2)?;
+        }
     }
     build_feeds(&txn)?;
     txn.commit()?;
