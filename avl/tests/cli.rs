@@ -594,14 +594,23 @@ fn db_commands_work_in_process_and_through_a_server() {
         home.path().join("players.jsonl").to_str().unwrap(),
     ]);
     assert!(!again.status.success());
-    // Every batch holds an id that exists: each fails whole, and the count is of what
-    // committed, the batches still in flight when the first failed included.
+    // One batch of five holds ids that exist: it fails whole, the four others commit,
+    // and the count is of what committed (the batches in flight when it failed
+    // included), in one error line.
     let dup = home.path().join("dup.jsonl");
     let lines: String = (0..250)
-        .map(|i| format!("{{\"id\":\"i{i}\",\"region\":\"imp\"}}\n"))
+        .map(|i| {
+            // i100..i149 exist (in region imp, imported above).
+            let (id, region) = if (100..150).contains(&i) {
+                (format!("i{i}"), "imp")
+            } else {
+                (format!("n{i}"), "imp2")
+            };
+            format!("{{\"id\":\"{id}\",\"region\":\"{region}\"}}\n")
+        })
         .collect();
     std::fs::write(&dup, lines).unwrap();
-    let again = db(&[
+    let partly = db(&[
         "import",
         "gamedb",
         "players",
@@ -610,14 +619,20 @@ fn db_commands_work_in_process_and_through_a_server() {
         "50",
         dup.to_str().unwrap(),
     ]);
-    assert!(!again.status.success());
-    let stderr = text(&again.stderr);
+    assert!(!partly.status.success());
+    let stderr = text(&partly.stderr);
     assert!(
-        stderr.starts_with("error: AlreadyExists: the batch from line 1:")
-            && stderr.trim_end().ends_with("(0 documents imported)")
+        stderr.starts_with("error: AlreadyExists: the batch from line 101:")
+            && stderr.trim_end().ends_with("(200 documents imported)")
             && stderr.lines().count() == 1,
         "{stderr}"
     );
+    let q = db(&[
+        "query",
+        "gamedb",
+        "SELECT VALUE COUNT(1) FROM players c WHERE c.region = 'imp2'",
+    ]);
+    assert_eq!(text(&q.stdout), "200\n");
     let q = db(&["query", "gamedb", "SELECT * FROM players WHERE"]);
     assert!(!q.status.success());
     assert!(
