@@ -1,4 +1,5 @@
-//! The file's format version: what this build writes, and what it refuses.
+//! What builds of other formats left: the file's format version (what this build writes,
+//! and what it refuses), and query tokens of an older build.
 
 use redb::ReadableDatabase;
 use serde_json::json;
@@ -95,4 +96,37 @@ fn a_format_1_file_that_holds_a_history_moves_to_2_when_opened() {
         assert!(c.get::<serde_json::Value>("a", "a").unwrap().is_some());
     }
     assert_eq!(format_of(dir.path()), 2);
+}
+
+#[test]
+fn a_query_token_of_an_older_build_is_refused_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let db = engine.database("d");
+    db.create().unwrap();
+    let c = db.create_collection("c", "/id").unwrap();
+    c.create_index("by_n", &["/n"], false).unwrap();
+    for i in 0..5 {
+        c.insert(json!({"id": format!("k{i}"), "n": i})).unwrap();
+    }
+    let sql = "SELECT * FROM c WHERE c.n >= 0";
+    let options = |continuation| crate::PageOptions {
+        max_items: Some(2),
+        continuation,
+    };
+    let token = c.query(sql, options(None)).unwrap().continuation.unwrap();
+    // The same token as a build before `index:NAME@TABLE` wrote it: `index:NAME`.
+    let bytes = hex::decode(&token).unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&bytes[..bytes.len() - 8]).unwrap();
+    let access = body["access"].as_str().unwrap().to_string();
+    assert!(access.starts_with("index:by_n@"), "{access}");
+    body["access"] = json!("index:by_n");
+    let mut old = serde_json::to_vec(&body).unwrap();
+    let check = twox_hash::XxHash3_64::oneshot(&old);
+    old.extend_from_slice(&check.to_le_bytes());
+    let e = c.query(sql, options(Some(hex::encode(old)))).unwrap_err();
+    assert!(matches!(e, DbError::InvalidInput { .. }), "{e}");
+    assert!(e.to_string().contains("older build"), "{e}");
+    // The token as made reads on.
+    assert!(c.query(sql, options(Some(token))).is_ok());
 }

@@ -123,9 +123,15 @@ pub(crate) fn run(
         Some(text) => {
             let (token, pos) = Token::decode(text, fp)?;
             if token.access != plan.access.name() {
+                // Tokens of builds before indexes were named with their table.
+                let older = token.access.starts_with("index:") && !token.access.contains('@');
                 return Err(DbError::invalid(
                     "continuation",
-                    "the continuation token was made with an index that is gone; start the query again",
+                    if older {
+                        "the continuation token was made by an older build; start the query again"
+                    } else {
+                        "the continuation token was made with an index that is gone; start the query again"
+                    },
                 ));
             }
             (token.skip, token.left, Some(pos))
