@@ -81,10 +81,8 @@ pub(crate) fn history_due(
     collection_table: u64,
     cutoff: u64,
 ) -> Result<bool> {
-    let table = match txn.open_table(FeedDef::new(&history_table(collection_table))) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-        Err(e) => return Err(e.into()),
+    let Some(table) = open_feed(txn, &history_table(collection_table))? else {
+        return Ok(false);
     };
     match table.first()? {
         Some((_, value)) => Ok(entry_time(value.value())? < cutoff),
@@ -340,11 +338,8 @@ pub(crate) fn decode_token(token: &str, collection_table: u64) -> Result<(u64, u
 /// The last sequence number in a collection's feed (0 when empty). The feed holds the
 /// latest change in either mode.
 pub(crate) fn last_seq(txn: &ReadTransaction, collection_table: u64) -> Result<u64> {
-    let name = feed_table(collection_table);
-    let table = match txn.open_table(FeedDef::new(&name)) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(e.into()),
+    let Some(table) = open_feed(txn, &feed_table(collection_table))? else {
+        return Ok(0);
     };
     Ok(table.last()?.map_or(0, |(k, _)| k.value()))
 }

@@ -249,6 +249,15 @@ impl CollectionInfo {
         (self.change_feed == ChangeFeedMode::AllVersions).then_some(self.history_since)
     }
 
+    /// With a history and a retention: the commit time (µs) before which its entries
+    /// are past the retention at `now_micros`.
+    pub(crate) fn history_cutoff(&self, now_micros: u64) -> Option<u64> {
+        let secs = self
+            .history_retention
+            .filter(|_| self.history_since().is_some())?;
+        Some(now_micros.saturating_sub(secs.saturating_mul(1_000_000)))
+    }
+
     /// Every table the collection owns: its documents, its feed and its indexes.
     fn tables(&self) -> Vec<String> {
         [

@@ -86,14 +86,8 @@ fn due_checked(db: &Database, now: u64) -> Result<bool> {
 /// Whether one collection has something to reclaim at `now`.
 fn collection_due(txn: &redb::ReadTransaction, info: &CollectionInfo, now: u64) -> Result<bool> {
     // A damaged history entry does not hide the collection's expired documents.
-    if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
-        (info.change_feed, info.history_retention)
-        && feed::history_due(
-            txn,
-            info.table,
-            now.saturating_sub(secs.saturating_mul(1_000_000)),
-        )
-        .unwrap_or(false)
+    if let Some(cutoff) = info.history_cutoff(now)
+        && feed::history_due(txn, info.table, cutoff).unwrap_or(false)
     {
         return Ok(true);
     }
@@ -156,10 +150,7 @@ pub(crate) fn reclaim(ctx: &mut TxnCtx<'_>, limit: usize) -> Result<u64> {
     }
     // Histories past their retention (not counted: they are not documents).
     for info in &infos {
-        if let (feed::ChangeFeedMode::AllVersions, Some(secs)) =
-            (info.change_feed, info.history_retention)
-        {
-            let cutoff = ctx.ts_micros.saturating_sub(secs.saturating_mul(1_000_000));
+        if let Some(cutoff) = info.history_cutoff(ctx.ts_micros) {
             feed::trim_history(txn, &mut ctx.log, info.table, cutoff, HISTORY_TRIM_BATCH)?;
         }
     }
