@@ -929,14 +929,7 @@ impl Engine {
                 format!("more than {MAX_BATCH} keys"),
             ));
         }
-        let encoded = keys
-            .iter()
-            .map(|k| {
-                check_id(&k.id)?;
-                record::doc_key(&k.partition_key, &k.id)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.get_keys(db, coll, &encoded)
+        self.get_keys(db, coll, &encode_keys(keys)?)
     }
 
     /// A read snapshot in which collection `coll` exists, with its metadata.
@@ -988,18 +981,7 @@ impl Engine {
 
     fn get_keys(&self, db: &str, coll: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<RawDocument>>> {
         let (info, _txn, table, _) = self.snapshot_docs(db, coll)?;
-        let expiry = self.expiry(&info);
-        let mut out = Vec::with_capacity(keys.len());
-        let mut bytes = ReadBytes::default();
-        for key in keys {
-            let doc = match table.get(key.as_slice())? {
-                Some(v) => RawDocument::live(v.value(), &expiry)?,
-                None => None,
-            };
-            bytes.add(doc.as_ref())?;
-            out.push(doc);
-        }
-        Ok(out)
+        read_batch(&table, keys, &self.expiry(&info))
     }
 
     fn forget_catalog(&self) {
@@ -1147,22 +1129,40 @@ struct Target {
     pk_path: String,
 }
 
-/// The JSON a batch get has read so far: at most [`MAX_BATCH_BYTES`], as a batch write
-/// takes, so that its answer crosses HTTP as it comes back in process.
-#[derive(Default)]
-pub(crate) struct ReadBytes(usize);
+/// The storage keys of `keys`, each id checked.
+pub(crate) fn encode_keys(keys: &[DocKey]) -> Result<Vec<Vec<u8>>> {
+    keys.iter()
+        .map(|k| {
+            check_id(&k.id)?;
+            record::doc_key(&k.partition_key, &k.id)
+        })
+        .collect()
+}
 
-impl ReadBytes {
-    pub(crate) fn add(&mut self, doc: Option<&RawDocument>) -> Result<()> {
-        self.0 += doc.map_or(0, RawDocument::reply_bytes);
-        if self.0 > MAX_BATCH_BYTES {
+/// The live documents at `keys`, in order: at most [`MAX_BATCH_BYTES`] of JSON, as a batch
+/// write takes, so that the answer crosses HTTP as it comes back in process.
+pub(crate) fn read_batch(
+    table: &DocsReader,
+    keys: &[Vec<u8>],
+    expiry: &record::Expiry,
+) -> Result<Vec<Option<RawDocument>>> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut bytes = 0usize;
+    for key in keys {
+        let doc = match table.get(key.as_slice())? {
+            Some(v) => RawDocument::live(v.value(), expiry)?,
+            None => None,
+        };
+        bytes += doc.as_ref().map_or(0, RawDocument::reply_bytes);
+        if bytes > MAX_BATCH_BYTES {
             return Err(DbError::TooLarge(format!(
                 "the documents asked for hold more than {MAX_BATCH_BYTES} bytes of JSON; \
                  ask for fewer at once"
             )));
         }
-        Ok(())
+        out.push(doc);
     }
+    Ok(out)
 }
 
 /// A stored document before parsing: for callers that deserialize it to their own type.

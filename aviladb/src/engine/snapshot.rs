@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, TableDefinition};
 
-use super::{DocKey, Engine, RawDocument, docs_table, read_collection, record};
-use crate::engine::names::check_id;
+use super::{DocKey, Engine, RawDocument, docs_table, read_collection};
 use crate::error::{DbError, Result};
 
 /// How long an unused snapshot lives.
@@ -97,19 +96,6 @@ impl Engine {
         let table = txn.open_table(TableDefinition::<&[u8], &[u8]>::new(&docs_table(
             info.table,
         )))?;
-        let expiry = self.expiry(&info);
-        let mut out = Vec::with_capacity(keys.len());
-        let mut bytes = super::ReadBytes::default();
-        for k in keys {
-            check_id(&k.id)?;
-            let key = record::doc_key(&k.partition_key, &k.id)?;
-            let doc = match table.get(key.as_slice())? {
-                Some(v) => RawDocument::live(v.value(), &expiry)?,
-                None => None,
-            };
-            bytes.add(doc.as_ref())?;
-            out.push(doc);
-        }
-        Ok(out)
+        super::read_batch(&table, &super::encode_keys(keys)?, &self.expiry(&info))
     }
 }
